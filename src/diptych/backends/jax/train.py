@@ -1,0 +1,142 @@
+"""The JAX trainer: a pure, jit-compiled ``(params, opt_state, batch) -> (params, opt_state, loss)``.
+
+The NNX module is split once into a static ``graphdef`` and a pytree of parameters; the step
+merges them inside ``jit``, differentiates with ``jax.value_and_grad`` and applies an optax
+update. Parameters and optimizer state are donated, so XLA updates them in place. Batches are
+passed in as arguments (a jitted function that closes over the dataset would embed it as a
+constant and take minutes to compile).
+"""
+
+from __future__ import annotations
+
+import functools
+
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from diptych.backends.jax import models, weights
+from diptych.errors import DiptychError
+from diptych.schedules import warmup_steps
+from diptych.tasks import OptimizerSpec, Task
+
+EVAL_BATCH = 1000
+
+
+def configure() -> None:
+    # Parity and reproducibility: full float32 matmuls on every backend (no TF32/bf16 passes).
+    jax.config.update("jax_default_matmul_precision", "float32")
+
+
+def make_schedule(spec: OptimizerSpec, total_steps: int) -> optax.Schedule | float:
+    """The optax form of :mod:`diptych.schedules` (same curve as the torch twin's LambdaLR)."""
+    if spec.schedule == "constant":
+        return spec.lr
+    warm = warmup_steps(total_steps, spec.warmup_fraction) if spec.schedule == "onecycle" else 0
+    if warm == 0:
+        return optax.cosine_decay_schedule(spec.lr, decay_steps=max(total_steps, 1))
+    return optax.warmup_cosine_decay_schedule(0.0, spec.lr, warm, decay_steps=total_steps, end_value=0.0)
+
+
+def make_optimizer(spec: OptimizerSpec, total_steps: int) -> optax.GradientTransformation:
+    """optax for a neutral spec; the same update rules as the torch twin's ``torch.optim``."""
+    lr = make_schedule(spec, total_steps)
+    if spec.name == "sgd":
+        return optax.sgd(lr)
+    if spec.name in ("momentum", "nesterov"):
+        return optax.sgd(lr, momentum=spec.momentum, nesterov=spec.name == "nesterov")
+    if spec.name == "adam":
+        return optax.adam(lr)
+    if spec.name == "adamw":
+        return optax.adamw(lr, weight_decay=spec.weight_decay)
+    raise DiptychError(f"unknown optimizer {spec.name!r}")
+
+
+def loss_fn(params: nnx.State, graphdef: nnx.GraphDef, x: jax.Array, y: jax.Array) -> jax.Array:
+    logits = nnx.merge(graphdef, params)(x)  # (B, classes)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def train_step(graphdef, tx, params, opt_state, x, y):
+    """Pure: one optax step. ``x`` ``(B, ...)`` float32, ``y`` ``(B,)`` int32."""
+    loss, grads = jax.value_and_grad(loss_fn)(params, graphdef, x, y)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    return params, opt_state, loss
+
+
+def logits_fn(graphdef, params, x):
+    return nnx.merge(graphdef, params)(x)
+
+
+class Trainer:
+    framework = "jax"
+
+    def __init__(self, task: Task, seed: int, total_steps: int, compile: bool = True):
+        configure()
+        self.task = task
+        self.model = models.build_model(task.model, seed)
+        self.graphdef, self.params = nnx.split(self.model, nnx.Param)
+        self.tx = make_optimizer(task.optimizer, total_steps)
+        self.opt_state = self.tx.init(self.params)
+        self._step = jax.jit(functools.partial(train_step, self.graphdef, self.tx), donate_argnums=(0, 1))
+        self._logits = jax.jit(functools.partial(logits_fn, self.graphdef))
+
+    def train_step(self, x: np.ndarray, y: np.ndarray) -> jax.Array:
+        self.params, self.opt_state, loss = self._step(self.params, self.opt_state, x, y)
+        return loss  # stays on device; the driver fetches losses in groups
+
+    @staticmethod
+    def losses_to_numpy(losses: list[jax.Array]) -> np.ndarray:
+        return np.asarray(jax.device_get(losses), dtype=np.float32)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Logits ``(B, classes)``; batches are padded to a fixed size so ``jit`` compiles once."""
+        n = len(x)
+        size = EVAL_BATCH if n <= EVAL_BATCH else n
+        if n < size:
+            x = np.concatenate([x, np.zeros((size - n, *x.shape[1:]), x.dtype)])
+        return np.asarray(self._logits(self.params, x))[:n]
+
+    # --- state I/O in canonical / flat form, for weights files and checkpoints
+    def _sync_model(self) -> None:
+        nnx.update(self.model, self.params)
+
+    def export_weights(self) -> dict[str, np.ndarray]:
+        self._sync_model()
+        return weights.export(self.model)
+
+    def load_weights(self, params: dict[str, np.ndarray], source: str = "weights") -> None:
+        weights.load(self.model, params, source)
+        _, self.params = nnx.split(self.model, nnx.Param)
+
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        leaves = jax.tree_util.tree_flatten_with_path(self.opt_state)[0]
+        return {jax.tree_util.keystr(path): np.asarray(v) for path, v in leaves}
+
+    def load_optimizer_state(self, flat: dict[str, np.ndarray]) -> None:
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(self.opt_state)
+        keys = [jax.tree_util.keystr(p) for p, _ in leaves]
+        if sorted(keys) != sorted(flat):
+            raise DiptychError("checkpoint optimizer state does not fit this optimizer; "
+                               "resume with the optimizer the run started with")
+        self.opt_state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(flat[k]) for k in keys])
+
+    def num_params(self) -> int:
+        return models.num_params(self.model)
+
+
+def versions() -> dict[str, str]:
+    import flax
+
+    return {"jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else "",
+            "flax": flax.__version__, "optax": optax.__version__}
+
+
+def device_name() -> str:
+    d = jax.devices()[0]
+    return f"{d.platform} ({d.device_kind})"
+

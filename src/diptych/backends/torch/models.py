@@ -1,0 +1,76 @@
+"""PyTorch models for the neutral specs in :mod:`diptych.tasks`.
+
+Attribute names match the canonical weight names (``conv1``, ``fc1``, ...), so
+``model.state_dict()`` *is* the canonical weights dict. Initialization is PyTorch's default
+(Kaiming-uniform weights, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` biases); the JAX twin draws
+from the same distributions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from diptych.tasks import CNNSpec, MLPSpec
+
+
+class MLP(nn.Module):
+    def __init__(self, spec: MLPSpec):
+        super().__init__()
+        self.num_layers = len(spec.layer_sizes())
+        for i, (fan_in, fan_out) in enumerate(spec.layer_sizes(), start=1):
+            setattr(self, f"fc{i}", nn.Linear(fan_in, fan_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)  # (B, D)
+        for i in range(1, self.num_layers + 1):
+            x = getattr(self, f"fc{i}")(x)
+            if i < self.num_layers:
+                x = F.relu(x)
+        return x  # (B, classes)
+
+
+class ConvNet(nn.Module):
+    """Conv stack (1-D or 2-D) -> flatten (C, H, W) -> MLP head."""
+
+    def __init__(self, spec: CNNSpec):
+        super().__init__()
+        self.spec = spec
+        conv = nn.Conv2d if spec.dims == 2 else nn.Conv1d
+        cin = spec.in_channels
+        for i, c in enumerate(spec.convs, start=1):
+            setattr(self, f"conv{i}", conv(cin, c.out_channels, c.kernel, stride=c.stride, padding=c.padding))
+            cin = c.out_channels
+        dims = [spec.flat_features(), *spec.hidden, spec.num_classes]
+        self.num_fc = len(dims) - 1
+        for j, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
+            setattr(self, f"fc{j}", nn.Linear(fan_in, fan_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.unsqueeze(1)  # (B, 1, H, W) or (B, 1, L)
+        pool = F.max_pool2d if self.spec.dims == 2 else F.max_pool1d
+        for i, c in enumerate(self.spec.convs, start=1):
+            x = F.relu(getattr(self, f"conv{i}")(x))  # (B, C, H', W')
+            if c.pool > 1:
+                x = pool(x, c.pool)  # (B, C, H'/p, W'/p)
+        x = x.flatten(1)  # (B, C*H*W), channel-major: the canonical order
+        for j in range(1, self.num_fc + 1):
+            x = getattr(self, f"fc{j}")(x)
+            if j < self.num_fc:
+                x = F.relu(x)
+        return x  # (B, classes)
+
+
+def build_model(spec: MLPSpec | CNNSpec, seed: int = 0) -> nn.Module:
+    """Build the twin of ``spec`` with weights drawn from a generator seeded by ``seed``."""
+    torch.manual_seed(seed)
+    if isinstance(spec, MLPSpec):
+        return MLP(spec)
+    if isinstance(spec, CNNSpec):
+        return ConvNet(spec)
+    raise TypeError(f"no torch model for {type(spec).__name__}")
+
+
+def num_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,123 @@
+"""The PyTorch trainer: eager ``zero_grad -> forward -> backward -> step``, optionally compiled.
+
+The neutral driver (:mod:`diptych.driver`) owns epochs, batches, evaluation and checkpoints;
+this class owns one model, its ``torch.optim`` optimizer and its LR scheduler.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.optim.lr_scheduler import LambdaLR
+
+from diptych.backends.torch import models, weights
+from diptych.errors import DiptychError
+from diptych.schedules import lr_factor
+from diptych.tasks import OptimizerSpec, Task
+
+
+def configure(threads: int | None = None) -> None:
+    """Never ask for more threads than there are cores (2 here): oversubscription is 10x slower."""
+    torch.set_num_threads(min(threads or torch.get_num_threads(), os.cpu_count() or 1))
+    # Parity and reproducibility: full float32 matmuls (no TF32 on GPUs that have it).
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def make_optimizer(spec: OptimizerSpec, params) -> torch.optim.Optimizer:
+    """torch.optim for a neutral spec. Updates, with g the gradient and lr_t the scheduled rate:
+
+    sgd: p -= lr_t g;  momentum: b = mu b + g, p -= lr_t b;  nesterov: p -= lr_t (g + mu b);
+    adam/adamw: Kingma & Ba with bias correction (adamw: p -= lr_t wd p first, decoupled).
+    """
+    if spec.name == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr)
+    if spec.name in ("momentum", "nesterov"):
+        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=spec.name == "nesterov")
+    if spec.name == "adam":
+        return torch.optim.Adam(params, lr=spec.lr)
+    if spec.name == "adamw":
+        return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    raise DiptychError(f"unknown optimizer {spec.name!r}")
+
+
+class Trainer:
+    framework = "torch"
+
+    def __init__(self, task: Task, seed: int, total_steps: int, compile: bool = False):
+        configure()
+        self.task = task
+        self.model = models.build_model(task.model, seed)
+        self.optimizer = make_optimizer(task.optimizer, self.model.parameters())
+        opt = task.optimizer
+        self.lr_lambda = lambda t: lr_factor(opt.schedule, t, total_steps, opt.warmup_fraction)
+        self.scheduler = LambdaLR(self.optimizer, self.lr_lambda)
+        # torch.compile wraps the module; parameters are shared, so weights/optimizer are unchanged.
+        self.forward = torch.compile(self.model) if compile else self.model
+
+    def train_step(self, x: np.ndarray, y: np.ndarray) -> torch.Tensor:
+        """One optimizer step on a batch ``x`` ``(B, ...)`` float32, ``y`` ``(B,)`` int. Returns the loss."""
+        xb, yb = torch.from_numpy(x), torch.from_numpy(y).long()
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self.forward(xb), yb)  # mean over the batch
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.detach()
+
+    @staticmethod
+    def losses_to_numpy(losses: list[torch.Tensor]) -> np.ndarray:
+        return torch.stack(losses).numpy()
+
+    @torch.no_grad()
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Logits ``(B, classes)`` for inputs ``(B, ...)``."""
+        self.model.eval()
+        return self.forward(torch.from_numpy(x)).numpy()
+
+    # --- state I/O in canonical / flat form, for weights files and checkpoints
+    def export_weights(self) -> dict[str, np.ndarray]:
+        return weights.export(self.model)
+
+    def load_weights(self, params: dict[str, np.ndarray], source: str = "weights") -> None:
+        weights.load(self.model, params, source)
+
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        flat = {f"state.{idx}.{k}": v.detach().cpu().numpy().copy() if torch.is_tensor(v) else np.asarray(v)
+                for idx, s in self.optimizer.state_dict()["state"].items() for k, v in s.items()}
+        flat["scheduler.last_epoch"] = np.asarray(self.scheduler.last_epoch, dtype=np.int64)
+        return flat
+
+    def load_optimizer_state(self, flat: dict[str, np.ndarray]) -> None:
+        sd = self.optimizer.state_dict()
+        state: dict[int, dict] = {}
+        for key, v in flat.items():
+            if key.startswith("state."):
+                _, idx, name = key.split(".", 2)
+                state.setdefault(int(idx), {})[name] = torch.from_numpy(np.array(v))
+        sd["state"] = state
+        try:
+            self.optimizer.load_state_dict(sd)
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise DiptychError(f"checkpoint optimizer state does not fit this optimizer ({e})") from None
+        step = int(flat["scheduler.last_epoch"])
+        self.scheduler.last_epoch = step
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["lr"] = base * self.lr_lambda(step)
+
+    def num_params(self) -> int:
+        return models.num_params(self.model)
+
+
+def versions() -> dict[str, str]:
+    return {"torch": torch.__version__}
+
+
+def device_name() -> str:
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.processor() or 'x86_64'})"

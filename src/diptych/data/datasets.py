@@ -1,0 +1,175 @@
+"""Datasets as plain numpy arrays: MNIST, Fashion-MNIST (IDX files) and MNIST-1D (generated).
+
+Every loader returns a :class:`Dataset` with float32 inputs standardized by the training
+split's mean and std (``x_train`` is ``(N, 28, 28)`` for the image sets, ``(N, 40)`` for
+MNIST-1D) and int32 labels. Where the IDX files are looked for, in order:
+
+1. ``--data-dir`` (the folder itself, or its ``<name>/`` subfolder);
+2. ``$DIPTYCH_DATA/<name>/``;
+3. the user cache, ``$DIPTYCH_CACHE`` or ``~/.cache/diptych``, under ``<name>/``;
+4. else they are downloaded from the public mirrors into the cache, MD5-checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from diptych.data.download import fetch, md5sum
+from diptych.data.idx import read_idx
+from diptych.errors import DataError, DiptychError
+
+
+@dataclass
+class Dataset:
+    name: str
+    x_train: np.ndarray  # (N, ...) float32, standardized
+    y_train: np.ndarray  # (N,) int32
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int = 10
+
+
+@dataclass(frozen=True)
+class IdxSource:
+    files: dict[str, str]  # role -> (file name, md5) below
+    md5: dict[str, str]
+    mirrors: tuple[str, ...]
+
+
+_ROLES = ("train_images", "train_labels", "test_images", "test_labels")
+_MNIST_FILES = dict(zip(_ROLES, ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")))
+
+IDX_SOURCES = {
+    "mnist": IdxSource(
+        files=_MNIST_FILES,
+        md5=dict(zip(_ROLES, ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
+                              "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"))),
+        mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/",
+                 "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+    ),
+    "fashion-mnist": IdxSource(
+        files=_MNIST_FILES,
+        md5=dict(zip(_ROLES, ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
+                              "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"))),
+        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                 "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/"),
+    ),
+}
+
+DATASETS = ("mnist", "fashion-mnist", "mnist1d")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DIPTYCH_CACHE") or Path.home() / ".cache" / "diptych")
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True) -> Dataset:
+    if name in IDX_SOURCES:
+        return _load_idx(name, IDX_SOURCES[name], data_dir, download)
+    if name == "mnist1d":
+        return load_mnist1d()
+    raise DiptychError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def _standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x_train = x_train.astype(np.float32)
+    x_test = x_test.astype(np.float32)
+    mean, std = float(x_train.mean()), float(x_train.std())
+    return (x_train - mean) / std, (x_test - mean) / std
+
+
+# ----------------------------------------------------------------------------- IDX sets
+
+
+def candidate_dirs(name: str, data_dir: str | Path | None) -> list[Path]:
+    dirs = []
+    if data_dir is not None:
+        dirs += [Path(data_dir), Path(data_dir) / name]
+    if os.environ.get("DIPTYCH_DATA"):
+        dirs.append(Path(os.environ["DIPTYCH_DATA"]) / name)
+    dirs.append(cache_dir() / name)
+    return dirs
+
+
+def _find(stem: str, dirs: list[Path]) -> Path | None:
+    for d in dirs:
+        for candidate in (d / (stem + ".gz"), d / stem):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def locate_idx_files(name: str, source: IdxSource, data_dir=None, download: bool = True,
+                     mirrors: tuple[str, ...] | None = None) -> dict[str, Path]:
+    """Find (or fetch) the four IDX files; gzipped ones are MD5-checked before use."""
+    dirs = candidate_dirs(name, data_dir)
+    found = {}
+    for role, stem in source.files.items():
+        path = _find(stem, dirs)
+        if path is None:
+            if not download:
+                raise DataError(f"{name}: {stem}.gz not found in {', '.join(map(str, dirs))}; "
+                                f"put the four IDX files in one of them or pass --data-dir DIR")
+            try:
+                path = fetch(stem + ".gz", source.md5[role], list(mirrors or source.mirrors), cache_dir() / name)
+            except DataError as e:
+                raise DataError(f"{name}: {stem}.gz is not in {', '.join(map(str, dirs))} and {e}; "
+                                f"put the four IDX files (.gz) in {cache_dir() / name} or pass --data-dir DIR") from None
+        elif path.suffix == ".gz" and (got := md5sum(path)) != source.md5[role]:
+            raise DataError(f"{path}: MD5 {got} does not match the official {source.md5[role]}; "
+                            "the file is corrupt or not the official one: delete it and download it again")
+        found[role] = path
+    return found
+
+
+def _load_idx(name: str, source: IdxSource, data_dir, download: bool) -> Dataset:
+    paths = locate_idx_files(name, source, data_dir, download)
+    arrays = {role: read_idx(p) for role, p in paths.items()}
+    for split in ("train", "test"):
+        xi, yi = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if xi.ndim != 3 or yi.ndim != 1 or len(xi) != len(yi):
+            raise DataError(f"{name}: {split} images {xi.shape} and labels {yi.shape} do not match; "
+                            f"check {paths[f'{split}_images'].parent}")
+    x_train, x_test = _standardize(arrays["train_images"], arrays["test_images"])
+    return Dataset(name, x_train, arrays["train_labels"].astype(np.int32),
+                   x_test, arrays["test_labels"].astype(np.int32))
+
+
+# ----------------------------------------------------------------------------- MNIST-1D
+
+
+def load_mnist1d() -> Dataset:
+    """MNIST-1D generated offline by the ``mnist1d`` package (4000 train / 1000 test, length 40).
+
+    Generation is deterministic (the package's seed 42) and takes a few seconds, so the
+    result is cached in the user cache under a key of the generation arguments.
+    """
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args(as_dict=True)
+    args.pop("url", None)  # we never use the download path
+    key = hashlib.sha1(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir() / "mnist1d" / f"mnist1d-{key}.npz"
+    data = None
+    if path.exists():
+        try:
+            with np.load(path) as f:
+                data = {k: f[k] for k in ("x", "y", "x_test", "y_test")}
+        except (OSError, ValueError, KeyError, EOFError):
+            data = None  # a corrupt cache entry is regenerated below
+    if data is None:
+        made = make_dataset(get_dataset_args())
+        data = {k: np.asarray(made[k]) for k in ("x", "y", "x_test", "y_test")}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, **data)
+        os.replace(tmp, path)
+    x_train, x_test = _standardize(data["x"], data["x_test"])
+    return Dataset("mnist1d", x_train, data["y"].astype(np.int32), x_test, data["y_test"].astype(np.int32))

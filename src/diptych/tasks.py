@@ -1,0 +1,243 @@
+"""Tasks: frozen, framework-neutral specs of what to train and what counts as success.
+
+A :class:`Task` names a dataset, a model spec, an optimizer spec, a budget and a target.
+Backends read these specs and build their own idiomatic objects from them; nothing here
+imports torch or jax.
+
+    >>> from diptych.tasks import get_task
+    >>> t = get_task("mnist-cnn")
+    >>> t.model.num_params()
+    421642
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from diptych.errors import DiptychError
+
+
+# ----------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class MLPSpec:
+    """Flatten -> [Linear -> ReLU] * len(hidden) -> Linear.
+
+    Canonical parameter names: ``fc1.weight`` ``(hidden[0], in_features)``, ``fc1.bias``, ...
+    """
+
+    in_features: int
+    hidden: tuple[int, ...]
+    num_classes: int = 10
+    kind: str = "mlp"
+
+    def layer_sizes(self) -> list[tuple[int, int]]:
+        dims = [self.in_features, *self.hidden, self.num_classes]
+        return list(zip(dims[:-1], dims[1:]))
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        shapes: dict[str, tuple[int, ...]] = {}
+        for i, (fan_in, fan_out) in enumerate(self.layer_sizes(), start=1):
+            shapes[f"fc{i}.weight"] = (fan_out, fan_in)
+            shapes[f"fc{i}.bias"] = (fan_out,)
+        return shapes
+
+    def num_params(self) -> int:
+        return _count(self.param_shapes())
+
+    def describe(self) -> str:
+        return "MLP " + "-".join(str(d) for d in [self.in_features, *self.hidden, self.num_classes])
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One conv layer: Conv(out_channels, kernel, stride, padding) -> ReLU [-> MaxPool(pool)]."""
+
+    out_channels: int
+    kernel: int
+    stride: int = 1
+    padding: int = 0
+    pool: int = 1  # 1 means no pooling
+
+
+@dataclass(frozen=True)
+class CNNSpec:
+    """A stack of convs (1-D or 2-D), flattened into an MLP head.
+
+    Input is ``(B, L)`` for ``dims=1`` or ``(B, H, W)`` for ``dims=2`` (one channel).
+    Canonical names: ``conv{i}.weight`` in PyTorch layout ``(O, I, kH, kW)`` / ``(O, I, k)``,
+    then ``fc{j}.weight`` ``(out, in)``, where ``fc1``'s input is flattened in PyTorch's
+    channel-major ``(C, H, W)`` order.
+    """
+
+    dims: int
+    in_size: int
+    convs: tuple[ConvSpec, ...]
+    hidden: tuple[int, ...] = ()
+    num_classes: int = 10
+    in_channels: int = 1
+    kind: str = "cnn"
+
+    def feature_shape(self) -> tuple[int, ...]:
+        """Shape ``(C, *spatial)`` of the last conv block's output."""
+        size, channels = self.in_size, self.in_channels
+        for c in self.convs:
+            size = (size + 2 * c.padding - c.kernel) // c.stride + 1
+            size //= c.pool
+            channels = c.out_channels
+        return (channels,) + (size,) * self.dims
+
+    def flat_features(self) -> int:
+        n = 1
+        for d in self.feature_shape():
+            n *= d
+        return n
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        shapes: dict[str, tuple[int, ...]] = {}
+        cin = self.in_channels
+        for i, c in enumerate(self.convs, start=1):
+            shapes[f"conv{i}.weight"] = (c.out_channels, cin) + (c.kernel,) * self.dims
+            shapes[f"conv{i}.bias"] = (c.out_channels,)
+            cin = c.out_channels
+        dims = [self.flat_features(), *self.hidden, self.num_classes]
+        for j, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
+            shapes[f"fc{j}.weight"] = (fan_out, fan_in)
+            shapes[f"fc{j}.bias"] = (fan_out,)
+        return shapes
+
+    def num_params(self) -> int:
+        return _count(self.param_shapes())
+
+    def describe(self) -> str:
+        convs = " ".join(f"conv{c.kernel}({c.out_channels})" + (f"/pool{c.pool}" if c.pool > 1 else "")
+                         for c in self.convs)
+        return f"CNN{self.dims}d {convs} fc{self.hidden + (self.num_classes,)}"
+
+
+ModelSpec = MLPSpec | CNNSpec
+
+
+def _count(shapes: dict[str, tuple[int, ...]]) -> int:
+    total = 0
+    for shape in shapes.values():
+        n = 1
+        for d in shape:
+            n *= d
+        total += n
+    return total
+
+
+# ----------------------------------------------------------------------------- training
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "onecycle")
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """Optimizer and learning-rate schedule (see :mod:`diptych.schedules` for the maths)."""
+
+    name: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9  # sgd with momentum / nesterov
+    weight_decay: float = 0.0  # decoupled, adamw only
+    schedule: str = "constant"
+    warmup_fraction: float = 0.0  # onecycle: fraction of steps spent warming up
+
+
+@dataclass(frozen=True)
+class Budget:
+    epochs: int
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class Target:
+    test_accuracy: float  # a fraction
+    reference: str  # where the bar comes from
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    dataset: str
+    model: ModelSpec
+    optimizer: OptimizerSpec
+    budget: Budget
+    target: Target
+    description: str = ""
+
+    def with_overrides(self, **kw) -> "Task":
+        """Return a copy with CLI overrides applied (``epochs``, ``batch_size``, ``lr``, ``optimizer``,
+        ``schedule``); ``None`` values are ignored."""
+        opt, budget = self.optimizer, self.budget
+        if kw.get("epochs") is not None:
+            budget = dataclasses.replace(budget, epochs=kw["epochs"])
+        if kw.get("batch_size") is not None:
+            budget = dataclasses.replace(budget, batch_size=kw["batch_size"])
+        if kw.get("optimizer") is not None:
+            opt = dataclasses.replace(opt, name=kw["optimizer"])
+        if kw.get("lr") is not None:
+            opt = dataclasses.replace(opt, lr=kw["lr"])
+        if kw.get("schedule") is not None:
+            opt = dataclasses.replace(opt, schedule=kw["schedule"])
+        validate(opt, budget)
+        return dataclasses.replace(self, optimizer=opt, budget=budget)
+
+
+def validate(opt: OptimizerSpec, budget: Budget) -> None:
+    if not opt.lr > 0:
+        raise DiptychError(f"--lr must be positive, got {opt.lr}; try e.g. --lr 0.001")
+    if budget.epochs <= 0:
+        raise DiptychError(f"--epochs must be a positive integer, got {budget.epochs}")
+    if budget.batch_size <= 0:
+        raise DiptychError(f"--batch-size must be a positive integer, got {budget.batch_size}")
+    if opt.name not in OPTIMIZERS:
+        raise DiptychError(f"unknown optimizer {opt.name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if opt.schedule not in SCHEDULES:
+        raise DiptychError(f"unknown schedule {opt.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+# ----------------------------------------------------------------------------- registry
+
+MNIST_MLP = MLPSpec(in_features=784, hidden=(256, 128))
+MNIST_CNN = CNNSpec(
+    dims=2, in_size=28,
+    convs=(ConvSpec(32, 3, padding=1, pool=2), ConvSpec(64, 3, padding=1, pool=2)),
+    hidden=(128,),
+)
+# The MNIST-1D paper's models (greydanus/mnist1d, models.py): MLP 40-100-100-10 and
+# ConvBase: three stride-2 convs of 25 channels, then one linear layer (125 -> 10).
+MNIST1D_MLP = MLPSpec(in_features=40, hidden=(100, 100))
+MNIST1D_CNN = CNNSpec(
+    dims=1, in_size=40,
+    convs=(ConvSpec(25, 5, stride=2, padding=1), ConvSpec(25, 3, stride=2, padding=1),
+           ConvSpec(25, 3, stride=2, padding=1)),
+)
+
+_ONECYCLE_ADAM = dict(name="adam", schedule="onecycle", warmup_fraction=0.2)
+
+TASKS: dict[str, Task] = {t.name: t for t in [
+    Task("mnist-mlp", "mnist", MNIST_MLP, OptimizerSpec(lr=2e-3, **_ONECYCLE_ADAM), Budget(8, 128),
+         Target(0.98, "classic 2-hidden-layer MLP, ~98%"), "MLP on MNIST digits"),
+    Task("mnist-cnn", "mnist", MNIST_CNN, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(3, 128),
+         Target(0.99, "the classic 2-conv Keras/PyTorch CNN, 99%+ in 3 epochs"), "CNN on MNIST digits"),
+    Task("fashion-mnist-mlp", "fashion-mnist", MNIST_MLP, OptimizerSpec(lr=2e-3, **_ONECYCLE_ADAM),
+         Budget(10, 128), Target(0.88, "Zalando benchmark MLPs, 87-89%"), "MLP on Fashion-MNIST"),
+    Task("fashion-mnist-cnn", "fashion-mnist", MNIST_CNN, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM),
+         Budget(10, 128), Target(0.91, "Zalando benchmark 2-conv CNNs, ~91%"), "CNN on Fashion-MNIST"),
+    Task("mnist1d-mlp", "mnist1d", MNIST1D_MLP, OptimizerSpec(lr=1e-2, **_ONECYCLE_ADAM), Budget(60, 100),
+         Target(0.68, "MNIST-1D paper: MLP 68%"), "MLP on MNIST-1D (generated offline)"),
+    Task("mnist1d-cnn", "mnist1d", MNIST1D_CNN, OptimizerSpec(lr=1e-2, **_ONECYCLE_ADAM), Budget(150, 100),
+         Target(0.94, "MNIST-1D paper: CNN 94%"), "CNN on MNIST-1D (generated offline)"),
+]}
+
+
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise DiptychError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}") from None
