@@ -231,7 +231,7 @@ TASKS: dict[str, Task] = {t.name: t for t in [
          Budget(10, 128), Target(0.91, "Zalando benchmark 2-conv CNNs, ~91%"), "CNN on Fashion-MNIST"),
     Task("mnist1d-mlp", "mnist1d", MNIST1D_MLP, OptimizerSpec(lr=1e-2, **_ONECYCLE_ADAM), Budget(60, 100),
          Target(0.68, "MNIST-1D paper: MLP 68%"), "MLP on MNIST-1D (generated offline)"),
-    Task("mnist1d-cnn", "mnist1d", MNIST1D_CNN, OptimizerSpec(lr=1e-2, **_ONECYCLE_ADAM), Budget(150, 100),
+    Task("mnist1d-cnn", "mnist1d", MNIST1D_CNN, OptimizerSpec(lr=2e-2, **_ONECYCLE_ADAM), Budget(150, 100),
          Target(0.94, "MNIST-1D paper: CNN 94%"), "CNN on MNIST-1D (generated offline)"),
 ]}
 

@@ -7,7 +7,8 @@ MNIST-1D) and int32 labels. Where the IDX files are looked for, in order:
 1. ``--data-dir`` (the folder itself, or its ``<name>/`` subfolder);
 2. ``$DIPTYCH_DATA/<name>/``;
 3. the user cache, ``$DIPTYCH_CACHE`` or ``~/.cache/diptych``, under ``<name>/``;
-4. else they are downloaded from the public mirrors into the cache, MD5-checked.
+4. else they are downloaded from the public mirrors into the cache, MD5-checked (unless
+   ``$DIPTYCH_OFFLINE`` is set, as in the tests, which then fail with where to put the files).
 """
 
 from __future__ import annotations
@@ -114,9 +115,10 @@ def locate_idx_files(name: str, source: IdxSource, data_dir=None, download: bool
     for role, stem in source.files.items():
         path = _find(stem, dirs)
         if path is None:
-            if not download:
-                raise DataError(f"{name}: {stem}.gz not found in {', '.join(map(str, dirs))}; "
-                                f"put the four IDX files in one of them or pass --data-dir DIR")
+            if not download or os.environ.get("DIPTYCH_OFFLINE"):
+                raise DataError(f"{name}: {stem}.gz not found in {', '.join(map(str, dirs))} and downloads are off "
+                                f"(DIPTYCH_OFFLINE is set); put the four IDX files (.gz) in {cache_dir() / name} "
+                                f"or pass --data-dir DIR")
             try:
                 path = fetch(stem + ".gz", source.md5[role], list(mirrors or source.mirrors), cache_dir() / name)
             except DataError as e:

@@ -11,7 +11,6 @@ import platform
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -90,7 +89,7 @@ class Trainer:
 
     def optimizer_state(self) -> dict[str, np.ndarray]:
         flat = {f"state.{idx}.{k}": v.detach().cpu().numpy().copy() if torch.is_tensor(v) else np.asarray(v)
-                for idx, s in self.optimizer.state_dict()["state"].items() for k, v in s.items()}
+                for idx, s in self.optimizer.state_dict()["state"].items() for k, v in s.items() if v is not None}
         flat["scheduler.last_epoch"] = np.asarray(self.scheduler.last_epoch, dtype=np.int64)
         return flat
 
@@ -106,7 +105,7 @@ class Trainer:
             self.optimizer.load_state_dict(sd)
         except (ValueError, KeyError, RuntimeError) as e:
             raise DiptychError(f"checkpoint optimizer state does not fit this optimizer ({e})") from None
-        step = int(flat["scheduler.last_epoch"])
+        step = int(np.asarray(flat["scheduler.last_epoch"]).reshape(-1)[0])
         self.scheduler.last_epoch = step
         for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
             group["lr"] = base * self.lr_lambda(step)

@@ -1,0 +1,13 @@
+"""diptych: every classic deep-learning task twice, in idiomatic PyTorch and idiomatic JAX.
+
+    >>> from diptych import RunConfig, train_and_evaluate          # doctest: +SKIP
+    >>> record = train_and_evaluate(RunConfig("mnist1d-cnn", "jax"), "runs/demo")
+    >>> record["test_accuracy"] >= 0.94
+    True
+"""
+
+__version__ = "0.1.0"
+
+from diptych.driver import RunConfig, evaluate_weights, train_and_evaluate  # noqa: E402
+
+__all__ = ["RunConfig", "evaluate_weights", "train_and_evaluate", "__version__"]

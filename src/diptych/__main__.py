@@ -1,0 +1,3 @@
+from diptych.cli import run
+
+run()

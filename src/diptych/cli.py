@@ -1,0 +1,157 @@
+"""The ``diptych`` command line: a thin layer over :mod:`diptych.driver` and :mod:`diptych.compare`.
+
+Every user error (a :class:`~diptych.errors.DiptychError` or a click usage error) ends as one
+line on stderr and exit code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from diptych.backends import FRAMEWORKS
+from diptych.errors import DiptychError
+from diptych.tasks import OPTIMIZERS, SCHEDULES, TASKS
+
+TASK = click.argument("task", type=click.Choice(list(TASKS)), metavar="TASK")
+
+
+def _training_options(f):
+    options = [
+        click.option("--epochs", type=click.IntRange(min=1), help="Epochs (default: the task's)."),
+        click.option("--batch-size", type=click.IntRange(min=1), help="Global batch size (default: the task's)."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate."),
+        click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Optimizer (default: the task's)."),
+        click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule."),
+        click.option("--seed", type=int, help="Seed for initialization and batch order (default 0)."),
+        click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files."),
+        click.option("--compile", is_flag=True, help="torch: torch.compile the model (JAX always jit-compiles)."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables."),
+        click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="diptych")
+def cli():
+    """diptych: every classic deep-learning task, in idiomatic PyTorch and idiomatic JAX."""
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_tasks(as_json):
+    """Show the tasks: dataset, model, parameter count, target and reference result."""
+    rows = [{"task": t.name, "dataset": t.dataset, "model": t.model.describe(), "params": t.model.num_params(),
+             "target_accuracy": t.target.test_accuracy, "reference": t.target.reference,
+             "epochs": t.budget.epochs, "batch_size": t.budget.batch_size, "optimizer": t.optimizer.name,
+             "lr": t.optimizer.lr} for t in TASKS.values()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="diptych tasks")
+    for col in ("task", "dataset", "model", "params", "target", "reference", "defaults"):
+        table.add_column(col, justify="right" if col == "params" else "left")
+    for r in rows:
+        table.add_row(r["task"], r["dataset"], r["model"], f"{r['params']:,}", f"{100 * r['target_accuracy']:.1f}%",
+                      r["reference"], f"{r['optimizer']} lr {r['lr']:g}, {r['epochs']} ep x {r['batch_size']}")
+    Console().print(table)
+
+
+@cli.command()
+@TASK
+@click.option("--framework", type=click.Choice(FRAMEWORKS), required=True, help="Which twin trains.")
+@_training_options
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/TASK/FRAMEWORK).")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--init-from", type=click.Path(dir_okay=False), help="Start from these weights (either twin's).")
+def train(task, framework, out, as_json, no_progress, **kw):
+    """Train TASK with one framework; writes run.json, weights.safetensors and a checkpoint."""
+    from diptych.driver import RunConfig, train_and_evaluate
+
+    out = Path(out or f"runs/{task}/{framework}")
+    record = train_and_evaluate(RunConfig(task, framework, progress=not no_progress, **kw), out)
+    if as_json:
+        click.echo(json.dumps(record))
+    else:
+        click.echo(f"{task} [{framework}]: test accuracy {100 * record['test_accuracy']:.2f}% "
+                   f"(target {100 * record['target_accuracy']:.1f}%), {record['samples_per_second']:,.0f} samples/s, "
+                   f"wall {record['wall_seconds']:.1f}s -> {out}/run.json")
+
+
+@cli.command()
+@TASK
+@_training_options
+@click.option("--frameworks", default=",".join(FRAMEWORKS), show_default=True, help="Comma-separated twins to run.")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder (default runs/TASK/compare).")
+def compare(task, frameworks, out, as_json, no_progress, **kw):
+    """Train TASK in both twins on identical batches, one after the other; table + plot."""
+    from diptych.compare import compare_frameworks
+
+    names = [f.strip() for f in frameworks.split(",") if f.strip()]
+    bad = [f for f in names if f not in FRAMEWORKS]
+    if bad or not names:
+        raise DiptychError(f"unknown framework {bad[0] if bad else frameworks!r} in --frameworks; "
+                           f"choose from {', '.join(FRAMEWORKS)}")
+    compare_frameworks(task, names, Path(out or f"runs/{task}/compare"), kw, as_json=as_json,
+                       progress=not no_progress)
+
+
+@cli.command("eval")
+@TASK
+@click.option("--framework", type=click.Choice(FRAMEWORKS), required=True, help="Which twin evaluates.")
+@click.option("--weights", type=click.Path(dir_okay=False), required=True, help="A weights.safetensors file.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def eval_cmd(task, framework, weights, data_dir, as_json):
+    """Test accuracy of saved weights (trained by either twin) in FRAMEWORK."""
+    from diptych.driver import evaluate_weights
+
+    result = evaluate_weights(task, framework, weights, data_dir)
+    result.pop("predictions")
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(f"{task} [{framework}] {weights}: test accuracy {100 * result['test_accuracy']:.2f}% "
+                   f"({result['correct']}/{result['total']})")
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turning user errors into one line and exit code 2."""
+    try:
+        rv = cli.main(args=argv, prog_name="diptych", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except click.exceptions.NoSuchOption as e:
+        valid = sorted(o for p in (e.ctx.command.params if e.ctx else []) for o in p.opts if o.startswith("--"))
+        msg = f"no such option {e.option_name}" + (f"; valid options: {', '.join(valid)}" if valid else "")
+    except click.exceptions.UsageError as e:
+        msg = e.format_message()
+    except DiptychError as e:
+        msg = str(e)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("diptych: interrupted", err=True)
+        return 130
+    click.echo(f"diptych: error: {_one_line(msg)}", err=True)
+    return 2
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

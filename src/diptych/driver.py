@@ -1,0 +1,195 @@
+"""The training driver: one readable loop shared by both twins.
+
+It owns epochs, seeded batches, evaluation, progress, checkpoints and the run record, and
+calls the backend's ``Trainer`` for the steps. Because batch order depends only on
+``(seed, epoch)``, the torch and JAX twins see identical batches in identical order, and a
+resumed run continues exactly where the checkpoint left off.
+
+    >>> from diptych import RunConfig, train_and_evaluate          # doctest: +SKIP
+    >>> rec = train_and_evaluate(RunConfig("mnist1d-mlp", "torch", epochs=2), "runs/x")
+    >>> sorted(rec)[:3]
+    ['compile_seconds', 'config', 'epochs']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from diptych import checkpoint
+from diptych.backends import load_backend
+from diptych.data import Batches, Dataset, eval_batches, load_dataset
+from diptych.errors import DiptychError, NonFiniteLossError
+from diptych.progress import TrainProgress
+from diptych.records import hardware, peak_rss_mb, versions, write_json
+from diptych.tasks import Task, get_task
+from diptych.weights import load_weights, save_weights
+
+SYNC_EVERY = 20  # fetch losses from the device every N steps (JAX dispatches asynchronously)
+EVAL_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What to run. ``None`` means "the task's default"."""
+
+    task: str
+    framework: str
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    optimizer: str | None = None
+    schedule: str | None = None
+    seed: int | None = None
+    data_dir: str | None = None
+    compile: bool = False
+    resume: bool = False
+    init_from: str | None = None
+    progress: bool = True
+
+
+def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
+    """Apply CLI overrides to the task (or, when resuming, to the checkpoint's saved settings)."""
+    task = get_task(config.task)
+    given = {k: getattr(config, k) for k in ("epochs", "batch_size", "lr", "optimizer", "schedule", "seed")}
+    if saved is not None:
+        for key in ("batch_size", "optimizer", "schedule", "seed"):
+            if given[key] is not None and given[key] != saved[key]:
+                raise DiptychError(f"cannot change --{key.replace('_', '-')} when resuming "
+                                   f"(the run used {saved[key]}); start a new run with another --out")
+        given = {k: given[k] if given[k] is not None else saved[k] for k in given}
+    task = task.with_overrides(**given)
+    seed = given["seed"] if given["seed"] is not None else 0
+    settings = {"epochs": task.budget.epochs, "batch_size": task.budget.batch_size, "lr": task.optimizer.lr,
+                "optimizer": task.optimizer.name, "schedule": task.optimizer.schedule,
+                "warmup_fraction": task.optimizer.warmup_fraction, "seed": seed, "compile": config.compile}
+    return task, settings
+
+
+def evaluate(trainer, x: np.ndarray, y: np.ndarray) -> tuple[int, np.ndarray]:
+    """Return (number correct, predicted classes) over the whole split."""
+    preds = np.concatenate([trainer.predict(x[s]).argmax(-1) for s in eval_batches(len(x), EVAL_BATCH)])
+    return int((preds == y).sum()), preds
+
+
+def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset | None = None) -> dict:
+    """Train ``config.task`` with ``config.framework``; write run.json, weights and checkpoints to ``workdir``."""
+    workdir = Path(workdir)
+    ckpt_path = workdir / checkpoint.FILENAME
+    backend = load_backend(config.framework)
+    saved = None
+    if config.resume:
+        if not ckpt_path.exists():
+            raise DiptychError(f"no checkpoint to resume in {workdir}; run without --resume first")
+        params, opt_state, saved = checkpoint.load(ckpt_path, config.task, config.framework)
+    task, settings = resolve(config, saved and saved["config"])
+    data = dataset if dataset is not None else load_dataset(task.dataset, config.data_dir)
+
+    batches = Batches(len(data.x_train), task.budget.batch_size, seed=settings["seed"])
+    steps_per_epoch = batches.steps_per_epoch()
+    epochs = task.budget.epochs
+    trainer = backend.train.Trainer(task, settings["seed"], epochs * steps_per_epoch, compile=config.compile)
+
+    history: list[dict] = []
+    start_epoch, wall_offset, compile_seconds = 0, 0.0, None
+    steady_samples, steady_seconds = 0, 0.0
+    if saved is not None:
+        trainer.load_weights(params, str(ckpt_path))
+        trainer.load_optimizer_state(opt_state)
+        start_epoch, history = saved["epoch"], saved["epochs"]
+        wall_offset, compile_seconds = saved["wall_seconds"], saved["compile_seconds"]
+        steady_samples, steady_seconds = saved["steady_samples"], saved["steady_seconds"]
+        if start_epoch >= epochs:
+            raise DiptychError(f"the checkpoint in {workdir} already finished {start_epoch} epochs; "
+                               f"pass a larger --epochs to train further")
+    elif config.init_from:
+        init, _ = load_weights(config.init_from, task.model.param_shapes())
+        trainer.load_weights(init, config.init_from)
+
+    progress = TrainProgress(enabled=config.progress, total=epochs * steps_per_epoch,
+                             completed=start_epoch * steps_per_epoch, label=f"{task.name} [{config.framework}]")
+    t_start = time.perf_counter() - wall_offset
+    with progress:
+        for epoch in range(start_epoch, epochs):
+            t_epoch, pending, losses = time.perf_counter(), [], []
+            first_step_seconds = 0.0
+            for step, idx in enumerate(batches.epoch(epoch)):
+                x, y = data.x_train[idx], data.y_train[idx]  # (B, ...) float32, (B,) int32
+                if compile_seconds is None:  # the first step pays for tracing/compilation
+                    t0 = time.perf_counter()
+                    pending.append(trainer.train_step(x, y))
+                    losses.extend(trainer.losses_to_numpy(pending))
+                    pending = []
+                    compile_seconds = first_step_seconds = time.perf_counter() - t0
+                else:
+                    pending.append(trainer.train_step(x, y))
+                if len(pending) >= SYNC_EVERY or step == steps_per_epoch - 1:
+                    if pending:
+                        losses.extend(trainer.losses_to_numpy(pending))
+                        pending = []
+                    _check_finite(losses, epoch, steps_per_epoch, ckpt_path)
+                    done = step + 1
+                    rate = (done * len(idx)) / max(time.perf_counter() - t_epoch, 1e-9)
+                    progress.update(epoch * steps_per_epoch + done, loss=float(np.mean(losses[-SYNC_EVERY:])),
+                                    rate=rate, epoch=epoch + 1, epochs=epochs)
+            train_seconds = time.perf_counter() - t_epoch - first_step_seconds
+            steady_seconds += train_seconds
+            steady_samples += (steps_per_epoch - (1 if first_step_seconds else 0)) * task.budget.batch_size
+
+            correct, _ = evaluate(trainer, data.x_test, data.y_test)
+            record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
+                      "test_accuracy": correct / len(data.y_test), "train_seconds": round(train_seconds, 3),
+                      "wall_seconds": round(time.perf_counter() - t_start, 3)}
+            history.append(record)
+            progress.log(f"epoch {epoch + 1}/{epochs}  loss {record['train_loss']:.4f}  "
+                         f"test acc {100 * record['test_accuracy']:.2f}%  wall {record['wall_seconds']:.1f}s")
+            checkpoint.save(ckpt_path, trainer.export_weights(), trainer.optimizer_state(),
+                            task=task.name, framework=config.framework, epoch=epoch + 1, config=settings,
+                            epochs=history, wall_seconds=time.perf_counter() - t_start,
+                            compile_seconds=compile_seconds, steady_samples=steady_samples,
+                            steady_seconds=steady_seconds)
+
+    save_weights(trainer.export_weights(), workdir / "weights.safetensors", task=task.name,
+                 framework=config.framework, model=dataclasses.asdict(task.model))
+    run = {
+        "task": task.name, "framework": config.framework,
+        "versions": versions(backend.train.versions()), "hardware": hardware(backend.train.device_name()),
+        "config": settings, "dataset": {"name": data.name, "train": len(data.y_train), "test": len(data.y_test)},
+        "num_params": trainer.num_params(), "epochs": history,
+        "test_accuracy": history[-1]["test_accuracy"],
+        "target_accuracy": task.target.test_accuracy,
+        "reached_target": history[-1]["test_accuracy"] >= task.target.test_accuracy,
+        "compile_seconds": round(compile_seconds, 3),
+        "samples_per_second": round(steady_samples / max(steady_seconds, 1e-9), 1),
+        "wall_seconds": history[-1]["wall_seconds"], "peak_rss_mb": peak_rss_mb(),
+    }
+    write_json(workdir / "run.json", run)
+    return run
+
+
+def _check_finite(losses: list[float], epoch: int, steps_per_epoch: int, ckpt_path: Path) -> None:
+    bad = np.flatnonzero(~np.isfinite(np.asarray(losses)))
+    if bad.size:
+        step = epoch * steps_per_epoch + int(bad[0]) + 1
+        kept = f"the last good checkpoint {ckpt_path} is kept" if ckpt_path.exists() else "no checkpoint was written"
+        raise NonFiniteLossError(f"loss became {losses[bad[0]]} at step {step} (epoch {epoch + 1}); "
+                                 f"training stopped and {kept}; lower --lr and try again")
+
+
+def evaluate_weights(task_name: str, framework: str, weights_path: str | Path, data_dir: str | None = None,
+                     dataset: Dataset | None = None) -> dict:
+    """Test accuracy of a weights file (from either twin) evaluated by ``framework``."""
+    task = get_task(task_name)
+    params, _ = load_weights(weights_path, task.model.param_shapes())
+    backend = load_backend(framework)
+    data = dataset if dataset is not None else load_dataset(task.dataset, data_dir)
+    trainer = backend.train.Trainer(task, 0, 1)
+    trainer.load_weights(params, str(weights_path))
+    correct, preds = evaluate(trainer, data.x_test, data.y_test)
+    return {"task": task.name, "framework": framework, "weights": str(weights_path),
+            "test_accuracy": correct / len(data.y_test), "correct": correct, "total": len(data.y_test),
+            "predictions": preds}

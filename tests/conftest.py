@@ -1,0 +1,45 @@
+"""Shared fixtures. Tests never touch the network: downloads are disabled (DIPTYCH_OFFLINE=1)
+except where a test points the downloader at a local file:// mirror of its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_env(tmp_path_factory):
+    # MNIST-1D is generated once per session into a private cache (unless CI gave one).
+    os.environ.setdefault("DIPTYCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    os.environ["DIPTYCH_OFFLINE"] = "1"
+    yield
+
+
+def real_data_dir(name: str) -> Path:
+    """The folder of a real dataset from $DIPTYCH_DATA, or skip with how to provide it."""
+    root = os.environ.get("DIPTYCH_DATA")
+    if not root or not (Path(root) / name).is_dir():
+        pytest.skip(f"real {name} data not available: set DIPTYCH_DATA to a folder with {name}/ in it "
+                    f"(CI uses ../shared/data), or run `diptych train` once online to cache it")
+    return Path(root) / name
+
+
+def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    full_env = {k: v for k, v in full_env.items() if v is not None}  # None removes a variable
+    return subprocess.run([sys.executable, "-m", "diptych", *args], capture_output=True, text=True,
+                           timeout=timeout, env=full_env, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="session")
+def mnist1d():
+    from diptych.data import load_dataset
+
+    return load_dataset("mnist1d")

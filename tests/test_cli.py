@@ -1,0 +1,71 @@
+"""The CLI's happy paths: list, train/eval with --json, compare's table, plot and records."""
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from conftest import run_cli
+
+
+def test_list_shows_every_task():
+    proc = run_cli("list", "--json")
+    assert proc.returncode == 0
+    rows = {r["task"]: r for r in json.loads(proc.stdout)}
+    assert {"mnist-mlp", "mnist-cnn", "fashion-mnist-mlp", "fashion-mnist-cnn", "mnist1d-mlp",
+            "mnist1d-cnn"} <= set(rows)
+    assert rows["mnist-cnn"]["params"] == 421_642 and rows["mnist-cnn"]["target_accuracy"] == 0.99
+    table = run_cli("list")
+    assert table.returncode == 0 and "mnist1d-cnn" in table.stdout and "421,642" in table.stdout
+
+
+def test_neutral_core_imports_no_framework():
+    import subprocess
+    import sys
+
+    code = ("import sys, pkgutil, importlib, diptych\n"
+            "for m in pkgutil.walk_packages(diptych.__path__, 'diptych.'):\n"
+            "    if '.backends.' not in m.name and m.name != 'diptych.__main__': importlib.import_module(m.name)\n"
+            "bad = [m for m in ('torch', 'jax', 'flax', 'optax') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("framework,other", [("torch", "jax"), ("jax", "torch")])
+def test_train_json_then_eval_in_other_twin(tmp_path, framework, other):
+    out = tmp_path / framework
+    proc = run_cli("train", "mnist1d-mlp", "--framework", framework, "--epochs", "3", "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads(proc.stdout)
+    for key in ("task", "framework", "versions", "hardware", "config", "epochs", "test_accuracy",
+                "compile_seconds", "samples_per_second", "wall_seconds", "peak_rss_mb"):
+        assert key in run, key
+    assert run == json.loads((out / "run.json").read_text())
+    assert [e["epoch"] for e in run["epochs"]] == [1, 2, 3]
+    walls = [e["wall_seconds"] for e in run["epochs"]]
+    assert walls == sorted(walls) and walls[0] >= run["compile_seconds"]
+    assert run["framework"] == framework and framework in run["versions"]
+    assert 0.3 < run["test_accuracy"] <= 1  # 3 epochs are far above chance (10%)
+
+    ev = run_cli("eval", "mnist1d-mlp", "--framework", other, "--weights", str(out / "weights.safetensors"),
+                 "--json")
+    assert ev.returncode == 0, ev.stderr
+    result = json.loads(ev.stdout)
+    assert result["total"] == 1000 and result["correct"] == round(result["test_accuracy"] * 1000)
+    assert abs(result["test_accuracy"] - run["test_accuracy"]) <= 0.001  # same weights, other framework
+
+
+def test_compare_prints_table_and_writes_plot(tmp_path):
+    proc = run_cli("compare", "mnist1d-mlp", "--epochs", "4", "--out", str(tmp_path), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    for needle in ("torch", "jax", "test accuracy", "steady samples/s", "peak memory", "compile"):
+        assert needle in proc.stdout
+    png = (tmp_path / "accuracy_vs_time.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    runs = {fw: json.loads((tmp_path / fw / "run.json").read_text()) for fw in ("torch", "jax")}
+    # identical batches: same seed, same config, both frameworks
+    assert runs["torch"]["config"] == runs["jax"]["config"]
+    w_t, w_j = load_file(tmp_path / "torch" / "weights.safetensors"), load_file(tmp_path / "jax" / "weights.safetensors")
+    assert set(w_t) == set(w_j) and all(w_t[k].shape == w_j[k].shape for k in w_t)
+    assert not np.array_equal(w_t["fc1.weight"], w_j["fc1.weight"])  # each twin initialised itself

@@ -1,0 +1,63 @@
+"""Each model's shapes and parameter count, equal in both twins and to the neutral spec."""
+
+import numpy as np
+import pytest
+
+from diptych.backends import load_backend
+from diptych.tasks import TASKS
+
+torch_b = load_backend("torch")
+jax_b = load_backend("jax")
+
+
+def _input(task, batch=3):
+    shape = (28, 28) if task.dataset in ("mnist", "fashion-mnist") else (40,)
+    return np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_param_count_and_names_match(name):
+    task = TASKS[name]
+    tm, jm = torch_b.models.build_model(task.model, 0), jax_b.models.build_model(task.model, 0)
+    assert torch_b.models.num_params(tm) == jax_b.models.num_params(jm) == task.model.num_params()
+    tw, jw = torch_b.weights.export(tm), jax_b.weights.export(jm)
+    assert {k: v.shape for k, v in tw.items()} == {k: v.shape for k, v in jw.items()} == task.model.param_shapes()
+
+
+def test_known_sizes():
+    assert TASKS["mnist-cnn"].model.param_shapes()["fc1.weight"] == (128, 64 * 7 * 7)
+    assert TASKS["mnist-cnn"].model.num_params() == 421_642
+    assert TASKS["mnist-mlp"].model.num_params() == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+    assert TASKS["mnist1d-cnn"].model.param_shapes()["fc1.weight"] == (10, 125)  # the paper's linear_in=125
+    assert TASKS["mnist1d-mlp"].model.num_params() == 40 * 100 + 100 + 100 * 100 + 100 + 100 * 10 + 10
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_output_shapes_and_same_function_given_same_weights(name):
+    import jax.numpy as jnp
+    import torch
+
+    task = TASKS[name]
+    x = _input(task)
+    tm, jm = torch_b.models.build_model(task.model, 0), jax_b.models.build_model(task.model, 1)
+    jax_b.weights.load(jm, torch_b.weights.export(tm))
+    with torch.no_grad():
+        t_out = tm(torch.from_numpy(x)).numpy()
+    j_out = np.asarray(jm(jnp.asarray(x)))
+    assert t_out.shape == j_out.shape == (3, 10)
+    np.testing.assert_allclose(j_out, t_out, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["mnist-cnn", "mnist1d-mlp"])
+def test_same_init_distribution(name):
+    """Both twins draw each tensor from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's default)."""
+    spec = TASKS[name].model
+    tw = torch_b.weights.export(torch_b.models.build_model(spec, 0))
+    jw = jax_b.weights.export(jax_b.models.build_model(spec, 0))
+    for key, shape in spec.param_shapes().items():
+        fan_in = int(np.prod(tw[key.replace("bias", "weight")].shape[1:]))
+        bound = 1 / np.sqrt(fan_in)
+        for w in (tw[key], jw[key]):
+            assert np.abs(w).max() <= bound + 1e-7
+            if w.size >= 1000:  # uniform: std = bound / sqrt(3)
+                assert abs(w.std() - bound / np.sqrt(3)) < 0.05 * bound
