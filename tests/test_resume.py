@@ -15,7 +15,7 @@ from safetensors.numpy import load_file
 
 from conftest import run_cli
 
-ARGS = ["mnist1d-mlp", "--epochs", "120", "--no-progress"]
+ARGS = ["mnist1d-mlp", "--epochs", "16", "--batch-size", "32", "--no-progress"]
 
 
 def _checkpoint_epoch(path):
@@ -42,7 +42,7 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, framework):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = _checkpoint_epoch(out / "checkpoint.safetensors")
-    assert 3 <= killed_at < 120 and not (out / "run.json").exists()
+    assert 3 <= killed_at < 16 and not (out / "run.json").exists()
 
     resumed = run_cli("train", "mnist1d-mlp", "--framework", framework, "--resume", "--out", str(out),
                       "--no-progress")
@@ -51,6 +51,6 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, framework):
     for k in a:
         np.testing.assert_allclose(b[k], a[k], rtol=0, atol=1e-6, err_msg=k)
     run = json.loads((out / "run.json").read_text())
-    assert [e["epoch"] for e in run["epochs"]] == list(range(1, 121))
+    assert [e["epoch"] for e in run["epochs"]] == list(range(1, 17))
     full_run = json.loads((tmp_path / "full" / "run.json").read_text())
     assert abs(run["test_accuracy"] - full_run["test_accuracy"]) < 1e-9

@@ -143,7 +143,7 @@ class OptimizerSpec:
     name: str = "adam"
     lr: float = 1e-3
     momentum: float = 0.9  # sgd with momentum / nesterov
-    weight_decay: float = 0.0  # decoupled, adamw only
+    weight_decay: float = 0.01  # decoupled, adamw only (torch.optim.AdamW's default)
     schedule: str = "constant"
     warmup_fraction: float = 0.0  # onecycle: fraction of steps spent warming up
 
@@ -229,7 +229,10 @@ TASKS: dict[str, Task] = {t.name: t for t in [
          Budget(10, 128), Target(0.88, "Zalando benchmark MLPs, 87-89%"), "MLP on Fashion-MNIST"),
     Task("fashion-mnist-cnn", "fashion-mnist", MNIST_CNN, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM),
          Budget(10, 128), Target(0.91, "Zalando benchmark 2-conv CNNs, ~91%"), "CNN on Fashion-MNIST"),
-    Task("mnist1d-mlp", "mnist1d", MNIST1D_MLP, OptimizerSpec(lr=1e-2, **_ONECYCLE_ADAM), Budget(60, 100),
+    # The paper's MLP overfits MNIST-1D; small batches and decoupled weight decay give 70-73%.
+    Task("mnist1d-mlp", "mnist1d", MNIST1D_MLP,
+         OptimizerSpec(name="adamw", lr=1e-2, weight_decay=0.1, schedule="onecycle", warmup_fraction=0.2),
+         Budget(30, 16),
          Target(0.68, "MNIST-1D paper: MLP 68%"), "MLP on MNIST-1D (generated offline)"),
     Task("mnist1d-cnn", "mnist1d", MNIST1D_CNN, OptimizerSpec(lr=2e-2, **_ONECYCLE_ADAM), Budget(150, 100),
          Target(0.94, "MNIST-1D paper: CNN 94%"), "CNN on MNIST-1D (generated offline)"),
