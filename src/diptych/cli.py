@@ -63,7 +63,10 @@ def list_tasks(as_json):
     for r in rows:
         table.add_row(r["task"], r["dataset"], r["model"], f"{r['params']:,}", f"{100 * r['target_accuracy']:.1f}%",
                       r["reference"], f"{r['optimizer']} lr {r['lr']:g}, {r['epochs']} ep x {r['batch_size']}")
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped: don't squeeze the table into 80 columns
+        console = Console(width=200)
+    console.print(table)
 
 
 @cli.command()

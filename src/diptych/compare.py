@@ -70,7 +70,8 @@ def print_table(runs: dict[str, dict], task: str) -> None:
         table.add_column(fw, justify="right")
     for label, key, fmt in ROWS:
         table.add_row(label, *(fmt(r[key]) for r in runs.values()))
-    Console().print(table)
+    console = Console()
+    Console(width=max(console.width, 100) if not console.is_terminal else None).print(table)
 
 
 def plot_accuracy(runs: dict[str, dict], path: Path) -> Path:

@@ -68,6 +68,17 @@ def train_step(graphdef, tx, params, opt_state, x, y):
     return params, opt_state, loss
 
 
+@jax.jit
+def _on_device(tree):
+    """Copy a pytree into fresh XLA-owned buffers.
+
+    Arrays made from numpy may alias numpy's memory with a different alignment, and XLA:CPU's
+    kernels then take other vectorized paths and round differently in the last bit; fresh
+    buffers make a resumed run continue bit for bit.
+    """
+    return jax.tree.map(jnp.copy, tree)
+
+
 def logits_fn(graphdef, params, x):
     return nnx.merge(graphdef, params)(x)
 
@@ -111,7 +122,8 @@ class Trainer:
 
     def load_weights(self, params: dict[str, np.ndarray], source: str = "weights") -> None:
         weights.load(self.model, params, source)
-        _, self.params = nnx.split(self.model, nnx.Param)
+        _, params = nnx.split(self.model, nnx.Param)
+        self.params = _on_device(params)
 
     def optimizer_state(self) -> dict[str, np.ndarray]:
         leaves = jax.tree_util.tree_flatten_with_path(self.opt_state)[0]
@@ -123,7 +135,7 @@ class Trainer:
         if sorted(keys) != sorted(flat):
             raise DiptychError("checkpoint optimizer state does not fit this optimizer; "
                                "resume with the optimizer the run started with")
-        self.opt_state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(flat[k]) for k in keys])
+        self.opt_state = _on_device(jax.tree_util.tree_unflatten(treedef, [flat[k] for k in keys]))
 
     def num_params(self) -> int:
         return models.num_params(self.model)
