@@ -1,9 +1,11 @@
 """Checkpoints: everything needed to continue a run, in one atomically written safetensors file.
 
-Tensors: ``params.<canonical name>`` (the model, in canonical layout) and ``opt.<path>`` (the
-backend's optimizer state, flattened by the backend). Metadata: task, framework, the epoch
-just finished, the run config and the per-epoch records so far. Batch order depends only on
-(seed, epoch), so resuming at an epoch boundary continues the run exactly.
+Tensors: ``params.<canonical name>`` (the model) and ``opt.<key>`` (the optimizer state: ``step``,
+``exp_avg.<name>``, ``exp_avg_sq.<name>`` or ``momentum_buffer.<name>``), both in the canonical
+PyTorch layout, so a checkpoint is framework-neutral: a run started by one twin can be resumed by
+the other. Metadata: task, framework, the epoch just finished, the run config and the per-epoch
+records so far. Batch order depends only on (seed, epoch), so resuming at an epoch boundary
+continues the run where it stopped.
 """
 
 from __future__ import annotations
@@ -25,17 +27,14 @@ def save(path: str | Path, params: dict[str, np.ndarray], opt_state: dict[str, n
     atomic_save(tensors, path, {"format": FORMAT, **meta})
 
 
-def load(path: str | Path, task: str, framework: str):
-    """Return ``(params, opt_state, meta)``; refuse a checkpoint of another task or framework."""
+def load(path: str | Path, task: str):
+    """Return ``(params, opt_state, meta)``; refuse a checkpoint of another task."""
     tensors, meta = read_safetensors(path, what="checkpoint")
     if meta.get("format") != FORMAT:
         raise DiptychError(f"{path} is not a diptych checkpoint; pass the --out folder of a diptych train run")
     if meta.get("task") != task:
         raise DiptychError(f"{path} is a checkpoint of task {meta.get('task')!r}, not {task!r}; "
                            f"resume with `diptych train {meta.get('task')}` or use another --out folder")
-    if meta.get("framework") != framework:
-        raise DiptychError(f"{path} was written by the {meta.get('framework')} twin; resume it with "
-                           f"--framework {meta.get('framework')} (or start from its weights with --init-from)")
     params = {k[len("params."):]: v for k, v in tensors.items() if k.startswith("params.")}
     opt = {k[len("opt."):]: v for k, v in tensors.items() if k.startswith("opt.")}
     return params, opt, meta

@@ -127,6 +127,43 @@ def eval_cmd(task, framework, weights, data_dir, as_json):
                    f"({result['correct']}/{result['total']})")
 
 
+@cli.command()
+@TASK
+@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True, help="Training steps (d).")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="adam", show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def parity(task, steps, optimizer, lr, seed, data_dir, as_json):
+    """Prove the twins agree on TASK: logits, gradients, one step, N steps. Exit 1 if not."""
+    from diptych.parity import print_report, run_parity
+
+    report = run_parity(task, steps=steps, optimizer=optimizer, lr=lr, seed=seed, data_dir=data_dir)
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    else:
+        print_report(report)
+    if not report.ok:
+        w = report.worst()
+        click.echo(f"diptych: parity failed: {w.check} {w.tensor}: {w.metric} diff {w.value:.2e} "
+                   f"> {w.tolerance:.0e}", err=True)
+        return 1
+    return 0
+
+
+@cli.command("convert")
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--task", type=click.Choice(list(TASKS)), help="Record this task in the output's metadata.")
+def convert_cmd(src, dst, task):
+    """Convert weights: SRC/DST are .safetensors (canonical), .pt (torch) or .msgpack (Flax NNX)."""
+    from diptych.convert import convert
+
+    info = convert(src, dst, task)
+    click.echo(f"{info['source']} -> {info['output']} ({info['format']}, {info['model']}, {info['tensors']} tensors)")
+
+
 def _one_line(message: str) -> str:
     return " ".join(message.split())
 

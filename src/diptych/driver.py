@@ -27,7 +27,8 @@ from diptych.errors import DiptychError, NonFiniteLossError
 from diptych.progress import TrainProgress
 from diptych.records import hardware, peak_rss_mb, versions, write_json
 from diptych.tasks import Task, get_task
-from diptych.weights import load_weights, save_weights
+from diptych.convert import read_any
+from diptych.weights import check_weights, save_weights
 
 SYNC_EVERY = 20  # fetch losses from the device every N steps (JAX dispatches asynchronously)
 EVAL_BATCH = 1000
@@ -85,7 +86,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     if config.resume:
         if not ckpt_path.exists():
             raise DiptychError(f"no checkpoint to resume in {workdir}; run without --resume first")
-        params, opt_state, saved = checkpoint.load(ckpt_path, config.task, config.framework)
+        params, opt_state, saved = checkpoint.load(ckpt_path, config.task)
     task, settings = resolve(config, saved and saved["config"])
     data = dataset if dataset is not None else load_dataset(task.dataset, config.data_dir)
 
@@ -99,7 +100,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     steady_samples, steady_seconds = 0, 0.0
     if saved is not None:
         trainer.load_weights(params, str(ckpt_path))
-        trainer.load_optimizer_state(opt_state)
+        trainer.load_opt_state(opt_state)
         start_epoch, history = saved["epoch"], saved["epochs"]
         wall_offset, compile_seconds = saved["wall_seconds"], saved["compile_seconds"]
         steady_samples, steady_seconds = saved["steady_samples"], saved["steady_seconds"]
@@ -107,7 +108,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
             raise DiptychError(f"the checkpoint in {workdir} already finished {start_epoch} epochs; "
                                f"pass a larger --epochs to train further")
     elif config.init_from:
-        init, _ = load_weights(config.init_from, task.model.param_shapes())
+        init, _, _ = read_any(config.init_from)  # canonical, torch .pt or Flax .msgpack
         trainer.load_weights(init, config.init_from)
 
     progress = TrainProgress(enabled=config.progress, total=epochs * steps_per_epoch,
@@ -147,7 +148,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
             history.append(record)
             progress.log(f"epoch {epoch + 1}/{epochs}  loss {record['train_loss']:.4f}  "
                          f"test acc {100 * record['test_accuracy']:.2f}%  wall {record['wall_seconds']:.1f}s")
-            checkpoint.save(ckpt_path, trainer.export_weights(), trainer.optimizer_state(),
+            checkpoint.save(ckpt_path, trainer.export_weights(), trainer.export_opt_state(),
                             task=task.name, framework=config.framework, epoch=epoch + 1, config=settings,
                             epochs=history, wall_seconds=time.perf_counter() - t_start,
                             compile_seconds=compile_seconds, steady_samples=steady_samples,
@@ -184,7 +185,8 @@ def evaluate_weights(task_name: str, framework: str, weights_path: str | Path, d
                      dataset: Dataset | None = None) -> dict:
     """Test accuracy of a weights file (from either twin) evaluated by ``framework``."""
     task = get_task(task_name)
-    params, _ = load_weights(weights_path, task.model.param_shapes())
+    params, _, _ = read_any(weights_path)  # canonical, torch .pt or Flax .msgpack
+    check_weights(params, task.model.param_shapes(), str(weights_path))
     backend = load_backend(framework)
     data = dataset if dataset is not None else load_dataset(task.dataset, data_dir)
     trainer = backend.train.Trainer(task, 0, 1)

@@ -55,14 +55,20 @@ def make_optimizer(spec: OptimizerSpec, total_steps: int) -> optax.GradientTrans
     raise DiptychError(f"unknown optimizer {spec.name!r}")
 
 
-def loss_fn(params: nnx.State, graphdef: nnx.GraphDef, x: jax.Array, y: jax.Array) -> jax.Array:
+def loss_fn(params: nnx.State, graphdef: nnx.GraphDef, x: jax.Array, y: jax.Array):
+    """Mean softmax cross-entropy, and the logits ``(B, classes)`` as auxiliary output."""
     logits = nnx.merge(graphdef, params)(x)  # (B, classes)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
+
+
+def grads_fn(graphdef, params, x, y):
+    """((loss, logits), grads) without updating anything: for parity checks."""
+    return jax.value_and_grad(loss_fn, has_aux=True)(params, graphdef, x, y)
 
 
 def train_step(graphdef, tx, params, opt_state, x, y):
     """Pure: one optax step. ``x`` ``(B, ...)`` float32, ``y`` ``(B,)`` int32."""
-    loss, grads = jax.value_and_grad(loss_fn)(params, graphdef, x, y)
+    (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, graphdef, x, y)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     return params, opt_state, loss
@@ -95,6 +101,7 @@ class Trainer:
         self.opt_state = self.tx.init(self.params)
         self._step = jax.jit(functools.partial(train_step, self.graphdef, self.tx), donate_argnums=(0, 1))
         self._logits = jax.jit(functools.partial(logits_fn, self.graphdef))
+        self._grads = jax.jit(functools.partial(grads_fn, self.graphdef))
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> jax.Array:
         self.params, self.opt_state, loss = self._step(self.params, self.opt_state, x, y)
@@ -112,6 +119,11 @@ class Trainer:
             x = np.concatenate([x, np.zeros((size - n, *x.shape[1:]), x.dtype)])
         return np.asarray(self._logits(self.params, x))[:n]
 
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
+        """Loss, logits ``(B, classes)`` and canonical-layout gradients on one batch (no update)."""
+        (loss, logits), grads = self._grads(self.params, x, y)
+        return float(loss), np.asarray(logits), weights.to_canonical(self.task.model, nnx.to_pure_dict(grads))
+
     # --- state I/O in canonical / flat form, for weights files and checkpoints
     def _sync_model(self) -> None:
         nnx.update(self.model, self.params)
@@ -125,17 +137,43 @@ class Trainer:
         _, params = nnx.split(self.model, nnx.Param)
         self.params = _on_device(params)
 
-    def optimizer_state(self) -> dict[str, np.ndarray]:
-        leaves = jax.tree_util.tree_flatten_with_path(self.opt_state)[0]
-        return {jax.tree_util.keystr(path): np.asarray(v) for path, v in leaves}
+    def export_opt_state(self) -> dict[str, np.ndarray]:
+        """Optimizer state in the canonical form the torch twin uses (see its docstring)."""
+        spec = self.task.model
+        out: dict[str, np.ndarray] = {}
+        for s in self.opt_state:
+            if isinstance(s, optax.ScaleByAdamState):
+                out["step"] = np.asarray(s.count, np.int64)
+                for key, tree in (("exp_avg", s.mu), ("exp_avg_sq", s.nu)):
+                    out.update({f"{key}.{k}": v for k, v in weights.to_canonical(spec, nnx.to_pure_dict(tree)).items()})
+            elif isinstance(s, optax.TraceState):
+                out.update({f"momentum_buffer.{k}": v
+                            for k, v in weights.to_canonical(spec, nnx.to_pure_dict(s.trace)).items()})
+            elif isinstance(s, optax.ScaleByScheduleState):
+                out["step"] = np.asarray(s.count, np.int64)
+        out.setdefault("step", np.asarray(0, np.int64))
+        return out
 
-    def load_optimizer_state(self, flat: dict[str, np.ndarray]) -> None:
-        leaves, treedef = jax.tree_util.tree_flatten_with_path(self.opt_state)
-        keys = [jax.tree_util.keystr(p) for p, _ in leaves]
-        if sorted(keys) != sorted(flat):
-            raise DiptychError("checkpoint optimizer state does not fit this optimizer; "
-                               "resume with the optimizer the run started with")
-        self.opt_state = _on_device(jax.tree_util.tree_unflatten(treedef, [flat[k] for k in keys]))
+    def load_opt_state(self, flat: dict[str, np.ndarray]) -> None:
+        spec = self.task.model
+
+        def tree(key):
+            state = jax.tree.map(jnp.zeros_like, self.params)  # same structure as the parameters
+            part = {k[len(key) + 1:]: v for k, v in flat.items() if k.startswith(key + ".")}
+            nnx.replace_by_pure_dict(state, weights.from_canonical(spec, part))
+            return state
+
+        count = jnp.asarray(np.asarray(flat["step"]).reshape(-1)[0], jnp.int32)
+        new = []
+        for s in self.opt_state:
+            if isinstance(s, optax.ScaleByAdamState):
+                s = s._replace(count=count, mu=tree("exp_avg"), nu=tree("exp_avg_sq"))
+            elif isinstance(s, optax.TraceState):
+                s = s._replace(trace=tree("momentum_buffer"))
+            elif isinstance(s, optax.ScaleByScheduleState):
+                s = s._replace(count=count)
+            new.append(s)
+        self.opt_state = _on_device(tuple(new))
 
     def num_params(self) -> int:
         return models.num_params(self.model)

@@ -48,10 +48,12 @@ def make_optimizer(spec: OptimizerSpec, params) -> torch.optim.Optimizer:
 class Trainer:
     framework = "torch"
 
-    def __init__(self, task: Task, seed: int, total_steps: int, compile: bool = False):
+    def __init__(self, task: Task, seed: int, total_steps: int, compile: bool = False, precision: str = "fp32"):
+        """``precision="fp64"`` trains in float64: parity uses it as the exact reference trajectory."""
         configure()
         self.task = task
-        self.model = models.build_model(task.model, seed)
+        self.dtype = {"fp32": torch.float32, "fp64": torch.float64}[precision]
+        self.model = models.build_model(task.model, seed).to(self.dtype)
         self.optimizer = make_optimizer(task.optimizer, self.model.parameters())
         opt = task.optimizer
         self.lr_lambda = lambda t: lr_factor(opt.schedule, t, total_steps, opt.warmup_fraction)
@@ -61,7 +63,7 @@ class Trainer:
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> torch.Tensor:
         """One optimizer step on a batch ``x`` ``(B, ...)`` float32, ``y`` ``(B,)`` int. Returns the loss."""
-        xb, yb = torch.from_numpy(x), torch.from_numpy(y).long()
+        xb, yb = torch.from_numpy(x).to(self.dtype), torch.from_numpy(y).long()
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(self.forward(xb), yb)  # mean over the batch
@@ -78,7 +80,18 @@ class Trainer:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Logits ``(B, classes)`` for inputs ``(B, ...)``."""
         self.model.eval()
-        return self.forward(torch.from_numpy(x)).numpy()
+        return self.forward(torch.from_numpy(x).to(self.dtype)).float().numpy()
+
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
+        """Loss, logits ``(B, classes)`` and canonical-layout gradients on one batch (no update)."""
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.forward(torch.from_numpy(x).to(self.dtype))
+        loss = F.cross_entropy(logits, torch.from_numpy(y).long())
+        loss.backward()
+        grads = {k: p.grad.detach().float().numpy().copy() for k, p in self.model.named_parameters()}
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach()), logits.detach().numpy(), grads
 
     # --- state I/O in canonical / flat form, for weights files and checkpoints
     def export_weights(self) -> dict[str, np.ndarray]:
@@ -87,25 +100,25 @@ class Trainer:
     def load_weights(self, params: dict[str, np.ndarray], source: str = "weights") -> None:
         weights.load(self.model, params, source)
 
-    def optimizer_state(self) -> dict[str, np.ndarray]:
-        flat = {f"state.{idx}.{k}": v.detach().cpu().numpy().copy() if torch.is_tensor(v) else np.asarray(v)
-                for idx, s in self.optimizer.state_dict()["state"].items() for k, v in s.items() if v is not None}
-        flat["scheduler.last_epoch"] = np.asarray(self.scheduler.last_epoch, dtype=np.int64)
-        return flat
+    def export_opt_state(self) -> dict[str, np.ndarray]:
+        """Optimizer state in canonical form, shared by both twins: ``step``, and per parameter
+        ``exp_avg.<name>`` / ``exp_avg_sq.<name>`` (Adam, AdamW) or ``momentum_buffer.<name>``
+        (SGD with momentum), in PyTorch layout."""
+        out = {"step": np.asarray(self.scheduler.last_epoch, np.int64)}
+        for name, p in self.model.named_parameters():
+            for key, v in self.optimizer.state.get(p, {}).items():
+                if key != "step" and torch.is_tensor(v):
+                    out[f"{key}.{name}"] = v.detach().float().numpy().copy()
+        return out
 
-    def load_optimizer_state(self, flat: dict[str, np.ndarray]) -> None:
-        sd = self.optimizer.state_dict()
-        state: dict[int, dict] = {}
-        for key, v in flat.items():
-            if key.startswith("state."):
-                _, idx, name = key.split(".", 2)
-                state.setdefault(int(idx), {})[name] = torch.from_numpy(np.array(v))
-        sd["state"] = state
-        try:
-            self.optimizer.load_state_dict(sd)
-        except (ValueError, KeyError, RuntimeError) as e:
-            raise DiptychError(f"checkpoint optimizer state does not fit this optimizer ({e})") from None
-        step = int(np.asarray(flat["scheduler.last_epoch"]).reshape(-1)[0])
+    def load_opt_state(self, flat: dict[str, np.ndarray]) -> None:
+        step = int(np.asarray(flat["step"]).reshape(-1)[0])
+        for name, p in self.model.named_parameters():
+            state = {k: torch.from_numpy(np.array(flat[f"{k}.{name}"])).to(self.dtype)
+                     for k in ("exp_avg", "exp_avg_sq", "momentum_buffer") if f"{k}.{name}" in flat}
+            if "exp_avg" in state:
+                state["step"] = torch.tensor(float(step))
+            self.optimizer.state[p] = state
         self.scheduler.last_epoch = step
         for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
             group["lr"] = base * self.lr_lambda(step)

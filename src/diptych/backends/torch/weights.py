@@ -20,4 +20,38 @@ def load(model: nn.Module, params: dict[str, np.ndarray], source: str = "weights
     model = getattr(model, "_orig_mod", model)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     check_weights(params, expected, source)
-    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in params.items()})
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in params.items()})  # casts to the model's dtype
+
+
+def save_native(params: dict[str, np.ndarray], path) -> None:
+    """Write a plain PyTorch ``state_dict`` (``torch.save``), as a torch user would load it:
+    ``model.load_state_dict(torch.load(path, weights_only=True))``."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+    os.close(fd)
+    try:
+        torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_native(path) -> dict[str, np.ndarray]:
+    """Read a ``state_dict`` file safely (``weights_only=True``: tensors only, no code runs)."""
+    from diptych.errors import DiptychError
+
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle errors, truncation, foreign objects: all one line
+        raise DiptychError(f"{path} is not a readable PyTorch state_dict ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0] if str(e) else 'corrupt'})") from None
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
+        raise DiptychError(f"{path} does not hold a state_dict of tensors")
+    return {k: v.detach().cpu().numpy() for k, v in sd.items()}
