@@ -2,7 +2,6 @@
 
 import pytest
 
-from conftest import real_data_dir
 from diptych import RunConfig, train_and_evaluate
 
 
@@ -20,16 +19,9 @@ def test_mnist1d_mlp_reaches_68(framework, mnist1d, tmp_path):
     assert run["test_accuracy"] >= 0.68, run["epochs"][-1]
 
 
-@pytest.fixture(scope="module")
-def mnist():
-    from diptych.data import load_dataset
-
-    return load_dataset("mnist", real_data_dir("mnist"))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("framework", ["torch", "jax"])
-def test_mnist_cnn_reaches_99_in_3_epochs(framework, mnist, tmp_path):
-    run = train_and_evaluate(RunConfig("mnist-cnn", framework, progress=False), tmp_path, dataset=mnist)
+def test_mnist_cnn_reaches_99_in_3_epochs(framework, trained_mnist_cnn):
+    run, _ = trained_mnist_cnn(framework)
     assert len(run["epochs"]) <= 3
     assert run["test_accuracy"] >= 0.99, [e["test_accuracy"] for e in run["epochs"]]

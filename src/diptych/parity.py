@@ -12,9 +12,12 @@ Differences are ``max abs = max|a - b|`` and ``max rel = max|a - b| / max|b|`` (
 tensor's own scale, so entries near zero don't blow it up). float32 throughout:
 ``jax_default_matmul_precision="float32"``, no TF32.
 
-Tolerances: logits max abs <= 1e-5 (HuggingFace's PT<->Flax bar); gradients and one-step parameters
-max rel <= 1e-4; loss at each of the N steps max rel <= 1e-4 and parameters max rel <= 1e-3
-(AlgoPerf accepts 5e-3 after 10 SGD steps).
+Tolerances: logits max abs <= 1e-5 (HuggingFace's PT<->Flax bar); gradients max rel <= 1e-4; loss
+at each of the N steps max rel <= 1e-4; parameters after a step max rel <= 1e-4 with SGD and <= 1e-3
+with Adam (AlgoPerf accepts 5e-3 after 10 SGD steps). Why Adam gets 1e-3: its step for a gradient
+entry g is lr * g / (|g| + eps) with eps = 1e-8, whose slope at g = 0 is lr / eps, so an entry whose
+gradient is within ~1e-8 of zero turns the ~1e-10 rounding differences of (b) into step differences
+10^8 times larger (measured: 2.1e-4 on mnist-cnn's fc1.weight after one step, lr 1e-3).
 
 Also reported, not gating: the free-running trajectory (each twin trains on its own for N steps).
 A trajectory amplifies float32 rounding: Adam divides each gradient entry by its own running RMS,
@@ -36,13 +39,14 @@ from diptych.backends import load_backend
 from diptych.data import Batches, Dataset, load_dataset
 from diptych.tasks import get_task
 
+ADAM_PARAM_BOUND = 1e-3  # see the module docstring
 TOLERANCES = {  # check -> (metric, bound); None: reported, not gating
     "logits": ("abs", 1e-5),
     "loss": ("rel", 1e-5),
     "gradient": ("rel", 1e-4),
     "param after 1 step": ("rel", 1e-4),
     "loss at every step": ("rel", 1e-4),
-    "param after every step": ("rel", 1e-3),
+    "param after every step": ("rel", 1e-4),
     "free-running loss": ("rel", None),
     "free-running param": ("rel", None),
 }
@@ -55,6 +59,7 @@ class Row:
     max_abs: float
     max_rel: float
     floor: float | None = None  # float32 torch vs float64 torch, same metric (free-running rows)
+    bound: float | None = None  # overrides TOLERANCES (Adam's parameter rows)
 
     @property
     def metric(self) -> str:
@@ -62,7 +67,7 @@ class Row:
 
     @property
     def tolerance(self) -> float | None:
-        return TOLERANCES[self.check][1]
+        return self.bound if self.bound is not None else TOLERANCES[self.check][1]
 
     @property
     def value(self) -> float:
@@ -128,6 +133,7 @@ def run_parity(task_name: str, steps: int = 100, optimizer: str = "adam", seed: 
     for t in (jax_t, free_t, ref_t):
         t.load_weights(init)  # one set of weights everywhere
     report = ParityReport(task.name, optimizer, steps)
+    param_bound = ADAM_PARAM_BOUND if optimizer == "adam" else None
 
     batches = Batches(len(data.x_train), task.budget.batch_size, seed=seed)
     stream = (idx for epoch in range(10**9) for idx in batches.epoch(epoch))
@@ -160,12 +166,12 @@ def run_parity(task_name: str, steps: int = 100, optimizer: str = "adam", seed: 
         for k in tw:
             d = diff(jw[k], tw[k])
             if step == 0:
-                report.rows.append(Row("param after 1 step", k, *d))
+                report.rows.append(Row("param after 1 step", k, *d, bound=param_bound))
             if d[1] >= step_param.get(k, (0.0, -1.0))[1]:
                 step_param[k] = d
     worst = int(np.argmax([r for _, r in step_loss]))
     report.rows.append(Row("loss at every step", f"{steps} steps (worst: step {worst + 1})", *step_loss[worst]))
-    report.rows += [Row("param after every step", k, *d) for k, d in step_param.items()]
+    report.rows += [Row("param after every step", k, *d, bound=param_bound) for k, d in step_param.items()]
 
     # free-running: reported with the float64 floor, not gating
     tl = np.asarray(free["torch"])

@@ -45,8 +45,12 @@ def read_native(path) -> dict[str, np.ndarray]:
     """Read a ``state_dict`` file safely (``weights_only=True``: tensors only, no code runs)."""
     from diptych.errors import DiptychError
 
+    import warnings
+
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about old pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors, truncation, foreign objects: all one line
         raise DiptychError(f"{path} is not a readable PyTorch state_dict ({type(e).__name__}: "
                            f"{str(e).splitlines()[0] if str(e) else 'corrupt'})") from None

@@ -1,0 +1,133 @@
+"""Weights move between the twins: identical predictions, native formats both ways, safe loading."""
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from conftest import run_cli
+from diptych import evaluate_weights
+from diptych.tasks import TASKS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trained_in,evaluated_in", [("torch", "jax"), ("jax", "torch")])
+def test_trained_weights_give_identical_predictions_in_the_other_twin(trained_in, evaluated_in,
+                                                                     trained_mnist_cnn, mnist):
+    run, folder = trained_mnist_cnn(trained_in)
+    weights = folder / "weights.safetensors"
+    same = evaluate_weights("mnist-cnn", trained_in, weights, dataset=mnist)
+    other = evaluate_weights("mnist-cnn", evaluated_in, weights, dataset=mnist)
+    assert same["correct"] == round(run["test_accuracy"] * 10_000)
+    np.testing.assert_array_equal(other["predictions"], same["predictions"])  # all 10,000, not just accuracy
+    assert other["test_accuracy"] == same["test_accuracy"] >= 0.99
+
+
+def _random_weights(task, seed=0):
+    rng = np.random.default_rng(seed)
+    return {k: rng.normal(0, 0.1, s).astype(np.float32) for k, s in TASKS[task].model.param_shapes().items()}
+
+
+@pytest.mark.parametrize("task", ["mnist-cnn", "mnist-mlp", "mnist1d-cnn"])
+def test_convert_round_trip_through_native_formats(task, tmp_path):
+    w = _random_weights(task)
+    save_file(w, tmp_path / "w.safetensors")
+    for src, dst in [("w.safetensors", "w.pt"), ("w.pt", "w.msgpack"), ("w.msgpack", "back.safetensors")]:
+        proc = run_cli("convert", str(tmp_path / src), str(tmp_path / dst))
+        assert proc.returncode == 0, proc.stderr
+    back = load_file(tmp_path / "back.safetensors")
+    assert set(back) == set(w) and all(np.array_equal(back[k], w[k]) for k in w)
+
+
+def test_native_files_load_the_way_each_framework_loads_them(tmp_path):
+    """The .pt is a plain state_dict; the .msgpack restores into an NNX model; same logits."""
+    import flax.serialization
+    import jax.numpy as jnp
+    import torch
+    from flax import nnx
+
+    from diptych.backends.jax.models import build_model as jax_model
+    from diptych.backends.torch.models import build_model as torch_model
+    from diptych.convert import convert
+
+    spec = TASKS["mnist-cnn"].model
+    save_file(_random_weights("mnist-cnn"), tmp_path / "w.safetensors")
+    convert(tmp_path / "w.safetensors", tmp_path / "w.pt")
+    convert(tmp_path / "w.safetensors", tmp_path / "w.msgpack")
+
+    tm = torch_model(spec, seed=1)
+    tm.load_state_dict(torch.load(tmp_path / "w.pt", weights_only=True))
+    jm = jax_model(spec, seed=2)
+    state = nnx.state(jm, nnx.Param)
+    nnx.replace_by_pure_dict(state, flax.serialization.msgpack_restore((tmp_path / "w.msgpack").read_bytes()))
+    nnx.update(jm, state)
+
+    x = np.random.default_rng(1).standard_normal((8, 28, 28)).astype(np.float32)
+    with torch.no_grad():
+        t_out = tm(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(np.asarray(jm(jnp.asarray(x))), t_out, atol=1e-5, rtol=0)
+
+
+def test_init_from_other_twins_weights(tmp_path):
+    src = tmp_path / "torch"
+    assert run_cli("train", "mnist1d-mlp", "--framework", "torch", "--epochs", "1", "--out", str(src),
+                   "--no-progress").returncode == 0
+    run_cli("convert", str(src / "weights.safetensors"), str(tmp_path / "w.pt"))
+    proc = run_cli("train", "mnist1d-mlp", "--framework", "jax", "--epochs", "1", "--lr", "1e-12",
+                   "--optimizer", "sgd", "--init-from", str(tmp_path / "w.pt"), "--out", str(tmp_path / "jax"),
+                   "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    a, b = load_file(src / "weights.safetensors"), load_file(tmp_path / "jax" / "weights.safetensors")
+    for k in a:  # lr 1e-12: the JAX run ends where the torch weights started it
+        np.testing.assert_allclose(b[k], a[k], atol=1e-6, rtol=0)
+
+
+def test_checkpoint_resumes_in_the_other_framework(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("train", "mnist1d-mlp", "--framework", "torch", "--epochs", "2", "--out", str(out),
+                   "--no-progress").returncode == 0
+    proc = run_cli("train", "mnist1d-mlp", "--framework", "jax", "--epochs", "4", "--resume", "--out", str(out),
+                   "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads(proc.stdout)
+    assert [e["epoch"] for e in run["epochs"]] == [1, 2, 3, 4] and run["framework"] == "jax"
+    assert run["epochs"][3]["train_loss"] < run["epochs"][1]["train_loss"]
+
+
+def _one_line_exit_2(proc, needle):
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert needle in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_refuses_wrong_dtype(tmp_path, framework):
+    w = {k: v.astype(np.float64) for k, v in _random_weights("mnist1d-cnn").items()}
+    save_file(w, tmp_path / "w.safetensors")
+    _one_line_exit_2(run_cli("eval", "mnist1d-cnn", "--framework", framework, "--weights",
+                             str(tmp_path / "w.safetensors")), "dtype float64, expected float32")
+
+
+def test_refuses_weights_of_another_model_and_truncation(tmp_path):
+    save_file(_random_weights("mnist1d-mlp"), tmp_path / "mlp.safetensors")
+    _one_line_exit_2(run_cli("eval", "mnist1d-cnn", "--framework", "jax", "--weights",
+                             str(tmp_path / "mlp.safetensors")), "another model")
+    raw = (tmp_path / "mlp.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(raw[:-100])
+    _one_line_exit_2(run_cli("convert", str(tmp_path / "cut.safetensors"), str(tmp_path / "x.pt")),
+                     "truncated or corrupt")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_refuses_a_pickle_that_is_not_weights(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"fc1.weight": Evil()}))
+    proc = run_cli("convert", str(tmp_path / "evil.pt"), str(tmp_path / "w.safetensors"))
+    _one_line_exit_2(proc, "not a readable PyTorch state_dict")
+    assert "this must never run" not in proc.stdout

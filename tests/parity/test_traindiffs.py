@@ -1,0 +1,61 @@
+"""Training diffs: `diptych parity` on identical batches, and proof that it can fail."""
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from diptych.parity import run_parity
+
+
+@pytest.mark.parametrize("task,optimizer,lr", [
+    ("mnist1d-cnn", "adam", 1e-3), ("mnist1d-cnn", "sgd", 0.05),
+    ("mnist1d-mlp", "adam", 1e-3), ("mnist1d-mlp", "sgd", 0.05),
+])
+def test_parity_passes(task, optimizer, lr, mnist1d):
+    report = run_parity(task, steps=100, optimizer=optimizer, lr=lr, dataset=mnist1d)
+    bad = [r.as_dict() for r in report.rows if not r.ok]
+    assert report.ok, bad
+    rows = {(r.check, r.tensor): r for r in report.rows}
+    assert rows[("logits", "(B=100, 10)" if task == "mnist1d-cnn" else "(B=16, 10)")].max_abs <= 1e-5
+    assert len(report.losses["torch"]) == len(report.losses["jax"]) == 100
+    assert report.losses["torch"][-1] < report.losses["torch"][0]  # it trained
+
+
+def test_parity_mnist_cnn_real_data(mnist):
+    report = run_parity("mnist-cnn", steps=100, dataset=mnist)
+    assert report.ok, [r.as_dict() for r in report.rows if not r.ok]
+
+
+def test_parity_detects_a_wrong_flatten_order(monkeypatch, mnist1d):
+    """A JAX port that forgets to reorder fc1's input features (C, L) -> (L, C) must fail."""
+    from diptych.backends.jax import weights as jw
+
+    monkeypatch.setattr(jw, "_fc1_to_jax", lambda w, feature_shape: w.T)
+    report = run_parity("mnist1d-cnn", steps=3, dataset=mnist1d)
+    assert not report.ok
+    assert report.worst().check in ("logits", "loss", "gradient")
+
+
+def test_parity_detects_a_different_adam(monkeypatch, mnist1d):
+    """Adam with another epsilon in one twin: same logits and gradients, different steps."""
+    import optax
+
+    from diptych.backends.jax import train as jt
+
+    adam = optax.adam
+    monkeypatch.setattr(jt.optax, "adam", lambda lr: adam(lr, eps=1e-3))
+    report = run_parity("mnist1d-mlp", steps=5, dataset=mnist1d)
+    failed = {r.check for r in report.rows if not r.ok}
+    assert "param after 1 step" in failed and "gradient" not in failed
+
+
+def test_cli_parity_exit_codes_and_json(tmp_path):
+    import json
+
+    ok = run_cli("parity", "mnist1d-mlp", "--steps", "20", "--json")
+    assert ok.returncode == 0, ok.stderr
+    report = json.loads(ok.stdout)
+    assert report["ok"] and {r["check"] for r in report["rows"]} >= {
+        "logits", "gradient", "param after 1 step", "loss at every step", "param after every step"}
+    table = run_cli("parity", "mnist1d-cnn", "--steps", "10")
+    assert table.returncode == 0 and "PASS" in table.stdout and "conv2.weight" in table.stdout
