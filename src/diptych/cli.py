@@ -164,6 +164,64 @@ def convert_cmd(src, dst, task):
     click.echo(f"{info['source']} -> {info['output']} ({info['format']}, {info['model']}, {info['tensors']} tensors)")
 
 
+@cli.command()
+@TASK
+@click.option("--frameworks", default=",".join(FRAMEWORKS), show_default=True, help="Comma-separated twins.")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Interleaved rounds.")
+@click.option("--burst", "seconds", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
+              help="Seconds of steady-state training per burst.")
+@click.option("--baseline", is_flag=True, help="Add the seed-faithful PyTorch recipe (mnist-cnn only).")
+@click.option("--no-train", is_flag=True, help="Bursts only: skip the time-to-target runs.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files.")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder (default runs/TASK/bench).")
+def bench(task, frameworks, repeats, seconds, baseline, no_train, data_dir, out):
+    """Benchmark the twins side by side (interleaved); writes report.html and report.md."""
+    from diptych.bench import run_bench
+    from diptych.progress import console
+
+    names = [f.strip() for f in frameworks.split(",") if f.strip()]
+    bad = [f for f in names if f not in FRAMEWORKS]
+    if bad or not names:
+        raise DiptychError(f"unknown framework {bad[0] if bad else frameworks!r} in --frameworks; "
+                           f"choose from {', '.join(FRAMEWORKS)}")
+    out = Path(out or f"runs/{task}/bench")
+    result = run_bench(task, names, out, repeats=repeats, seconds=seconds, baseline=baseline, data_dir=data_dir,
+                       train=not no_train, log=lambda line: console.print(f"[dim]{line}[/]"))
+    _print_bench(result)
+    click.echo(f"report: {out / 'report.html'} and {out / 'report.md'}")
+
+
+@cli.command()
+@click.argument("dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), default="runs/report", show_default=True)
+def report(dirs, out):
+    """Rebuild report.html/report.md from saved bench.json or run.json files under DIRS."""
+    from diptych.report import rebuild
+
+    result = rebuild(list(dirs), out)
+    _print_bench(result)
+    click.echo(f"report: {Path(out) / 'report.html'} and {Path(out) / 'report.md'}")
+
+
+def _print_bench(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from diptych.report import table_rows
+
+    headers, rows = table_rows(result)
+    table = Table(title=f"diptych bench {result['task']}")
+    for h in headers:
+        table.add_column(h, justify="left" if not h else "right")
+    for r in rows:
+        table.add_row(*r)
+    console = Console()
+    console = console if console.is_terminal else Console(width=200)
+    console.print(table)
+    for k, v in result.get("ratios", {}).items():
+        console.print(f"{k.replace('_', ' ')}: {v:.2f}x")
+
+
 def _one_line(message: str) -> str:
     return " ".join(message.split())
 

@@ -96,12 +96,14 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     trainer = backend.train.Trainer(task, settings["seed"], epochs * steps_per_epoch, compile=config.compile)
 
     history: list[dict] = []
+    loss_curve: list[list[float]] = []  # [global step, mean loss since the previous point]
     start_epoch, wall_offset, compile_seconds = 0, 0.0, None
     steady_samples, steady_seconds = 0, 0.0
     if saved is not None:
         trainer.load_weights(params, str(ckpt_path))
         trainer.load_opt_state(opt_state)
         start_epoch, history = saved["epoch"], saved["epochs"]
+        loss_curve = saved.get("loss_curve", [])
         wall_offset, compile_seconds = saved["wall_seconds"], saved["compile_seconds"]
         steady_samples, steady_seconds = saved["steady_samples"], saved["steady_seconds"]
         if start_epoch >= epochs:
@@ -131,6 +133,8 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
                 if len(pending) >= SYNC_EVERY or step == steps_per_epoch - 1:
                     if pending:
                         losses.extend(trainer.losses_to_numpy(pending))
+                        loss_curve.append([epoch * steps_per_epoch + step + 1,
+                                           float(np.mean(losses[-len(pending):]))])
                         pending = []
                     _check_finite(losses, epoch, steps_per_epoch, ckpt_path)
                     done = step + 1
@@ -152,7 +156,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
                             task=task.name, framework=config.framework, epoch=epoch + 1, config=settings,
                             epochs=history, wall_seconds=time.perf_counter() - t_start,
                             compile_seconds=compile_seconds, steady_samples=steady_samples,
-                            steady_seconds=steady_seconds)
+                            steady_seconds=steady_seconds, loss_curve=loss_curve)
 
     save_weights(trainer.export_weights(), workdir / "weights.safetensors", task=task.name,
                  framework=config.framework, model=dataclasses.asdict(task.model))
@@ -167,6 +171,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
         "compile_seconds": round(compile_seconds, 3),
         "samples_per_second": round(steady_samples / max(steady_seconds, 1e-9), 1),
         "wall_seconds": history[-1]["wall_seconds"], "peak_rss_mb": peak_rss_mb(),
+        "loss_curve": loss_curve,
     }
     write_json(workdir / "run.json", run)
     return run

@@ -190,3 +190,18 @@ def device_name() -> str:
     d = jax.devices()[0]
     return f"{d.platform} ({d.device_kind})"
 
+
+
+def matmul_gflops(n: int = 1024, seconds: float = 1.0) -> float:
+    """Measured float32 matmul throughput (GFLOP/s) on this device: the peak that MFU divides by."""
+    import time
+
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    mm = jax.jit(jnp.matmul)
+    mm(a, b).block_until_ready()  # compile + warm-up
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        mm(a, b).block_until_ready()
+        reps += 1
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9

@@ -133,3 +133,16 @@ def versions() -> dict[str, str]:
 
 def device_name() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.processor() or 'x86_64'})"
+
+
+def matmul_gflops(n: int = 1024, seconds: float = 1.0) -> float:
+    """Measured float32 matmul throughput (GFLOP/s) on this device: the peak that MFU divides by."""
+    import time
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)  # warm-up
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        torch.mm(a, b)
+        reps += 1
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9

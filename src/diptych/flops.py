@@ -1,0 +1,35 @@
+"""Analytic FLOP counts, for achieved FLOP/s and model-FLOPs utilization (MFU).
+
+Convention (as in the MFU literature): a multiply-add is 2 FLOPs; only convolutions and matmuls
+are counted (bias adds, ReLU and pooling are O(activations) and left out); one training step
+costs 3x the forward pass (the backward computes gradients for both inputs and weights, 2x).
+
+    >>> from diptych.tasks import get_task
+    >>> forward_flops(get_task("mnist-mlp").model)   # 2 * (784*256 + 256*128 + 128*10)
+    469504
+"""
+
+from __future__ import annotations
+
+from diptych.tasks import CNNSpec, MLPSpec
+
+
+def forward_flops(spec: MLPSpec | CNNSpec) -> int:
+    """FLOPs of one forward pass for one sample."""
+    total = 0
+    if isinstance(spec, CNNSpec):
+        size, cin = spec.in_size, spec.in_channels
+        for c in spec.convs:
+            out = (size + 2 * c.padding - c.kernel) // c.stride + 1
+            total += 2 * cin * c.kernel**spec.dims * c.out_channels * out**spec.dims
+            size, cin = out // c.pool, c.out_channels
+        dims = [spec.flat_features(), *spec.hidden, spec.num_classes]
+    else:
+        dims = [spec.in_features, *spec.hidden, spec.num_classes]
+    total += sum(2 * a * b for a, b in zip(dims[:-1], dims[1:]))
+    return total
+
+
+def train_flops(spec: MLPSpec | CNNSpec) -> int:
+    """FLOPs of one training step for one sample: forward + backward = 3x forward."""
+    return 3 * forward_flops(spec)

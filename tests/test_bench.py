@@ -1,0 +1,133 @@
+"""Benchmark machinery: FLOP counts by hand, interleaving, report contents, `diptych report`.
+Correctness only: no timing is asserted anywhere."""
+
+import base64
+import io
+import json
+from html.parser import HTMLParser
+
+import pytest
+
+from conftest import run_cli
+from diptych.bench import interleaved, summarize
+from diptych.flops import forward_flops, train_flops
+from diptych.report import write_report
+from diptych.tasks import TASKS
+
+
+def test_flops_by_hand():
+    # mnist-cnn: conv1 1->32 3x3 on 28x28, conv2 32->64 3x3 on 14x14, fc 3136->128, fc 128->10
+    conv1 = 2 * (1 * 3 * 3) * 32 * 28 * 28
+    conv2 = 2 * (32 * 3 * 3) * 64 * 14 * 14
+    fcs = 2 * (64 * 7 * 7 * 128 + 128 * 10)
+    assert forward_flops(TASKS["mnist-cnn"].model) == conv1 + conv2 + fcs == 8_482_304
+    assert forward_flops(TASKS["mnist-mlp"].model) == 2 * (784 * 256 + 256 * 128 + 128 * 10)
+    assert forward_flops(TASKS["mnist1d-mlp"].model) == 2 * (40 * 100 + 100 * 100 + 100 * 10)
+    # mnist1d-cnn: lengths 40 -> 19 -> 10 -> 5 (k5 s2 p1, k3 s2 p1, k3 s2 p1), 25 channels, fc 125 -> 10
+    assert forward_flops(TASKS["mnist1d-cnn"].model) == 2 * (1 * 5 * 25 * 19 + 25 * 3 * 25 * 10
+                                                             + 25 * 3 * 25 * 5 + 125 * 10)
+    for task in TASKS.values():
+        assert train_flops(task.model) == 3 * forward_flops(task.model)
+
+
+def test_interleaving_order():
+    assert interleaved(["torch", "jax", "seed-baseline"], 2) == [
+        (0, "torch"), (0, "jax"), (0, "seed-baseline"), (1, "torch"), (1, "jax"), (1, "seed-baseline")]
+
+
+def _burst(fw, sps, peak=200.0):
+    return {"framework": fw, "compile_seconds": 0.5, "train_samples_per_second": sps,
+            "eval_samples_per_second": 10 * sps, "peak_rss_mb": 300.0, "matmul_gflops": peak}
+
+
+def _run(fw, accs, walls):
+    return {"task": "mnist-cnn", "framework": fw, "test_accuracy": accs[-1], "peak_rss_mb": 500.0,
+            "wall_seconds": walls[-1], "compile_seconds": 0.5, "samples_per_second": 1000.0,
+            "epochs": [{"epoch": i + 1, "test_accuracy": a, "wall_seconds": w, "train_loss": 0.1}
+                       for i, (a, w) in enumerate(zip(accs, walls))],
+            "loss_curve": [[20, 1.0], [40, 0.5], [60, 0.2]]}
+
+
+@pytest.fixture
+def result():
+    bursts = {"torch": [_burst("torch", s) for s in (3000, 3600, 3300)],
+              "jax": [_burst("jax", s, peak=180.0) for s in (1800, 2000, 1900)],
+              "seed-baseline": [_burst("seed-baseline", s) for s in (2400, 2600, 2500)]}
+    runs = {"torch": _run("torch", [0.985, 0.991, 0.992], [20, 39, 57]),
+            "jax": _run("jax", [0.984, 0.989, 0.9915], [34, 66, 98]),
+            "seed-baseline": _run("seed-baseline", [0.981, 0.9898, 0.9918], [26, 50, 77])}
+    return summarize("mnist-cnn", bursts, runs)
+
+
+def test_summary_medians_mfu_and_ratios(result):
+    torch_row = result["contestants"]["torch"]
+    assert torch_row["train_sps_median"] == 3300 and (torch_row["train_sps_min"], torch_row["train_sps_max"]) == (3000, 3600)
+    assert torch_row["time_to_target_seconds"] == 39 and torch_row["time_to_target_epochs"] == 2
+    assert result["matmul_peak_gflops"] == 200.0
+    assert torch_row["mfu"] == pytest.approx(3300 * 3 * 8_482_304 / 1e9 / 200.0)
+    r = result["ratios"]
+    assert r["torch_time_to_target_speedup_vs_baseline"] == pytest.approx(77 / 39)
+    assert r["jax_time_to_target_speedup_vs_baseline"] == pytest.approx(77 / 98)
+    assert r["slower_twin_throughput_vs_faster"] == pytest.approx(1900 / 3300)
+
+
+class _Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.srcs, self.cells = [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.srcs.append(dict(attrs)["src"])
+
+    def handle_data(self, data):
+        self.cells.append(data)
+
+
+def test_report_contents(result, tmp_path):
+    import matplotlib.image
+
+    md, page = write_report(result, tmp_path)
+    parser = _Images()
+    parser.feed(page.read_text())
+    assert len(parser.srcs) == 3  # accuracy vs time, loss vs step, throughput bars
+    for src in parser.srcs:
+        assert src.startswith("data:image/png;base64,")  # self-contained: nothing to fetch
+        img = matplotlib.image.imread(io.BytesIO(base64.b64decode(src.split(",", 1)[1])), format="png")
+        assert img.shape[0] > 100 and img.shape[1] > 100
+    text = " ".join(parser.cells)
+    for needle in ("torch", "jax", "seed-baseline", "3,300", "MFU", "time to target", "matmul peak"):
+        assert needle in text, needle
+    report_md = md.read_text()
+    assert "| torch | 3,300 | 3,000-3,600 |" in report_md
+    for name in ("accuracy_vs_time", "loss_vs_step", "throughput"):
+        assert f"({name}.png)" in report_md and (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+def test_report_command_on_saved_runs(tmp_path):
+    for fw in ("torch", "jax"):
+        proc = run_cli("train", "mnist1d-mlp", "--framework", fw, "--epochs", "2", "--out", str(tmp_path / fw),
+                       "--no-progress")
+        assert proc.returncode == 0, proc.stderr
+    proc = run_cli("report", str(tmp_path / "torch"), str(tmp_path / "jax"), "--out", str(tmp_path / "rep"))
+    assert proc.returncode == 0, proc.stderr
+    assert "torch" in proc.stdout and "jax" in proc.stdout
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3
+    bad = run_cli("report", str(tmp_path / "nothing-here"))
+    assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+def test_bench_runs_interleaved_bursts_end_to_end(tmp_path):
+    proc = run_cli("bench", "mnist1d-mlp", "--repeats", "2", "--burst", "0.2", "--no-train", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert [len(result["bursts"][fw]) for fw in ("torch", "jax")] == [2, 2]
+    assert all(b["train_samples_per_second"] > 0 and b["matmul_gflops"] > 0
+               for bs in result["bursts"].values() for b in bs)
+    assert (tmp_path / "report.html").exists() and "slower twin throughput vs faster" in proc.stdout
+
+
+def test_baseline_only_for_mnist_cnn():
+    proc = run_cli("bench", "mnist1d-cnn", "--baseline")
+    assert proc.returncode == 2 and "seed MNIST CNN recipe" in proc.stderr
