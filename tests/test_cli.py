@@ -75,3 +75,15 @@ def test_compare_prints_table_and_writes_plot(tmp_path):
     w_t, w_j = load_file(tmp_path / "torch" / "weights.safetensors"), load_file(tmp_path / "jax" / "weights.safetensors")
     assert set(w_t) == set(w_j) and all(w_t[k].shape == w_j[k].shape for k in w_t)
     assert not np.array_equal(w_t["fc1.weight"], w_j["fc1.weight"])  # each twin initialised itself
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_bf16_precision_trains_with_float32_master_weights(tmp_path, framework):
+    proc = run_cli("train", "mnist1d-cnn", "--framework", framework, "--precision", "bf16", "--epochs", "20",
+                   "--out", str(tmp_path), "--json", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads(proc.stdout)
+    assert run["config"]["precision"] == "bf16"
+    assert run["epochs"][-1]["train_loss"] < 0.5 * run["epochs"][0]["train_loss"] and run["test_accuracy"] > 0.6
+    weights = load_file(tmp_path / "weights.safetensors")
+    assert all(w.dtype == np.float32 for w in weights.values())  # master weights stay float32

@@ -29,6 +29,8 @@ def _training_options(f):
         click.option("--seed", type=int, help="Seed for initialization and batch order (default 0)."),
         click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files."),
         click.option("--compile", is_flag=True, help="torch: torch.compile the model (JAX always jit-compiles)."),
+        click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+                     help="bf16: bfloat16 compute with float32 weights and optimizer state."),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables."),
         click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
     ]
@@ -172,9 +174,11 @@ def convert_cmd(src, dst, task):
               help="Seconds of steady-state training per burst.")
 @click.option("--baseline", is_flag=True, help="Add the seed-faithful PyTorch recipe (mnist-cnn only).")
 @click.option("--no-train", is_flag=True, help="Bursts only: skip the time-to-target runs.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="Compute precision of the twins (the seed baseline stays fp32, as written).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files.")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder (default runs/TASK/bench).")
-def bench(task, frameworks, repeats, seconds, baseline, no_train, data_dir, out):
+def bench(task, frameworks, repeats, seconds, baseline, no_train, precision, data_dir, out):
     """Benchmark the twins side by side (interleaved); writes report.html and report.md."""
     from diptych.bench import run_bench
     from diptych.progress import console
@@ -186,7 +190,7 @@ def bench(task, frameworks, repeats, seconds, baseline, no_train, data_dir, out)
                            f"choose from {', '.join(FRAMEWORKS)}")
     out = Path(out or f"runs/{task}/bench")
     result = run_bench(task, names, out, repeats=repeats, seconds=seconds, baseline=baseline, data_dir=data_dir,
-                       train=not no_train, log=lambda line: console.print(f"[dim]{line}[/]"))
+                       train=not no_train, log=lambda line: console.print(f"[dim]{line}[/]"), precision=precision)
     _print_bench(result)
     click.echo(f"report: {out / 'report.html'} and {out / 'report.md'}")
 

@@ -31,7 +31,7 @@ def _cli_args(options: dict) -> list[str]:
     args = []
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")
-        if value is None or value is False:
+        if value is None or value is False or (key == "precision" and value == "fp32"):
             continue
         args += [flag] if value is True else [flag, str(value)]
     return args

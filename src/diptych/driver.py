@@ -48,6 +48,7 @@ class RunConfig:
     seed: int | None = None
     data_dir: str | None = None
     compile: bool = False
+    precision: str = "fp32"
     resume: bool = False
     init_from: str | None = None
     progress: bool = True
@@ -67,7 +68,8 @@ def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
     seed = given["seed"] if given["seed"] is not None else 0
     settings = {"epochs": task.budget.epochs, "batch_size": task.budget.batch_size, "lr": task.optimizer.lr,
                 "optimizer": task.optimizer.name, "schedule": task.optimizer.schedule,
-                "warmup_fraction": task.optimizer.warmup_fraction, "seed": seed, "compile": config.compile}
+                "warmup_fraction": task.optimizer.warmup_fraction, "seed": seed, "compile": config.compile,
+                "precision": config.precision}
     return task, settings
 
 
@@ -93,7 +95,8 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     batches = Batches(len(data.x_train), task.budget.batch_size, seed=settings["seed"])
     steps_per_epoch = batches.steps_per_epoch()
     epochs = task.budget.epochs
-    trainer = backend.train.Trainer(task, settings["seed"], epochs * steps_per_epoch, compile=config.compile)
+    trainer = backend.train.Trainer(task, settings["seed"], epochs * steps_per_epoch, compile=config.compile,
+                                    precision=config.precision)
 
     history: list[dict] = []
     loss_curve: list[list[float]] = []  # [global step, mean loss since the previous point]

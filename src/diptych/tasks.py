@@ -38,11 +38,7 @@ class MLPSpec:
         return list(zip(dims[:-1], dims[1:]))
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        shapes: dict[str, tuple[int, ...]] = {}
-        for i, (fan_in, fan_out) in enumerate(self.layer_sizes(), start=1):
-            shapes[f"fc{i}.weight"] = (fan_out, fan_in)
-            shapes[f"fc{i}.bias"] = (fan_out,)
-        return shapes
+        return _fc_shapes([self.in_features, *self.hidden, self.num_classes])
 
     def num_params(self) -> int:
         return _count(self.param_shapes())
@@ -102,11 +98,7 @@ class CNNSpec:
             shapes[f"conv{i}.weight"] = (c.out_channels, cin) + (c.kernel,) * self.dims
             shapes[f"conv{i}.bias"] = (c.out_channels,)
             cin = c.out_channels
-        dims = [self.flat_features(), *self.hidden, self.num_classes]
-        for j, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
-            shapes[f"fc{j}.weight"] = (fan_out, fan_in)
-            shapes[f"fc{j}.bias"] = (fan_out,)
-        return shapes
+        return shapes | _fc_shapes([self.flat_features(), *self.hidden, self.num_classes])
 
     def num_params(self) -> int:
         return _count(self.param_shapes())
@@ -118,6 +110,15 @@ class CNNSpec:
 
 
 ModelSpec = MLPSpec | CNNSpec
+
+
+def _fc_shapes(dims: list[int]) -> dict[str, tuple[int, ...]]:
+    """``fc1.weight`` ``(dims[1], dims[0])``, ``fc1.bias`` ``(dims[1],)``, ... for a chain of linear layers."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for i, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
+        shapes[f"fc{i}.weight"] = (fan_out, fan_in)
+        shapes[f"fc{i}.bias"] = (fan_out,)
+    return shapes
 
 
 def _count(shapes: dict[str, tuple[int, ...]]) -> int:
@@ -223,7 +224,7 @@ _ONECYCLE_ADAM = dict(name="adam", schedule="onecycle", warmup_fraction=0.2)
 TASKS: dict[str, Task] = {t.name: t for t in [
     Task("mnist-mlp", "mnist", MNIST_MLP, OptimizerSpec(lr=2e-3, **_ONECYCLE_ADAM), Budget(8, 128),
          Target(0.98, "classic 2-hidden-layer MLP, ~98%"), "MLP on MNIST digits"),
-    Task("mnist-cnn", "mnist", MNIST_CNN, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(3, 128),
+    Task("mnist-cnn", "mnist", MNIST_CNN, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(2, 128),
          Target(0.99, "the classic 2-conv Keras/PyTorch CNN, 99%+ in 3 epochs"), "CNN on MNIST digits"),
     Task("fashion-mnist-mlp", "fashion-mnist", MNIST_MLP, OptimizerSpec(lr=2e-3, **_ONECYCLE_ADAM),
          Budget(10, 128), Target(0.88, "Zalando benchmark MLPs, 87-89%"), "MLP on Fashion-MNIST"),

@@ -55,20 +55,28 @@ def make_optimizer(spec: OptimizerSpec, total_steps: int) -> optax.GradientTrans
     raise DiptychError(f"unknown optimizer {spec.name!r}")
 
 
-def loss_fn(params: nnx.State, graphdef: nnx.GraphDef, x: jax.Array, y: jax.Array):
-    """Mean softmax cross-entropy, and the logits ``(B, classes)`` as auxiliary output."""
-    logits = nnx.merge(graphdef, params)(x)  # (B, classes)
+def loss_fn(params: nnx.State, graphdef: nnx.GraphDef, x: jax.Array, y: jax.Array, compute_dtype=None):
+    """Mean softmax cross-entropy, and the logits ``(B, classes)`` as auxiliary output.
+
+    With ``compute_dtype=jnp.bfloat16`` the forward runs in bfloat16 on a bfloat16 copy of the
+    float32 parameters (the cast is differentiated, so gradients arrive in float32); the loss is
+    always taken in float32.
+    """
+    if compute_dtype is not None:
+        params = jax.tree.map(lambda p: p.astype(compute_dtype), params)
+        x = x.astype(compute_dtype)
+    logits = nnx.merge(graphdef, params)(x).astype(jnp.float32)  # (B, classes)
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
 
 
-def grads_fn(graphdef, params, x, y):
+def grads_fn(graphdef, params, x, y, compute_dtype=None):
     """((loss, logits), grads) without updating anything: for parity checks."""
-    return jax.value_and_grad(loss_fn, has_aux=True)(params, graphdef, x, y)
+    return jax.value_and_grad(loss_fn, has_aux=True)(params, graphdef, x, y, compute_dtype)
 
 
-def train_step(graphdef, tx, params, opt_state, x, y):
+def train_step(graphdef, tx, params, opt_state, x, y, compute_dtype=None):
     """Pure: one optax step. ``x`` ``(B, ...)`` float32, ``y`` ``(B,)`` int32."""
-    (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, graphdef, x, y)
+    (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, graphdef, x, y, compute_dtype)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     return params, opt_state, loss
@@ -85,23 +93,29 @@ def _on_device(tree):
     return jax.tree.map(jnp.copy, tree)
 
 
-def logits_fn(graphdef, params, x):
-    return nnx.merge(graphdef, params)(x)
+def logits_fn(graphdef, params, x, compute_dtype=None):
+    if compute_dtype is not None:
+        params = jax.tree.map(lambda p: p.astype(compute_dtype), params)
+        x = x.astype(compute_dtype)
+    return nnx.merge(graphdef, params)(x).astype(jnp.float32)
 
 
 class Trainer:
     framework = "jax"
 
-    def __init__(self, task: Task, seed: int, total_steps: int, compile: bool = True):
+    def __init__(self, task: Task, seed: int, total_steps: int, compile: bool = True, precision: str = "fp32"):
+        """``precision``: ``fp32``, or ``bf16`` (bfloat16 compute, float32 parameters and optimizer state)."""
         configure()
         self.task = task
         self.model = models.build_model(task.model, seed)
         self.graphdef, self.params = nnx.split(self.model, nnx.Param)
         self.tx = make_optimizer(task.optimizer, total_steps)
         self.opt_state = self.tx.init(self.params)
-        self._step = jax.jit(functools.partial(train_step, self.graphdef, self.tx), donate_argnums=(0, 1))
-        self._logits = jax.jit(functools.partial(logits_fn, self.graphdef))
-        self._grads = jax.jit(functools.partial(grads_fn, self.graphdef))
+        dt = {"fp32": None, "bf16": jnp.bfloat16}[precision]
+        self._step = jax.jit(functools.partial(train_step, self.graphdef, self.tx, compute_dtype=dt),
+                             donate_argnums=(0, 1))
+        self._logits = jax.jit(functools.partial(logits_fn, self.graphdef, compute_dtype=dt))
+        self._grads = jax.jit(functools.partial(grads_fn, self.graphdef, compute_dtype=dt))
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> jax.Array:
         self.params, self.opt_state, loss = self._step(self.params, self.opt_state, x, y)

@@ -49,11 +49,17 @@ class Trainer:
     framework = "torch"
 
     def __init__(self, task: Task, seed: int, total_steps: int, compile: bool = False, precision: str = "fp32"):
-        """``precision="fp64"`` trains in float64: parity uses it as the exact reference trajectory."""
+        """``precision``: ``fp32``; ``bf16`` (autocast: bfloat16 compute, float32 master weights and
+        optimizer state); ``fp64`` (float64 throughout: parity's exact reference trajectory)."""
         configure()
         self.task = task
-        self.dtype = {"fp32": torch.float32, "fp64": torch.float64}[precision]
+        self.dtype = torch.float64 if precision == "fp64" else torch.float32
+        self.autocast = precision == "bf16"
         self.model = models.build_model(task.model, seed).to(self.dtype)
+        if getattr(task.model, "dims", None) == 2:
+            # NHWC activations: oneDNN's convs run 1.2-1.5x faster in training and ~2x in
+            # inference here. The model code is unchanged; only the memory layout differs.
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = make_optimizer(task.optimizer, self.model.parameters())
         opt = task.optimizer
         self.lr_lambda = lambda t: lr_factor(opt.schedule, t, total_steps, opt.warmup_fraction)
@@ -66,7 +72,9 @@ class Trainer:
         xb, yb = torch.from_numpy(x).to(self.dtype), torch.from_numpy(y).long()
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.forward(xb), yb)  # mean over the batch
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            logits = self.forward(xb)
+        loss = F.cross_entropy(logits.float(), yb)  # mean over the batch, in float32
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
@@ -77,10 +85,15 @@ class Trainer:
         return torch.stack(losses).numpy()
 
     @torch.no_grad()
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Logits ``(B, classes)`` for inputs ``(B, ...)``."""
+    def predict(self, x: np.ndarray, chunk: int = 256) -> np.ndarray:
+        """Logits ``(B, classes)`` for inputs ``(B, ...)``, in chunks: oneDNN's conv forward ran
+        2x slower on batches of 1,000 than of 128-256 here (activations stop fitting in cache)."""
         self.model.eval()
-        return self.forward(torch.from_numpy(x).to(self.dtype)).float().numpy()
+        out = []
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            for i in range(0, len(x), chunk):
+                out.append(self.forward(torch.from_numpy(x[i:i + chunk]).to(self.dtype)).float())
+        return torch.cat(out).numpy()
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
         """Loss, logits ``(B, classes)`` and canonical-layout gradients on one batch (no update)."""

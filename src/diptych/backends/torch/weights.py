@@ -12,7 +12,9 @@ from diptych.weights import check_weights
 def export(model: nn.Module) -> dict[str, np.ndarray]:
     """``{name: float32 array}`` in canonical (PyTorch) layout."""
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
-    return {k: v.detach().cpu().numpy().astype(np.float32, copy=True) for k, v in model.state_dict().items()}
+    # A C-ordered copy: channels-last tensors have other strides, and a view would alias live weights.
+    return {k: np.array(v.detach().cpu().numpy(), dtype=np.float32, order="C", copy=True)
+            for k, v in model.state_dict().items()}
 
 
 def load(model: nn.Module, params: dict[str, np.ndarray], source: str = "weights") -> None:
