@@ -25,3 +25,10 @@ def test_mnist_cnn_reaches_99_in_3_epochs(framework, trained_mnist_cnn):
     run, _ = trained_mnist_cnn(framework)
     assert len(run["epochs"]) <= 3
     assert run["test_accuracy"] >= 0.99, [e["test_accuracy"] for e in run["epochs"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_mnist_mlp_reaches_98(framework, mnist, tmp_path):
+    run = train_and_evaluate(RunConfig("mnist-mlp", framework, progress=False), tmp_path, dataset=mnist)
+    assert run["test_accuracy"] >= 0.98, [e["test_accuracy"] for e in run["epochs"]]
