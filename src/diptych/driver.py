@@ -153,8 +153,9 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
                       "test_accuracy": correct / len(data.y_test), "train_seconds": round(train_seconds, 3),
                       "wall_seconds": round(time.perf_counter() - t_start, 3)}
             history.append(record)
-            progress.log(f"epoch {epoch + 1}/{epochs}  loss {record['train_loss']:.4f}  "
-                         f"test acc {100 * record['test_accuracy']:.2f}%  wall {record['wall_seconds']:.1f}s")
+            if epochs <= 20 or (epoch + 1) % (epochs // 10) == 0 or epoch + 1 == epochs:  # ~10 lines at most
+                progress.log(f"epoch {epoch + 1}/{epochs}  loss {record['train_loss']:.4f}  "
+                             f"test acc {100 * record['test_accuracy']:.2f}%  wall {record['wall_seconds']:.1f}s")
             checkpoint.save(ckpt_path, trainer.export_weights(), trainer.export_opt_state(),
                             task=task.name, framework=config.framework, epoch=epoch + 1, config=settings,
                             epochs=history, wall_seconds=time.perf_counter() - t_start,
