@@ -153,3 +153,23 @@ def test_resume_from_checkpoint_of_another_task(tmp_path, framework):
 def test_resume_without_checkpoint(tmp_path):
     assert_one_line_error(run_cli("train", "mnist1d-mlp", "--framework", "jax", "--resume", "--out",
                                   str(tmp_path / "empty")), "no checkpoint to resume")
+
+
+@pytest.mark.parametrize("missing,other", [("jax", "torch"), ("torch", "jax")])
+def test_only_one_framework_installed(missing, other, tmp_path):
+    """With one framework absent, its twin's commands say which extra to install; the other works."""
+    import subprocess
+    import sys
+
+    code = (f"import sys; sys.modules[{missing!r}] = None\n"  # makes `import {missing}` fail
+            "from diptych.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+
+    assert_one_line_error(run("train", "mnist1d-mlp", "--framework", missing, "--out", str(tmp_path / "a")),
+                          f"pip install 'diptych[{missing}]'")
+    ok = run("train", "mnist1d-mlp", "--framework", other, "--epochs", "1", "--out", str(tmp_path / "b"),
+             "--no-progress")
+    assert ok.returncode == 0, ok.stderr

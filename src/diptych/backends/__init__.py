@@ -14,7 +14,6 @@ backend package lazily and explains in one line which extra to install when it i
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from types import ModuleType
 
 from diptych.errors import DiptychError
@@ -27,7 +26,12 @@ def load_backend(framework: str) -> ModuleType:
     """Import ``diptych.backends.<framework>``, e.g. ``load_backend("jax").train.Trainer``."""
     if framework not in FRAMEWORKS:
         raise DiptychError(f"unknown framework {framework!r}; choose one of {', '.join(FRAMEWORKS)}")
-    missing = [m for m in _REQUIRES[framework] if importlib.util.find_spec(m) is None]
+    missing = []
+    for module in _REQUIRES[framework]:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
     if missing:
         raise DiptychError(f"the {framework} twin needs {', '.join(missing)}, which is not installed; "
                            f"install it with: pip install 'diptych[{framework}]'")
