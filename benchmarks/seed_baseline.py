@@ -81,7 +81,8 @@ def burst(args, train_set, test_set):
     model = Net()
     optimizer = optim.Adam(model.parameters(), lr=1e-3)
     loader = iter(DataLoader(train_set, batch_size=64, shuffle=True))
-    t0, step = time.perf_counter(), 0
+    t0 = t1 = time.perf_counter()
+    step = 0
     while step < 2 or time.perf_counter() - t1 < args.burst:
         if step == 1:
             first, t1 = time.perf_counter() - t0, time.perf_counter()

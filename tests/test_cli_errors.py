@@ -1,7 +1,6 @@
 """Every bad-input case through the real CLI: one line on stderr, exit code 2, no traceback,
 nothing corrupted."""
 
-import gzip
 
 import numpy as np
 import pytest

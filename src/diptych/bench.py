@@ -25,11 +25,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 from diptych.errors import DiptychError
 from diptych.flops import train_flops
-from diptych.records import hardware, read_json, versions, write_json
+from diptych.records import hardware, versions, write_json
 from diptych.tasks import get_task
 
 BASELINE = "seed-baseline"

@@ -13,7 +13,7 @@ imports torch or jax.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from diptych.errors import DiptychError
 

@@ -79,9 +79,3 @@ def check_weights(params: dict[str, np.ndarray], expected: dict[str, tuple[int, 
     extra = sorted(set(params) - set(expected))
     if extra:
         raise DiptychError(f"{source}: unexpected tensor {extra[0]!r}; these weights belong to another model")
-
-
-def load_weights(path: str | Path, expected: dict[str, tuple[int, ...]]) -> tuple[dict[str, np.ndarray], dict]:
-    params, meta = read_safetensors(path)
-    check_weights(params, expected, str(path))
-    return params, meta

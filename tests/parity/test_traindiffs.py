@@ -1,6 +1,5 @@
 """Training diffs: `diptych parity` on identical batches, and proof that it can fail."""
 
-import numpy as np
 import pytest
 
 from conftest import run_cli
