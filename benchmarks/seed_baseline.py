@@ -49,7 +49,7 @@ class Net(nn.Module):
 
 class MNIST(Dataset):
     def __init__(self, images, labels):
-        self.images, self.labels = images, labels
+        self.images, self.labels = np.array(images), labels  # writable, as torchvision holds them
 
     def __len__(self):
         return len(self.labels)
