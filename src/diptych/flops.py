@@ -11,13 +11,19 @@ costs 3x the forward pass (the backward computes gradients for both inputs and w
 
 from __future__ import annotations
 
-from diptych.tasks import CNNSpec, MLPSpec
+from diptych.tasks import GATES, CNNSpec, MLPSpec, RNNSpec
 
 
-def forward_flops(spec: MLPSpec | CNNSpec) -> int:
+def forward_flops(spec: MLPSpec | CNNSpec | RNNSpec) -> int:
     """FLOPs of one forward pass for one sample."""
     total = 0
-    if isinstance(spec, CNNSpec):
+    if isinstance(spec, RNNSpec):  # per step, layer and direction: x @ W_ih and h @ W_hh
+        g, h, d = GATES[spec.cell], spec.hidden, len(spec.directions())
+        for layer in range(spec.num_layers):
+            fan_in = spec.input_size if layer == 0 else d * h
+            total += d * spec.seq_len * 2 * g * h * (fan_in + h)
+        dims = [d * h, spec.num_classes]
+    elif isinstance(spec, CNNSpec):
         size, cin = spec.in_size, spec.in_channels
         for c in spec.convs:
             out = (size + 2 * c.padding - c.kernel) // c.stride + 1
@@ -30,6 +36,6 @@ def forward_flops(spec: MLPSpec | CNNSpec) -> int:
     return total
 
 
-def train_flops(spec: MLPSpec | CNNSpec) -> int:
+def train_flops(spec: MLPSpec | CNNSpec | RNNSpec) -> int:
     """FLOPs of one training step for one sample: forward + backward = 3x forward."""
     return 3 * forward_flops(spec)

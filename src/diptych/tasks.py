@@ -109,7 +109,53 @@ class CNNSpec:
         return f"CNN{self.dims}d {convs} fc{self.hidden + (self.num_classes,)}"
 
 
-ModelSpec = MLPSpec | CNNSpec
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # gate blocks per cell, in PyTorch's order: -, (i,f,g,o), (r,z,n)
+
+
+@dataclass(frozen=True)
+class RNNSpec:
+    """Sequence classifier: the input ``(B, T * F)`` is read as ``T`` steps of ``F`` features, run
+    through stacked recurrent layers (Elman tanh RNN, LSTM or GRU, with PyTorch's maths and gate
+    order), and the last step's hidden state (both directions' if bidirectional) goes to a Linear.
+
+    Canonical names are PyTorch's ``nn.RNN/LSTM/GRU`` ones under ``rnn.``:
+    ``rnn.weight_ih_l{k}[_reverse]`` ``(G*H, in)``, ``rnn.weight_hh_l{k}`` ``(G*H, H)``,
+    ``rnn.bias_ih_l{k}``, ``rnn.bias_hh_l{k}`` ``(G*H,)``; then ``fc1`` ``(classes, D*H)``.
+    """
+
+    cell: str
+    input_size: int  # F: features per step
+    seq_len: int  # T: steps
+    hidden: int
+    num_layers: int = 1
+    bidirectional: bool = False
+    num_classes: int = 10
+    kind: str = "rnn"
+
+    def directions(self) -> tuple[str, ...]:
+        return ("", "_reverse") if self.bidirectional else ("",)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        g, h, d = GATES[self.cell], self.hidden, len(self.directions())
+        shapes: dict[str, tuple[int, ...]] = {}
+        for layer in range(self.num_layers):
+            fan_in = self.input_size if layer == 0 else d * h
+            for sfx in self.directions():
+                shapes[f"rnn.weight_ih_l{layer}{sfx}"] = (g * h, fan_in)
+                shapes[f"rnn.weight_hh_l{layer}{sfx}"] = (g * h, h)
+                shapes[f"rnn.bias_ih_l{layer}{sfx}"] = (g * h,)
+                shapes[f"rnn.bias_hh_l{layer}{sfx}"] = (g * h,)
+        return shapes | _fc_shapes([d * h, self.num_classes])
+
+    def num_params(self) -> int:
+        return _count(self.param_shapes())
+
+    def describe(self) -> str:
+        bi = "bi" if self.bidirectional else ""
+        return f"{bi}{self.cell.upper()} {self.num_layers}x{self.hidden} over {self.seq_len} steps of {self.input_size}"
+
+
+ModelSpec = MLPSpec | CNNSpec | RNNSpec
 
 
 def _fc_shapes(dims: list[int]) -> dict[str, tuple[int, ...]]:

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from diptych.tasks import CNNSpec, MLPSpec
+from diptych.tasks import GATES, CNNSpec, MLPSpec, RNNSpec
 
 _kernel_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
@@ -95,12 +95,86 @@ class ConvNet(nnx.Module):
         return x  # (B, classes)
 
 
-def build_model(spec: MLPSpec | CNNSpec, seed: int = 0) -> nnx.Module:
+class RecurrentLayer(nnx.Module):
+    """One direction of one recurrent layer: PyTorch's maths and gate order, JAX layout.
+
+    Kernels are ``(in, G*H)`` and ``(H, G*H)`` (``x @ W``), with both of PyTorch's biases kept,
+    because the GRU's candidate gate needs ``b_hn`` inside ``r * (h W_hn + b_hn)``. For all steps
+    at once, the input projection ``x @ W_ih`` is one batched matmul outside the loop; the
+    ``lax.scan`` carries only the recurrence ``h @ W_hh`` (one fused matmul for all gates).
+    Initialization as PyTorch: every tensor ``U(-1/sqrt(H), 1/sqrt(H))``.
+    """
+
+    def __init__(self, cell: str, in_size: int, hidden: int, *, rngs: nnx.Rngs):
+        self.cell, self.hidden = cell, hidden
+        g, bound = GATES[cell], 1.0 / hidden**0.5
+
+        def init(shape):
+            return nnx.Param(jax.random.uniform(rngs.params(), shape, jnp.float32, -bound, bound))
+
+        self.w_ih, self.w_hh = init((in_size, g * hidden)), init((hidden, g * hidden))
+        self.b_ih, self.b_hh = init((g * hidden,)), init((g * hidden,))
+
+    def __call__(self, x: jax.Array, reverse: bool = False) -> tuple[jax.Array, jax.Array]:
+        """``x`` ``(B, T, F)`` -> (outputs ``(B, T, H)``, last hidden state ``(B, H)``)."""
+        xi = x @ self.w_ih[...] + self.b_ih[...]  # (B, T, G*H)
+        w_hh, b_hh, cell = self.w_hh[...], self.b_hh[...], self.cell
+        h0 = jnp.zeros((x.shape[0], self.hidden), x.dtype)
+
+        def step(carry, xt):  # xt (B, G*H)
+            h = carry[0] if cell == "lstm" else carry
+            gh = h @ w_hh + b_hh  # (B, G*H)
+            if cell == "rnn":
+                h = jnp.tanh(xt + gh)
+                return h, h
+            if cell == "lstm":
+                i, f, g, o = jnp.split(xt + gh, 4, axis=-1)
+                c = jax.nn.sigmoid(f) * carry[1] + jax.nn.sigmoid(i) * jnp.tanh(g)
+                h = jax.nn.sigmoid(o) * jnp.tanh(c)
+                return (h, c), h
+            xr, xz, xn = jnp.split(xt, 3, axis=-1)
+            hr, hz, hn = jnp.split(gh, 3, axis=-1)
+            r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+            n = jnp.tanh(xn + r * hn)
+            h = (1 - z) * n + z * h
+            return h, h
+
+        carry = (h0, h0) if cell == "lstm" else h0
+        carry, ys = jax.lax.scan(step, carry, jnp.swapaxes(xi, 0, 1), reverse=reverse)  # ys (T, B, H)
+        return jnp.swapaxes(ys, 0, 1), carry[0] if cell == "lstm" else carry
+
+
+class RecurrentNet(nnx.Module):
+    """Stacked (optionally bidirectional) recurrent layers -> last hidden state -> Linear."""
+
+    def __init__(self, spec: RNNSpec, *, rngs: nnx.Rngs):
+        self.spec = spec
+        d = len(spec.directions())
+        for layer in range(spec.num_layers):
+            fan_in = spec.input_size if layer == 0 else d * spec.hidden
+            for sfx in spec.directions():
+                setattr(self, f"rnn_l{layer}{sfx}", RecurrentLayer(spec.cell, fan_in, spec.hidden, rngs=rngs))
+        self.fc1 = _linear(d * spec.hidden, spec.num_classes, rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = x.reshape(x.shape[0], self.spec.seq_len, self.spec.input_size)  # (B, T, F)
+        for layer in range(self.spec.num_layers):
+            out, last = getattr(self, f"rnn_l{layer}")(x)
+            if self.spec.bidirectional:  # the reverse direction's last state is the one at t = 0
+                out_r, last_r = getattr(self, f"rnn_l{layer}_reverse")(x, reverse=True)
+                out, last = jnp.concatenate([out, out_r], -1), jnp.concatenate([last, last_r], -1)
+            x = out  # (B, T, D*H)
+        return self.fc1(last)  # (B, classes)
+
+
+def build_model(spec: MLPSpec | CNNSpec | RNNSpec, seed: int = 0) -> nnx.Module:
     rngs = nnx.Rngs(params=seed)
     if isinstance(spec, MLPSpec):
         return MLP(spec, rngs=rngs)
     if isinstance(spec, CNNSpec):
         return ConvNet(spec, rngs=rngs)
+    if isinstance(spec, RNNSpec):
+        return RecurrentNet(spec, rngs=rngs)
     raise TypeError(f"no JAX model for {type(spec).__name__}")
 
 

@@ -7,6 +7,9 @@ Layout rules, canonical -> JAX:
 * linear weight ``(out, in)`` -> kernel ``(in, out)``: ``.T``.
 * the first linear layer after a conv stack also reorders its input features, because torch
   flattens ``(C, H, W)`` and the channels-last JAX twin flattens ``(H, W, C)``.
+* recurrent layer ``rnn_l{k}[_reverse]`` ``{w_ih, w_hh, b_ih, b_hh}`` <-> PyTorch's
+  ``rnn.weight_ih_l{k}[_reverse]`` etc.: kernels ``.T``, biases as they are. The gate blocks keep
+  PyTorch's order (i, f, g, o for LSTM; r, z, n for GRU), so no gate is permuted.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from flax import nnx
 
-from diptych.tasks import CNNSpec, MLPSpec
+from diptych.tasks import CNNSpec, MLPSpec, RNNSpec
 from diptych.weights import check_weights
 
 
@@ -43,10 +46,23 @@ def _fc1_to_canonical(k: np.ndarray, feature_shape: tuple[int, ...]) -> np.ndarr
     return k.reshape(out, -1)
 
 
-def to_canonical(spec: MLPSpec | CNNSpec, tree: dict) -> dict[str, np.ndarray]:
+_RNN_NAMES = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh"}
+
+
+def _rnn_name(layer: str, key: str) -> str:
+    """``("rnn_l0_reverse", "w_ih")`` -> ``"rnn.weight_ih_l0_reverse"``."""
+    return f"rnn.{_RNN_NAMES[key]}_{layer[len('rnn_'):]}"
+
+
+def to_canonical(spec: MLPSpec | CNNSpec | RNNSpec, tree: dict) -> dict[str, np.ndarray]:
     """Any parameter-shaped pure dict (weights, gradients, Adam moments) -> canonical layout."""
     out = {}
     for layer, p in tree.items():
+        if layer.startswith("rnn_"):
+            for key, v in p.items():
+                v = np.asarray(v, dtype=np.float32)
+                out[_rnn_name(layer, key)] = np.ascontiguousarray(v.T if key.startswith("w_") else v)
+            continue
         k = np.asarray(p["kernel"], dtype=np.float32)
         if layer.startswith("conv"):
             w = _conv_to_canonical(k)
@@ -59,10 +75,16 @@ def to_canonical(spec: MLPSpec | CNNSpec, tree: dict) -> dict[str, np.ndarray]:
     return out
 
 
-def from_canonical(spec: MLPSpec | CNNSpec, params: dict[str, np.ndarray]) -> dict:
+def from_canonical(spec: MLPSpec | CNNSpec | RNNSpec, params: dict[str, np.ndarray]) -> dict:
     """Canonical weights -> the NNX pure-dict layout ``{"conv1": {"kernel", "bias"}, ...}``."""
-    tree = {}
+    tree: dict = {}
     for name in params:
+        if name.startswith("rnn."):  # rnn.weight_ih_l0_reverse -> rnn_l0_reverse / w_ih
+            kind, _, rest = name[len("rnn."):].partition("_l")
+            key = {v: k for k, v in _RNN_NAMES.items()}[kind]
+            v = params[name]
+            tree.setdefault(f"rnn_l{rest}", {})[key] = np.ascontiguousarray(v.T if key.startswith("w_") else v)
+            continue
         layer, kind = name.rsplit(".", 1)
         if kind != "weight":
             continue
@@ -90,7 +112,7 @@ def load(model: nnx.Module, params: dict[str, np.ndarray], source: str = "weight
     nnx.update(model, state)
 
 
-def save_native(params: dict[str, np.ndarray], path, spec: MLPSpec | CNNSpec) -> None:
+def save_native(params: dict[str, np.ndarray], path, spec: MLPSpec | CNNSpec | RNNSpec) -> None:
     """Write Flax NNX parameters as msgpack (``flax.serialization``), as a Flax user loads them::
 
         state = nnx.state(model, nnx.Param)
@@ -115,7 +137,7 @@ def save_native(params: dict[str, np.ndarray], path, spec: MLPSpec | CNNSpec) ->
             os.unlink(tmp)
 
 
-def read_native(path, spec: MLPSpec | CNNSpec) -> dict[str, np.ndarray]:
+def read_native(path, spec: MLPSpec | CNNSpec | RNNSpec) -> dict[str, np.ndarray]:
     """Read a msgpack NNX parameter file written for ``spec`` and return canonical weights."""
     from flax import serialization
 

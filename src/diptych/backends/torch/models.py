@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from diptych.tasks import CNNSpec, MLPSpec
+from diptych.tasks import CNNSpec, MLPSpec, RNNSpec
 
 
 class MLP(nn.Module):
@@ -62,13 +62,34 @@ class ConvNet(nn.Module):
         return x  # (B, classes)
 
 
-def build_model(spec: MLPSpec | CNNSpec, seed: int = 0) -> nn.Module:
+class RecurrentNet(nn.Module):
+    """PyTorch's fused ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (batch-first) -> last hidden state -> Linear."""
+
+    def __init__(self, spec: RNNSpec):
+        super().__init__()
+        self.spec = spec
+        layer = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[spec.cell]
+        self.rnn = layer(spec.input_size, spec.hidden, num_layers=spec.num_layers, batch_first=True,
+                         bidirectional=spec.bidirectional)
+        self.fc1 = nn.Linear(spec.hidden * len(spec.directions()), spec.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], self.spec.seq_len, self.spec.input_size)  # (B, T, F)
+        _, h_n = self.rnn(x)  # (layers * D, B, H); an LSTM returns (h_n, c_n)
+        h_n = h_n[0] if isinstance(h_n, tuple) else h_n
+        last = torch.cat([h_n[-2], h_n[-1]], dim=-1) if self.spec.bidirectional else h_n[-1]  # (B, D*H)
+        return self.fc1(last)  # (B, classes)
+
+
+def build_model(spec: MLPSpec | CNNSpec | RNNSpec, seed: int = 0) -> nn.Module:
     """Build the twin of ``spec`` with weights drawn from a generator seeded by ``seed``."""
     torch.manual_seed(seed)
     if isinstance(spec, MLPSpec):
         return MLP(spec)
     if isinstance(spec, CNNSpec):
         return ConvNet(spec)
+    if isinstance(spec, RNNSpec):
+        return RecurrentNet(spec)
     raise TypeError(f"no torch model for {type(spec).__name__}")
 
 
