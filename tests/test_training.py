@@ -13,6 +13,14 @@ def test_mnist1d_cnn_reaches_94(framework, mnist1d, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("task", ["mnist1d-gru", "mnist1d-lstm"])
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_mnist1d_recurrent_reaches_91(task, framework, mnist1d, tmp_path):
+    run = train_and_evaluate(RunConfig(task, framework, progress=False), tmp_path, dataset=mnist1d)
+    assert run["test_accuracy"] >= 0.91, run["epochs"][-1]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_mnist1d_mlp_reaches_68(framework, mnist1d, tmp_path):
     run = train_and_evaluate(RunConfig("mnist1d-mlp", framework, progress=False), tmp_path, dataset=mnist1d)

@@ -9,13 +9,15 @@ from diptych.parity import run_parity
 @pytest.mark.parametrize("task,optimizer,lr", [
     ("mnist1d-cnn", "adam", 1e-3), ("mnist1d-cnn", "sgd", 0.05),
     ("mnist1d-mlp", "adam", 1e-3), ("mnist1d-mlp", "sgd", 0.05),
+    ("mnist1d-gru", "adam", 1e-3), ("mnist1d-lstm", "adam", 1e-3),
 ])
 def test_parity_passes(task, optimizer, lr, mnist1d):
     report = run_parity(task, steps=100, optimizer=optimizer, lr=lr, dataset=mnist1d)
     bad = [r.as_dict() for r in report.rows if not r.ok]
     assert report.ok, bad
     rows = {(r.check, r.tensor): r for r in report.rows}
-    assert rows[("logits", "(B=100, 10)" if task == "mnist1d-cnn" else "(B=16, 10)")].max_abs <= 1e-5
+    batch = {"mnist1d-mlp": 16}.get(task, 100)
+    assert rows[("logits", f"(B={batch}, 10)")].max_abs <= 1e-5
     assert len(report.losses["torch"]) == len(report.losses["jax"]) == 100
     assert report.losses["torch"][-1] < report.losses["torch"][0]  # it trained
 
