@@ -10,6 +10,7 @@ safetensors never unpickles anything, so loading a weights file cannot run code.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -24,21 +25,30 @@ from diptych.errors import DiptychError
 FORMAT = "diptych.weights/1"
 
 
-def atomic_save(tensors: dict[str, np.ndarray], path: str | Path, metadata: dict) -> None:
-    """Write a safetensors file via a temporary file and ``os.replace`` (never half-written)."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``
+    (``os.replace`` is atomic), so a reader never sees a half-written file. Used by every writer of
+    weights and checkpoints, in the neutral core and in both backends' native formats."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp,
-                  metadata={k: json.dumps(v) for k, v in metadata.items()})
+        yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_save(tensors: dict[str, np.ndarray], path: str | Path, metadata: dict) -> None:
+    """Write a safetensors file atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp,
+                  metadata={k: json.dumps(v) for k, v in metadata.items()})
 
 
 def read_safetensors(path: str | Path, what: str = "weights") -> tuple[dict[str, np.ndarray], dict]:

@@ -195,9 +195,10 @@ class Trainer:
 
 def versions() -> dict[str, str]:
     import flax
+    import jaxlib
 
-    return {"jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else "",
-            "flax": flax.__version__, "optax": optax.__version__}
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
+            "optax": optax.__version__}
 
 
 def device_name() -> str:

@@ -14,11 +14,13 @@ Layout rules, canonical -> JAX:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from flax import nnx
 
 from diptych.tasks import CNNSpec, MLPSpec, RNNSpec
-from diptych.weights import check_weights
+from diptych.weights import atomic_path, check_weights
 
 
 def _conv_to_jax(w: np.ndarray) -> np.ndarray:
@@ -119,22 +121,11 @@ def save_native(params: dict[str, np.ndarray], path, spec: MLPSpec | CNNSpec | R
         nnx.replace_by_pure_dict(state, flax.serialization.msgpack_restore(open(path, "rb").read()))
         nnx.update(model, state)
     """
-    import os
-    import tempfile
-    from pathlib import Path
-
     from flax import serialization
 
-    path = Path(path)
     data = serialization.msgpack_serialize(from_canonical(spec, params))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
 
 
 def read_native(path, spec: MLPSpec | CNNSpec | RNNSpec) -> dict[str, np.ndarray]:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from diptych.weights import check_weights
+from diptych.weights import atomic_path, check_weights
 
 
 def export(model: nn.Module) -> dict[str, np.ndarray]:
@@ -28,19 +28,8 @@ def load(model: nn.Module, params: dict[str, np.ndarray], source: str = "weights
 def save_native(params: dict[str, np.ndarray], path) -> None:
     """Write a plain PyTorch ``state_dict`` (``torch.save``), as a torch user would load it:
     ``model.load_state_dict(torch.load(path, weights_only=True))``."""
-    import os
-    import tempfile
-    from pathlib import Path
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def read_native(path) -> dict[str, np.ndarray]:
