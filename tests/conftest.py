@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +37,16 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
     full_env = {k: v for k, v in full_env.items() if v is not None}  # None removes a variable
     return subprocess.run([sys.executable, "-m", "diptych", *args], capture_output=True, text=True,
                            timeout=timeout, env=full_env, stdin=subprocess.DEVNULL)
+
+
+def random_batch(task, n: int, rng: np.random.Generator):
+    """Random inputs and labels shaped for ``task``'s model: images, MNIST-1D rows, or text ids."""
+    if task.dataset == "text":
+        spec = task.model
+        return (rng.integers(0, spec.vocab, (n, spec.seq_len)).astype(np.int32),
+                rng.integers(0, spec.vocab, (n, spec.seq_len)).astype(np.int32))
+    shape = {"mnist1d": (40,)}.get(task.dataset, (28, 28))
+    return rng.standard_normal((n, *shape)).astype(np.float32), rng.integers(0, 10, n).astype(np.int32)
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,8 @@ def _training_options(f):
         click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule."),
         click.option("--seed", type=int, help="Seed for initialization and batch order (default 0)."),
         click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files."),
+        click.option("--text", type=click.Path(dir_okay=False),
+                     help="Language-model tasks: a UTF-8 text file (default: Python's bundled help text)."),
         click.option("--compile", is_flag=True, help="torch: torch.compile the model (JAX always jit-compiles)."),
         click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
                      help="bf16: bfloat16 compute with float32 weights and optimizer state."),
@@ -49,7 +51,13 @@ def cli():
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_tasks(as_json):
     """Show the tasks: dataset, model, parameter count, target and reference result."""
-    rows = [{"task": t.name, "dataset": t.dataset, "model": t.model.describe(), "params": t.model.num_params(),
+    from diptych.data.text import load_text
+    from diptych.tasks import fit_vocab
+
+    vocab = len(load_text().vocab)  # language models: sized for the default corpus
+    rows = [{"task": t.name, "dataset": t.dataset, "model": fit_vocab(t, vocab).model.describe(), "params": fit_vocab(t, vocab).model.num_params(),
+             "target": (f"<= {t.target.bpc_vs_unigram:g}x unigram bits/char" if t.target.bpc_vs_unigram
+                        else f"{100 * t.target.test_accuracy:.1f}%"),
              "target_accuracy": t.target.test_accuracy, "reference": t.target.reference,
              "epochs": t.budget.epochs, "batch_size": t.budget.batch_size, "optimizer": t.optimizer.name,
              "lr": t.optimizer.lr} for t in TASKS.values()]
@@ -63,7 +71,7 @@ def list_tasks(as_json):
     for col in ("task", "dataset", "model", "params", "target", "reference", "defaults"):
         table.add_column(col, justify="right" if col == "params" else "left")
     for r in rows:
-        table.add_row(r["task"], r["dataset"], r["model"], f"{r['params']:,}", f"{100 * r['target_accuracy']:.1f}%",
+        table.add_row(r["task"], r["dataset"], r["model"], f"{r['params']:,}", r["target"],
                       r["reference"], f"{r['optimizer']} lr {r['lr']:g}, {r['epochs']} ep x {r['batch_size']}")
     console = Console()
     if not console.is_terminal:  # piped: don't squeeze the table into 80 columns
@@ -87,8 +95,12 @@ def train(task, framework, out, as_json, no_progress, **kw):
     if as_json:
         click.echo(json.dumps(record))
     else:
-        click.echo(f"{task} [{framework}]: test accuracy {100 * record['test_accuracy']:.2f}% "
-                   f"(target {100 * record['target_accuracy']:.1f}%), {record['samples_per_second']:,.0f} samples/s, "
+        if "test_bpc" in record:  # a language model
+            score = (f"held-out {record['test_bpc']:.3f} bits/char (target <= {record['target_bpc']:.3f}; "
+                     f"unigram {record['unigram_bpc']:.3f}), next-char accuracy {100 * record['test_accuracy']:.1f}%")
+        else:
+            score = f"test accuracy {100 * record['test_accuracy']:.2f}% (target {100 * record['target_accuracy']:.1f}%)"
+        click.echo(f"{task} [{framework}]: {score}, {record['samples_per_second']:,.0f} samples/s, "
                    f"wall {record['wall_seconds']:.1f}s -> {out}/run.json")
 
 
@@ -115,15 +127,19 @@ def compare(task, frameworks, out, as_json, no_progress, **kw):
 @click.option("--framework", type=click.Choice(FRAMEWORKS), required=True, help="Which twin evaluates.")
 @click.option("--weights", type=click.Path(dir_okay=False), required=True, help="A weights.safetensors file.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files.")
+@click.option("--text", type=click.Path(dir_okay=False), help="Language-model tasks: the text the model was trained on.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def eval_cmd(task, framework, weights, data_dir, as_json):
+def eval_cmd(task, framework, weights, data_dir, text, as_json):
     """Test accuracy of saved weights (trained by either twin) in FRAMEWORK."""
     from diptych.driver import evaluate_weights
 
-    result = evaluate_weights(task, framework, weights, data_dir)
+    result = evaluate_weights(task, framework, weights, data_dir, text=text)
     result.pop("predictions")
     if as_json:
         click.echo(json.dumps(result))
+    elif "test_bpc" in result:
+        click.echo(f"{task} [{framework}] {weights}: held-out {result['test_bpc']:.3f} bits/char "
+                   f"(unigram {result['unigram_bpc']:.3f}), next-char accuracy {100 * result['test_accuracy']:.1f}%")
     else:
         click.echo(f"{task} [{framework}] {weights}: test accuracy {100 * result['test_accuracy']:.2f}% "
                    f"({result['correct']}/{result['total']})")
@@ -193,6 +209,21 @@ def bench(task, frameworks, repeats, seconds, baseline, no_train, precision, dat
                        train=not no_train, log=lambda line: console.print(f"[dim]{line}[/]"), precision=precision)
     _print_bench(result)
     click.echo(f"report: {out / 'report.html'} and {out / 'report.md'}")
+
+
+@cli.command()
+@click.argument("task", type=click.Choice([t.name for t in TASKS.values() if t.dataset == "text"]), metavar="TASK")
+@click.option("--weights", type=click.Path(dir_okay=False), required=True, help="weights.safetensors of either twin.")
+@click.option("--framework", type=click.Choice(FRAMEWORKS), default="torch", show_default=True, help="Which twin runs.")
+@click.option("--prompt", default="The ", show_default=True, help="Text to start from (characters the model knows).")
+@click.option("--length", type=click.IntRange(min=0), default=200, show_default=True, help="Characters to add.")
+@click.option("--temperature", type=float, default=0.8, show_default=True, help="0 = greedy; higher = more varied.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed (the same in both twins).")
+def generate(task, weights, framework, prompt, length, temperature, seed):
+    """Sample text from a trained character language model (weights from either twin)."""
+    from diptych.language import generate as run_generate
+
+    click.echo(run_generate(weights, framework, prompt, length, temperature, seed, task=task))
 
 
 @cli.command()

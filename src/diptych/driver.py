@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diptych import checkpoint
+from diptych import checkpoint, language
 from diptych.backends import load_backend
 from diptych.data import Batches, Dataset, eval_batches, load_dataset
 from diptych.errors import DiptychError, NonFiniteLossError
@@ -52,6 +52,7 @@ class RunConfig:
     resume: bool = False
     init_from: str | None = None
     progress: bool = True
+    text: str | None = None  # language-model tasks: a UTF-8 corpus (default: Python's help text)
 
 
 def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
@@ -73,6 +74,20 @@ def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
     return task, settings
 
 
+def load_task_data(task: Task, data_dir: str | None = None, text: str | None = None,
+                   dataset: Dataset | None = None) -> tuple[Task, Dataset, dict | None]:
+    """The task's data, and the task itself with a language model's vocabulary size filled in.
+
+    Language-model tasks get TBPTT windows of their corpus (``text``, default: Python's help text)
+    and facts about it (vocabulary, unigram bits/char) as the third item; other tasks get ``None``.
+    """
+    if task.dataset == "text":
+        return language.text_dataset(task, text, task.budget.batch_size)
+    if text is not None:
+        raise DiptychError(f"--text is for language-model tasks; {task.name} trains on {task.dataset}")
+    return task, dataset if dataset is not None else load_dataset(task.dataset, data_dir), None
+
+
 def evaluate(trainer, x: np.ndarray, y: np.ndarray) -> tuple[int, np.ndarray]:
     """Return (number correct, predicted classes) over the whole split."""
     preds = np.concatenate([trainer.predict(x[s]).argmax(-1) for s in eval_batches(len(x), EVAL_BATCH)])
@@ -90,9 +105,10 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
             raise DiptychError(f"no checkpoint to resume in {workdir}; run without --resume first")
         params, opt_state, saved = checkpoint.load(ckpt_path, config.task)
     task, settings = resolve(config, saved and saved["config"])
-    data = dataset if dataset is not None else load_dataset(task.dataset, config.data_dir)
-
-    batches = Batches(len(data.x_train), task.budget.batch_size, seed=settings["seed"])
+    task, data, text_info = load_task_data(task, config.data_dir, config.text, dataset)
+    lm = text_info is not None
+    # Language models read their TBPTT windows in order, so each row continues the previous batch's row.
+    batches = Batches(len(data.x_train), task.budget.batch_size, seed=settings["seed"], shuffle=not lm)
     steps_per_epoch = batches.steps_per_epoch()
     epochs = task.budget.epochs
     trainer = backend.train.Trainer(task, settings["seed"], epochs * steps_per_epoch, compile=config.compile,
@@ -123,6 +139,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
         for epoch in range(start_epoch, epochs):
             t_epoch, pending, losses = time.perf_counter(), [], []
             first_step_seconds = 0.0
+            trainer.reset_state()  # language models: each epoch's streams start from a zero state
             for step, idx in enumerate(batches.epoch(epoch)):
                 x, y = data.x_train[idx], data.y_train[idx]  # (B, ...) float32, (B,) int32
                 if compile_seconds is None:  # the first step pays for tracing/compilation
@@ -148,22 +165,27 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
             steady_seconds += train_seconds
             steady_samples += (steps_per_epoch - (1 if first_step_seconds else 0)) * task.budget.batch_size
 
-            correct, _ = evaluate(trainer, data.x_test, data.y_test)
-            record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
-                      "test_accuracy": correct / len(data.y_test), "train_seconds": round(train_seconds, 3),
-                      "wall_seconds": round(time.perf_counter() - t_start, 3)}
+            record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses))}
+            if lm:  # next-character accuracy and bits/char on the held-out text
+                scores = language.evaluate_lm(trainer, data.x_test, data.y_test)
+                record |= {"test_accuracy": scores["accuracy"], "test_bpc": scores["bpc"]}
+            else:
+                record["test_accuracy"] = evaluate(trainer, data.x_test, data.y_test)[0] / len(data.y_test)
+            record |= {"train_seconds": round(train_seconds, 3), "wall_seconds": round(time.perf_counter() - t_start, 3)}
             history.append(record)
             if epochs <= 20 or (epoch + 1) % (epochs // 10) == 0 or epoch + 1 == epochs:  # ~10 lines at most
+                bpc = f"  bits/char {record['test_bpc']:.3f}" if lm else ""
                 progress.log(f"epoch {epoch + 1}/{epochs}  loss {record['train_loss']:.4f}  "
-                             f"test acc {100 * record['test_accuracy']:.2f}%  wall {record['wall_seconds']:.1f}s")
+                             f"test acc {100 * record['test_accuracy']:.2f}%{bpc}  wall {record['wall_seconds']:.1f}s")
             checkpoint.save(ckpt_path, trainer.export_weights(), trainer.export_opt_state(),
                             task=task.name, framework=config.framework, epoch=epoch + 1, config=settings,
                             epochs=history, wall_seconds=time.perf_counter() - t_start,
                             compile_seconds=compile_seconds, steady_samples=steady_samples,
                             steady_seconds=steady_seconds, loss_curve=loss_curve)
 
+    extra = {"vocab": text_info["vocab"]} if lm else {}  # a language model is useless without its vocabulary
     save_weights(trainer.export_weights(), workdir / "weights.safetensors", task=task.name,
-                 framework=config.framework, model=dataclasses.asdict(task.model))
+                 framework=config.framework, model=dataclasses.asdict(task.model), **extra)
     run = {
         "task": task.name, "framework": config.framework,
         "versions": versions(backend.train.versions()), "hardware": hardware(backend.train.device_name()),
@@ -177,6 +199,11 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
         "wall_seconds": history[-1]["wall_seconds"], "peak_rss_mb": peak_rss_mb(),
         "loss_curve": loss_curve,
     }
+    if lm:  # the target is bits/char against the unigram baseline, not accuracy
+        bar = task.target.bpc_vs_unigram * text_info["unigram_bpc"]
+        run |= {"test_bpc": history[-1]["test_bpc"], "unigram_bpc": text_info["unigram_bpc"], "target_bpc": bar,
+                "reached_target": history[-1]["test_bpc"] <= bar, "target_accuracy": None,
+                "dataset": run["dataset"] | {k: v for k, v in text_info.items() if k != "unigram_bpc"}}
     write_json(workdir / "run.json", run)
     return run
 
@@ -191,16 +218,21 @@ def _check_finite(losses: list[float], epoch: int, steps_per_epoch: int, ckpt_pa
 
 
 def evaluate_weights(task_name: str, framework: str, weights_path: str | Path, data_dir: str | None = None,
-                     dataset: Dataset | None = None) -> dict:
+                     dataset: Dataset | None = None, text: str | None = None) -> dict:
     """Test accuracy of a weights file (from either twin) evaluated by ``framework``."""
     task = get_task(task_name)
     params, _, _ = read_any(weights_path)  # canonical, torch .pt or Flax .msgpack
+    task, data, text_info = load_task_data(task, data_dir, text, dataset)
     check_weights(params, task.model.param_shapes(), str(weights_path))
     backend = load_backend(framework)
-    data = dataset if dataset is not None else load_dataset(task.dataset, data_dir)
     trainer = backend.train.Trainer(task, 0, 1)
     trainer.load_weights(params, str(weights_path))
+    result = {"task": task.name, "framework": framework, "weights": str(weights_path)}
+    if text_info is not None:  # a language model: bits/char and next-character accuracy
+        scores = language.evaluate_lm(trainer, data.x_test, data.y_test)
+        return result | {"test_accuracy": scores["accuracy"], "test_bpc": scores["bpc"],
+                         "unigram_bpc": text_info["unigram_bpc"], "correct": None, "total": int(data.y_test.size),
+                         "predictions": None}
     correct, preds = evaluate(trainer, data.x_test, data.y_test)
-    return {"task": task.name, "framework": framework, "weights": str(weights_path),
-            "test_accuracy": correct / len(data.y_test), "correct": correct, "total": len(data.y_test),
-            "predictions": preds}
+    return result | {"test_accuracy": correct / len(data.y_test), "correct": correct, "total": len(data.y_test),
+                     "predictions": preds}

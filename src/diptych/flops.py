@@ -11,12 +11,17 @@ costs 3x the forward pass (the backward computes gradients for both inputs and w
 
 from __future__ import annotations
 
-from diptych.tasks import GATES, CNNSpec, MLPSpec, RNNSpec
+from diptych.tasks import GATES, CharLMSpec, CNNSpec, MLPSpec, RNNSpec
 
 
-def forward_flops(spec: MLPSpec | CNNSpec | RNNSpec) -> int:
-    """FLOPs of one forward pass for one sample."""
+def forward_flops(spec: MLPSpec | CNNSpec | RNNSpec | CharLMSpec) -> int:
+    """FLOPs of one forward pass for one sample (a language model's sample is one window of
+    ``seq_len`` characters; the embedding is a lookup, 0 FLOPs)."""
     total = 0
+    if isinstance(spec, CharLMSpec):  # per character: each layer's gates, then the H -> V readout
+        g, h = GATES[spec.cell], spec.hidden
+        per_char = sum(2 * g * h * ((spec.embed if k == 0 else h) + h) for k in range(spec.num_layers))
+        return spec.seq_len * (per_char + 2 * h * spec.vocab)
     if isinstance(spec, RNNSpec):  # per step, layer and direction: x @ W_ih and h @ W_hh
         g, h, d = GATES[spec.cell], spec.hidden, len(spec.directions())
         for layer in range(spec.num_layers):
@@ -36,6 +41,6 @@ def forward_flops(spec: MLPSpec | CNNSpec | RNNSpec) -> int:
     return total
 
 
-def train_flops(spec: MLPSpec | CNNSpec | RNNSpec) -> int:
+def train_flops(spec: MLPSpec | CNNSpec | RNNSpec | CharLMSpec) -> int:
     """FLOPs of one training step for one sample: forward + backward = 3x forward."""
     return 3 * forward_flops(spec)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from diptych.backends import load_backend
-from diptych.data import Batches, Dataset, load_dataset
+from diptych.data import Batches, Dataset
 from diptych.tasks import get_task
 
 ADAM_PARAM_BOUND = 1e-3  # see the module docstring
@@ -122,8 +122,10 @@ def run_parity(task_name: str, steps: int = 100, optimizer: str = "adam", seed: 
     Defaults: Adam at lr 1e-3 (the default of both torch.optim.Adam and the optax examples) with a
     constant schedule, so step 1 already moves the weights (a warm-up would start at lr 0).
     """
+    from diptych.driver import load_task_data
+
     task = get_task(task_name).with_overrides(optimizer=optimizer, epochs=1, lr=lr, schedule=schedule)
-    data = dataset if dataset is not None else load_dataset(task.dataset, data_dir)
+    task, data, text_info = load_task_data(task, data_dir, None, dataset)
     pt, jx = load_backend("torch").train, load_backend("jax").train
     torch_t = pt.Trainer(task, seed, total_steps=steps)
     jax_t = jx.Trainer(task, seed, total_steps=steps)     # re-synced to torch before every step
@@ -135,7 +137,7 @@ def run_parity(task_name: str, steps: int = 100, optimizer: str = "adam", seed: 
     report = ParityReport(task.name, optimizer, steps)
     param_bound = ADAM_PARAM_BOUND if optimizer == "adam" else None
 
-    batches = Batches(len(data.x_train), task.budget.batch_size, seed=seed)
+    batches = Batches(len(data.x_train), task.budget.batch_size, seed=seed, shuffle=text_info is None)
     stream = (idx for epoch in range(10**9) for idx in batches.epoch(epoch))
     idx = next(stream)
     x, y = data.x_train[idx], data.y_train[idx]
@@ -143,7 +145,7 @@ def run_parity(task_name: str, steps: int = 100, optimizer: str = "adam", seed: 
     # (a) + (b): forward and backward on the same batch, no update
     t_loss, t_logits, t_grads = torch_t.loss_and_grads(x, y)
     j_loss, j_logits, j_grads = jax_t.loss_and_grads(x, y)
-    report.rows.append(Row("logits", f"(B={len(x)}, {t_logits.shape[1]})", *diff(j_logits, t_logits)))
+    report.rows.append(Row("logits", str(tuple(t_logits.shape)), *diff(j_logits, t_logits)))
     report.rows.append(Row("loss", "cross-entropy", *diff(j_loss, t_loss)))
     report.rows += [Row("gradient", k, *diff(j_grads[k], t_grads[k])) for k in t_grads]
 
@@ -157,6 +159,8 @@ def run_parity(task_name: str, steps: int = 100, optimizer: str = "adam", seed: 
             x, y = data.x_train[idx], data.y_train[idx]
             jax_t.load_weights(torch_t.export_weights())
             jax_t.load_opt_state(torch_t.export_opt_state())
+        for t in (torch_t, jax_t, free_t, ref_t):  # language models: every step starts from a zero state
+            t.reset_state()
         lt, lj = float(torch_t.train_step(x, y)), float(jax_t.train_step(x, y))
         free["jax"].append(free_t.train_step(x, y))
         free["torch_fp64"].append(ref_t.train_step(x, y))

@@ -136,16 +136,8 @@ class RNNSpec:
         return ("", "_reverse") if self.bidirectional else ("",)
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        g, h, d = GATES[self.cell], self.hidden, len(self.directions())
-        shapes: dict[str, tuple[int, ...]] = {}
-        for layer in range(self.num_layers):
-            fan_in = self.input_size if layer == 0 else d * h
-            for sfx in self.directions():
-                shapes[f"rnn.weight_ih_l{layer}{sfx}"] = (g * h, fan_in)
-                shapes[f"rnn.weight_hh_l{layer}{sfx}"] = (g * h, h)
-                shapes[f"rnn.bias_ih_l{layer}{sfx}"] = (g * h,)
-                shapes[f"rnn.bias_hh_l{layer}{sfx}"] = (g * h,)
-        return shapes | _fc_shapes([d * h, self.num_classes])
+        shapes = _rnn_shapes(self.cell, self.input_size, self.hidden, self.num_layers, self.directions())
+        return shapes | _fc_shapes([len(self.directions()) * self.hidden, self.num_classes])
 
     def num_params(self) -> int:
         return _count(self.param_shapes())
@@ -155,7 +147,56 @@ class RNNSpec:
         return f"{bi}{self.cell.upper()} {self.num_layers}x{self.hidden} over {self.seq_len} steps of {self.input_size}"
 
 
-ModelSpec = MLPSpec | CNNSpec | RNNSpec
+@dataclass(frozen=True)
+class CharLMSpec:
+    """Character language model: ``Embedding(V, E)`` -> stacked unidirectional recurrent layers
+    -> ``Linear(H, V)`` at every step, giving next-character logits ``(B, T, V)``.
+
+    The vocabulary size ``V`` comes from the corpus, so the registry holds ``vocab=0`` and the
+    driver fills it in (:meth:`with_vocab`). ``seq_len`` is the truncated-BPTT window ``T``.
+    Canonical names: ``embed.weight`` ``(V, E)``, ``rnn.*`` as in :class:`RNNSpec`, ``fc1``.
+    """
+
+    cell: str
+    embed: int
+    hidden: int
+    num_layers: int = 1
+    seq_len: int = 64
+    vocab: int = 0
+    kind: str = "charlm"
+
+    def with_vocab(self, vocab: int) -> "CharLMSpec":
+        return dataclasses.replace(self, vocab=vocab)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        shapes = {"embed.weight": (self.vocab, self.embed)}
+        shapes |= _rnn_shapes(self.cell, self.embed, self.hidden, self.num_layers, ("",))
+        return shapes | _fc_shapes([self.hidden, self.vocab])
+
+    def num_params(self) -> int:
+        return _count(self.param_shapes())
+
+    def describe(self) -> str:
+        v = self.vocab or "V"
+        return f"char {self.cell.upper()} {self.num_layers}x{self.hidden}, embed {self.embed}, vocab {v}, TBPTT {self.seq_len}"
+
+
+ModelSpec = MLPSpec | CNNSpec | RNNSpec | CharLMSpec
+
+
+def _rnn_shapes(cell: str, input_size: int, hidden: int, num_layers: int,
+                directions: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    """PyTorch's ``nn.RNN/LSTM/GRU`` parameter shapes under ``rnn.``."""
+    g, h, d = GATES[cell], hidden, len(directions)
+    shapes: dict[str, tuple[int, ...]] = {}
+    for layer in range(num_layers):
+        fan_in = input_size if layer == 0 else d * h
+        for sfx in directions:
+            shapes[f"rnn.weight_ih_l{layer}{sfx}"] = (g * h, fan_in)
+            shapes[f"rnn.weight_hh_l{layer}{sfx}"] = (g * h, h)
+            shapes[f"rnn.bias_ih_l{layer}{sfx}"] = (g * h,)
+            shapes[f"rnn.bias_hh_l{layer}{sfx}"] = (g * h,)
+    return shapes
 
 
 def _fc_shapes(dims: list[int]) -> dict[str, tuple[int, ...]]:
@@ -193,6 +234,7 @@ class OptimizerSpec:
     weight_decay: float = 0.01  # decoupled, adamw only (torch.optim.AdamW's default)
     schedule: str = "constant"
     warmup_fraction: float = 0.0  # onecycle: fraction of steps spent warming up
+    clip_norm: float | None = None  # rescale gradients to this global L2 norm when above it
 
 
 @dataclass(frozen=True)
@@ -205,6 +247,8 @@ class Budget:
 class Target:
     test_accuracy: float  # a fraction
     reference: str  # where the bar comes from
+    # Language models: reached when held-out bits/char <= this fraction of the unigram baseline's.
+    bpc_vs_unigram: float | None = None
 
 
 @dataclass(frozen=True)
@@ -268,6 +312,10 @@ MNIST1D_CNN = CNNSpec(
 # MNIST-1D as a sequence of 40 scalars, classified from the last hidden state.
 MNIST1D_GRU = RNNSpec("gru", input_size=1, seq_len=40, hidden=128)
 MNIST1D_LSTM = RNNSpec("lstm", input_size=1, seq_len=40, hidden=128)
+MNIST1D_RNN = RNNSpec("rnn", input_size=1, seq_len=40, hidden=128)
+# Row-by-row MNIST: 28 steps of one 28-pixel row each.
+MNIST_LSTM = RNNSpec("lstm", input_size=28, seq_len=28, hidden=128)
+CHARS_LSTM = CharLMSpec("lstm", embed=64, hidden=256, seq_len=64)
 
 _ONECYCLE_ADAM = dict(name="adam", schedule="onecycle", warmup_fraction=0.2)
 
@@ -291,7 +339,23 @@ TASKS: dict[str, Task] = {t.name: t for t in [
          Target(0.91, "MNIST-1D paper: GRU 91%"), "GRU over MNIST-1D as 40 steps"),
     Task("mnist1d-lstm", "mnist1d", MNIST1D_LSTM, OptimizerSpec(lr=5e-3, **_ONECYCLE_ADAM), Budget(50, 100),
          Target(0.91, "MNIST-1D paper: GRU 91% (LSTM bar set equal)"), "LSTM over MNIST-1D as 40 steps"),
+    Task("mnist1d-rnn", "mnist1d", MNIST1D_RNN, OptimizerSpec(lr=2e-3, clip_norm=1.0, **_ONECYCLE_ADAM), Budget(50, 100),
+         Target(0.5, "placeholder"), "Elman (tanh) RNN over MNIST-1D as 40 steps"),
+    Task("mnist-rnn", "mnist", MNIST_LSTM, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(5, 128),
+         Target(0.985, "row-by-row LSTM on MNIST, ~98.5-99%"), "LSTM reading MNIST row by row (28 steps of 28)"),
+    # Truncated BPTT over 32 parallel streams of 64 characters, state carried across batches.
+    Task("chars-lstm", "text", CHARS_LSTM,
+         OptimizerSpec(lr=4e-3, schedule="onecycle", warmup_fraction=0.1, clip_norm=1.0), Budget(6, 32),
+         Target(0.0, "held-out bits/char at most 0.6x the unigram baseline's", bpc_vs_unigram=0.6),
+         "character-level LSTM language model (default corpus: Python's bundled help text)"),
 ]}
+
+
+def fit_vocab(task: Task, vocab_size: int) -> Task:
+    """A language-model task with its vocabulary size filled in (other tasks come back unchanged)."""
+    if isinstance(task.model, CharLMSpec):
+        return dataclasses.replace(task, model=task.model.with_vocab(vocab_size))
+    return task
 
 
 def get_task(name: str) -> Task:

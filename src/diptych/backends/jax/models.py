@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from diptych.tasks import GATES, CNNSpec, MLPSpec, RNNSpec
+from diptych.tasks import GATES, CharLMSpec, CNNSpec, MLPSpec, RNNSpec
 
 _kernel_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
@@ -115,11 +115,18 @@ class RecurrentLayer(nnx.Module):
         self.w_ih, self.w_hh = init((in_size, g * hidden)), init((hidden, g * hidden))
         self.b_ih, self.b_hh = init((g * hidden,)), init((g * hidden,))
 
-    def __call__(self, x: jax.Array, reverse: bool = False) -> tuple[jax.Array, jax.Array]:
-        """``x`` ``(B, T, F)`` -> (outputs ``(B, T, H)``, last hidden state ``(B, H)``)."""
+    def initial_carry(self, batch: int, dtype=jnp.float32):
+        """Zeros: ``h`` ``(B, H)``, or ``(h, c)`` for an LSTM (PyTorch's default initial state)."""
+        h0 = jnp.zeros((batch, self.hidden), dtype)
+        return (h0, h0) if self.cell == "lstm" else h0
+
+    def __call__(self, x: jax.Array, reverse: bool = False, carry=None):
+        """``x`` ``(B, T, F)`` -> (outputs ``(B, T, H)``, final carry: ``h`` ``(B, H)`` or ``(h, c)``).
+
+        ``carry`` continues from a previous window (truncated BPTT); ``None`` starts from zeros.
+        """
         xi = x @ self.w_ih[...] + self.b_ih[...]  # (B, T, G*H)
         w_hh, b_hh, cell = self.w_hh[...], self.b_hh[...], self.cell
-        h0 = jnp.zeros((x.shape[0], self.hidden), x.dtype)
 
         def step(carry, xt):  # xt (B, G*H)
             h = carry[0] if cell == "lstm" else carry
@@ -139,9 +146,13 @@ class RecurrentLayer(nnx.Module):
             h = (1 - z) * n + z * h
             return h, h
 
-        carry = (h0, h0) if cell == "lstm" else h0
+        carry = self.initial_carry(x.shape[0], x.dtype) if carry is None else carry
         carry, ys = jax.lax.scan(step, carry, jnp.swapaxes(xi, 0, 1), reverse=reverse)  # ys (T, B, H)
-        return jnp.swapaxes(ys, 0, 1), carry[0] if cell == "lstm" else carry
+        return jnp.swapaxes(ys, 0, 1), carry
+
+
+def _last_hidden(carry):
+    return carry[0] if isinstance(carry, tuple) else carry  # an LSTM's carry is (h, c)
 
 
 class RecurrentNet(nnx.Module):
@@ -159,15 +170,46 @@ class RecurrentNet(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x.reshape(x.shape[0], self.spec.seq_len, self.spec.input_size)  # (B, T, F)
         for layer in range(self.spec.num_layers):
-            out, last = getattr(self, f"rnn_l{layer}")(x)
+            out, carry = getattr(self, f"rnn_l{layer}")(x)
+            last = _last_hidden(carry)  # (B, H)
             if self.spec.bidirectional:  # the reverse direction's last state is the one at t = 0
-                out_r, last_r = getattr(self, f"rnn_l{layer}_reverse")(x, reverse=True)
+                out_r, carry_r = getattr(self, f"rnn_l{layer}_reverse")(x, reverse=True)
+                last_r = _last_hidden(carry_r)
                 out, last = jnp.concatenate([out, out_r], -1), jnp.concatenate([last, last_r], -1)
             x = out  # (B, T, D*H)
         return self.fc1(last)  # (B, classes)
 
 
-def build_model(spec: MLPSpec | CNNSpec | RNNSpec, seed: int = 0) -> nnx.Module:
+class CharLM(nnx.Module):
+    """Embedding -> stacked :class:`RecurrentLayer` scans -> Linear at every step.
+
+    ``__call__(x, state)`` takes ids ``(B, T)`` and the previous window's state (a tuple with one
+    carry per layer; ``None`` for zeros) and returns logits ``(B, T, V)`` and the new state.
+    Embeddings start ``N(0, 1)``, as ``torch.nn.Embedding``'s do.
+    """
+
+    def __init__(self, spec: CharLMSpec, *, rngs: nnx.Rngs):
+        self.spec = spec
+        self.embed = nnx.Embed(spec.vocab, spec.embed, embedding_init=nnx.initializers.normal(1.0), rngs=rngs)
+        for layer in range(spec.num_layers):
+            fan_in = spec.embed if layer == 0 else spec.hidden
+            setattr(self, f"rnn_l{layer}", RecurrentLayer(spec.cell, fan_in, spec.hidden, rngs=rngs))
+        self.fc1 = _linear(spec.hidden, spec.vocab, rngs)
+
+    def initial_state(self, batch: int) -> tuple:
+        return tuple(getattr(self, f"rnn_l{k}").initial_carry(batch) for k in range(self.spec.num_layers))
+
+    def __call__(self, x: jax.Array, state=None):
+        h = self.embed(x)  # (B, T, E)
+        state = self.initial_state(x.shape[0]) if state is None else state
+        new = []
+        for layer, carry in enumerate(state):
+            h, carry = getattr(self, f"rnn_l{layer}")(h, carry=carry)  # (B, T, H)
+            new.append(carry)
+        return self.fc1(h), tuple(new)  # (B, T, V)
+
+
+def build_model(spec: MLPSpec | CNNSpec | RNNSpec | CharLMSpec, seed: int = 0) -> nnx.Module:
     rngs = nnx.Rngs(params=seed)
     if isinstance(spec, MLPSpec):
         return MLP(spec, rngs=rngs)
@@ -175,6 +217,8 @@ def build_model(spec: MLPSpec | CNNSpec | RNNSpec, seed: int = 0) -> nnx.Module:
         return ConvNet(spec, rngs=rngs)
     if isinstance(spec, RNNSpec):
         return RecurrentNet(spec, rngs=rngs)
+    if isinstance(spec, CharLMSpec):
+        return CharLM(spec, rngs=rngs)
     raise TypeError(f"no JAX model for {type(spec).__name__}")
 
 

@@ -21,7 +21,7 @@ from flax import nnx
 from diptych.backends.jax import models, weights
 from diptych.errors import DiptychError
 from diptych.schedules import warmup_steps
-from diptych.tasks import OptimizerSpec, Task
+from diptych.tasks import CharLMSpec, OptimizerSpec, Task
 
 EVAL_BATCH = 1000
 
@@ -45,41 +45,63 @@ def make_optimizer(spec: OptimizerSpec, total_steps: int) -> optax.GradientTrans
     """optax for a neutral spec; the same update rules as the torch twin's ``torch.optim``."""
     lr = make_schedule(spec, total_steps)
     if spec.name == "sgd":
-        return optax.sgd(lr)
-    if spec.name in ("momentum", "nesterov"):
-        return optax.sgd(lr, momentum=spec.momentum, nesterov=spec.name == "nesterov")
-    if spec.name == "adam":
-        return optax.adam(lr)
-    if spec.name == "adamw":
-        return optax.adamw(lr, weight_decay=spec.weight_decay)
-    raise DiptychError(f"unknown optimizer {spec.name!r}")
+        tx = optax.sgd(lr)
+    elif spec.name in ("momentum", "nesterov"):
+        tx = optax.sgd(lr, momentum=spec.momentum, nesterov=spec.name == "nesterov")
+    elif spec.name == "adam":
+        tx = optax.adam(lr)
+    elif spec.name == "adamw":
+        tx = optax.adamw(lr, weight_decay=spec.weight_decay)
+    else:
+        raise DiptychError(f"unknown optimizer {spec.name!r}")
+    # g <- g * min(1, c / ||g||_2) over all parameters at once, as torch's clip_grad_norm_.
+    return optax.chain(optax.clip_by_global_norm(spec.clip_norm), tx) if spec.clip_norm else tx
 
 
-def loss_fn(params: nnx.State, graphdef: nnx.GraphDef, x: jax.Array, y: jax.Array, compute_dtype=None):
-    """Mean softmax cross-entropy, and the logits ``(B, classes)`` as auxiliary output.
+def _cast(params, x, compute_dtype):
+    if compute_dtype is None:
+        return params, x
+    params = jax.tree.map(lambda p: p.astype(compute_dtype), params)
+    return params, x.astype(compute_dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x  # ids stay ints
+
+
+def logits_fn(graphdef, params, x, carry=None, compute_dtype=None):
+    """``(logits, carry)``: logits ``(B, classes)``, or ``(B, T, V)`` for a language model, which
+    also takes and returns its recurrent state (``carry``; ``None`` for classifiers)."""
+    params, x = _cast(params, x, compute_dtype)
+    model = nnx.merge(graphdef, params)
+    out = model(x) if carry is None else model(x, carry)
+    logits, carry = out if isinstance(out, tuple) else (out, None)
+    return logits.astype(jnp.float32), carry
+
+
+def loss_fn(params: nnx.State, graphdef: nnx.GraphDef, x: jax.Array, y: jax.Array, carry=None, compute_dtype=None):
+    """Mean softmax cross-entropy over every prediction, with ``(logits, carry)`` as auxiliary output.
 
     With ``compute_dtype=jnp.bfloat16`` the forward runs in bfloat16 on a bfloat16 copy of the
     float32 parameters (the cast is differentiated, so gradients arrive in float32); the loss is
     always taken in float32.
     """
-    if compute_dtype is not None:
-        params = jax.tree.map(lambda p: p.astype(compute_dtype), params)
-        x = x.astype(compute_dtype)
-    logits = nnx.merge(graphdef, params)(x).astype(jnp.float32)  # (B, classes)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
+    logits, carry = logits_fn(graphdef, params, x, carry, compute_dtype)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), (logits, carry)
 
 
 def grads_fn(graphdef, params, x, y, compute_dtype=None):
-    """((loss, logits), grads) without updating anything: for parity checks."""
-    return jax.value_and_grad(loss_fn, has_aux=True)(params, graphdef, x, y, compute_dtype)
+    """((loss, (logits, carry)), grads) from a zero state, without updating anything: for parity checks."""
+    return jax.value_and_grad(loss_fn, has_aux=True)(params, graphdef, x, y, None, compute_dtype)
 
 
-def train_step(graphdef, tx, params, opt_state, x, y, compute_dtype=None):
-    """Pure: one optax step. ``x`` ``(B, ...)`` float32, ``y`` ``(B,)`` int32."""
-    (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, graphdef, x, y, compute_dtype)
+def train_step(graphdef, tx, params, opt_state, x, y, carry=None, compute_dtype=None):
+    """Pure: one optax step. ``x`` ``(B, ...)`` float32 (or int ids), ``y`` ``(B,)`` / ``(B, T)`` int32.
+
+    A language model's ``carry`` is an input, not a parameter, so no gradient flows into the
+    previous window: that is truncated BPTT. Returns ``(params, opt_state, loss, carry)``.
+    """
+    (loss, (_, carry)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, graphdef, x, y, carry,
+                                                                         compute_dtype)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    return params, opt_state, loss
+    return params, opt_state, loss, carry
 
 
 @jax.jit
@@ -93,11 +115,21 @@ def _on_device(tree):
     return jax.tree.map(jnp.copy, tree)
 
 
-def logits_fn(graphdef, params, x, compute_dtype=None):
-    if compute_dtype is not None:
-        params = jax.tree.map(lambda p: p.astype(compute_dtype), params)
-        x = x.astype(compute_dtype)
-    return nnx.merge(graphdef, params)(x).astype(jnp.float32)
+def _is_chain(state) -> bool:
+    return isinstance(state, tuple) and not hasattr(state, "_fields")  # optax.chain: a plain tuple
+
+
+def _leaf_states(state):
+    """The transformations' own states (NamedTuples), flattening nested ``optax.chain`` tuples."""
+    if _is_chain(state):
+        for s in state:
+            yield from _leaf_states(s)
+    else:
+        yield state
+
+
+def _map_states(fn, state):
+    return tuple(_map_states(fn, s) for s in state) if _is_chain(state) else fn(state)
 
 
 class Trainer:
@@ -116,9 +148,23 @@ class Trainer:
                              donate_argnums=(0, 1))
         self._logits = jax.jit(functools.partial(logits_fn, self.graphdef, compute_dtype=dt))
         self._grads = jax.jit(functools.partial(grads_fn, self.graphdef, compute_dtype=dt))
+        # Language models carry their recurrent state from one batch to the next (truncated BPTT).
+        self.stateful = isinstance(task.model, CharLMSpec)
+        self.state = None
+
+    def reset_state(self) -> None:
+        """Forget the carried recurrent state (the driver calls this at each epoch start)."""
+        self.state = None
+
+    def _carry(self, batch: int, state=None):
+        if not self.stateful:
+            return None
+        return self.model.initial_state(batch) if state is None else state
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> jax.Array:
-        self.params, self.opt_state, loss = self._step(self.params, self.opt_state, x, y)
+        self.params, self.opt_state, loss, carry = self._step(self.params, self.opt_state, x, y,
+                                                              self._carry(len(x), self.state))
+        self.state = carry
         return loss  # stays on device; the driver fetches losses in groups
 
     @staticmethod
@@ -131,11 +177,17 @@ class Trainer:
         size = EVAL_BATCH if n <= EVAL_BATCH else n
         if n < size:
             x = np.concatenate([x, np.zeros((size - n, *x.shape[1:]), x.dtype)])
-        return np.asarray(self._logits(self.params, x))[:n]
+        return np.asarray(self._logits(self.params, x, self._carry(len(x)))[0])[:n]
+
+    def predict_sequence(self, x: np.ndarray, state=None):
+        """Language models: logits ``(B, T, V)`` for ids ``x`` ``(B, T)`` continuing from ``state``
+        (``None``: zeros), and the state after the last step, for evaluation and generation."""
+        logits, state = self._logits(self.params, x, self._carry(len(x), state))
+        return np.asarray(logits), state
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
         """Loss, logits ``(B, classes)`` and canonical-layout gradients on one batch (no update)."""
-        (loss, logits), grads = self._grads(self.params, x, y)
+        (loss, (logits, _)), grads = self._grads(self.params, x, y)
         return float(loss), np.asarray(logits), weights.to_canonical(self.task.model, nnx.to_pure_dict(grads))
 
     # --- state I/O in canonical / flat form, for weights files and checkpoints
@@ -155,7 +207,7 @@ class Trainer:
         """Optimizer state in the canonical form the torch twin uses (see its docstring)."""
         spec = self.task.model
         out: dict[str, np.ndarray] = {}
-        for s in self.opt_state:
+        for s in _leaf_states(self.opt_state):
             if isinstance(s, optax.ScaleByAdamState):
                 out["step"] = np.asarray(s.count, np.int64)
                 for key, tree in (("exp_avg", s.mu), ("exp_avg_sq", s.nu)):
@@ -178,16 +230,17 @@ class Trainer:
             return state
 
         count = jnp.asarray(np.asarray(flat["step"]).reshape(-1)[0], jnp.int32)
-        new = []
-        for s in self.opt_state:
+
+        def restore(s):
             if isinstance(s, optax.ScaleByAdamState):
-                s = s._replace(count=count, mu=tree("exp_avg"), nu=tree("exp_avg_sq"))
-            elif isinstance(s, optax.TraceState):
-                s = s._replace(trace=tree("momentum_buffer"))
-            elif isinstance(s, optax.ScaleByScheduleState):
-                s = s._replace(count=count)
-            new.append(s)
-        self.opt_state = _on_device(tuple(new))
+                return s._replace(count=count, mu=tree("exp_avg"), nu=tree("exp_avg_sq"))
+            if isinstance(s, optax.TraceState):
+                return s._replace(trace=tree("momentum_buffer"))
+            if isinstance(s, optax.ScaleByScheduleState):
+                return s._replace(count=count)
+            return s
+
+        self.opt_state = _on_device(_map_states(restore, self.opt_state))
 
     def num_params(self) -> int:
         return models.num_params(self.model)

@@ -10,6 +10,7 @@ Layout rules, canonical -> JAX:
 * recurrent layer ``rnn_l{k}[_reverse]`` ``{w_ih, w_hh, b_ih, b_hh}`` <-> PyTorch's
   ``rnn.weight_ih_l{k}[_reverse]`` etc.: kernels ``.T``, biases as they are. The gate blocks keep
   PyTorch's order (i, f, g, o for LSTM; r, z, n for GRU), so no gate is permuted.
+* embedding ``embed.embedding`` ``(V, E)`` <-> ``embed.weight``: the same layout.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def to_canonical(spec: MLPSpec | CNNSpec | RNNSpec, tree: dict) -> dict[str, np.
                 v = np.asarray(v, dtype=np.float32)
                 out[_rnn_name(layer, key)] = np.ascontiguousarray(v.T if key.startswith("w_") else v)
             continue
+        if layer == "embed":
+            out["embed.weight"] = np.asarray(p["embedding"], dtype=np.float32)
+            continue
         k = np.asarray(p["kernel"], dtype=np.float32)
         if layer.startswith("conv"):
             w = _conv_to_canonical(k)
@@ -89,6 +93,9 @@ def from_canonical(spec: MLPSpec | CNNSpec | RNNSpec, params: dict[str, np.ndarr
             continue
         layer, kind = name.rsplit(".", 1)
         if kind != "weight":
+            continue
+        if layer == "embed":
+            tree["embed"] = {"embedding": np.asarray(params[name])}
             continue
         w = params[name]
         if layer.startswith("conv"):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from diptych.tasks import CNNSpec, MLPSpec, RNNSpec
+from diptych.tasks import CharLMSpec, CNNSpec, MLPSpec, RNNSpec
 
 
 class MLP(nn.Module):
@@ -62,14 +62,16 @@ class ConvNet(nn.Module):
         return x  # (B, classes)
 
 
+RECURRENT = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
 class RecurrentNet(nn.Module):
     """PyTorch's fused ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (batch-first) -> last hidden state -> Linear."""
 
     def __init__(self, spec: RNNSpec):
         super().__init__()
         self.spec = spec
-        layer = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[spec.cell]
-        self.rnn = layer(spec.input_size, spec.hidden, num_layers=spec.num_layers, batch_first=True,
+        self.rnn = RECURRENT[spec.cell](spec.input_size, spec.hidden, num_layers=spec.num_layers, batch_first=True,
                          bidirectional=spec.bidirectional)
         self.fc1 = nn.Linear(spec.hidden * len(spec.directions()), spec.num_classes)
 
@@ -81,7 +83,26 @@ class RecurrentNet(nn.Module):
         return self.fc1(last)  # (B, classes)
 
 
-def build_model(spec: MLPSpec | CNNSpec | RNNSpec, seed: int = 0) -> nn.Module:
+class CharLM(nn.Module):
+    """Embedding -> fused ``nn.LSTM``/``nn.GRU``/``nn.RNN`` -> Linear at every step.
+
+    ``forward(x, state)`` takes ids ``(B, T)`` and the recurrent state of the previous window
+    (``None`` for zeros) and returns next-character logits ``(B, T, V)`` and the new state, which
+    the trainer detaches and feeds back in: truncated backprop through time.
+    """
+
+    def __init__(self, spec: CharLMSpec):
+        super().__init__()
+        self.embed = nn.Embedding(spec.vocab, spec.embed)
+        self.rnn = RECURRENT[spec.cell](spec.embed, spec.hidden, num_layers=spec.num_layers, batch_first=True)
+        self.fc1 = nn.Linear(spec.hidden, spec.vocab)
+
+    def forward(self, x: torch.Tensor, state=None):
+        h, state = self.rnn(self.embed(x.long()), state)  # (B, T, H); state (L, B, H) or a pair of them
+        return self.fc1(h), state  # (B, T, V)
+
+
+def build_model(spec: MLPSpec | CNNSpec | RNNSpec | CharLMSpec, seed: int = 0) -> nn.Module:
     """Build the twin of ``spec`` with weights drawn from a generator seeded by ``seed``."""
     torch.manual_seed(seed)
     if isinstance(spec, MLPSpec):
@@ -90,6 +111,8 @@ def build_model(spec: MLPSpec | CNNSpec | RNNSpec, seed: int = 0) -> nn.Module:
         return ConvNet(spec)
     if isinstance(spec, RNNSpec):
         return RecurrentNet(spec)
+    if isinstance(spec, CharLMSpec):
+        return CharLM(spec)
     raise TypeError(f"no torch model for {type(spec).__name__}")
 
 

@@ -11,13 +11,14 @@ import platform
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
 from torch.optim.lr_scheduler import LambdaLR
 
 from diptych.backends.torch import models, weights
 from diptych.errors import DiptychError
 from diptych.schedules import lr_factor
-from diptych.tasks import OptimizerSpec, Task
+from diptych.tasks import CharLMSpec, OptimizerSpec, Task
 
 
 def configure(threads: int | None = None) -> None:
@@ -66,16 +67,39 @@ class Trainer:
         self.scheduler = LambdaLR(self.optimizer, self.lr_lambda)
         # torch.compile wraps the module; parameters are shared, so weights/optimizer are unchanged.
         self.forward = torch.compile(self.model) if compile else self.model
+        # Language models carry their recurrent state from one batch to the next (truncated BPTT).
+        self.stateful = isinstance(task.model, CharLMSpec)
+        self.state = None
+
+    def _input(self, x: np.ndarray) -> torch.Tensor:
+        xb = torch.from_numpy(x)
+        return xb.to(self.dtype) if xb.is_floating_point() else xb  # token ids stay integers
+
+    def _logits(self, xb: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, classes)``, or ``(B, T, V)`` for a language model from a zero state."""
+        return self.forward(xb)[0] if self.stateful else self.forward(xb)
+
+    def reset_state(self) -> None:
+        """Forget the carried recurrent state (the driver calls this at each epoch start)."""
+        self.state = None
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> torch.Tensor:
         """One optimizer step on a batch ``x`` ``(B, ...)`` float32, ``y`` ``(B,)`` int. Returns the loss."""
-        xb, yb = torch.from_numpy(x).to(self.dtype), torch.from_numpy(y).long()
+        xb, yb = self._input(x), torch.from_numpy(y).long()
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
-            logits = self.forward(xb)
-        loss = F.cross_entropy(logits.float(), yb)  # mean over the batch, in float32
+            if self.stateful:
+                logits, state = self.forward(xb, self.state)  # (B, T, V)
+                # Keep the values, cut the graph: the next window starts here without backprop into this one.
+                self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+            else:
+                logits = self.forward(xb)  # (B, classes)
+        # Mean over every prediction (B, or B*T for a language model), in float32.
+        loss = F.cross_entropy(logits.float().flatten(0, -2), yb.flatten())
         loss.backward()
+        if self.task.optimizer.clip_norm:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.task.optimizer.clip_norm)
         self.optimizer.step()
         self.scheduler.step()
         return loss.detach()
@@ -92,15 +116,23 @@ class Trainer:
         out = []
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
             for i in range(0, len(x), chunk):
-                out.append(self.forward(torch.from_numpy(x[i:i + chunk]).to(self.dtype)).float())
+                out.append(self._logits(self._input(x[i:i + chunk])).float())
         return torch.cat(out).numpy()
+
+    @torch.no_grad()
+    def predict_sequence(self, x: np.ndarray, state=None):
+        """Language models: logits ``(B, T, V)`` for ids ``x`` ``(B, T)`` continuing from ``state``
+        (``None``: zeros), and the state after the last step, for evaluation and generation."""
+        self.model.eval()
+        logits, state = self.forward(self._input(x), state)
+        return logits.float().numpy(), state
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
         """Loss, logits ``(B, classes)`` and canonical-layout gradients on one batch (no update)."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        logits = self.forward(torch.from_numpy(x).to(self.dtype))
-        loss = F.cross_entropy(logits, torch.from_numpy(y).long())
+        logits = self._logits(self._input(x))
+        loss = F.cross_entropy(logits.flatten(0, -2), torch.from_numpy(y).long().flatten())
         loss.backward()
         grads = {k: p.grad.detach().float().numpy().copy() for k, p in self.model.named_parameters()}
         self.optimizer.zero_grad(set_to_none=True)
