@@ -12,7 +12,7 @@ from conftest import run_cli
 from diptych.bench import interleaved, summarize
 from diptych.flops import forward_flops, train_flops
 from diptych.report import write_report
-from diptych.tasks import TASKS
+from diptych.tasks import TASKS, fit_vocab
 
 
 def test_flops_by_hand():
@@ -26,6 +26,11 @@ def test_flops_by_hand():
     # mnist1d-cnn: lengths 40 -> 19 -> 10 -> 5 (k5 s2 p1, k3 s2 p1, k3 s2 p1), 25 channels, fc 125 -> 10
     assert forward_flops(TASKS["mnist1d-cnn"].model) == 2 * (1 * 5 * 25 * 19 + 25 * 3 * 25 * 10
                                                              + 25 * 3 * 25 * 5 + 125 * 10)
+    # mnist1d-gru: 40 steps of (x @ W_ih: 1 -> 3*128, h @ W_hh: 128 -> 3*128), then fc 128 -> 10
+    assert forward_flops(TASKS["mnist1d-gru"].model) == 40 * 2 * 3 * 128 * (1 + 128) + 2 * 128 * 10
+    # chars-lstm with 100 characters: per character 4 gates over (64 + 256) inputs, then 256 -> 100
+    lm = fit_vocab(TASKS["chars-lstm"], 100).model
+    assert forward_flops(lm) == 64 * (2 * 4 * 256 * (64 + 256) + 2 * 256 * 100)
     for task in TASKS.values():
         assert train_flops(task.model) == 3 * forward_flops(task.model)
 

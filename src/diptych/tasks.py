@@ -312,7 +312,7 @@ MNIST1D_CNN = CNNSpec(
 # MNIST-1D as a sequence of 40 scalars, classified from the last hidden state.
 MNIST1D_GRU = RNNSpec("gru", input_size=1, seq_len=40, hidden=128)
 MNIST1D_LSTM = RNNSpec("lstm", input_size=1, seq_len=40, hidden=128)
-MNIST1D_RNN = RNNSpec("rnn", input_size=1, seq_len=40, hidden=128)
+MNIST1D_RNN = RNNSpec("rnn", input_size=4, seq_len=10, hidden=128)  # 10 steps of 4: Elman's memory is short
 # Row-by-row MNIST: 28 steps of one 28-pixel row each.
 MNIST_LSTM = RNNSpec("lstm", input_size=28, seq_len=28, hidden=128)
 CHARS_LSTM = CharLMSpec("lstm", embed=64, hidden=256, seq_len=64)
@@ -339,8 +339,10 @@ TASKS: dict[str, Task] = {t.name: t for t in [
          Target(0.91, "MNIST-1D paper: GRU 91%"), "GRU over MNIST-1D as 40 steps"),
     Task("mnist1d-lstm", "mnist1d", MNIST1D_LSTM, OptimizerSpec(lr=5e-3, **_ONECYCLE_ADAM), Budget(50, 100),
          Target(0.91, "MNIST-1D paper: GRU 91% (LSTM bar set equal)"), "LSTM over MNIST-1D as 40 steps"),
-    Task("mnist1d-rnn", "mnist1d", MNIST1D_RNN, OptimizerSpec(lr=2e-3, clip_norm=1.0, **_ONECYCLE_ADAM), Budget(50, 100),
-         Target(0.5, "placeholder"), "Elman (tanh) RNN over MNIST-1D as 40 steps"),
+    # No published bar for an Elman RNN here; 70% is above the paper's MLP (68%), below its GRU (91%).
+    Task("mnist1d-rnn", "mnist1d", MNIST1D_RNN, OptimizerSpec(lr=5e-3, clip_norm=1.0, **_ONECYCLE_ADAM),
+         Budget(80, 100), Target(0.70, "between the MNIST-1D paper's MLP (68%) and GRU (91%)"),
+         "Elman (tanh) RNN over MNIST-1D as 10 steps of 4"),
     Task("mnist-rnn", "mnist", MNIST_LSTM, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(5, 128),
          Target(0.985, "row-by-row LSTM on MNIST, ~98.5-99%"), "LSTM reading MNIST row by row (28 steps of 28)"),
     # Truncated BPTT over 32 parallel streams of 64 characters, state carried across batches.

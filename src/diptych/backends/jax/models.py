@@ -95,6 +95,10 @@ class ConvNet(nnx.Module):
         return x  # (B, classes)
 
 
+# Time steps per iteration of the compiled scan loop (benchmarks/scan_unroll.py measures the choice).
+SCAN_UNROLL = 1
+
+
 class RecurrentLayer(nnx.Module):
     """One direction of one recurrent layer: PyTorch's maths and gate order, JAX layout.
 
@@ -147,7 +151,8 @@ class RecurrentLayer(nnx.Module):
             return h, h
 
         carry = self.initial_carry(x.shape[0], x.dtype) if carry is None else carry
-        carry, ys = jax.lax.scan(step, carry, jnp.swapaxes(xi, 0, 1), reverse=reverse)  # ys (T, B, H)
+        carry, ys = jax.lax.scan(step, carry, jnp.swapaxes(xi, 0, 1), reverse=reverse,
+                                 unroll=SCAN_UNROLL)  # ys (T, B, H)
         return jnp.swapaxes(ys, 0, 1), carry
 
 
