@@ -93,6 +93,10 @@ def train(ctx, task, framework, out, as_json, no_progress, nproc, port, **kw):
     out = Path(out or f"runs/{task}/{framework}")
     dist = load_backend(framework).distributed
     if nproc > 1 and not dist.is_worker():  # the launcher: re-run this very command in nproc workers
+        batch = kw["batch_size"] or TASKS[task].budget.batch_size
+        if batch % nproc:  # say it once here, not once per worker
+            raise DiptychError(f"--batch-size {batch} is not divisible by --nproc {nproc}: each worker takes an "
+                               f"equal shard of the global batch; pick a multiple of {nproc}")
         return dist.launch(ctx.obj["argv"], nproc, port, str(out))  # the lead worker prints the result
     try:
         record = train_and_evaluate(RunConfig(task, framework, progress=not no_progress, **kw), out)

@@ -80,7 +80,7 @@ def test_port_in_use_and_oversubscription(framework, tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         r = run_cli("train", "mnist1d-cnn", "--framework", framework, "--nproc", str(too_many), "--port", str(port),
-                    "--out", str(tmp_path), timeout=120)
+                    "--batch-size", str(10 * too_many), "--out", str(tmp_path), timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"warning: --nproc {too_many} is more than the" in " ".join(r.stderr.split())
     assert f"coordinator port {port} on 127.0.0.1 is already in use" in r.stderr and "--port" in r.stderr
@@ -96,3 +96,10 @@ def test_device_gpu_without_a_gpu_is_one_line(framework, tmp_path):
         return
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "--device gpu" in r.stderr and "--device cpu" in r.stderr
+
+
+def test_batch_not_divisible_by_workers_is_one_line(tmp_path):
+    r = run_cli("train", "mnist1d-cnn", "--framework", "torch", "--nproc", "3", "--batch-size", "100",
+                "--out", str(tmp_path))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "--batch-size 100 is not divisible by --nproc 3" in r.stderr

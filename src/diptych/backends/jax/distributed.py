@@ -87,6 +87,9 @@ def parallelize(trainer, mesh: Mesh):
 
     from diptych.backends.jax.train import train_step
 
+    if trainer.task.budget.batch_size % mesh.size:
+        raise DiptychError(f"--batch-size {trainer.task.budget.batch_size} is not divisible by the {mesh.size} "
+                           f"devices of the data mesh; pick a multiple of {mesh.size}")
     replicated, batch = NamedSharding(mesh, P()), NamedSharding(mesh, P(AXIS))
     trainer.params = _replicate(trainer.params, replicated)
     trainer.opt_state = _replicate(trainer.opt_state, replicated)
