@@ -43,7 +43,8 @@ def launch(framework: str, form: str, out: Path) -> dict:
     if form == "torchrun":
         return _run([[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                       *script]], out, env)
-    if form == "virtual-devices":
+    if form == "virtual-devices":  # also writes the 1-device reference, from the same process
+        script.append(str(out.with_name("one.npz")))
         return _run([[sys.executable, *script]], out, {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     port = free_port()  # two jax.distributed processes on loopback
     return _run([[sys.executable, *script]] * 2, out, [
@@ -52,21 +53,30 @@ def launch(framework: str, form: str, out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory, mnist1d):  # mnist1d: the dataset is cached before workers race for it
+def runs(tmp_path_factory, mnist1d):  # mnist1d: the dataset is cached before workers race for it
+    """(1-worker reference, 2-worker run) per (framework, form), each run once."""
     cache = {}
 
-    def get(framework):
-        if framework not in cache:
-            cache[framework] = launch(framework, "single", tmp_path_factory.mktemp(framework) / "one.npz")
-        return cache[framework]
+    def get(framework, form):
+        if (framework, form) not in cache:
+            folder = tmp_path_factory.mktemp(form)
+            two = launch(framework, form, folder / "two.npz")
+            if framework == "torch":
+                one = launch("torch", "single", folder / "one.npz")
+            elif form == "virtual-devices":
+                one = dict(np.load(folder / "one.npz"))  # written by the same process
+            else:
+                one = get("jax", "virtual-devices")[0]
+            cache[(framework, form)] = one, two
+        return cache[(framework, form)]
 
     return get
 
 
 @pytest.mark.parametrize("framework,form", [("torch", "torchrun"), ("jax", "virtual-devices"),
                                             ("jax", "jax.distributed")])
-def test_two_workers_match_one(framework, form, single, tmp_path):
-    one, two = single(framework), launch(framework, form, tmp_path / "two.npz")
+def test_two_workers_match_one(framework, form, runs):
+    one, two = runs(framework, form)
     assert list(one["world"]) == [1, 1] and two["world"][1] == 2  # it really ran on 2 devices
     assert two["world"][0] == (1 if form == "virtual-devices" else 2)
     assert len(one["losses"]) == 20 and one["losses"][-1] < 0.9 * one["losses"][0]  # it trained
