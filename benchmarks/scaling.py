@@ -41,7 +41,7 @@ def main() -> None:
                     rates.setdefault((fw, n), []).append(rate)
                     print(f"round {r + 1} {fw} nproc={n}: {rate:,.0f} samples/s", flush=True)
     print(f"\n{args.task}, {args.epochs} epochs, median of {args.rounds} interleaved rounds")
-    print("| framework | 1 worker | %d workers | ratio |\n| --- | ---: | ---: | ---: |" % args.nproc)
+    print(f"| framework | 1 worker | {args.nproc} workers | ratio |\n| --- | ---: | ---: | ---: |")
     for fw in args.frameworks.split(","):
         one, many = statistics.median(rates[(fw, 1)]), statistics.median(rates[(fw, args.nproc)])
         print(f"| {fw} | {one:,.0f} | {many:,.0f} | {many / one:.2f}x |")

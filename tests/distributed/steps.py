@@ -19,7 +19,6 @@ from diptych.backends import load_backend
 from diptych.data import Batches, load_dataset
 from diptych.tasks import get_task
 
-
 STEPS = 20
 
 

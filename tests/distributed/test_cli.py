@@ -10,9 +10,10 @@ import time
 
 import psutil
 import pytest
-
 from conftest import run_cli
+
 from diptych import checkpoint
+from diptych.errors import DiptychError
 
 # Epochs long enough to kill a worker between two checkpoints (2 workers: ~0.25 s/epoch torch, ~1 s JAX).
 EPOCHS = {"torch": 16, "jax": 5}
@@ -28,7 +29,7 @@ def free_port() -> int:
 def _checkpoint_epoch(path) -> int:
     try:
         return checkpoint.load(path, "mnist1d-cnn")[2]["epoch"]
-    except Exception:  # not written yet
+    except DiptychError:  # not written yet
         return 0
 
 

@@ -18,7 +18,8 @@ import os
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from diptych.errors import DiptychError
 from diptych.launch import World, check_port, run_workers, warn_oversubscription

@@ -46,14 +46,14 @@ def resolve_device(device: str) -> torch.device:
     if device == "gpu" and not torch.cuda.is_available():
         raise DiptychError("--device gpu: torch sees no CUDA GPU here; use --device cpu (or auto)")
     if device in ("gpu", "auto") and torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
     return torch.device("cpu")
 
 
 def init(device: str = "auto") -> World:
     """Join the process group when started by torchrun; otherwise a world of one."""
     dev = resolve_device(device)
-    if not is_worker() or int(os.environ.get("WORLD_SIZE", 1)) == 1:
+    if not is_worker() or int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return World(device=str(dev), info={"engine": "torch"})
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
