@@ -86,12 +86,36 @@ def list_tasks(as_json):
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/TASK/FRAMEWORK).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--init-from", type=click.Path(dir_okay=False), help="Start from these weights (either twin's).")
-def train(task, framework, out, as_json, no_progress, **kw):
+@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
+              help="auto: a GPU when the framework sees one, else the CPU.")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel workers on this machine (torch: torchrun + DDP; jax: jax.distributed).")
+@click.option("--port", type=click.IntRange(1, 65535), default=29500, show_default=True,
+              help="Coordinator port on 127.0.0.1 for --nproc > 1.")
+@click.pass_context
+def train(ctx, task, framework, out, as_json, no_progress, nproc, port, **kw):
     """Train TASK with one framework; writes run.json, weights.safetensors and a checkpoint."""
+    from diptych.backends import load_backend
     from diptych.driver import RunConfig, train_and_evaluate
 
     out = Path(out or f"runs/{task}/{framework}")
-    record = train_and_evaluate(RunConfig(task, framework, progress=not no_progress, **kw), out)
+    dist = load_backend(framework).distributed
+    if nproc > 1 and not dist.is_worker():  # the launcher: re-run this very command in nproc workers
+        batch = kw["batch_size"] or TASKS[task].budget.batch_size
+        if batch % nproc:  # say it once here, not once per worker
+            raise DiptychError(f"--batch-size {batch} is not divisible by --nproc {nproc}: each worker takes an "
+                               f"equal shard of the global batch; pick a multiple of {nproc}")
+        return dist.launch(ctx.obj["argv"], nproc, port, str(out))  # the lead worker prints the result
+    try:
+        record = train_and_evaluate(RunConfig(task, framework, progress=not no_progress, **kw), out)
+    except Exception as e:  # a collective failed because another worker died: one line, not a traceback
+        if dist.is_worker() and dist.lost_peer(e):
+            from diptych.launch import lost_peer_error
+
+            raise lost_peer_error(e) from None
+        raise
+    if "test_accuracy" not in record:  # not the lead worker: the lead reports
+        return
     if as_json:
         click.echo(json.dumps(record))
     else:
@@ -264,7 +288,8 @@ def _one_line(message: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning user errors into one line and exit code 2."""
     try:
-        rv = cli.main(args=argv, prog_name="diptych", standalone_mode=False)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        rv = cli.main(args=argv, prog_name="diptych", standalone_mode=False, obj={"argv": argv})
         return rv if isinstance(rv, int) else 0
     except click.exceptions.NoSuchOption as e:
         valid = sorted(o for p in (e.ctx.command.params if e.ctx else []) for o in p.opts if o.startswith("--"))

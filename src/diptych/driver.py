@@ -49,6 +49,7 @@ class RunConfig:
     data_dir: str | None = None
     compile: bool = False
     precision: str = "fp32"
+    device: str = "auto"  # auto | cpu | gpu
     resume: bool = False
     init_from: str | None = None
     progress: bool = True
@@ -99,6 +100,9 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     workdir = Path(workdir)
     ckpt_path = workdir / checkpoint.FILENAME
     backend = load_backend(config.framework)
+    # One worker of a data-parallel run (or a world of one). Every worker runs this loop on its shard
+    # of each global batch; only the lead evaluates, prints and writes files.
+    world = backend.distributed.init(config.device)
     saved = None
     if config.resume:
         if not ckpt_path.exists():
@@ -108,11 +112,12 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     task, data, text_info = load_task_data(task, config.data_dir, config.text, dataset)
     lm = text_info is not None
     # Language models read their TBPTT windows in order, so each row continues the previous batch's row.
-    batches = Batches(len(data.x_train), task.budget.batch_size, seed=settings["seed"], shuffle=not lm)
+    batches = Batches(len(data.x_train), task.budget.batch_size, seed=settings["seed"], shuffle=not lm).shard(
+        world.rank, world.size)
     steps_per_epoch = batches.steps_per_epoch()
     epochs = task.budget.epochs
     trainer = backend.train.Trainer(task, settings["seed"], epochs * steps_per_epoch, compile=config.compile,
-                                    precision=config.precision)
+                                    precision=config.precision, device=world.device)
 
     history: list[dict] = []
     loss_curve: list[list[float]] = []  # [global step, mean loss since the previous point]
@@ -131,8 +136,9 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     elif config.init_from:
         init, _, _ = read_any(config.init_from)  # canonical, torch .pt or Flax .msgpack
         trainer.load_weights(init, config.init_from)
+    trainer = world.parallelize(trainer)  # after loading: the wrapper starts from the loaded state
 
-    progress = TrainProgress(enabled=config.progress, total=epochs * steps_per_epoch,
+    progress = TrainProgress(enabled=config.progress and world.lead, total=epochs * steps_per_epoch,
                              completed=start_epoch * steps_per_epoch, label=f"{task.name} [{config.framework}]")
     t_start = time.perf_counter() - wall_offset
     with progress:
@@ -145,25 +151,27 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
                 if compile_seconds is None:  # the first step pays for tracing/compilation
                     t0 = time.perf_counter()
                     pending.append(trainer.train_step(x, y))
-                    losses.extend(trainer.losses_to_numpy(pending))
+                    losses.extend(world.mean(trainer.losses_to_numpy(pending)))
                     pending = []
                     compile_seconds = first_step_seconds = time.perf_counter() - t0
                 else:
                     pending.append(trainer.train_step(x, y))
                 if len(pending) >= SYNC_EVERY or step == steps_per_epoch - 1:
                     if pending:
-                        losses.extend(trainer.losses_to_numpy(pending))
+                        losses.extend(world.mean(trainer.losses_to_numpy(pending)))  # global-batch losses
                         loss_curve.append([epoch * steps_per_epoch + step + 1,
                                            float(np.mean(losses[-len(pending):]))])
                         pending = []
                     _check_finite(losses, epoch, steps_per_epoch, ckpt_path)
                     done = step + 1
-                    rate = (done * len(idx)) / max(time.perf_counter() - t_epoch, 1e-9)
+                    rate = (done * task.budget.batch_size) / max(time.perf_counter() - t_epoch, 1e-9)
                     progress.update(epoch * steps_per_epoch + done, loss=float(np.mean(losses[-SYNC_EVERY:])),
                                     rate=rate, epoch=epoch + 1, epochs=epochs)
             train_seconds = time.perf_counter() - t_epoch - first_step_seconds
             steady_seconds += train_seconds
             steady_samples += (steps_per_epoch - (1 if first_step_seconds else 0)) * task.budget.batch_size
+            if not world.lead:
+                continue
 
             record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses))}
             if lm:  # next-character accuracy and bits/char on the held-out text
@@ -183,6 +191,9 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
                             compile_seconds=compile_seconds, steady_samples=steady_samples,
                             steady_seconds=steady_seconds, loss_curve=loss_curve)
 
+    if not world.lead:
+        world.close()
+        return {"task": task.name, "framework": config.framework, "rank": world.rank}
     extra = {"vocab": text_info["vocab"]} if lm else {}  # a language model is useless without its vocabulary
     save_weights(trainer.export_weights(), workdir / "weights.safetensors", task=task.name,
                  framework=config.framework, model=dataclasses.asdict(task.model), **extra)
@@ -197,7 +208,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
         "compile_seconds": round(compile_seconds, 3),
         "samples_per_second": round(steady_samples / max(steady_seconds, 1e-9), 1),
         "wall_seconds": history[-1]["wall_seconds"], "peak_rss_mb": peak_rss_mb(),
-        "loss_curve": loss_curve,
+        "loss_curve": loss_curve, "world": world.record(),
     }
     if lm:  # the target is bits/char against the unigram baseline, not accuracy
         bar = task.target.bpc_vs_unigram * text_info["unigram_bpc"]
@@ -205,6 +216,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
                 "reached_target": history[-1]["test_bpc"] <= bar, "target_accuracy": None,
                 "dataset": run["dataset"] | {k: v for k, v in text_info.items() if k != "unigram_bpc"}}
     write_json(workdir / "run.json", run)
+    world.close()
     return run
 
 

@@ -132,18 +132,30 @@ def _map_states(fn, state):
     return tuple(_map_states(fn, s) for s in state) if _is_chain(state) else fn(state)
 
 
+def local(tree):
+    """This process's copy of replicated (data-parallel) state, as single-device arrays: evaluation
+    and export then run on one device, with no collective that the other workers would have to join."""
+    return jax.tree.map(lambda a: a.addressable_data(0) if isinstance(a, jax.Array) and len(a.devices()) > 1
+                        else a, tree)
+
+
 class Trainer:
     framework = "jax"
 
-    def __init__(self, task: Task, seed: int, total_steps: int, compile: bool = True, precision: str = "fp32"):
-        """``precision``: ``fp32``, or ``bf16`` (bfloat16 compute, float32 parameters and optimizer state)."""
+    def __init__(self, task: Task, seed: int, total_steps: int, compile: bool = True, precision: str = "fp32",
+                 device: str = "cpu"):
+        """``precision``: ``fp32``, or ``bf16`` (bfloat16 compute, float32 parameters and optimizer state).
+        ``device``: a JAX platform (``cpu``, ``gpu``); the state lives on its first local device."""
         configure()
         self.task = task
         self.model = models.build_model(task.model, seed)
         self.graphdef, self.params = nnx.split(self.model, nnx.Param)
+        self.device = jax.local_devices(backend=device)[0]
+        self.params = jax.device_put(self.params, self.device)  # committed: the steps run where the state lives
         self.tx = make_optimizer(task.optimizer, total_steps)
         self.opt_state = self.tx.init(self.params)
-        dt = {"fp32": None, "bf16": jnp.bfloat16}[precision]
+        dt = self.compute_dtype = {"fp32": None, "bf16": jnp.bfloat16}[precision]
+        self.batch_sharding = None  # set by distributed.parallelize: the batch is split over a device mesh
         self._step = jax.jit(functools.partial(train_step, self.graphdef, self.tx, compute_dtype=dt),
                              donate_argnums=(0, 1))
         self._logits = jax.jit(functools.partial(logits_fn, self.graphdef, compute_dtype=dt))
@@ -162,9 +174,13 @@ class Trainer:
         return self.model.initial_state(batch) if state is None else state
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> jax.Array:
-        self.params, self.opt_state, loss, carry = self._step(self.params, self.opt_state, x, y,
-                                                              self._carry(len(x), self.state))
-        self.state = carry
+        carry = self._carry(len(x), self.state)
+        if self.batch_sharding is not None:  # this process's rows of the global batch -> one global array
+            x, y = (jax.make_array_from_process_local_data(self.batch_sharding, a) for a in (x, y))
+            if self.stateful and self.state is None:  # a fresh carry: rows sharded like the batch
+                carry = jax.tree.map(lambda a: jax.make_array_from_process_local_data(
+                    self.batch_sharding, np.asarray(a)), carry)
+        self.params, self.opt_state, loss, self.state = self._step(self.params, self.opt_state, x, y, carry)
         return loss  # stays on device; the driver fetches losses in groups
 
     @staticmethod
@@ -177,12 +193,12 @@ class Trainer:
         size = EVAL_BATCH if n <= EVAL_BATCH else n
         if n < size:
             x = np.concatenate([x, np.zeros((size - n, *x.shape[1:]), x.dtype)])
-        return np.asarray(self._logits(self.params, x, self._carry(len(x)))[0])[:n]
+        return np.asarray(self._logits(local(self.params), x, self._carry(len(x)))[0])[:n]
 
     def predict_sequence(self, x: np.ndarray, state=None):
         """Language models: logits ``(B, T, V)`` for ids ``x`` ``(B, T)`` continuing from ``state``
         (``None``: zeros), and the state after the last step, for evaluation and generation."""
-        logits, state = self._logits(self.params, x, self._carry(len(x), state))
+        logits, state = self._logits(local(self.params), x, self._carry(len(x), state))
         return np.asarray(logits), state
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
@@ -192,7 +208,7 @@ class Trainer:
 
     # --- state I/O in canonical / flat form, for weights files and checkpoints
     def _sync_model(self) -> None:
-        nnx.update(self.model, self.params)
+        nnx.update(self.model, local(self.params))
 
     def export_weights(self) -> dict[str, np.ndarray]:
         self._sync_model()
@@ -201,13 +217,13 @@ class Trainer:
     def load_weights(self, params: dict[str, np.ndarray], source: str = "weights") -> None:
         weights.load(self.model, params, source)
         _, params = nnx.split(self.model, nnx.Param)
-        self.params = _on_device(params)
+        self.params = _on_device(jax.device_put(params, self.device))
 
     def export_opt_state(self) -> dict[str, np.ndarray]:
         """Optimizer state in the canonical form the torch twin uses (see its docstring)."""
         spec = self.task.model
         out: dict[str, np.ndarray] = {}
-        for s in _leaf_states(self.opt_state):
+        for s in _leaf_states(local(self.opt_state)):
             if isinstance(s, optax.ScaleByAdamState):
                 out["step"] = np.asarray(s.count, np.int64)
                 for key, tree in (("exp_avg", s.mu), ("exp_avg_sq", s.nu)):
@@ -240,7 +256,7 @@ class Trainer:
                 return s._replace(count=count)
             return s
 
-        self.opt_state = _on_device(_map_states(restore, self.opt_state))
+        self.opt_state = _on_device(jax.device_put(_map_states(restore, self.opt_state), self.device))
 
     def num_params(self) -> int:
         return models.num_params(self.model)

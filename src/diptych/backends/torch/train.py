@@ -49,14 +49,18 @@ def make_optimizer(spec: OptimizerSpec, params) -> torch.optim.Optimizer:
 class Trainer:
     framework = "torch"
 
-    def __init__(self, task: Task, seed: int, total_steps: int, compile: bool = False, precision: str = "fp32"):
+    def __init__(self, task: Task, seed: int, total_steps: int, compile: bool = False, precision: str = "fp32",
+                 device: str = "cpu"):
         """``precision``: ``fp32``; ``bf16`` (autocast: bfloat16 compute, float32 master weights and
-        optimizer state); ``fp64`` (float64 throughout: parity's exact reference trajectory)."""
+        optimizer state); ``fp64`` (float64 throughout: parity's exact reference trajectory).
+        ``device``: a torch device string (``cpu``, ``cuda:0``)."""
         configure()
         self.task = task
+        self.device = torch.device(device)
         self.dtype = torch.float64 if precision == "fp64" else torch.float32
         self.autocast = precision == "bf16"
-        self.model = models.build_model(task.model, seed).to(self.dtype)
+        self.compiled = compile
+        self.model = models.build_model(task.model, seed).to(self.device, self.dtype)
         if getattr(task.model, "dims", None) == 2:
             # NHWC activations: oneDNN's convs run 1.2-1.5x faster in training and ~2x in
             # inference here. The model code is unchanged; only the memory layout differs.
@@ -66,18 +70,19 @@ class Trainer:
         self.lr_lambda = lambda t: lr_factor(opt.schedule, t, total_steps, opt.warmup_fraction)
         self.scheduler = LambdaLR(self.optimizer, self.lr_lambda)
         # torch.compile wraps the module; parameters are shared, so weights/optimizer are unchanged.
-        self.forward = torch.compile(self.model) if compile else self.model
+        # Evaluation keeps this forward when distributed.parallelize wraps the training one in DDP.
+        self.forward = self.eval_forward = torch.compile(self.model) if compile else self.model
         # Language models carry their recurrent state from one batch to the next (truncated BPTT).
         self.stateful = isinstance(task.model, CharLMSpec)
         self.state = None
 
     def _input(self, x: np.ndarray) -> torch.Tensor:
         xb = torch.from_numpy(x)
-        return xb.to(self.dtype) if xb.is_floating_point() else xb  # token ids stay integers
+        return xb.to(self.device, self.dtype) if xb.is_floating_point() else xb.to(self.device)  # ids stay ints
 
     def _logits(self, xb: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, classes)``, or ``(B, T, V)`` for a language model from a zero state."""
-        return self.forward(xb)[0] if self.stateful else self.forward(xb)
+        return self.eval_forward(xb)[0] if self.stateful else self.eval_forward(xb)
 
     def reset_state(self) -> None:
         """Forget the carried recurrent state (the driver calls this at each epoch start)."""
@@ -85,10 +90,10 @@ class Trainer:
 
     def train_step(self, x: np.ndarray, y: np.ndarray) -> torch.Tensor:
         """One optimizer step on a batch ``x`` ``(B, ...)`` float32, ``y`` ``(B,)`` int. Returns the loss."""
-        xb, yb = self._input(x), torch.from_numpy(y).long()
+        xb, yb = self._input(x), torch.from_numpy(y).to(self.device).long()  # (B, ...), (B,) or (B, T)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             if self.stateful:
                 logits, state = self.forward(xb, self.state)  # (B, T, V)
                 # Keep the values, cut the graph: the next window starts here without backprop into this one.
@@ -106,7 +111,7 @@ class Trainer:
 
     @staticmethod
     def losses_to_numpy(losses: list[torch.Tensor]) -> np.ndarray:
-        return torch.stack(losses).numpy()
+        return torch.stack(losses).cpu().numpy()
 
     @torch.no_grad()
     def predict(self, x: np.ndarray, chunk: int = 256) -> np.ndarray:
@@ -114,18 +119,18 @@ class Trainer:
         2x slower on batches of 1,000 than of 128-256 here (activations stop fitting in cache)."""
         self.model.eval()
         out = []
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             for i in range(0, len(x), chunk):
                 out.append(self._logits(self._input(x[i:i + chunk])).float())
-        return torch.cat(out).numpy()
+        return torch.cat(out).cpu().numpy()
 
     @torch.no_grad()
     def predict_sequence(self, x: np.ndarray, state=None):
         """Language models: logits ``(B, T, V)`` for ids ``x`` ``(B, T)`` continuing from ``state``
         (``None``: zeros), and the state after the last step, for evaluation and generation."""
         self.model.eval()
-        logits, state = self.forward(self._input(x), state)
-        return logits.float().numpy(), state
+        logits, state = self.eval_forward(self._input(x), state)
+        return logits.float().cpu().numpy(), state
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
         """Loss, logits ``(B, classes)`` and canonical-layout gradients on one batch (no update)."""
@@ -153,13 +158,13 @@ class Trainer:
         for name, p in self.model.named_parameters():
             for key, v in self.optimizer.state.get(p, {}).items():
                 if key != "step" and torch.is_tensor(v):
-                    out[f"{key}.{name}"] = v.detach().float().numpy().copy()
+                    out[f"{key}.{name}"] = v.detach().float().cpu().numpy().copy()
         return out
 
     def load_opt_state(self, flat: dict[str, np.ndarray]) -> None:
         step = int(np.asarray(flat["step"]).reshape(-1)[0])
         for name, p in self.model.named_parameters():
-            state = {k: torch.from_numpy(np.array(flat[f"{k}.{name}"])).to(self.dtype)
+            state = {k: torch.from_numpy(np.array(flat[f"{k}.{name}"])).to(self.device, self.dtype)
                      for k in ("exp_avg", "exp_avg_sq", "momentum_buffer") if f"{k}.{name}" in flat}
             if "exp_avg" in state:
                 state["step"] = torch.tensor(float(step))

@@ -1,0 +1,111 @@
+"""Data parallelism for the JAX twin: ``jax.distributed`` + one ``Mesh`` over every device.
+
+One process drives all its local devices; with several processes (``jax.distributed``, one per
+host, or ``--nproc N`` on loopback) the mesh spans the devices of all of them. The mesh has one
+axis, ``data``: the batch is split along it (``P("data")``) and parameters and optimizer state
+are replicated (``P()``). The step is the trainer's own pure function, jitted with those
+``in_shardings``/``out_shardings``; XLA inserts the gradient all-reduce. Because the loss is the
+mean over the *global* batch, the gradient is the same as on one device.
+
+A process is a worker of a multi-process run when ``JAX_COORDINATOR_ADDRESS`` is set (with
+``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``, or detected from SLURM/MPI by
+``jax.distributed.initialize``). On CPU the cross-process collectives go through gloo.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from diptych.errors import DiptychError
+from diptych.launch import World, check_port, run_workers, warn_oversubscription
+
+AXIS = "data"
+
+
+def is_worker() -> bool:
+    return "JAX_COORDINATOR_ADDRESS" in os.environ
+
+
+def lost_peer(error: BaseException) -> bool:
+    """Did a collective fail because another process is gone (gloo connection or coordination-service errors)?"""
+    return jax.process_count() > 1 and isinstance(error, jax.errors.JaxRuntimeError)
+
+
+def _env_int(name: str) -> int | None:
+    return int(os.environ[name]) if os.environ.get(name) else None
+
+
+def _platform(device: str) -> str:
+    """``auto``: the GPU when JAX has one, else the CPU."""
+    if device == "cpu":
+        return "cpu"
+    try:
+        jax.devices("gpu")
+        return "gpu"
+    except RuntimeError:
+        if device == "gpu":
+            raise DiptychError("--device gpu: JAX sees no GPU here (is jax[cuda] installed?); "
+                               "use --device cpu (or auto)") from None
+        return "cpu"
+
+
+def init(device: str = "auto") -> World:
+    if is_worker() and not jax.distributed.is_initialized():
+        # Must come before anything touches a device. gloo: XLA:CPU has no collectives across processes by default.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(num_processes=_env_int("JAX_NUM_PROCESSES"),
+                                   process_id=_env_int("JAX_PROCESS_ID"))
+    platform = _platform(device)
+    devices = jax.devices(platform)  # global: every process's devices, ordered by process
+    info = {"engine": "jax.sharding Mesh" + (" + jax.distributed" if jax.process_count() > 1 else ""),
+            "platform": platform}
+    world = World(rank=jax.process_index(), size=jax.process_count(), devices=len(devices), device=platform,
+                  info=info)
+    if len(devices) > 1:
+        world.parallelize = lambda trainer: parallelize(trainer, Mesh(np.array(devices), (AXIS,)))
+        world.close = _close
+    return world
+
+
+def _close() -> None:
+    if jax.distributed.is_initialized():
+        jax.distributed.shutdown()  # a barrier: rank 0 has written its files before anyone leaves
+
+
+def _replicate(tree, sharding: NamedSharding):
+    """Each process holds the same values (same seed, or the same checkpoint); make them one global array."""
+    return jax.tree.map(lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), tree)
+
+
+def parallelize(trainer, mesh: Mesh):
+    """Shard the batch over ``mesh`` and replicate the state; the model and step function are unchanged."""
+    from functools import partial
+
+    from diptych.backends.jax.train import train_step
+
+    if trainer.task.budget.batch_size % mesh.size:
+        raise DiptychError(f"--batch-size {trainer.task.budget.batch_size} is not divisible by the {mesh.size} "
+                           f"devices of the data mesh; pick a multiple of {mesh.size}")
+    replicated, batch = NamedSharding(mesh, P()), NamedSharding(mesh, P(AXIS))
+    trainer.params = _replicate(trainer.params, replicated)
+    trainer.opt_state = _replicate(trainer.opt_state, replicated)
+    trainer.batch_sharding = batch
+    step = partial(train_step, trainer.graphdef, trainer.tx, compute_dtype=trainer.compute_dtype)
+    # (params, opt_state, x, y, carry): a language model's recurrent carry is split by rows, like its batch.
+    trainer._step = jax.jit(step, in_shardings=(replicated, replicated, batch, batch, batch),
+                            out_shardings=(replicated, replicated, replicated, batch), donate_argnums=(0, 1))
+    return trainer
+
+
+def launch(argv: list[str], nproc: int, port: int, out: str) -> None:
+    """Run ``python -m diptych ARGV`` as ``nproc`` local ``jax.distributed`` processes (coordinator on loopback)."""
+    warn_oversubscription(nproc, os.cpu_count() or 1, "CPU cores")
+    check_port(port)
+    envs = [{"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": str(nproc),
+             "JAX_PROCESS_ID": str(rank)} for rank in range(nproc)]
+    run_workers(argv, envs, out)

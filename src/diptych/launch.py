@@ -1,0 +1,130 @@
+"""Neutral pieces of data-parallel runs: the world a worker lives in, and launching local workers.
+
+Each twin's ``backends/<fw>/distributed.py`` builds a :class:`World` (rank, size, how to average
+a metric across workers, how to wrap a trainer for data parallelism) with its own engine:
+``torch.distributed`` + DDP, or ``jax.distributed`` + a device ``Mesh``. The driver only sees
+this class, so the training loop stays framework-free.
+
+"Size" counts the processes that each load one shard of the global batch; ``devices`` counts
+the devices taking part (JAX drives several devices from one process, so ``devices >= size``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from diptych.errors import DiptychError
+from diptych.progress import console
+
+
+def _identity(x):
+    return x
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass
+class World:
+    rank: int = 0
+    size: int = 1
+    devices: int = 1
+    device: str = "cpu"  # where the twin computes, in the framework's own spelling ("cpu", "cuda:0", "gpu")
+    mean: Callable[[np.ndarray], np.ndarray] = _identity  # average a metric over workers (equal shards)
+    parallelize: Callable = _identity  # trainer -> data-parallel trainer
+    close: Callable[[], None] = _nothing  # leave the process group
+    info: dict = field(default_factory=dict)  # recorded in run.json: engine, backend, ...
+
+    @property
+    def lead(self) -> bool:
+        """Only the lead worker prints, evaluates, and writes checkpoints and run.json."""
+        return self.rank == 0
+
+    def record(self) -> dict:
+        return {"processes": self.size, "devices": self.devices, "device": self.device, **self.info}
+
+
+def check_port(port: int, host: str = "127.0.0.1") -> None:
+    """Refuse a coordinator port another program holds (the workers would otherwise hang or join it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # REUSEADDR: a port left in TIME_WAIT by a finished run is free; one that something listens on is not.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            raise DiptychError(f"coordinator port {port} on {host} is already in use (another distributed run?); "
+                               f"pass --port with a free port") from None
+
+
+def warn_oversubscription(nproc: int, capacity: int, what: str) -> None:
+    """More workers than cores/devices run, but slower: 2 processes x 2 threads on 2 cores halved throughput."""
+    if nproc > capacity:
+        console.print(f"[yellow]diptych: warning: --nproc {nproc} is more than the {capacity} {what} here; "
+                      f"the workers will share them and run slower than fewer workers would[/]")
+
+
+def failure_message(rank: int, nproc: int, exitcode: int, out: str) -> str:
+    """One line for a worker that died: which one, how, and what is left on disk."""
+    how = (f"was killed by {signal.Signals(-exitcode).name}" if exitcode < 0 and -exitcode in signal.valid_signals()
+           else f"exited with code {exitcode}")
+    ckpt = os.path.join(out, "checkpoint.safetensors")
+    kept = (f"the last checkpoint {ckpt} is intact: continue with --resume" if os.path.exists(ckpt)
+            else "no checkpoint was written yet: start the run again")
+    return f"worker {rank} of {nproc} {how}, so the run was stopped; {kept}"
+
+
+def run_workers(argv: list[str], envs: list[dict[str, str]], out: str, poll: float = 0.2) -> None:
+    """Start ``python -m diptych ARGV`` once per env and watch them: when one fails, stop the rest.
+
+    A worker blocked in a collective waits for a peer that will never come, so waiting on the
+    survivors would hang; they are terminated (then killed after 10 s) and the failure is
+    reported in one line. Exit code 2 means the workers already printed a one-line user error.
+    """
+    procs = [subprocess.Popen([sys.executable, "-m", "diptych", *argv], env={**os.environ, **env}) for env in envs]
+    try:
+        while True:
+            codes = [p.poll() for p in procs]
+            # The cause: a worker that died of a signal, before survivors that stopped on a lost peer.
+            failed = sorted((c >= 0, r, c) for r, c in enumerate(codes) if c not in (None, 0))
+            if failed:
+                _, rank, code = failed[0]
+                _stop(procs)
+                if code == 2:
+                    raise DiptychError(f"worker {rank} of {len(procs)} stopped on the error above")
+                raise DiptychError(failure_message(rank, len(procs), code, out))
+            if all(c == 0 for c in codes):
+                return
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        _stop(procs)
+        raise
+
+
+def lost_peer_error(error: BaseException) -> DiptychError:
+    """What a surviving worker says when a collective fails because a peer died (the launcher names which)."""
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    return DiptychError(f"this worker lost contact with the other workers ({first}); "
+                        f"the launcher reports which worker failed")
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.time() + 10
+    for p in procs:
+        try:
+            p.wait(timeout=max(deadline - time.time(), 0.1))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

@@ -1,0 +1,106 @@
+"""`diptych train --nproc N` end to end: world size recorded, a killed worker ends the run in one
+line with an intact checkpoint and `--resume` finishes it, and launch-time errors and warnings."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from conftest import run_cli
+
+from diptych import checkpoint
+from diptych.errors import DiptychError
+
+# Epochs long enough to kill a worker between two checkpoints (2 workers: ~0.25 s/epoch torch, ~1 s JAX).
+EPOCHS = {"torch": 16, "jax": 5}
+RANK_ENV = {"torch": "RANK", "jax": "JAX_PROCESS_ID"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _checkpoint_epoch(path) -> int:
+    try:
+        return checkpoint.load(path, "mnist1d-cnn")[2]["epoch"]
+    except DiptychError:  # not written yet
+        return 0
+
+
+def _worker(launcher: psutil.Process, framework: str, rank: int) -> psutil.Process | None:
+    for child in launcher.children(recursive=True):
+        try:
+            if child.environ().get(RANK_ENV[framework]) == str(rank):
+                return child
+        except psutil.Error:
+            pass
+    return None
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_killed_worker_stops_the_run_and_resume_finishes_it(framework, tmp_path, mnist1d):
+    out = tmp_path / "run"
+    args = ["train", "mnist1d-cnn", "--framework", framework, "--nproc", "2", "--port", str(free_port()),
+            "--epochs", str(EPOCHS[framework]), "--out", str(out), "--no-progress"]
+    launcher = subprocess.Popen([sys.executable, "-m", "diptych", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while _checkpoint_epoch(out / "checkpoint.safetensors") < 1 and launcher.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    victim = _worker(psutil.Process(launcher.pid), framework, rank=1)
+    assert launcher.poll() is None and victim is not None, "the run ended before a worker could be killed"
+    victim.kill()
+    killed_at = time.time()
+    _, stderr = launcher.communicate(timeout=60)  # no hang: the survivors are stopped
+    assert time.time() - killed_at < 60
+    assert launcher.returncode == 2
+    last = stderr.strip().splitlines()[-1]
+    assert "worker 1 of 2 was killed by SIGKILL" in last and "--resume" in last and "Traceback" not in stderr
+    epoch = _checkpoint_epoch(out / "checkpoint.safetensors")  # intact: it loads
+    assert 1 <= epoch < EPOCHS[framework] and not (out / "run.json").exists()
+
+    resumed = run_cli(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    run = json.loads((out / "run.json").read_text())
+    assert [e["epoch"] for e in run["epochs"]] == list(range(1, EPOCHS[framework] + 1))
+    assert run["world"]["processes"] == 2 and run["world"]["devices"] == 2
+    assert resumed.stdout.count("test accuracy") == 1  # the lead reports, once
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_port_in_use_and_oversubscription(framework, tmp_path):
+    too_many = (os.cpu_count() or 1) + 1
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = run_cli("train", "mnist1d-cnn", "--framework", framework, "--nproc", str(too_many), "--port", str(port),
+                    "--batch-size", str(10 * too_many), "--out", str(tmp_path), timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"warning: --nproc {too_many} is more than the" in " ".join(r.stderr.split())
+    assert f"coordinator port {port} on 127.0.0.1 is already in use" in r.stderr and "--port" in r.stderr
+    assert not (tmp_path / "checkpoint.safetensors").exists()
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_device_gpu_without_a_gpu_is_one_line(framework, tmp_path):
+    r = run_cli("train", "mnist1d-cnn", "--framework", framework, "--device", "gpu", "--epochs", "1",
+                "--out", str(tmp_path), "--no-progress")
+    if r.returncode == 0:  # a GPU machine: then it must really have trained there
+        assert json.loads((tmp_path / "run.json").read_text())["world"]["device"].startswith(("cuda", "gpu"))
+        return
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "--device gpu" in r.stderr and "--device cpu" in r.stderr
+
+
+def test_batch_not_divisible_by_workers_is_one_line(tmp_path):
+    r = run_cli("train", "mnist1d-cnn", "--framework", "torch", "--nproc", "3", "--batch-size", "100",
+                "--out", str(tmp_path))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "--batch-size 100 is not divisible by --nproc 3" in r.stderr
