@@ -88,7 +88,8 @@ def convert(src: str | Path, dst: str | Path, task: str | None = None) -> dict:
         raise DiptychError(f"{src} holds a {spec.describe()}, not the model of task {task!r}")
     dst.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "canonical":
-        save_weights(params, dst, task=task or meta.get("task"), source=str(src))
+        keep = {"features": meta["features"]} if "features" in meta else {}  # audio front end + statistics
+        save_weights(params, dst, task=task or meta.get("task"), source=str(src), **keep)
     elif fmt == "torch":
         load_backend("torch").weights.save_native(params, dst)
     else:

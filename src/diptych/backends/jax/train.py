@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from diptych.backends.jax import models, weights
+from diptych.backends.jax import augment, models, weights
 from diptych.errors import DiptychError
 from diptych.schedules import warmup_steps
 from diptych.tasks import OptimizerSpec, Task
@@ -74,8 +74,11 @@ def grads_fn(graphdef, params, x, y, compute_dtype=None):
     return jax.value_and_grad(loss_fn, has_aux=True)(params, graphdef, x, y, compute_dtype)
 
 
-def train_step(graphdef, tx, params, opt_state, x, y, compute_dtype=None):
-    """Pure: one optax step. ``x`` ``(B, ...)`` float32, ``y`` ``(B,)`` int32."""
+def train_step(graphdef, tx, params, opt_state, x, y, aug=None, compute_dtype=None):
+    """Pure: one optax step. ``x`` ``(B, ...)`` float32, ``y`` ``(B,)`` int32; ``aug``: augmentation
+    parameters from :mod:`diptych.data.augment` (a pytree of arrays), applied inside the jitted step."""
+    if aug is not None:
+        x = augment.apply(x, aug)
     (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, graphdef, x, y, compute_dtype)
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
@@ -117,8 +120,8 @@ class Trainer:
         self._logits = jax.jit(functools.partial(logits_fn, self.graphdef, compute_dtype=dt))
         self._grads = jax.jit(functools.partial(grads_fn, self.graphdef, compute_dtype=dt))
 
-    def train_step(self, x: np.ndarray, y: np.ndarray) -> jax.Array:
-        self.params, self.opt_state, loss = self._step(self.params, self.opt_state, x, y)
+    def train_step(self, x: np.ndarray, y: np.ndarray, aug: dict[str, np.ndarray] | None = None) -> jax.Array:
+        self.params, self.opt_state, loss = self._step(self.params, self.opt_state, x, y, aug)
         return loss  # stays on device; the driver fetches losses in groups
 
     @staticmethod

@@ -14,7 +14,7 @@ import torch
 from torch.nn import functional as F
 from torch.optim.lr_scheduler import LambdaLR
 
-from diptych.backends.torch import models, weights
+from diptych.backends.torch import augment, models, weights
 from diptych.errors import DiptychError
 from diptych.schedules import lr_factor
 from diptych.tasks import OptimizerSpec, Task
@@ -67,9 +67,13 @@ class Trainer:
         # torch.compile wraps the module; parameters are shared, so weights/optimizer are unchanged.
         self.forward = torch.compile(self.model) if compile else self.model
 
-    def train_step(self, x: np.ndarray, y: np.ndarray) -> torch.Tensor:
-        """One optimizer step on a batch ``x`` ``(B, ...)`` float32, ``y`` ``(B,)`` int. Returns the loss."""
+    def train_step(self, x: np.ndarray, y: np.ndarray, aug: dict[str, np.ndarray] | None = None) -> torch.Tensor:
+        """One optimizer step on a batch ``x`` ``(B, ...)`` float32, ``y`` ``(B,)`` int. Returns the loss.
+        ``aug``: augmentation parameters from :mod:`diptych.data.augment`, applied here on device."""
         xb, yb = torch.from_numpy(x).to(self.dtype), torch.from_numpy(y).long()
+        if aug is not None:
+            xb = augment.apply(xb, {k: torch.from_numpy(v).to(self.dtype) if v.dtype.kind == "f"
+                                    else torch.from_numpy(v) for k, v in aug.items()})
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
