@@ -120,9 +120,7 @@ class CNNSpec:
         return _count(self.param_shapes())
 
     def describe(self) -> str:
-        convs = " ".join(f"conv{c.kernel}({c.out_channels})" + (f"/pool{c.pool}" if c.pool > 1 else "")
-                         for c in self.convs)
-        return f"CNN{self.dims}d {convs} fc{self.hidden + (self.num_classes,)}"
+        return f"CNN{self.dims}d {_describe_convs(self.convs)} fc{self.hidden + (self.num_classes,)}"
 
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # gate blocks per cell, in PyTorch's order: -, (i,f,g,o), (r,z,n)
@@ -214,12 +212,14 @@ class CRNNSpec:
         return _count(self.param_shapes())
 
     def describe(self) -> str:
-        convs = " ".join(f"conv{c.kernel}({c.out_channels})" + (f"/pool{c.pool}" if c.pool > 1 else "")
-                         for c in self.convs)
-        return f"CRNN {convs} -> {self.rnn_spec().describe()}"
+        return f"CRNN {_describe_convs(self.convs)} -> {self.rnn_spec().describe()}"
 
 
 ModelSpec = MLPSpec | CNNSpec | RNNSpec | CRNNSpec
+
+
+def _describe_convs(convs: tuple[ConvSpec, ...]) -> str:
+    return " ".join(f"conv{c.kernel}({c.out_channels})" + (f"/pool{c.pool}" if c.pool > 1 else "") for c in convs)
 
 
 def _fc_shapes(dims: list[int]) -> dict[str, tuple[int, ...]]:
@@ -274,10 +274,12 @@ class Target:
 @dataclass(frozen=True)
 class AugmentSpec:
     """Audio augmentation of log-mel batches during training (see :mod:`diptych.data.augment`):
-    a time shift of up to ``max_shift`` frames, additive noise at an SNR drawn from ``snr_db`` (with
+    a frequency warp by a factor in ``1 +- warp`` (a different vocal tract length), a time shift of up
+    to ``max_shift`` frames, additive noise at an SNR drawn from ``snr_db`` (with
     probability ``noise_prob``), and SpecAugment masks: ``freq_masks`` bands of up to ``freq_width``
     mel bins and ``time_masks`` bands of up to ``time_width`` frames."""
 
+    warp: float = 0.0
     max_shift: int = 8
     snr_db: tuple[float, float] = (5.0, 30.0)
     noise_prob: float = 0.5

@@ -4,6 +4,9 @@ All randomness lives in this numpy module: for training step ``step`` of ``epoch
 ``default_rng([seed, epoch, step, SALT])`` draws the parameters below, so both twins (and a resumed
 run) augment a batch identically, and each twin's ``augment.apply(x, params)`` is plain tensor maths:
 
+0. frequency warp (vocal tract length perturbation, Jaitly & Hinton 2013): band ``m`` of the output
+   reads band ``m * alpha_b`` of the input, linearly interpolated: ``(1 - w) x[lo] + w x[lo + 1]``
+   with ``lo = floor(m alpha_b)`` and ``w = m alpha_b - lo`` (drawn here as ``warp_lo``/``warp_w``);
 1. time shift by ``shift[b]`` frames (positive: later), frames shifted in are silence;
 2. additive noise at a random SNR, in the mel-power domain: with ``L = x * std + mean`` the log-mel,
    ``x' = (log(exp(L) + noise) - mean) / std``. For white noise of power ``sigma^2`` the expected mel
@@ -37,6 +40,9 @@ def draw(spec: AugmentSpec, features: dict, x: np.ndarray, seed: int, epoch: int
     rng = np.random.default_rng([seed, epoch, step, SALT])
     b, m, t = x.shape
     mean, std, silence = (np.asarray(features[k], np.float32)[:, None] for k in ("mean", "std", "silence"))
+    alpha = rng.uniform(1 - spec.warp, 1 + spec.warp, b)
+    src = np.clip(np.arange(m)[None, :] * alpha[:, None], 0, m - 1)  # (B, M) source band
+    lo = np.minimum(np.floor(src), m - 2)
     shift = rng.integers(-spec.max_shift, spec.max_shift + 1, b)
     snr_db = rng.uniform(*spec.snr_db, b)
     noisy = rng.random(b) < spec.noise_prob
@@ -47,7 +53,7 @@ def draw(spec: AugmentSpec, features: dict, x: np.ndarray, seed: int, epoch: int
     noise = scale[:, None, None] * np.asarray(features["noise_shape"])[None, :, None] * g  # (B, M, T)
     masked = _bands(rng, b, spec.freq_masks, spec.freq_width, m)[:, :, None] \
         | _bands(rng, b, spec.time_masks, spec.time_width, t)[:, None, :]  # (B, M, T)
-    return {"shift": shift.astype(np.int32), "noise": noise.astype(np.float32),
+    return {"warp_lo": lo.astype(np.int32), "warp_w": (src - lo).astype(np.float32), "shift": shift.astype(np.int32), "noise": noise.astype(np.float32),
             "keep": (~masked).astype(np.float32), "mean": mean, "std": std, "silence": silence}
 
 

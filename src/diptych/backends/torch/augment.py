@@ -14,8 +14,17 @@ def shift_time(x: torch.Tensor, shift: torch.Tensor, fill: torch.Tensor) -> torc
     return torch.where(inside[:, None, :], moved, fill)
 
 
+def warp_freq(x: torch.Tensor, lo: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``out[b, m] = (1 - w[b, m]) x[b, lo[b, m]] + w[b, m] x[b, lo[b, m] + 1]`` over the mel axis."""
+    t = x.shape[-1]
+    below = x.gather(1, lo[:, :, None].expand(-1, -1, t))  # (B, M, T)
+    above = x.gather(1, (lo + 1)[:, :, None].expand(-1, -1, t))
+    return below + w[:, :, None] * (above - below)
+
+
 def apply(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Shift, add noise in the mel-power domain, mask: normalized log-mel ``(B, M, T)`` in and out."""
+    """Warp, shift, add noise in the mel-power domain, mask: normalized log-mel ``(B, M, T)`` in and out."""
+    x = warp_freq(x, p["warp_lo"].long(), p["warp_w"])
     x = shift_time(x, p["shift"].long(), p["silence"])  # (B, M, T)
     power = torch.exp(x * p["std"] + p["mean"]) + p["noise"]  # (B, M, T) mel energy + noise
     x = (torch.log(power) - p["mean"]) / p["std"]
