@@ -387,10 +387,10 @@ TASKS: dict[str, Task] = {t.name: t for t in [
          Target(0.91, "MNIST-1D paper: GRU 91% (LSTM bar set equal)"), "LSTM over MNIST-1D as 40 steps"),
     Task("fsdd-cnn", "fsdd", FSDD_CNN, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(20, 64),
          Target(0.98, "issue #6: official FSDD split, 98%"), "CNN over log-mel of spoken digits (FSDD)",
-         augment=AugmentSpec()),
+         augment=AugmentSpec(warp=0.15)),
     Task("fsdd-crnn", "fsdd", FSDD_CRNN, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(30, 64),
          Target(0.98, "set equal to fsdd-cnn's"), "conv + GRU over log-mel of spoken digits (FSDD)",
-         augment=AugmentSpec()),
+         augment=AugmentSpec(warp=0.15)),
 ]}
 
 
