@@ -17,13 +17,13 @@ from diptych.transcribe import transcribe
 from test_cli_errors import assert_one_line_error
 
 
-def _archive(mirror, folder, extra: dict[str, bytes] = {}):
+def _archive(mirror, folder, extra: dict[str, bytes] | None = None):
     """A GitHub-style tarball: <repo>-<tag>/recordings/*.wav, plus ``extra`` members."""
     mirror.mkdir(parents=True, exist_ok=True)
     with tarfile.open(mirror / fsdd.ARCHIVE, "w:gz") as tar:
         for p in sorted(folder.glob("*.wav")):
             tar.add(p, arcname=f"free-spoken-digit-dataset-1.0.10/recordings/{p.name}")
-        for name, data in extra.items():
+        for name, data in (extra or {}).items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -103,7 +103,7 @@ def test_held_out_real_recordings_transcribed_by_the_other_twin(tmp_path):
     takes (0-4) from the torch weights. The full >= 98% runs are in the README (minutes, not seconds)."""
     folder = real_data_dir("fsdd")
     data = load_dataset("fsdd", folder)
-    rec = train_and_evaluate(RunConfig("fsdd-cnn", "torch", epochs=4, progress=False), tmp_path, dataset=data)
+    rec = train_and_evaluate(RunConfig("fsdd-cnn", "torch", epochs=3, progress=False), tmp_path, dataset=data)
     wavs = sorted((folder / "recordings").glob("*_[0-4].wav"))[::15]  # 20 held-out takes, all speakers
     out = transcribe("fsdd-cnn", "jax", str(tmp_path / "weights.safetensors"), [str(p) for p in wavs])
     right = np.mean([r["digit"] == int(p.name[0]) for r, p in zip(out, wavs)])
