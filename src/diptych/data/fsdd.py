@@ -81,8 +81,9 @@ def locate_recordings(data_dir: str | Path | None = None, download: bool = True,
         if found := recordings_in(folder):
             return found
     if not download or os.environ.get("DIPTYCH_OFFLINE"):
+        why = "DIPTYCH_OFFLINE is set" if os.environ.get("DIPTYCH_OFFLINE") else "this command does not download"
         raise DataError(f"fsdd: no recordings in {', '.join(map(str, dirs))} and downloads are off "
-                        f"(DIPTYCH_OFFLINE is set); put the .wav files of FSDD {TAG} in "
+                        f"({why}); put the .wav files of FSDD {TAG} in "
                         f"{cache_dir() / 'recordings'} or pass --data-dir DIR")
     return download_recordings(mirrors or ARCHIVE_MIRRORS)
 
