@@ -119,3 +119,11 @@ def test_augmentation_parameters_are_seeded_and_sane():
     energy = np.exp(x * a["std"] + a["mean"]).mean(axis=(1, 2))
     snr = 10 * np.log10(energy / a["noise"].mean(axis=(1, 2)))
     assert np.all((snr > spec.snr_db[0] - 1) & (snr < spec.snr_db[1] + 1))  # noise at the drawn SNRs
+
+
+def test_dither_is_deterministic_and_leaves_no_flat_silence(tmp_path):
+    path = write_wav(tmp_path / "short.wav", tone(625, 0.2))  # most of the 1.04 s is padding
+    a, b = audio.wav_features(path, FE), audio.wav_features(path, FE)
+    np.testing.assert_array_equal(a, b)
+    assert np.mean(a[:, 1:] == a[:, :-1]) < 1e-3  # no exact ties for max-pool to break differently
+    assert a[:, :5].max() < a[:, 30:34].max() - 5  # padding stays far below the tone
