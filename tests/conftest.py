@@ -45,8 +45,8 @@ def random_batch(task, n: int, rng: np.random.Generator):
         spec = task.model
         return (rng.integers(0, spec.vocab, (n, spec.seq_len)).astype(np.int32),
                 rng.integers(0, spec.vocab, (n, spec.seq_len)).astype(np.int32))
-    shape = {"mnist1d": (40,)}.get(task.dataset, (28, 28))
-    return rng.standard_normal((n, *shape)).astype(np.float32), rng.integers(0, 10, n).astype(np.int32)
+    x = rng.standard_normal((n, *task.model.input_shape())).astype(np.float32)
+    return x, rng.integers(0, 10, n).astype(np.int32)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ jax_b = load_backend("jax")
 
 
 def _input(task, batch=3):
-    shape = (28, 28) if task.dataset in ("mnist", "fashion-mnist") else (40,)
+    shape = (28, 28) if task.dataset in ("mnist", "fashion-mnist") else task.model.input_shape()
     return np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32)
 
 

@@ -30,6 +30,7 @@ def _training_options(f):
         click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files."),
         click.option("--text", type=click.Path(dir_okay=False),
                      help="Language-model tasks: a UTF-8 text file (default: Python's bundled help text)."),
+        click.option("--split", help="fsdd: official (default) or speaker:NAME (test on one held-out speaker)."),
         click.option("--compile", is_flag=True, help="torch: torch.compile the model (JAX always jit-compiles)."),
         click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
                      help="bf16: bfloat16 compute with float32 weights and optimizer state."),
@@ -152,12 +153,13 @@ def compare(task, frameworks, out, as_json, no_progress, **kw):
 @click.option("--weights", type=click.Path(dir_okay=False), required=True, help="A weights.safetensors file.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files.")
 @click.option("--text", type=click.Path(dir_okay=False), help="Language-model tasks: the text the model was trained on.")
+@click.option("--split", help="fsdd: official (default) or speaker:NAME.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def eval_cmd(task, framework, weights, data_dir, text, as_json):
+def eval_cmd(task, framework, weights, data_dir, text, split, as_json):
     """Test accuracy of saved weights (trained by either twin) in FRAMEWORK."""
     from diptych.driver import evaluate_weights
 
-    result = evaluate_weights(task, framework, weights, data_dir, text=text)
+    result = evaluate_weights(task, framework, weights, data_dir, text=text, split=split)
     result.pop("predictions")
     if as_json:
         click.echo(json.dumps(result))
@@ -167,6 +169,27 @@ def eval_cmd(task, framework, weights, data_dir, text, as_json):
     else:
         click.echo(f"{task} [{framework}] {weights}: test accuracy {100 * result['test_accuracy']:.2f}% "
                    f"({result['correct']}/{result['total']})")
+
+
+@cli.command()
+@TASK
+@click.argument("audio", nargs=-1, type=click.Path(), metavar="AUDIO.wav...")
+@click.option("--weights", type=click.Path(dir_okay=False), required=True,
+              help="Weights from either twin (.safetensors from `diptych train` carry the feature statistics).")
+@click.option("--framework", type=click.Choice(FRAMEWORKS), default="torch", show_default=True,
+              help="Which twin runs the model.")
+@click.option("--data-dir", type=click.Path(file_okay=False),
+              help="FSDD recordings, only for .pt/.msgpack weights (to recompute the feature statistics).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of FILE<TAB>DIGIT<TAB>PROBABILITY lines.")
+def transcribe(task, audio, weights, framework, data_dir, as_json):
+    """Name the spoken digit in each AUDIO.wav: one line per file, FILE<TAB>DIGIT<TAB>PROBABILITY."""
+    from diptych.transcribe import transcribe as run
+
+    results = run(task, framework, weights, list(audio), data_dir)
+    if as_json:
+        click.echo(json.dumps(results))
+    for r in [] if as_json else results:
+        click.echo(f"{r['file']}\t{r['digit']}\t{r['probability']:.4f}")
 
 
 @cli.command()

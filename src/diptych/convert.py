@@ -43,6 +43,8 @@ def _specs():
 
 def _match_spec(params: dict[str, np.ndarray], source: str):
     for spec in _specs():
+        if hasattr(spec, "with_vocab") and "embed.weight" in params:  # a language model: V from the file
+            spec = spec.with_vocab(params["embed.weight"].shape[0])
         shapes = spec.param_shapes()
         if set(params) == set(shapes) and all(tuple(params[k].shape) == shapes[k] for k in shapes):
             return spec
@@ -88,7 +90,8 @@ def convert(src: str | Path, dst: str | Path, task: str | None = None) -> dict:
         raise DiptychError(f"{src} holds a {spec.describe()}, not the model of task {task!r}")
     dst.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "canonical":
-        save_weights(params, dst, task=task or meta.get("task"), source=str(src))
+        keep = {"features": meta["features"]} if "features" in meta else {}  # audio front end + statistics
+        save_weights(params, dst, task=task or meta.get("task"), source=str(src), **keep)
     elif fmt == "torch":
         load_backend("torch").weights.save_native(params, dst)
     else:

@@ -23,6 +23,7 @@ import numpy as np
 from diptych import checkpoint, language
 from diptych.backends import load_backend
 from diptych.data import Batches, Dataset, eval_batches, load_dataset
+from diptych.data.augment import augmenter_for
 from diptych.errors import DiptychError, NonFiniteLossError
 from diptych.progress import TrainProgress
 from diptych.records import hardware, peak_rss_mb, versions, write_json
@@ -54,29 +55,31 @@ class RunConfig:
     init_from: str | None = None
     progress: bool = True
     text: str | None = None  # language-model tasks: a UTF-8 corpus (default: Python's help text)
+    split: str | None = None  # fsdd: "official" (default) or "speaker:NAME"
 
 
 def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
     """Apply CLI overrides to the task (or, when resuming, to the checkpoint's saved settings)."""
     task = get_task(config.task)
-    given = {k: getattr(config, k) for k in ("epochs", "batch_size", "lr", "optimizer", "schedule", "seed")}
+    given = {k: getattr(config, k) for k in ("epochs", "batch_size", "lr", "optimizer", "schedule", "seed", "split")}
     if saved is not None:
-        for key in ("batch_size", "optimizer", "schedule", "seed"):
-            if given[key] is not None and given[key] != saved[key]:
+        for key in ("batch_size", "optimizer", "schedule", "seed", "split"):
+            if given[key] is not None and given[key] != saved.get(key):
                 raise DiptychError(f"cannot change --{key.replace('_', '-')} when resuming "
-                                   f"(the run used {saved[key]}); start a new run with another --out")
-        given = {k: given[k] if given[k] is not None else saved[k] for k in given}
+                                   f"(the run used {saved.get(key)}); start a new run with another --out")
+        given = {k: given[k] if given[k] is not None else saved.get(k) for k in given}
     task = task.with_overrides(**given)
     seed = given["seed"] if given["seed"] is not None else 0
     settings = {"epochs": task.budget.epochs, "batch_size": task.budget.batch_size, "lr": task.optimizer.lr,
                 "optimizer": task.optimizer.name, "schedule": task.optimizer.schedule,
                 "warmup_fraction": task.optimizer.warmup_fraction, "seed": seed, "compile": config.compile,
-                "precision": config.precision}
+                "precision": config.precision,
+                "split": given["split"] or ("official" if task.dataset == "fsdd" else None)}
     return task, settings
 
 
 def load_task_data(task: Task, data_dir: str | None = None, text: str | None = None,
-                   dataset: Dataset | None = None) -> tuple[Task, Dataset, dict | None]:
+                   dataset: Dataset | None = None, split: str | None = None) -> tuple[Task, Dataset, dict | None]:
     """The task's data, and the task itself with a language model's vocabulary size filled in.
 
     Language-model tasks get TBPTT windows of their corpus (``text``, default: Python's help text)
@@ -86,7 +89,7 @@ def load_task_data(task: Task, data_dir: str | None = None, text: str | None = N
         return language.text_dataset(task, text, task.budget.batch_size)
     if text is not None:
         raise DiptychError(f"--text is for language-model tasks; {task.name} trains on {task.dataset}")
-    return task, dataset if dataset is not None else load_dataset(task.dataset, data_dir), None
+    return task, dataset if dataset is not None else load_dataset(task.dataset, data_dir, split=split), None
 
 
 def evaluate(trainer, x: np.ndarray, y: np.ndarray) -> tuple[int, np.ndarray]:
@@ -109,8 +112,9 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
             raise DiptychError(f"no checkpoint to resume in {workdir}; run without --resume first")
         params, opt_state, saved = checkpoint.load(ckpt_path, config.task)
     task, settings = resolve(config, saved and saved["config"])
-    task, data, text_info = load_task_data(task, config.data_dir, config.text, dataset)
+    task, data, text_info = load_task_data(task, config.data_dir, config.text, dataset, settings["split"])
     lm = text_info is not None
+    augment = augmenter_for(task, data, settings["seed"])  # None unless the task augments
     # Language models read their TBPTT windows in order, so each row continues the previous batch's row.
     batches = Batches(len(data.x_train), task.budget.batch_size, seed=settings["seed"], shuffle=not lm).shard(
         world.rank, world.size)
@@ -148,14 +152,15 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
             trainer.reset_state()  # language models: each epoch's streams start from a zero state
             for step, idx in enumerate(batches.epoch(epoch)):
                 x, y = data.x_train[idx], data.y_train[idx]  # (B, ...) float32, (B,) int32
+                aug = augment(x, epoch, step) if augment else None  # drawn here, applied on device
                 if compile_seconds is None:  # the first step pays for tracing/compilation
                     t0 = time.perf_counter()
-                    pending.append(trainer.train_step(x, y))
+                    pending.append(trainer.train_step(x, y, aug))
                     losses.extend(world.mean(trainer.losses_to_numpy(pending)))
                     pending = []
                     compile_seconds = first_step_seconds = time.perf_counter() - t0
                 else:
-                    pending.append(trainer.train_step(x, y))
+                    pending.append(trainer.train_step(x, y, aug))
                 if len(pending) >= SYNC_EVERY or step == steps_per_epoch - 1:
                     if pending:
                         losses.extend(world.mean(trainer.losses_to_numpy(pending)))  # global-batch losses
@@ -195,6 +200,8 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
         world.close()
         return {"task": task.name, "framework": config.framework, "rank": world.rank}
     extra = {"vocab": text_info["vocab"]} if lm else {}  # a language model is useless without its vocabulary
+    if data.features:
+        extra["features"] = data.features  # audio: what transcribe needs
     save_weights(trainer.export_weights(), workdir / "weights.safetensors", task=task.name,
                  framework=config.framework, model=dataclasses.asdict(task.model), **extra)
     run = {
@@ -230,11 +237,11 @@ def _check_finite(losses: list[float], epoch: int, steps_per_epoch: int, ckpt_pa
 
 
 def evaluate_weights(task_name: str, framework: str, weights_path: str | Path, data_dir: str | None = None,
-                     dataset: Dataset | None = None, text: str | None = None) -> dict:
+                     dataset: Dataset | None = None, text: str | None = None, split: str | None = None) -> dict:
     """Test accuracy of a weights file (from either twin) evaluated by ``framework``."""
     task = get_task(task_name)
     params, _, _ = read_any(weights_path)  # canonical, torch .pt or Flax .msgpack
-    task, data, text_info = load_task_data(task, data_dir, text, dataset)
+    task, data, text_info = load_task_data(task, data_dir, text, dataset, split)
     check_weights(params, task.model.param_shapes(), str(weights_path))
     backend = load_backend(framework)
     trainer = backend.train.Trainer(task, 0, 1)

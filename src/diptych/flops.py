@@ -11,10 +11,22 @@ costs 3x the forward pass (the backward computes gradients for both inputs and w
 
 from __future__ import annotations
 
-from diptych.tasks import GATES, CharLMSpec, CNNSpec, MLPSpec, RNNSpec
+from diptych.tasks import GATES, CharLMSpec, CNNSpec, CRNNSpec, MLPSpec, RNNSpec
 
 
-def forward_flops(spec: MLPSpec | CNNSpec | RNNSpec | CharLMSpec) -> int:
+def _conv_flops(spec: CNNSpec) -> int:
+    """Per conv: 2 * C_in * k^dims * C_out * (number of output positions)."""
+    total, cin = 0, spec.in_channels
+    for c, out in zip(spec.convs, spec.conv_output_sizes()):
+        positions = 1
+        for n in out:
+            positions *= n
+        total += 2 * cin * c.kernel**spec.dims * c.out_channels * positions
+        cin = c.out_channels
+    return total
+
+
+def forward_flops(spec: MLPSpec | CNNSpec | RNNSpec | CRNNSpec | CharLMSpec) -> int:
     """FLOPs of one forward pass for one sample (a language model's sample is one window of
     ``seq_len`` characters; the embedding is a lookup, 0 FLOPs)."""
     total = 0
@@ -22,6 +34,8 @@ def forward_flops(spec: MLPSpec | CNNSpec | RNNSpec | CharLMSpec) -> int:
         g, h = GATES[spec.cell], spec.hidden
         per_char = sum(2 * g * h * ((spec.embed if k == 0 else h) + h) for k in range(spec.num_layers))
         return spec.seq_len * (per_char + 2 * h * spec.vocab)
+    if isinstance(spec, CRNNSpec):
+        return _conv_flops(spec.conv_spec()) + forward_flops(spec.rnn_spec())
     if isinstance(spec, RNNSpec):  # per step, layer and direction: x @ W_ih and h @ W_hh
         g, h, d = GATES[spec.cell], spec.hidden, len(spec.directions())
         for layer in range(spec.num_layers):
@@ -29,11 +43,7 @@ def forward_flops(spec: MLPSpec | CNNSpec | RNNSpec | CharLMSpec) -> int:
             total += d * spec.seq_len * 2 * g * h * (fan_in + h)
         dims = [d * h, spec.num_classes]
     elif isinstance(spec, CNNSpec):
-        size, cin = spec.in_size, spec.in_channels
-        for c in spec.convs:
-            out = (size + 2 * c.padding - c.kernel) // c.stride + 1
-            total += 2 * cin * c.kernel**spec.dims * c.out_channels * out**spec.dims
-            size, cin = out // c.pool, c.out_channels
+        total += _conv_flops(spec)
         dims = [spec.flat_features(), *spec.hidden, spec.num_classes]
     else:
         dims = [spec.in_features, *spec.hidden, spec.num_classes]
@@ -41,6 +51,6 @@ def forward_flops(spec: MLPSpec | CNNSpec | RNNSpec | CharLMSpec) -> int:
     return total
 
 
-def train_flops(spec: MLPSpec | CNNSpec | RNNSpec | CharLMSpec) -> int:
+def train_flops(spec: MLPSpec | CNNSpec | RNNSpec | CRNNSpec | CharLMSpec) -> int:
     """FLOPs of one training step for one sample: forward + backward = 3x forward."""
     return 3 * forward_flops(spec)

@@ -33,6 +33,10 @@ class MLPSpec:
     num_classes: int = 10
     kind: str = "mlp"
 
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input sample (any shape with ``in_features`` elements works too)."""
+        return (self.in_features,)
+
     def layer_sizes(self) -> list[tuple[int, int]]:
         dims = [self.in_features, *self.hidden, self.num_classes]
         return list(zip(dims[:-1], dims[1:]))
@@ -62,28 +66,40 @@ class ConvSpec:
 class CNNSpec:
     """A stack of convs (1-D or 2-D), flattened into an MLP head.
 
-    Input is ``(B, L)`` for ``dims=1`` or ``(B, H, W)`` for ``dims=2`` (one channel).
+    Input is ``(B, L)`` for ``dims=1`` or ``(B, H, W)`` for ``dims=2`` (one channel); ``in_size`` is
+    an int for a square (cubic) input or a tuple ``(H, W)`` for any other, e.g. a log-mel image.
+    Kernels, strides and pools stay square.
     Canonical names: ``conv{i}.weight`` in PyTorch layout ``(O, I, kH, kW)`` / ``(O, I, k)``,
     then ``fc{j}.weight`` ``(out, in)``, where ``fc1``'s input is flattened in PyTorch's
     channel-major ``(C, H, W)`` order.
     """
 
     dims: int
-    in_size: int
+    in_size: int | tuple[int, ...]
     convs: tuple[ConvSpec, ...]
     hidden: tuple[int, ...] = ()
     num_classes: int = 10
     in_channels: int = 1
     kind: str = "cnn"
 
+    def input_shape(self) -> tuple[int, ...]:
+        """``(L,)`` or ``(H, W)``: one sample, without the channel axis."""
+        return tuple(self.in_size) if isinstance(self.in_size, tuple) else (self.in_size,) * self.dims
+
+    def conv_output_sizes(self) -> list[tuple[int, ...]]:
+        """Spatial size after each conv (before its pool): ``out = (in + 2p - k) // s + 1`` per axis."""
+        sizes, size = [], self.input_shape()
+        for c in self.convs:
+            out = tuple((n + 2 * c.padding - c.kernel) // c.stride + 1 for n in size)
+            sizes.append(out)
+            size = tuple(n // c.pool for n in out)
+        return sizes
+
     def feature_shape(self) -> tuple[int, ...]:
         """Shape ``(C, *spatial)`` of the last conv block's output."""
-        size, channels = self.in_size, self.in_channels
-        for c in self.convs:
-            size = (size + 2 * c.padding - c.kernel) // c.stride + 1
-            size //= c.pool
-            channels = c.out_channels
-        return (channels,) + (size,) * self.dims
+        if not self.convs:
+            return (self.in_channels,) + self.input_shape()
+        return (self.convs[-1].out_channels,) + tuple(n // self.convs[-1].pool for n in self.conv_output_sizes()[-1])
 
     def flat_features(self) -> int:
         n = 1
@@ -104,9 +120,7 @@ class CNNSpec:
         return _count(self.param_shapes())
 
     def describe(self) -> str:
-        convs = " ".join(f"conv{c.kernel}({c.out_channels})" + (f"/pool{c.pool}" if c.pool > 1 else "")
-                         for c in self.convs)
-        return f"CNN{self.dims}d {convs} fc{self.hidden + (self.num_classes,)}"
+        return f"CNN{self.dims}d {_describe_convs(self.convs)} fc{self.hidden + (self.num_classes,)}"
 
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # gate blocks per cell, in PyTorch's order: -, (i,f,g,o), (r,z,n)
@@ -131,6 +145,9 @@ class RNNSpec:
     bidirectional: bool = False
     num_classes: int = 10
     kind: str = "rnn"
+
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.seq_len * self.input_size,)
 
     def directions(self) -> tuple[str, ...]:
         return ("", "_reverse") if self.bidirectional else ("",)
@@ -168,6 +185,9 @@ class CharLMSpec:
     def with_vocab(self, vocab: int) -> "CharLMSpec":
         return dataclasses.replace(self, vocab=vocab)
 
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.seq_len,)  # token ids
+
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         shapes = {"embed.weight": (self.vocab, self.embed)}
         shapes |= _rnn_shapes(self.cell, self.embed, self.hidden, self.num_layers, ("",))
@@ -181,7 +201,54 @@ class CharLMSpec:
         return f"char {self.cell.upper()} {self.num_layers}x{self.hidden}, embed {self.embed}, vocab {v}, TBPTT {self.seq_len}"
 
 
-ModelSpec = MLPSpec | CNNSpec | RNNSpec | CharLMSpec
+@dataclass(frozen=True)
+class CRNNSpec:
+    """Conv front end + recurrent layers over time, for spectrograms ``(B, H=mel bands, W=frames)``.
+
+    The 2-D conv stack (as :class:`CNNSpec`) gives ``(B, C, H', W')``; each of the ``W'`` time steps
+    becomes one vector of ``C * H'`` features (channel-major, ``(C, H')`` flattened), read by the
+    recurrent layers as in :class:`RNNSpec`; the last step's state goes to ``fc1``. Canonical names:
+    ``conv{i}.*`` as in a CNN, then ``rnn.*`` and ``fc1.*`` as in an RNN.
+    """
+
+    in_size: tuple[int, int]
+    convs: tuple[ConvSpec, ...]
+    cell: str = "gru"
+    hidden: int = 64
+    num_layers: int = 1
+    bidirectional: bool = False
+    num_classes: int = 10
+    in_channels: int = 1
+    dims: int = 2
+    kind: str = "crnn"
+
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.in_size)
+
+    def conv_spec(self) -> CNNSpec:
+        return CNNSpec(dims=2, in_size=tuple(self.in_size), convs=self.convs, in_channels=self.in_channels)
+
+    def rnn_spec(self) -> RNNSpec:
+        c, h, w = self.conv_spec().feature_shape()
+        return RNNSpec(self.cell, input_size=c * h, seq_len=w, hidden=self.hidden, num_layers=self.num_layers,
+                       bidirectional=self.bidirectional, num_classes=self.num_classes)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        convs = {k: v for k, v in self.conv_spec().param_shapes().items() if k.startswith("conv")}
+        return convs | self.rnn_spec().param_shapes()
+
+    def num_params(self) -> int:
+        return _count(self.param_shapes())
+
+    def describe(self) -> str:
+        return f"CRNN {_describe_convs(self.convs)} -> {self.rnn_spec().describe()}"
+
+
+ModelSpec = MLPSpec | CNNSpec | RNNSpec | CRNNSpec | CharLMSpec
+
+
+def _describe_convs(convs: tuple[ConvSpec, ...]) -> str:
+    return " ".join(f"conv{c.kernel}({c.out_channels})" + (f"/pool{c.pool}" if c.pool > 1 else "") for c in convs)
 
 
 def _rnn_shapes(cell: str, input_size: int, hidden: int, num_layers: int,
@@ -252,6 +319,24 @@ class Target:
 
 
 @dataclass(frozen=True)
+class AugmentSpec:
+    """Audio augmentation of log-mel batches during training (see :mod:`diptych.data.augment`):
+    a frequency warp by a factor in ``1 +- warp`` (a different vocal tract length), a time shift of up
+    to ``max_shift`` frames, additive noise at an SNR drawn from ``snr_db`` (with
+    probability ``noise_prob``), and SpecAugment masks: ``freq_masks`` bands of up to ``freq_width``
+    mel bins and ``time_masks`` bands of up to ``time_width`` frames."""
+
+    warp: float = 0.0
+    max_shift: int = 8
+    snr_db: tuple[float, float] = (5.0, 30.0)
+    noise_prob: float = 0.5
+    freq_masks: int = 2
+    freq_width: int = 4
+    time_masks: int = 2
+    time_width: int = 6
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
     dataset: str
@@ -260,6 +345,7 @@ class Task:
     budget: Budget
     target: Target
     description: str = ""
+    augment: AugmentSpec | None = None  # None: no augmentation (every non-audio task)
 
     def with_overrides(self, **kw) -> "Task":
         """Return a copy with CLI overrides applied (``epochs``, ``batch_size``, ``lr``, ``optimizer``,
@@ -317,6 +403,17 @@ MNIST1D_RNN = RNNSpec("rnn", input_size=4, seq_len=10, hidden=128)  # 10 steps o
 MNIST_LSTM = RNNSpec("lstm", input_size=28, seq_len=28, hidden=128)
 CHARS_LSTM = CharLMSpec("lstm", embed=64, hidden=256, seq_len=64)
 
+# Spoken digits (FSDD): log-mel images of 32 mel bands x 64 frames (~1.04 s at 8 kHz, hop 16 ms).
+FSDD_SHAPE = (32, 64)
+FSDD_CNN = CNNSpec(
+    dims=2, in_size=FSDD_SHAPE,
+    convs=(ConvSpec(16, 3, padding=1, pool=2), ConvSpec(32, 3, padding=1, pool=2),
+           ConvSpec(64, 3, padding=1, pool=2)),
+    hidden=(128,),
+)
+FSDD_CRNN = CRNNSpec(FSDD_SHAPE, convs=(ConvSpec(16, 3, padding=1, pool=2), ConvSpec(32, 3, padding=1, pool=2)),
+                     cell="gru", hidden=64)
+
 _ONECYCLE_ADAM = dict(name="adam", schedule="onecycle", warmup_fraction=0.2)
 
 TASKS: dict[str, Task] = {t.name: t for t in [
@@ -350,6 +447,12 @@ TASKS: dict[str, Task] = {t.name: t for t in [
          OptimizerSpec(lr=4e-3, schedule="onecycle", warmup_fraction=0.1, clip_norm=1.0), Budget(6, 32),
          Target(0.0, "held-out bits/char at most half the unigram baseline's", bpc_vs_unigram=0.5),
          "character-level LSTM language model (default corpus: Python's bundled help text)"),
+    Task("fsdd-cnn", "fsdd", FSDD_CNN, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(20, 64),
+         Target(0.98, "issue #6: official FSDD split, 98%"), "CNN over log-mel of spoken digits (FSDD)",
+         augment=AugmentSpec(warp=0.15)),
+    Task("fsdd-crnn", "fsdd", FSDD_CRNN, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(30, 64),
+         Target(0.98, "set equal to fsdd-cnn's"), "conv + GRU over log-mel of spoken digits (FSDD)",
+         augment=AugmentSpec(warp=0.15)),
 ]}
 
 

@@ -34,6 +34,7 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int = 10
+    features: dict | None = None  # audio: front-end settings and train-split statistics (JSON-ready)
 
 
 @dataclass(frozen=True)
@@ -64,14 +65,22 @@ IDX_SOURCES = {
     ),
 }
 
-DATASETS = ("mnist", "fashion-mnist", "mnist1d")
+DATASETS = ("mnist", "fashion-mnist", "mnist1d", "fsdd")
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("DIPTYCH_CACHE") or Path.home() / ".cache" / "diptych")
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True) -> Dataset:
+def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True,
+                 split: str | None = None) -> Dataset:
+    """``split``: ``None`` is the dataset's official split; fsdd also takes ``speaker:NAME``."""
+    if name == "fsdd":
+        from diptych.data.fsdd import load_fsdd
+
+        return load_fsdd(data_dir, split, download)
+    if split not in (None, "official"):
+        raise DiptychError(f"--split {split!r}: {name} has only its official split; --split is for fsdd")
     if name in IDX_SOURCES:
         return _load_idx(name, IDX_SOURCES[name], data_dir, download)
     if name == "mnist1d":

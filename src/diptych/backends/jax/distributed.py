@@ -96,8 +96,9 @@ def parallelize(trainer, mesh: Mesh):
     trainer.opt_state = _replicate(trainer.opt_state, replicated)
     trainer.batch_sharding = batch
     step = partial(train_step, trainer.graphdef, trainer.tx, compute_dtype=trainer.compute_dtype)
-    # (params, opt_state, x, y, carry): a language model's recurrent carry is split by rows, like its batch.
-    trainer._step = jax.jit(step, in_shardings=(replicated, replicated, batch, batch, batch),
+    # (params, opt_state, x, y, carry, aug): a language model's recurrent carry and the per-sample
+    # augmentation parameters are split by rows, like the batch.
+    trainer._step = jax.jit(step, in_shardings=(replicated, replicated, batch, batch, batch, batch),
                             out_shardings=(replicated, replicated, replicated, batch), donate_argnums=(0, 1))
     return trainer
 

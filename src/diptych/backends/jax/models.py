@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from diptych.tasks import GATES, CharLMSpec, CNNSpec, MLPSpec, RNNSpec
+from diptych.tasks import GATES, CharLMSpec, CNNSpec, CRNNSpec, MLPSpec, RNNSpec
 
 _kernel_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
@@ -63,29 +63,40 @@ class MLP(nnx.Module):
         return x  # (B, classes)
 
 
+def add_convs(module: nnx.Module, spec: CNNSpec, rngs: nnx.Rngs) -> None:
+    """Give ``module`` the layers ``conv1, conv2, ...`` of ``spec`` (canonical names)."""
+    cin = spec.in_channels
+    for i, c in enumerate(spec.convs, start=1):
+        fan_in = cin * c.kernel**spec.dims
+        setattr(module, f"conv{i}", nnx.Conv(
+            cin, c.out_channels, kernel_size=(c.kernel,) * spec.dims, strides=(c.stride,) * spec.dims,
+            padding=[(c.padding, c.padding)] * spec.dims,
+            kernel_init=_kernel_init, bias_init=_bias_init(fan_in), rngs=rngs))
+        cin = c.out_channels
+
+
+def run_convs(module: nnx.Module, spec: CNNSpec, x: jax.Array) -> jax.Array:
+    """``(B, H, W)`` or ``(B, L)`` -> conv -> ReLU [-> max pool] per layer -> ``(B, H', W', C)``."""
+    x = x[..., None]  # (B, H, W, 1) or (B, L, 1)
+    for i, c in enumerate(spec.convs, start=1):
+        x = jax.nn.relu(getattr(module, f"conv{i}")(x))  # (B, H', W', C)
+        if c.pool > 1:
+            x = max_pool(x, c.pool)
+    return x
+
+
 class ConvNet(nnx.Module):
     """Conv stack (1-D or 2-D, channels-last) -> flatten (H, W, C) -> MLP head."""
 
     def __init__(self, spec: CNNSpec, *, rngs: nnx.Rngs):
         self.spec = spec
-        cin = spec.in_channels
-        for i, c in enumerate(spec.convs, start=1):
-            fan_in = cin * c.kernel**spec.dims
-            setattr(self, f"conv{i}", nnx.Conv(
-                cin, c.out_channels, kernel_size=(c.kernel,) * spec.dims, strides=(c.stride,) * spec.dims,
-                padding=[(c.padding, c.padding)] * spec.dims,
-                kernel_init=_kernel_init, bias_init=_bias_init(fan_in), rngs=rngs))
-            cin = c.out_channels
+        add_convs(self, spec, rngs)
         dims = [spec.flat_features(), *spec.hidden, spec.num_classes]
         for j, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
             setattr(self, f"fc{j}", _linear(fan_in, fan_out, rngs))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = x[..., None]  # (B, H, W, 1) or (B, L, 1)
-        for i, c in enumerate(self.spec.convs, start=1):
-            x = jax.nn.relu(getattr(self, f"conv{i}")(x))  # (B, H', W', C)
-            if c.pool > 1:
-                x = max_pool(x, c.pool)
+        x = run_convs(self, self.spec, x)  # (B, H', W', C)
         x = x.reshape(x.shape[0], -1)  # (B, H*W*C), channels-last order (weights.py permutes fc1)
         n = len(self.spec.hidden) + 1
         for j in range(1, n + 1):
@@ -164,7 +175,7 @@ class RecurrentNet(nnx.Module):
     """Stacked (optionally bidirectional) recurrent layers -> last hidden state -> Linear."""
 
     def __init__(self, spec: RNNSpec, *, rngs: nnx.Rngs):
-        self.spec = spec
+        self.spec = self.rnn_spec = spec
         d = len(spec.directions())
         for layer in range(spec.num_layers):
             fan_in = spec.input_size if layer == 0 else d * spec.hidden
@@ -173,11 +184,12 @@ class RecurrentNet(nnx.Module):
         self.fc1 = _linear(d * spec.hidden, spec.num_classes, rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = x.reshape(x.shape[0], self.spec.seq_len, self.spec.input_size)  # (B, T, F)
-        for layer in range(self.spec.num_layers):
+        spec = self.rnn_spec
+        x = x.reshape(x.shape[0], spec.seq_len, spec.input_size)  # (B, T, F)
+        for layer in range(spec.num_layers):
             out, carry = getattr(self, f"rnn_l{layer}")(x)
             last = _last_hidden(carry)  # (B, H)
-            if self.spec.bidirectional:  # the reverse direction's last state is the one at t = 0
+            if spec.bidirectional:  # the reverse direction's last state is the one at t = 0
                 out_r, carry_r = getattr(self, f"rnn_l{layer}_reverse")(x, reverse=True)
                 last_r = _last_hidden(carry_r)
                 out, last = jnp.concatenate([out, out_r], -1), jnp.concatenate([last, last_r], -1)
@@ -214,7 +226,21 @@ class CharLM(nnx.Module):
         return self.fc1(h), tuple(new)  # (B, T, V)
 
 
-def build_model(spec: MLPSpec | CNNSpec | RNNSpec | CharLMSpec, seed: int = 0) -> nnx.Module:
+class CRNN(RecurrentNet):
+    """2-D conv stack over a spectrogram (channels-last), then the recurrent net over its time axis."""
+
+    def __init__(self, spec: CRNNSpec, *, rngs: nnx.Rngs):
+        super().__init__(spec.rnn_spec(), rngs=rngs)
+        self.spec, self.conv_spec = spec, spec.conv_spec()
+        add_convs(self, self.conv_spec, rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = run_convs(self, self.conv_spec, x)  # (B, H', W', C): W' is time
+        x = x.transpose(0, 2, 3, 1).reshape(x.shape[0], -1)  # (B, W' * C * H'): the torch twin's order
+        return super().__call__(x)  # (B, classes)
+
+
+def build_model(spec: MLPSpec | CNNSpec | RNNSpec | CRNNSpec | CharLMSpec, seed: int = 0) -> nnx.Module:
     rngs = nnx.Rngs(params=seed)
     if isinstance(spec, MLPSpec):
         return MLP(spec, rngs=rngs)
@@ -224,6 +250,8 @@ def build_model(spec: MLPSpec | CNNSpec | RNNSpec | CharLMSpec, seed: int = 0) -
         return RecurrentNet(spec, rngs=rngs)
     if isinstance(spec, CharLMSpec):
         return CharLM(spec, rngs=rngs)
+    if isinstance(spec, CRNNSpec):
+        return CRNN(spec, rngs=rngs)
     raise TypeError(f"no JAX model for {type(spec).__name__}")
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from diptych.backends.jax import models, weights
+from diptych.backends.jax import augment, models, weights
 from diptych.errors import DiptychError
 from diptych.schedules import warmup_steps
 from diptych.tasks import CharLMSpec, OptimizerSpec, Task
@@ -91,12 +91,16 @@ def grads_fn(graphdef, params, x, y, compute_dtype=None):
     return jax.value_and_grad(loss_fn, has_aux=True)(params, graphdef, x, y, None, compute_dtype)
 
 
-def train_step(graphdef, tx, params, opt_state, x, y, carry=None, compute_dtype=None):
+def train_step(graphdef, tx, params, opt_state, x, y, carry=None, aug=None, compute_dtype=None):
     """Pure: one optax step. ``x`` ``(B, ...)`` float32 (or int ids), ``y`` ``(B,)`` / ``(B, T)`` int32.
 
     A language model's ``carry`` is an input, not a parameter, so no gradient flows into the
-    previous window: that is truncated BPTT. Returns ``(params, opt_state, loss, carry)``.
+    previous window: that is truncated BPTT. ``aug``: augmentation parameters from
+    :mod:`diptych.data.augment` (a pytree of arrays), applied inside the jitted step.
+    Returns ``(params, opt_state, loss, carry)``.
     """
+    if aug is not None:
+        x = augment.apply(x, aug)
     (loss, (_, carry)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, graphdef, x, y, carry,
                                                                          compute_dtype)
     updates, opt_state = tx.update(grads, opt_state, params)
@@ -173,14 +177,16 @@ class Trainer:
             return None
         return self.model.initial_state(batch) if state is None else state
 
-    def train_step(self, x: np.ndarray, y: np.ndarray) -> jax.Array:
+    def train_step(self, x: np.ndarray, y: np.ndarray, aug: dict[str, np.ndarray] | None = None) -> jax.Array:
         carry = self._carry(len(x), self.state)
         if self.batch_sharding is not None:  # this process's rows of the global batch -> one global array
             x, y = (jax.make_array_from_process_local_data(self.batch_sharding, a) for a in (x, y))
             if self.stateful and self.state is None:  # a fresh carry: rows sharded like the batch
                 carry = jax.tree.map(lambda a: jax.make_array_from_process_local_data(
                     self.batch_sharding, np.asarray(a)), carry)
-        self.params, self.opt_state, loss, self.state = self._step(self.params, self.opt_state, x, y, carry)
+            if aug is not None:  # per-sample augmentation parameters: rows sharded like the batch
+                aug = {k: jax.make_array_from_process_local_data(self.batch_sharding, v) for k, v in aug.items()}
+        self.params, self.opt_state, loss, self.state = self._step(self.params, self.opt_state, x, y, carry, aug)
         return loss  # stays on device; the driver fetches losses in groups
 
     @staticmethod

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from diptych.tasks import CharLMSpec, CNNSpec, MLPSpec, RNNSpec
+from diptych.tasks import CharLMSpec, CNNSpec, CRNNSpec, MLPSpec, RNNSpec
 
 
 class MLP(nn.Module):
@@ -31,29 +31,40 @@ class MLP(nn.Module):
         return x  # (B, classes)
 
 
+def add_convs(module: nn.Module, spec: CNNSpec) -> None:
+    """Give ``module`` the layers ``conv1, conv2, ...`` of ``spec`` (canonical names)."""
+    conv = nn.Conv2d if spec.dims == 2 else nn.Conv1d
+    cin = spec.in_channels
+    for i, c in enumerate(spec.convs, start=1):
+        setattr(module, f"conv{i}", conv(cin, c.out_channels, c.kernel, stride=c.stride, padding=c.padding))
+        cin = c.out_channels
+
+
+def run_convs(module: nn.Module, spec: CNNSpec, x: torch.Tensor) -> torch.Tensor:
+    """``(B, H, W)`` or ``(B, L)`` -> conv -> ReLU [-> max pool] per layer -> ``(B, C, H', W')``."""
+    x = x.unsqueeze(1)  # (B, 1, H, W) or (B, 1, L)
+    pool = F.max_pool2d if spec.dims == 2 else F.max_pool1d
+    for i, c in enumerate(spec.convs, start=1):
+        x = F.relu(getattr(module, f"conv{i}")(x))  # (B, C, H', W')
+        if c.pool > 1:
+            x = pool(x, c.pool)  # (B, C, H'/p, W'/p)
+    return x
+
+
 class ConvNet(nn.Module):
     """Conv stack (1-D or 2-D) -> flatten (C, H, W) -> MLP head."""
 
     def __init__(self, spec: CNNSpec):
         super().__init__()
         self.spec = spec
-        conv = nn.Conv2d if spec.dims == 2 else nn.Conv1d
-        cin = spec.in_channels
-        for i, c in enumerate(spec.convs, start=1):
-            setattr(self, f"conv{i}", conv(cin, c.out_channels, c.kernel, stride=c.stride, padding=c.padding))
-            cin = c.out_channels
+        add_convs(self, spec)
         dims = [spec.flat_features(), *spec.hidden, spec.num_classes]
         self.num_fc = len(dims) - 1
         for j, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
             setattr(self, f"fc{j}", nn.Linear(fan_in, fan_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.unsqueeze(1)  # (B, 1, H, W) or (B, 1, L)
-        pool = F.max_pool2d if self.spec.dims == 2 else F.max_pool1d
-        for i, c in enumerate(self.spec.convs, start=1):
-            x = F.relu(getattr(self, f"conv{i}")(x))  # (B, C, H', W')
-            if c.pool > 1:
-                x = pool(x, c.pool)  # (B, C, H'/p, W'/p)
+        x = run_convs(self, self.spec, x)  # (B, C, H', W')
         x = x.flatten(1)  # (B, C*H*W), channel-major: the canonical order
         for j in range(1, self.num_fc + 1):
             x = getattr(self, f"fc{j}")(x)
@@ -70,16 +81,17 @@ class RecurrentNet(nn.Module):
 
     def __init__(self, spec: RNNSpec):
         super().__init__()
-        self.spec = spec
+        self.spec = self.rnn_spec = spec
         self.rnn = RECURRENT[spec.cell](spec.input_size, spec.hidden, num_layers=spec.num_layers, batch_first=True,
                          bidirectional=spec.bidirectional)
         self.fc1 = nn.Linear(spec.hidden * len(spec.directions()), spec.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(x.shape[0], self.spec.seq_len, self.spec.input_size)  # (B, T, F)
+        spec = self.rnn_spec
+        x = x.reshape(x.shape[0], spec.seq_len, spec.input_size)  # (B, T, F)
         _, h_n = self.rnn(x)  # (layers * D, B, H); an LSTM returns (h_n, c_n)
         h_n = h_n[0] if isinstance(h_n, tuple) else h_n
-        last = torch.cat([h_n[-2], h_n[-1]], dim=-1) if self.spec.bidirectional else h_n[-1]  # (B, D*H)
+        last = torch.cat([h_n[-2], h_n[-1]], dim=-1) if spec.bidirectional else h_n[-1]  # (B, D*H)
         return self.fc1(last)  # (B, classes)
 
 
@@ -102,7 +114,21 @@ class CharLM(nn.Module):
         return self.fc1(h), state  # (B, T, V)
 
 
-def build_model(spec: MLPSpec | CNNSpec | RNNSpec | CharLMSpec, seed: int = 0) -> nn.Module:
+class CRNN(RecurrentNet):
+    """2-D conv stack over a spectrogram, then the recurrent net over its time axis."""
+
+    def __init__(self, spec: CRNNSpec):
+        super().__init__(spec.rnn_spec())
+        self.spec, self.conv_spec = spec, spec.conv_spec()
+        add_convs(self, self.conv_spec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = run_convs(self, self.conv_spec, x)  # (B, C, H', W'): W' is time
+        x = x.permute(0, 3, 1, 2).flatten(1)  # (B, W' * C * H'): step t holds (C, H') channel-major
+        return super().forward(x)  # (B, classes)
+
+
+def build_model(spec: MLPSpec | CNNSpec | RNNSpec | CRNNSpec | CharLMSpec, seed: int = 0) -> nn.Module:
     """Build the twin of ``spec`` with weights drawn from a generator seeded by ``seed``."""
     torch.manual_seed(seed)
     if isinstance(spec, MLPSpec):
@@ -113,6 +139,8 @@ def build_model(spec: MLPSpec | CNNSpec | RNNSpec | CharLMSpec, seed: int = 0) -
         return RecurrentNet(spec)
     if isinstance(spec, CharLMSpec):
         return CharLM(spec)
+    if isinstance(spec, CRNNSpec):
+        return CRNN(spec)
     raise TypeError(f"no torch model for {type(spec).__name__}")
 
 

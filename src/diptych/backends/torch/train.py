@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.optim.lr_scheduler import LambdaLR
 
-from diptych.backends.torch import models, weights
+from diptych.backends.torch import augment, models, weights
 from diptych.errors import DiptychError
 from diptych.schedules import lr_factor
 from diptych.tasks import CharLMSpec, OptimizerSpec, Task
@@ -88,9 +88,14 @@ class Trainer:
         """Forget the carried recurrent state (the driver calls this at each epoch start)."""
         self.state = None
 
-    def train_step(self, x: np.ndarray, y: np.ndarray) -> torch.Tensor:
-        """One optimizer step on a batch ``x`` ``(B, ...)`` float32, ``y`` ``(B,)`` int. Returns the loss."""
+    def train_step(self, x: np.ndarray, y: np.ndarray, aug: dict[str, np.ndarray] | None = None) -> torch.Tensor:
+        """One optimizer step on a batch ``x`` ``(B, ...)`` float32 (or int ids), ``y`` ``(B,)`` or ``(B, T)``
+        int. Returns the loss. ``aug``: augmentation parameters from :mod:`diptych.data.augment`, applied
+        here on device."""
         xb, yb = self._input(x), torch.from_numpy(y).to(self.device).long()  # (B, ...), (B,) or (B, T)
+        if aug is not None:
+            xb = augment.apply(xb, {k: torch.from_numpy(v).to(self.device, self.dtype) if v.dtype.kind == "f"
+                                    else torch.from_numpy(v).to(self.device) for k, v in aug.items()})
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):

@@ -1,0 +1,63 @@
+"""Speech twins: the augmentation ops agree across frameworks (the fsdd models' logits and gradients
+are checked with every other model in test_modeldiffs.py; `diptych parity fsdd-cnn` on the real data
+is quoted in the README).
+
+float32 pinned (TF32 off, JAX matmuls at float32), as in the other parity tests."""
+
+import jax
+import numpy as np
+import pytest
+import torch
+
+from diptych.backends import load_backend
+from diptych.data.audio import FrontEnd, feature_stats
+from diptych.data.augment import draw
+from diptych.parity import diff
+from diptych.tasks import AugmentSpec, Budget, CNNSpec, ConvSpec, OptimizerSpec, Target, Task
+
+T, J = load_backend("torch"), load_backend("jax")
+
+
+@pytest.fixture(autouse=True)
+def _float32():
+    T.train.configure()
+    J.train.configure()
+
+
+def _batch(b=8, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((b, 32, 64)).astype(np.float32)  # (B, M, T) normalized log-mel
+    stats = feature_stats(rng.normal(-8, 2, (4, 32, 64)), FrontEnd())
+    return x, draw(AugmentSpec(warp=0.15, noise_prob=1.0), stats, x, seed, 0, 0)
+
+
+def test_both_twins_augment_a_batch_identically():
+    x, p = _batch()
+    t_out = T.augment.apply(torch.from_numpy(x), {k: torch.from_numpy(v) for k, v in p.items()}).numpy()
+    j_out = np.asarray(jax.jit(J.augment.apply)(x, p))
+    assert diff(j_out, t_out)[0] <= 1e-5
+    # and both do what the neutral docstring says: warp, shift, then noise, then masks
+    b = int(np.flatnonzero(p["shift"] > 0)[0])
+    s, lo, w = int(p["shift"][b]), p["warp_lo"][b], p["warp_w"][b][:, None]
+    masked = p["keep"][b] == 0
+    np.testing.assert_array_equal(t_out[b][masked], 0)
+    warped = (1 - w) * x[b][lo] + w * x[b][lo + 1]  # (M, T)
+    ref = np.concatenate([np.repeat(p["silence"], s, 1), warped[:, :-s]], 1)  # (M, T) shifted later by s
+    ref = (np.log(np.exp(ref * p["std"] + p["mean"]) + p["noise"][b]) - p["mean"]) / p["std"]
+    np.testing.assert_allclose(t_out[b][~masked], ref[~masked], atol=1e-4)
+
+
+def test_augmentation_inside_the_train_step_matches():
+    """One Adam step with augmentation on a small log-mel CNN: same loss and weights in both twins."""
+    spec = CNNSpec(dims=2, in_size=(32, 64), convs=(ConvSpec(4, 3, padding=1, pool=4),))
+    task = Task("test-aug", "fsdd", spec, OptimizerSpec(), Budget(1, 16), Target(0.0, "test"), augment=AugmentSpec())
+    x, p = _batch(16, seed=1)
+    y = np.arange(16, dtype=np.int32) % 10
+    torch_t, jax_t, plain = T.train.Trainer(task, 0, 10), J.train.Trainer(task, 0, 10), T.train.Trainer(task, 0, 10)
+    jax_t.load_weights(torch_t.export_weights())
+    plain.load_weights(torch_t.export_weights())
+    lt, lj = float(torch_t.train_step(x, y, p)), float(jax_t.train_step(x, y, p))
+    assert diff(lj, lt)[1] <= 1e-5
+    tw, jw = torch_t.export_weights(), jax_t.export_weights()
+    assert all(diff(jw[k], tw[k])[1] <= 1e-3 for k in tw)  # Adam's bound, see diptych.parity
+    assert abs(float(plain.train_step(x, y)) - lt) > 1e-4  # the augmentation did change the batch

@@ -1,0 +1,101 @@
+"""Spoken digits end to end: FSDD download (from a local file:// mirror), training both twins on a
+small synthetic set, transcribe across the twins, and bad input through the real CLI.
+
+The real-data runs (>= 98% on the official split in both twins, the speaker-held-out table, real
+recordings transcribed across the twins) take minutes on 2 cores; their numbers are in the README."""
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+
+from audio_helpers import tone_digits, write_wav
+from conftest import run_cli
+from diptych import RunConfig, train_and_evaluate
+from diptych.data import fsdd, load_dataset
+from diptych.errors import DataError, DiptychError
+from diptych.transcribe import transcribe
+from test_cli_errors import assert_one_line_error
+
+
+def _archive(mirror, folder, extra: dict[str, bytes] | None = None):
+    """A GitHub-style tarball: <repo>-<tag>/recordings/*.wav, plus ``extra`` members."""
+    mirror.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(mirror / fsdd.ARCHIVE, "w:gz") as tar:
+        for p in sorted(folder.glob("*.wav")):
+            tar.add(p, arcname=f"free-spoken-digit-dataset-1.0.10/recordings/{p.name}")
+        for name, data in (extra or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_download_extracts_verifies_and_caches(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIPTYCH_CACHE", str(tmp_path / "cache"))
+    src = tone_digits(tmp_path / "src", speakers=("anna",), takes=1)
+    _archive(tmp_path / "mirror", src, {"x/recordings/../../0_evil_0.wav": b"outside"})
+    expected = fsdd.content_sha256(fsdd.recordings_in(src))
+    with pytest.raises(DataError, match="content hash .* is not v1.0.10's"):  # the pinned hash: refused
+        fsdd.download_recordings(((tmp_path / "mirror").as_uri() + "/",))
+    assert not (tmp_path / "cache" / "fsdd" / "recordings").exists()  # nothing cached
+    got = fsdd.download_recordings(((tmp_path / "mirror").as_uri() + "/",), expected_sha256=expected)
+    assert [p.name for p in got] == [p.name for p in fsdd.recordings_in(src)]
+    assert all(p.parent == tmp_path / "cache" / "fsdd" / "recordings" for p in got)
+    assert sorted(p.name for p in (tmp_path / "cache" / "fsdd").iterdir()) == ["recordings"]  # no archive/temp
+
+
+def test_offline_without_data_says_where_to_put_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIPTYCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("DIPTYCH_DATA", raising=False)
+    with pytest.raises(DataError, match=f"put the .wav files of FSDD v1.0.10 in {tmp_path / 'cache' / 'fsdd'}"):
+        load_dataset("fsdd")
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory):
+    folder = tone_digits(tmp_path_factory.mktemp("tones"), speakers=("anna", "bert"), takes=6)
+    return folder, load_dataset("fsdd", folder, split="speaker:bert")
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_short_run_learns_tone_digits_with_augmentation(framework, tones, tmp_path):
+    folder, data = tones
+    rec = train_and_evaluate(RunConfig("fsdd-cnn", framework, epochs=5, batch_size=10, progress=False,
+                                       split="speaker:bert"), tmp_path, dataset=data)
+    losses = [e["train_loss"] for e in rec["epochs"]]
+    assert losses[-1] < 0.7 * losses[0] and rec["test_accuracy"] >= 0.6, (losses, rec["test_accuracy"])
+    assert rec["config"]["split"] == "speaker:bert"
+    # the weights carry the front end + training statistics: the other twin transcribes wav files
+    wavs = [str(folder / f"{d}_bert_0.wav") for d in range(10)]
+    other = "jax" if framework == "torch" else "torch"
+    out = transcribe("fsdd-cnn", other, str(tmp_path / "weights.safetensors"), wavs)
+    evaluated = np.array([r["digit"] for r in out])
+    assert np.mean(evaluated == np.arange(10)) >= 0.6 and all(0.1 <= r["probability"] <= 1 for r in out)
+
+
+def test_transcribe_cli_and_bad_audio(tones, tmp_path):
+    from diptych.weights import save_weights
+    from diptych.tasks import TASKS
+
+    _, data = tones
+    rng = np.random.default_rng(0)
+    params = {k: rng.normal(0, 0.05, s).astype(np.float32) for k, s in TASKS["fsdd-cnn"].model.param_shapes().items()}
+    save_weights(params, tmp_path / "w.safetensors", task="fsdd-cnn", features=data.features)
+    good = write_wav(tmp_path / "one.wav", 0.3 * np.sin(np.arange(4000) / 3.0))
+    proc = run_cli("transcribe", "fsdd-cnn", "--weights", str(tmp_path / "w.safetensors"), str(good), "--json")
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(proc.stdout)
+    assert row["file"] == str(good) and row["digit"] in range(10) and 0 < row["probability"] <= 1
+    (tmp_path / "notes.wav").write_text("not audio")
+    assert_one_line_error(run_cli("transcribe", "fsdd-cnn", "--weights", str(tmp_path / "w.safetensors"),
+                                  str(good), str(tmp_path / "notes.wav")), "notes.wav: not a PCM WAV file")
+    with pytest.raises(DiptychError, match="not a speech task"):
+        transcribe("mnist-cnn", "torch", str(tmp_path / "w.safetensors"), [str(good)])
+
+
+def test_train_cli_refuses_a_folder_without_recordings(tmp_path):
+    assert_one_line_error(run_cli("train", "fsdd-cnn", "--framework", "torch", "--data-dir", str(tmp_path),
+                                  "--split", "speaker:anna", "--out", str(tmp_path / "r")), "no recordings named")
+    assert not (tmp_path / "r" / "run.json").exists()
