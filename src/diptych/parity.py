@@ -145,7 +145,8 @@ def run_parity(task_name: str, steps: int = 100, optimizer: str = "adam", seed: 
     # (a) + (b): forward and backward on the same batch, no update
     t_loss, t_logits, t_grads = torch_t.loss_and_grads(x, y)
     j_loss, j_logits, j_grads = jax_t.loss_and_grads(x, y)
-    report.rows.append(Row("logits", str(tuple(t_logits.shape)), *diff(j_logits, t_logits)))
+    shape = ", ".join(str(d) for d in t_logits.shape[1:])  # (B, classes), or (B, T, V) for a language model
+    report.rows.append(Row("logits", f"(B={len(x)}, {shape})", *diff(j_logits, t_logits)))
     report.rows.append(Row("loss", "cross-entropy", *diff(j_loss, t_loss)))
     report.rows += [Row("gradient", k, *diff(j_grads[k], t_grads[k])) for k in t_grads]
 
