@@ -9,7 +9,7 @@ from diptych.parity import run_parity
 @pytest.mark.parametrize("task,optimizer,lr", [
     ("mnist1d-cnn", "adam", 1e-3), ("mnist1d-cnn", "sgd", 0.05),
     ("mnist1d-mlp", "adam", 1e-3), ("mnist1d-mlp", "sgd", 0.05),
-    ("mnist1d-gru", "adam", 1e-3), ("mnist1d-lstm", "adam", 1e-3),
+    ("mnist1d-gru", "adam", 1e-3), ("mnist1d-lstm", "adam", 1e-3), ("mnist1d-rnn", "adam", 1e-3),
 ])
 def test_parity_passes(task, optimizer, lr, mnist1d):
     report = run_parity(task, steps=100, optimizer=optimizer, lr=lr, dataset=mnist1d)
