@@ -126,3 +126,20 @@ def test_text_option_is_refused_for_other_tasks(tmp_path):
     path.write_text("some text")
     proc = run_cli("train", "mnist1d-mlp", "--framework", "torch", "--text", str(path), "--epochs", "1")
     assert proc.returncode == 2 and "--text is for language-model tasks" in proc.stderr
+
+
+def test_language_model_weights_convert_both_ways(tmp_path):
+    """The vocabulary size is read from the embedding, so .pt and .msgpack round-trip like any model."""
+    from safetensors.numpy import load_file, save_file
+
+    from diptych.convert import convert
+    from diptych.tasks import TASKS, fit_vocab
+
+    rng = np.random.default_rng(0)
+    shapes = fit_vocab(TASKS["chars-lstm"], 37).model.param_shapes()
+    w = {k: rng.normal(0, 0.1, s).astype(np.float32) for k, s in shapes.items()}
+    save_file(w, tmp_path / "w.safetensors")
+    for src, dst in [("w.safetensors", "w.pt"), ("w.pt", "w.msgpack"), ("w.msgpack", "back.safetensors")]:
+        convert(tmp_path / src, tmp_path / dst)
+    back = load_file(tmp_path / "back.safetensors")
+    assert set(back) == set(w) and all(np.array_equal(back[k], w[k]) for k in w)

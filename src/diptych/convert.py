@@ -41,10 +41,16 @@ def _specs():
     return seen
 
 
+def _fit(spec, params: dict[str, np.ndarray]):
+    """A language model's spec with the vocabulary size of these weights (others unchanged)."""
+    if hasattr(spec, "with_vocab") and "embed.weight" in params:
+        return spec.with_vocab(params["embed.weight"].shape[0])
+    return spec
+
+
 def _match_spec(params: dict[str, np.ndarray], source: str):
     for spec in _specs():
-        if hasattr(spec, "with_vocab") and "embed.weight" in params:  # a language model: V from the file
-            spec = spec.with_vocab(params["embed.weight"].shape[0])
+        spec = _fit(spec, params)
         shapes = spec.param_shapes()
         if set(params) == set(shapes) and all(tuple(params[k].shape) == shapes[k] for k in shapes):
             return spec
@@ -71,6 +77,7 @@ def read_any(path: str | Path):
                 params = jw.read_native(path, spec)
             except DiptychError:
                 continue
+            spec = _fit(spec, params)
             shapes = spec.param_shapes()
             if set(params) == set(shapes) and all(tuple(params[k].shape) == shapes[k] for k in shapes):
                 break
@@ -86,11 +93,12 @@ def convert(src: str | Path, dst: str | Path, task: str | None = None) -> dict:
     params, spec, meta = read_any(src)
     dst = Path(dst)
     fmt = _format(dst)
-    if task is not None and get_task(task).model != spec:
+    if task is not None and _fit(get_task(task).model, params) != spec:
         raise DiptychError(f"{src} holds a {spec.describe()}, not the model of task {task!r}")
     dst.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "canonical":
-        keep = {"features": meta["features"]} if "features" in meta else {}  # audio front end + statistics
+        # audio front end + statistics; a language model's vocabulary
+        keep = {k: meta[k] for k in ("features", "vocab") if k in meta}
         save_weights(params, dst, task=task or meta.get("task"), source=str(src), **keep)
     elif fmt == "torch":
         load_backend("torch").weights.save_native(params, dst)
