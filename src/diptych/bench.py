@@ -47,14 +47,13 @@ def burst(task_name: str, framework: str, seconds: float, data_dir: str | None, 
           precision: str = "fp32") -> dict:
     """Runs inside a fresh process: first-step time, steady throughput, eval throughput, matmul peak."""
     from diptych.backends import load_backend
-    from diptych.data import Batches
-    from diptych.driver import evaluate, load_task_data
+    from diptych.driver import evaluate, load_task_data, train_batches
     from diptych.language import evaluate_lm
     from diptych.records import peak_rss_mb
 
     task, data, text_info = load_task_data(get_task(task_name), data_dir)
     backend = load_backend(framework)
-    batches = Batches(len(data.x_train), task.budget.batch_size, seed=seed, shuffle=text_info is None)
+    batches = train_batches(data, task.budget.batch_size, seed)
     stream = (idx for epoch in range(10**9) for idx in batches.epoch(epoch))
     trainer = backend.train.Trainer(task, seed, total_steps=10**6, precision=precision)
 

@@ -92,6 +92,12 @@ def load_task_data(task: Task, data_dir: str | None = None, text: str | None = N
     return task, dataset if dataset is not None else load_dataset(task.dataset, data_dir, split=split), None
 
 
+def train_batches(data: Dataset, batch_size: int, seed: int) -> Batches:
+    """The seeded training batches; a language model's windows are read in order, so each row
+    continues the previous batch's row (truncated BPTT), everything else is shuffled per epoch."""
+    return Batches(len(data.x_train), batch_size, seed=seed, shuffle=not data.ordered)
+
+
 def evaluate(trainer, x: np.ndarray, y: np.ndarray) -> tuple[int, np.ndarray]:
     """Return (number correct, predicted classes) over the whole split."""
     preds = np.concatenate([trainer.predict(x[s]).argmax(-1) for s in eval_batches(len(x), EVAL_BATCH)])
@@ -115,9 +121,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     task, data, text_info = load_task_data(task, config.data_dir, config.text, dataset, settings["split"])
     lm = text_info is not None
     augment = augmenter_for(task, data, settings["seed"])  # None unless the task augments
-    # Language models read their TBPTT windows in order, so each row continues the previous batch's row.
-    batches = Batches(len(data.x_train), task.budget.batch_size, seed=settings["seed"], shuffle=not lm).shard(
-        world.rank, world.size)
+    batches = train_batches(data, task.budget.batch_size, settings["seed"]).shard(world.rank, world.size)
     steps_per_epoch = batches.steps_per_epoch()
     epochs = task.budget.epochs
     trainer = backend.train.Trainer(task, settings["seed"], epochs * steps_per_epoch, compile=config.compile,

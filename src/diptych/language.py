@@ -34,7 +34,7 @@ def text_dataset(task: Task, text: str | None, batch_size: int) -> tuple[Task, D
     x_val, y_val = windows(corpus.val, EVAL_STREAMS, EVAL_WINDOW)
     info = {"corpus": corpus.name, "vocab": corpus.vocab, "train_chars": len(corpus.train),
             "val_chars": len(corpus.val), "unigram_bpc": unigram_bpc(corpus.train, corpus.val, len(corpus.vocab))}
-    return task, Dataset(corpus.name, x_train, y_train, x_val, y_val, num_classes=len(corpus.vocab)), info
+    return task, Dataset(corpus.name, x_train, y_train, x_val, y_val, num_classes=len(corpus.vocab), ordered=True), info
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from diptych.backends import load_backend
-from diptych.data import Batches, Dataset
+from diptych.data import Dataset
 from diptych.tasks import get_task
 
 ADAM_PARAM_BOUND = 1e-3  # see the module docstring
@@ -122,10 +122,10 @@ def run_parity(task_name: str, steps: int = 100, optimizer: str = "adam", seed: 
     Defaults: Adam at lr 1e-3 (the default of both torch.optim.Adam and the optax examples) with a
     constant schedule, so step 1 already moves the weights (a warm-up would start at lr 0).
     """
-    from diptych.driver import load_task_data
+    from diptych.driver import load_task_data, train_batches
 
     task = get_task(task_name).with_overrides(optimizer=optimizer, epochs=1, lr=lr, schedule=schedule)
-    task, data, text_info = load_task_data(task, data_dir, None, dataset)
+    task, data, _ = load_task_data(task, data_dir, None, dataset)
     pt, jx = load_backend("torch").train, load_backend("jax").train
     torch_t = pt.Trainer(task, seed, total_steps=steps)
     jax_t = jx.Trainer(task, seed, total_steps=steps)     # re-synced to torch before every step
@@ -137,7 +137,7 @@ def run_parity(task_name: str, steps: int = 100, optimizer: str = "adam", seed: 
     report = ParityReport(task.name, optimizer, steps)
     param_bound = ADAM_PARAM_BOUND if optimizer == "adam" else None
 
-    batches = Batches(len(data.x_train), task.budget.batch_size, seed=seed, shuffle=text_info is None)
+    batches = train_batches(data, task.budget.batch_size, seed)
     stream = (idx for epoch in range(10**9) for idx in batches.epoch(epoch))
     idx = next(stream)
     x, y = data.x_train[idx], data.y_train[idx]

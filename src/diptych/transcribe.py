@@ -17,6 +17,7 @@ from diptych.backends import load_backend
 from diptych.convert import read_any
 from diptych.data.audio import FrontEnd, normalize, wav_features
 from diptych.errors import DiptychError
+from diptych.language import log_softmax
 from diptych.tasks import TASKS, get_task
 from diptych.weights import check_weights
 
@@ -50,8 +51,6 @@ def transcribe(task_name: str, framework: str, weights_path: str, audio: list[st
     x = normalize(np.stack([wav_features(p, fe) for p in audio]), stats)  # (N, M, T)
     trainer = load_backend(framework).train.Trainer(task, 0, 1)
     trainer.load_weights(params, str(weights_path))
-    logits = trainer.predict(x).astype(np.float64)  # (N, classes)
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
+    probs = np.exp(log_softmax(trainer.predict(x).astype(np.float64)))  # (N, classes)
     return [{"file": str(Path(p)), "digit": int(pr.argmax()), "probability": float(pr.max())}
             for p, pr in zip(audio, probs)]

@@ -35,6 +35,7 @@ class Dataset:
     y_test: np.ndarray
     num_classes: int = 10
     features: dict | None = None  # audio: front-end settings and train-split statistics (JSON-ready)
+    ordered: bool = False  # True: rows must be read in order (a language model's TBPTT windows)
 
 
 @dataclass(frozen=True)
