@@ -1,7 +1,9 @@
 """The seed-faithful baseline: the widely copied PyTorch MNIST CNN recipe, as written.
 
 Per-sample ``ToTensor`` + ``Normalize`` inside ``Dataset.__getitem__``, a ``DataLoader`` with
-batch 64 and shuffling, Adam at 1e-3, eager mode, 3 epochs. Fixed only enough to run: the
+batch 64 and shuffling, Adam at 1e-3, eager mode. The snippet trains 3 epochs; here it trains until
+the test accuracy reaches 99% (at most 8 epochs), so that its time to 99% is measured rather than
+bounded (seed 0 on this machine class: 98.9% after 3 epochs). Fixed only enough to run: the
 snippet flattens to 64*6*6, which crashes; 64*7*7 is right for 28x28 inputs with padding 1.
 (torchvision is not used; its ToTensor/Normalize are two lines, reproduced below.)
 
@@ -131,8 +133,10 @@ def train(args, train_set, test_set):
                         "wall_seconds": round(time.perf_counter() - t_start, 3)})
         print(f"seed-baseline epoch {epoch + 1}: loss {history[-1]['train_loss']:.4f} test acc {100 * acc:.2f}% "
               f"wall {history[-1]['wall_seconds']:.1f}s", flush=True)
+        if args.stop_at and acc >= args.stop_at:
+            break
     return {"task": "mnist-cnn", "framework": "seed-baseline", "versions": versions({"torch": torch.__version__}),
-            "hardware": hardware("cpu"), "config": {"epochs": args.epochs, "batch_size": 64, "lr": 1e-3,
+            "hardware": hardware("cpu"), "config": {"epochs": len(history), "batch_size": 64, "lr": 1e-3,
                                                    "optimizer": "adam", "recipe": "seed-faithful"},
             "epochs": history, "test_accuracy": history[-1]["test_accuracy"], "target_accuracy": 0.99,
             "reached_target": history[-1]["test_accuracy"] >= 0.99, "num_params": sum(p.numel() for p in model.parameters()),
@@ -143,7 +147,9 @@ def train(args, train_set, test_set):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=8, help="at most this many epochs")
+    p.add_argument("--stop-at", type=float, default=0.99, help="stop after the first epoch at this test accuracy "
+                   "(0: train all --epochs)")
     p.add_argument("--burst", type=float, help="measure a burst of this many seconds instead of training")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/seed-baseline")

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import diptych.backends.jax  # noqa: F401  first, as in `diptych train`: one XLA:CPU device per core
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

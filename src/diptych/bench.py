@@ -55,7 +55,9 @@ def burst(task_name: str, framework: str, seconds: float, data_dir: str | None, 
     backend = load_backend(framework)
     batches = train_batches(data, task.budget.batch_size, seed)
     stream = (idx for epoch in range(10**9) for idx in batches.epoch(epoch))
-    trainer = backend.train.Trainer(task, seed, total_steps=10**6, precision=precision)
+    world = backend.distributed.init()  # the same device set-up as `diptych train`
+    trainer = world.parallelize(backend.train.Trainer(task, seed, total_steps=10**6, precision=precision,
+                                                      device=world.device))
 
     idx = next(stream)
     t0 = time.perf_counter()

@@ -419,7 +419,11 @@ _ONECYCLE_ADAM = dict(name="adam", schedule="onecycle", warmup_fraction=0.2)
 TASKS: dict[str, Task] = {t.name: t for t in [
     Task("mnist-mlp", "mnist", MNIST_MLP, OptimizerSpec(lr=2e-3, **_ONECYCLE_ADAM), Budget(8, 128),
          Target(0.98, "classic 2-hidden-layer MLP, ~98%"), "MLP on MNIST digits"),
-    Task("mnist-cnn", "mnist", MNIST_CNN, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(2, 128),
+    # One epoch is enough for 99% with small batches (1,875 Adam steps) and a longer warm-up:
+    # seeds 0/1/2 gave 99.19/99.02/99.16% (torch) and 99.12/99.01% (JAX, seeds 0/1); batch 64-256
+    # stayed at 98.8-98.9% after one epoch. Benchmarks time to 99% on this recipe (BENCHMARKS.md).
+    Task("mnist-cnn", "mnist", MNIST_CNN, OptimizerSpec(lr=3e-3, name="adam", schedule="onecycle",
+                                                       warmup_fraction=0.3), Budget(1, 32),
          Target(0.99, "the classic 2-conv Keras/PyTorch CNN, 99%+ in 3 epochs"), "CNN on MNIST digits"),
     Task("fashion-mnist-mlp", "fashion-mnist", MNIST_MLP, OptimizerSpec(lr=2e-3, **_ONECYCLE_ADAM),
          Budget(10, 128), Target(0.88, "Zalando benchmark MLPs, 87-89%"), "MLP on Fashion-MNIST"),

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import psutil
 import pytest
 from conftest import run_cli
@@ -104,3 +105,29 @@ def test_batch_not_divisible_by_workers_is_one_line(tmp_path):
                 "--out", str(tmp_path))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "--batch-size 100 is not divisible by --nproc 3" in r.stderr
+
+
+def test_jax_has_one_cpu_device_per_core_and_a_mesh_that_divides_the_batch():
+    """In-process JAX (conftest imports the backend first, as the CLI does) gets one XLA:CPU device
+    per core; a batch the devices don't divide trains on the most devices that do divide it."""
+    import dataclasses
+
+    import jax
+
+    from diptych.backends import load_backend
+    from diptych.backends.jax.distributed import usable_cores
+    from diptych.tasks import Budget, get_task
+
+    assert len(jax.devices("cpu")) == usable_cores()
+    if usable_cores() < 2:
+        pytest.skip("one core: nothing to shard over")
+    backend = load_backend("jax")
+    task = get_task("mnist1d-cnn")
+    cores = usable_cores()
+    for batch, devices in [(2 * cores, cores), (cores + 1 if cores == 2 else 1, 1)]:  # 3 on 2 cores: 1 device
+        world = backend.distributed.init("cpu")
+        t = dataclasses.replace(task, budget=Budget(1, batch))
+        trainer = world.parallelize(backend.train.Trainer(t, 0, 10))
+        assert world.devices == devices and (trainer.batch_sharding is None) == (devices == 1)
+        loss = trainer.train_step(np.zeros((batch, 40), np.float32), np.zeros(batch, np.int32))
+        assert np.isfinite(float(loss))

@@ -39,3 +39,25 @@ def test_float32_is_pinned():
     J.configure()
     assert jax.config.jax_default_matmul_precision == "float32"
     assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+
+
+@pytest.mark.parametrize("shape,p", [((3, 9, 7, 5), 2), ((2, 11, 4), 3)])
+def test_max_pool_matches_torch_at_ties_and_remainders(shape, p):
+    """The JAX pool routes the gradient to the first maximum of a window, as PyTorch does (JAX's
+    own ``max`` would split it between ties), and drops a remainder row/column (floor mode)."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    from diptych.backends.jax.models import max_pool
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(-2, 3, shape).astype(np.float32)  # small integers: most windows have ties
+    g = rng.standard_normal((shape[0], *(s // p for s in shape[1:-1]), shape[-1])).astype(np.float32)
+    y, vjp = jax.vjp(lambda a: max_pool(a, p), jnp.asarray(x))
+    xt = torch.tensor(np.moveaxis(x, -1, 1), requires_grad=True)  # channels first
+    pool = torch.nn.functional.max_pool2d if len(shape) == 4 else torch.nn.functional.max_pool1d
+    yt = pool(xt, p)
+    yt.backward(torch.tensor(np.moveaxis(g, -1, 1)))
+    np.testing.assert_array_equal(np.asarray(y), np.moveaxis(yt.detach().numpy(), 1, -1))
+    np.testing.assert_array_equal(np.asarray(vjp(jnp.asarray(g))[0]), np.moveaxis(xt.grad.numpy(), 1, -1))
