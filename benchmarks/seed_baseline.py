@@ -152,11 +152,15 @@ def main(argv=None):
                    "(0: train all --epochs)")
     p.add_argument("--burst", type=float, help="measure a burst of this many seconds instead of training")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, help="use only the first N images of each split (quick checks)")
     p.add_argument("--out", default="runs/seed-baseline")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
     train_set, test_set = load(args.data_dir)
+    if args.limit:  # quick checks: the first N images of each split
+        train_set.images, train_set.labels = train_set.images[:args.limit], train_set.labels[:args.limit]
+        test_set.images, test_set.labels = test_set.images[:args.limit], test_set.labels[:args.limit]
     if args.burst:
         print(json.dumps(burst(args, train_set, test_set)))
         return
