@@ -33,49 +33,49 @@ def _linear(fan_in: int, fan_out: int, rngs: nnx.Rngs) -> nnx.Linear:
     return nnx.Linear(fan_in, fan_out, kernel_init=_kernel_init, bias_init=_bias_init(fan_in), rngs=rngs)
 
 
-def _windows(x: jax.Array, p: int) -> tuple[list[jax.Array], tuple[int, ...]]:
-    """The ``p**d`` strided views of channels-last ``x`` that a non-overlapping ``p`` pool compares,
-    in PyTorch's scan order (row-major in the window), and the pooled spatial shape."""
+def _blocks(x: jax.Array, p: int) -> jax.Array:
+    """Channels-last ``x`` cut into non-overlapping ``p``-windows: ``(B, H/p, p, W/p, p, C)`` or
+    ``(B, L/p, p, C)``. Floor mode, as PyTorch's default: a remainder row/column is dropped."""
     b, *spatial, c = x.shape
-    pooled = tuple(s // p for s in spatial)
-    x = x[(slice(None),) + tuple(slice(0, s * p) for s in pooled)]  # floor mode: drop a remainder
+    x = x[(slice(None),) + tuple(slice(0, s // p * p) for s in spatial)]
     shape = [b]
-    for s in pooled:
-        shape += [s, p]
-    x = x.reshape(*shape, c)  # (B, H/p, p, W/p, p, C) or (B, L/p, p, C)
-    offsets = [()]
-    for _ in pooled:
-        offsets = [o + (i,) for o in offsets for i in range(p)]
-    views = []
-    for o in offsets:  # index (:, :, i, :, j) for 2-D, (:, :, i) for 1-D
-        index: list = [slice(None)]
-        for i in o:
-            index += [slice(None), i]
-        views.append(x[tuple(index)])  # (B, H/p, W/p, C)
-    return views, pooled
+    for s in spatial:
+        shape += [s // p, p]
+    return x.reshape(*shape, c)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def max_pool(x: jax.Array, p: int) -> jax.Array:
     """Non-overlapping ``p`` max pool over the spatial axes of channels-last ``x``, PyTorch's semantics.
 
-    Forward: the max of the window's strided views. Backward: the gradient goes to the *first*
-    maximum of each window, as in PyTorch's ``max_pool2d`` (JAX's own max splits it between ties).
-    Both choices are about speed on XLA:CPU: ``lax.reduce_window``'s backward (select-and-scatter)
-    was the CNN step's largest cost, and ``x.max(axes)``'s tie-counting backward the next;
-    one compare-and-select per view is a single fused loop. Floor mode: a remainder is dropped.
+    Forward: a reshape and a max (XLA fuses it into the conv before it). Backward: the gradient
+    goes to the *first* maximum of each window, as in PyTorch's ``max_pool2d``, where JAX's own
+    ``max`` would split it between ties. Both are about speed on XLA:CPU: ``lax.reduce_window``'s
+    backward (select-and-scatter) was the CNN step's largest cost, and ``max``'s tie-counting
+    backward the next; one compare-and-select per window position is a single fused loop.
     """
-    b, *spatial, c = x.shape
-    x = x[(slice(None),) + tuple(slice(0, s // p * p) for s in spatial)]  # floor mode
-    shape = [b]
-    for s in spatial:
-        shape += [s // p, p]
-    x = x.reshape(*shape, c)  # (B, H/p, p, W/p, p, C)
-    return x.max(axis=tuple(range(2, 2 * len(spatial) + 1, 2)))  # (B, H/p, W/p, C)
+    blocks = _blocks(x, p)
+    return blocks.max(axis=tuple(range(2, blocks.ndim - 1, 2)))  # (B, H/p, W/p, C)
+
+
+def _window_views(x: jax.Array, p: int) -> list[jax.Array]:
+    """The ``p**d`` strided views ``(B, H/p, W/p, C)`` of the windows, in PyTorch's scan order
+    (row-major within a window): ``blocks[:, :, i, :, j]`` for 2-D, ``blocks[:, :, i]`` for 1-D."""
+    blocks = _blocks(x, p)
+    offsets = [()]
+    for _ in range((blocks.ndim - 2) // 2):
+        offsets = [o + (i,) for o in offsets for i in range(p)]
+    views = []
+    for o in offsets:
+        index: list = [slice(None)]
+        for i in o:
+            index += [slice(None), i]
+        views.append(blocks[tuple(index)])
+    return views
 
 
 def _max_pool_fwd(x, p):
-    views, _ = _windows(x, p)
+    views = _window_views(x, p)
     m = max_pool(x, p)  # (B, H/p, W/p, C)
     first = jnp.full(m.shape, len(views) - 1, jnp.int8)
     for k in reversed(range(len(views) - 1)):
