@@ -54,6 +54,11 @@ class World:
         return {"processes": self.size, "devices": self.devices, "device": self.device, **self.info}
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), which can be fewer than the machine has."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def check_port(port: int, host: str = "127.0.0.1") -> None:
     """Refuse a coordinator port another program holds (the workers would otherwise hang or join it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -2,7 +2,6 @@
 line with an intact checkpoint and `--resume` finishes it, and launch-time errors and warnings."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 from conftest import run_cli
 
 from diptych import checkpoint
+from diptych.launch import usable_cores
 from diptych.errors import DiptychError
 
 # Epochs long enough to kill a worker between two checkpoints (2 workers: ~0.25 s/epoch torch, ~1 s JAX).
@@ -76,7 +76,7 @@ def test_killed_worker_stops_the_run_and_resume_finishes_it(framework, tmp_path,
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_port_in_use_and_oversubscription(framework, tmp_path):
-    too_many = (os.cpu_count() or 1) + 1
+    too_many = usable_cores() + 1
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -115,7 +115,6 @@ def test_jax_has_one_cpu_device_per_core_and_a_mesh_that_divides_the_batch():
     import jax
 
     from diptych.backends import load_backend
-    from diptych.backends.jax.distributed import usable_cores
     from diptych.tasks import Budget, get_task
 
     assert len(jax.devices("cpu")) == usable_cores()
@@ -124,7 +123,8 @@ def test_jax_has_one_cpu_device_per_core_and_a_mesh_that_divides_the_batch():
     backend = load_backend("jax")
     task = get_task("mnist1d-cnn")
     cores = usable_cores()
-    for batch, devices in [(2 * cores, cores), (cores + 1 if cores == 2 else 1, 1)]:  # 3 on 2 cores: 1 device
+    prime = next(n for n in range(cores + 1, 2 * cores + 2) if all(n % d for d in range(2, n)))
+    for batch, devices in [(2 * cores, cores), (prime, 1)]:  # a prime above the core count: only 1 divides it
         world = backend.distributed.init("cpu")
         t = dataclasses.replace(task, budget=Budget(1, batch))
         trainer = world.parallelize(backend.train.Trainer(t, 0, 10))

@@ -22,17 +22,13 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from diptych.errors import DiptychError
-from diptych.launch import World, check_port, run_workers, warn_oversubscription
+from diptych.launch import World, check_port, run_workers, usable_cores, warn_oversubscription
 
 AXIS = "data"
 
 
 def is_worker() -> bool:
     return "JAX_COORDINATOR_ADDRESS" in os.environ
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def one_device_per_core() -> None:

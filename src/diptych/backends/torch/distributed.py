@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from diptych.errors import DiptychError
-from diptych.launch import World, check_port, failure_message, warn_oversubscription
+from diptych.launch import World, check_port, failure_message, usable_cores, warn_oversubscription
 
 
 def is_worker() -> bool:
@@ -92,10 +92,10 @@ def launch(argv: list[str], nproc: int, port: int, out: str) -> None:
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     gpus = torch.cuda.device_count()
-    warn_oversubscription(nproc, gpus or os.cpu_count() or 1, "GPUs" if gpus else "CPU cores")
+    warn_oversubscription(nproc, gpus or usable_cores(), "GPUs" if gpus else "CPU cores")
     check_port(port)
     # As torchrun does: one thread per worker unless the user chose, so N workers do not fight over cores.
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // nproc)))
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # our one line says it all
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex,
                           rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{port}", max_restarts=0,
