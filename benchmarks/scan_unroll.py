@@ -24,7 +24,7 @@ import time
 def burst(task_name: str, variant: str, seconds: float) -> float:
     """Inside a fresh process: steady training samples/s of ``variant`` (``torch`` or ``jax:K``)."""
     from diptych.backends import load_backend
-    from diptych.driver import load_task_data, train_batches
+    from diptych.driver import train_batches
     from diptych.tasks import get_task
 
     framework, _, unroll = variant.partition(":")
@@ -32,7 +32,8 @@ def burst(task_name: str, variant: str, seconds: float) -> float:
         from diptych.backends.jax import models
 
         models.SCAN_UNROLL = int(unroll or 1)
-    task, data, _ = load_task_data(get_task(task_name))
+    task = get_task(task_name)
+    task, data, _ = task.objective.load(task)
     batches = train_batches(data, task.budget.batch_size, seed=0)
     stream = (idx for epoch in range(10**9) for idx in batches.epoch(epoch))
     trainer = load_backend(framework).train.Trainer(task, 0, total_steps=10**6)

@@ -3,7 +3,10 @@ except where a test points the downloader at a local file:// mirror of its own."
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +42,35 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
     full_env = {k: v for k, v in full_env.items() if v is not None}  # None removes a variable
     return subprocess.run([sys.executable, "-m", "diptych", *args], capture_output=True, text=True,
                            timeout=timeout, env=full_env, stdin=subprocess.DEVNULL)
+
+
+def cli_in_process(*args: str) -> subprocess.CompletedProcess:
+    """Run the CLI's entry point in this process (for errors found before any training: no interpreter
+    start-up per call), with the same one-line error handling and exit code as the real command."""
+    from diptych.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["diptych", *args], code, out.getvalue(), err.getvalue())
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    """The promise for bad input: exit code 2 and one line on stderr, naming the problem, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("diptych: error: "), proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def random_batch(task, n: int, rng: np.random.Generator):

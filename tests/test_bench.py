@@ -11,9 +11,10 @@ from html.parser import HTMLParser
 import pytest
 
 from conftest import run_cli
-from diptych.bench import interleaved, summarize
+from diptych.commands.bench import interleaved
+from diptych.commands.report import write_report
+from diptych.commands.summary import summarize
 from diptych.flops import forward_flops, train_flops
-from diptych.report import write_report
 from diptych.tasks import TASKS, fit_vocab
 
 
@@ -143,10 +144,10 @@ def test_baseline_only_for_mnist_cnn():
 def test_seed_baseline_trains_until_the_target_then_stops(tmp_path):
     """The baseline's time to 99% is measured, not bounded: it stops after the first epoch at the
     target (here 50% on 2,000 images, reached in epoch 1 of at most 3)."""
-    from conftest import ROOT, real_data_dir
+    from conftest import real_data_dir
 
     mnist = real_data_dir("mnist")
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "seed_baseline.py"), "--data-dir", str(mnist), "--limit", "2000"]
+    cmd = [sys.executable, "-m", "diptych.cookbook.seed_baseline", "--data-dir", str(mnist), "--limit", "2000"]
     proc = subprocess.run(cmd + ["--epochs", "3", "--stop-at", "0.5", "--out", str(tmp_path), "--json"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -28,9 +28,12 @@ def test_neutral_core_imports_no_framework():
     import diptych
 
     src = Path(diptych.__file__).parent
+    def standalone(rel: Path) -> bool:  # the cookbook's programs import a framework by design
+        return rel.parts[0] == "cookbook" and rel.name != "__init__.py"
+
     names = sorted("diptych." + ".".join(p.relative_to(src).with_suffix("").parts).removesuffix(".__init__")
                    for p in src.rglob("*.py") if not {"torch", "jax"} & set(p.relative_to(src).parts)
-                   and p.name != "__main__.py")
+                   and p.name != "__main__.py" and not standalone(p.relative_to(src)))
     assert "diptych.driver" in names and "diptych.backends" in names and len(names) > 10
     code = (f"import sys, importlib\nfor m in {names!r}: importlib.import_module(m)\n"
             "bad = [m for m in ('torch', 'jax', 'flax', 'optax') if m in sys.modules]\n"
@@ -52,7 +55,7 @@ def test_train_json_then_eval_in_other_twin(tmp_path, framework, other):
     walls = [e["wall_seconds"] for e in run["epochs"]]
     assert walls == sorted(walls) and walls[0] >= run["compile_seconds"]
     assert run["framework"] == framework and framework in run["versions"]
-    assert 0.3 < run["test_accuracy"] <= 1  # 3 epochs are far above chance (10%)
+    assert 0.3 < run["test_accuracy"] <= 1  # 3 epochs of mnist1d-mlp are far above chance (10%)
 
     ev = run_cli("eval", "mnist1d-mlp", "--framework", other, "--weights", str(out / "weights.safetensors"),
                  "--json")

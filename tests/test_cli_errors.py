@@ -5,37 +5,27 @@ nothing corrupted."""
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import assert_one_line_error, cli_in_process, run_cli
 from diptych.data.datasets import IDX_SOURCES
 from diptych.data.idx import write_idx
 
 
-def assert_one_line_error(proc, *needles):
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    lines = proc.stderr.strip().splitlines()
-    assert "Traceback" not in proc.stderr
-    assert len(lines) == 1 and lines[0].startswith("diptych: error: "), proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
-
-
 def test_unknown_task_lists_choices():
-    assert_one_line_error(run_cli("train", "mnist-resnet", "--framework", "torch"),
+    assert_one_line_error(cli_in_process("train", "mnist-resnet", "--framework", "torch"),
                           "'mnist-resnet' is not one of", "mnist-cnn", "mnist1d-mlp")
 
 
 def test_unknown_framework_lists_choices():
-    assert_one_line_error(run_cli("train", "mnist-cnn", "--framework", "tensorflow"), "'torch'", "'jax'")
+    assert_one_line_error(cli_in_process("train", "mnist-cnn", "--framework", "tensorflow"), "'torch'", "'jax'")
 
 
 def test_unknown_option_lists_valid_options():
-    assert_one_line_error(run_cli("train", "mnist-cnn", "--framework", "jax", "--learning-rate", "1"),
+    assert_one_line_error(cli_in_process("train", "mnist-cnn", "--framework", "jax", "--learning-rate", "1"),
                           "no such option --learning-rate", "--lr", "--epochs")
 
 
 def test_unknown_compare_framework():
-    assert_one_line_error(run_cli("compare", "mnist1d-mlp", "--frameworks", "torch,mxnet"), "mxnet", "torch, jax")
+    assert_one_line_error(cli_in_process("compare", "mnist1d-mlp", "--frameworks", "torch,mxnet"), "mxnet", "torch, jax")
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -44,7 +34,7 @@ def test_unknown_compare_framework():
     (["--batch-size", "100000"], "larger than the 4000 training samples"),
 ])
 def test_non_positive_values(args, needle, tmp_path):
-    proc = run_cli("train", "mnist1d-mlp", "--framework", "torch", "--out", str(tmp_path / "r"), *args)
+    proc = cli_in_process("train", "mnist1d-mlp", "--framework", "torch", "--out", str(tmp_path / "r"), *args)
     assert_one_line_error(proc, needle)
     assert not (tmp_path / "r" / "run.json").exists()
 
@@ -62,12 +52,12 @@ def test_truncated_idx_names_the_file(tmp_path):
     _write_mnist(tmp_path / "data")
     f = tmp_path / "data" / "train-images-idx3-ubyte"
     f.write_bytes(f.read_bytes()[:-100])
-    line = assert_one_line_error(run_cli("eval", "mnist-mlp", "--framework", "torch", "--weights",
+    line = assert_one_line_error(cli_in_process("eval", "mnist-mlp", "--framework", "torch", "--weights",
                                          str(tmp_path / "w.safetensors"), "--data-dir", str(tmp_path / "data")),
                                  "w.safetensors does not exist")
     # The weights are checked first; now give real weights so the data is read and refused.
     _train_tiny_weights(tmp_path)
-    line = assert_one_line_error(run_cli("eval", "mnist-mlp", "--framework", "torch", "--weights",
+    line = assert_one_line_error(cli_in_process("eval", "mnist-mlp", "--framework", "torch", "--weights",
                                          str(tmp_path / "mlp.safetensors"), "--data-dir", str(tmp_path / "data")),
                                  "train-images-idx3-ubyte: truncated", "delete it")
     assert str(f) in line
@@ -77,22 +67,24 @@ def test_corrupt_idx_magic(tmp_path):
     _write_mnist(tmp_path / "data")
     (tmp_path / "data" / "t10k-labels-idx1-ubyte").write_bytes(b"<html>404 not found</html>")
     _train_tiny_weights(tmp_path)
-    assert_one_line_error(run_cli("eval", "mnist-mlp", "--framework", "jax", "--weights",
+    assert_one_line_error(cli_in_process("eval", "mnist-mlp", "--framework", "jax", "--weights",
                                   str(tmp_path / "mlp.safetensors"), "--data-dir", str(tmp_path / "data")),
                           "t10k-labels-idx1-ubyte: not an IDX ubyte file")
 
 
 def test_md5_mismatch_refused(tmp_path):
     _write_mnist(tmp_path / "data", gz=True)  # well-formed, but not the official files
-    proc = run_cli("train", "mnist-cnn", "--framework", "torch", "--data-dir", str(tmp_path / "data"),
+    proc = cli_in_process("train", "mnist-cnn", "--framework", "torch", "--data-dir", str(tmp_path / "data"),
                    "--out", str(tmp_path / "r"))
     assert_one_line_error(proc, "MD5", "does not match the official f68b3c2dcbeaaa9fbdd348bbdeb94873")
 
 
-def test_missing_data_offline_says_where_to_put_files(tmp_path):
-    proc = run_cli("train", "fashion-mnist-cnn", "--framework", "jax", "--data-dir", str(tmp_path / "nothing"),
-                   "--out", str(tmp_path / "r"),
-                   env={"DIPTYCH_DATA": None, "DIPTYCH_CACHE": str(tmp_path / "cache"), "DIPTYCH_OFFLINE": "1"})
+def test_missing_data_offline_says_where_to_put_files(tmp_path, monkeypatch):
+    monkeypatch.delenv("DIPTYCH_DATA", raising=False)
+    monkeypatch.setenv("DIPTYCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DIPTYCH_OFFLINE", "1")
+    proc = cli_in_process("train", "fashion-mnist-cnn", "--framework", "jax", "--data-dir", str(tmp_path / "nothing"),
+                          "--out", str(tmp_path / "r"))
     assert_one_line_error(proc, "fashion-mnist: train-images-idx3-ubyte.gz not found",
                           str(tmp_path / "cache" / "fashion-mnist"), "--data-dir")
 
@@ -110,7 +102,7 @@ def _train_tiny_weights(tmp_path):
 
 def test_weights_of_another_model_refused(tmp_path):
     _train_tiny_weights(tmp_path)
-    assert_one_line_error(run_cli("eval", "mnist-cnn", "--framework", "jax", "--weights",
+    assert_one_line_error(cli_in_process("eval", "mnist-cnn", "--framework", "jax", "--weights",
                                   str(tmp_path / "mlp.safetensors")), "missing tensor 'conv1.weight'",
                           "another model")
 
@@ -119,7 +111,7 @@ def test_truncated_weights_refused(tmp_path):
     _train_tiny_weights(tmp_path)
     raw = (tmp_path / "mlp.safetensors").read_bytes()
     (tmp_path / "cut.safetensors").write_bytes(raw[: len(raw) // 2])
-    assert_one_line_error(run_cli("eval", "mnist-mlp", "--framework", "torch", "--weights",
+    assert_one_line_error(cli_in_process("eval", "mnist-mlp", "--framework", "torch", "--weights",
                                   str(tmp_path / "cut.safetensors")), "truncated or corrupt")
 
 
@@ -144,13 +136,13 @@ def test_resume_from_checkpoint_of_another_task(tmp_path, framework):
                  "--no-progress")
     assert ok.returncode == 0, ok.stderr
     before = (out / "checkpoint.safetensors").read_bytes()
-    proc = run_cli("train", "mnist1d-cnn", "--framework", framework, "--resume", "--out", str(out))
+    proc = cli_in_process("train", "mnist1d-cnn", "--framework", framework, "--resume", "--out", str(out))
     assert_one_line_error(proc, "checkpoint of task 'mnist1d-mlp', not 'mnist1d-cnn'")
     assert (out / "checkpoint.safetensors").read_bytes() == before
 
 
 def test_resume_without_checkpoint(tmp_path):
-    assert_one_line_error(run_cli("train", "mnist1d-mlp", "--framework", "jax", "--resume", "--out",
+    assert_one_line_error(cli_in_process("train", "mnist1d-mlp", "--framework", "jax", "--resume", "--out",
                                   str(tmp_path / "empty")), "no checkpoint to resume")
 
 

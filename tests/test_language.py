@@ -71,7 +71,7 @@ def test_training_lowers_loss_and_beats_the_unigram_baseline(framework, trained_
 
 @pytest.mark.parametrize("trained_in", ["torch", "jax"])
 def test_greedy_and_seeded_generation_agree_across_twins(trained_in, trained_lms):
-    from diptych.language import generate
+    from diptych.commands.generate import generate
 
     weights = trained_lms[trained_in] / "weights.safetensors"
     for temperature in (0.0, 0.7):
@@ -132,7 +132,7 @@ def test_language_model_weights_convert_both_ways(tmp_path):
     """The vocabulary size is read from the embedding, so .pt and .msgpack round-trip like any model."""
     from safetensors.numpy import load_file, save_file
 
-    from diptych.convert import convert
+    from diptych.commands.convert import convert
     from diptych.tasks import TASKS, fit_vocab
 
     rng = np.random.default_rng(0)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from diptych.backends import load_backend
 from conftest import random_batch
+from diptych.backends import load_backend
 from diptych.tasks import TASKS, fit_vocab
 
 torch_b = load_backend("torch")

@@ -14,9 +14,9 @@ import pytest
 from audio_helpers import tone_digits, write_wav
 from conftest import real_data_dir, run_cli
 from diptych import RunConfig, train_and_evaluate
+from diptych.commands.transcribe import transcribe
 from diptych.data import fsdd, load_dataset
 from diptych.errors import DataError, DiptychError
-from diptych.transcribe import transcribe
 from test_cli_errors import assert_one_line_error
 
 
@@ -76,8 +76,8 @@ def test_short_run_learns_tone_digits_with_augmentation(framework, tones, tmp_pa
 
 
 def test_transcribe_cli_and_bad_audio(tones, tmp_path):
-    from diptych.weights import save_weights
     from diptych.tasks import TASKS
+    from diptych.weights import save_weights
 
     _, data = tones
     rng = np.random.default_rng(0)

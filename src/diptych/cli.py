@@ -1,4 +1,6 @@
-"""The ``diptych`` command line: a thin layer over :mod:`diptych.driver` and :mod:`diptych.compare`.
+"""The ``diptych`` command line: a thin layer over the library (:mod:`diptych.driver`) and the
+commands (:mod:`diptych.commands`). It parses arguments, calls one function and prints its result;
+what a score means comes from the task's objective (:mod:`diptych.objectives`).
 
 Every user error (a :class:`~diptych.errors.DiptychError` or a click usage error) ends as one
 line on stderr and exit code 2, without a traceback.
@@ -13,10 +15,25 @@ from pathlib import Path
 import click
 
 from diptych.backends import FRAMEWORKS
+from diptych.commands.generate import LM_TASKS
 from diptych.errors import DiptychError
 from diptych.tasks import OPTIMIZERS, SCHEDULES, TASKS
 
 TASK = click.argument("task", type=click.Choice(list(TASKS)), metavar="TASK")
+
+
+def _frameworks(ctx, param, value: str) -> list[str]:
+    """``--frameworks torch,jax`` -> ``["torch", "jax"]``, refusing unknown names."""
+    names = [f.strip() for f in value.split(",") if f.strip()]
+    bad = [f for f in names if f not in FRAMEWORKS]
+    if bad or not names:
+        raise DiptychError(f"unknown framework {bad[0] if bad else value!r} in --frameworks; "
+                           f"choose from {', '.join(FRAMEWORKS)}")
+    return names
+
+
+FRAMEWORKS_OPTION = click.option("--frameworks", default=",".join(FRAMEWORKS), show_default=True,
+                                 callback=_frameworks, help="Comma-separated twins to run.")
 
 
 def _training_options(f):
@@ -52,21 +69,17 @@ def cli():
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_tasks(as_json):
     """Show the tasks: dataset, model, parameter count, target and reference result."""
-    from diptych.data.text import load_text
-    from diptych.tasks import fit_vocab
-
-    vocab = len(load_text().vocab)  # language models: sized for the default corpus
-    rows = [{"task": t.name, "dataset": t.dataset, "model": fit_vocab(t, vocab).model.describe(), "params": fit_vocab(t, vocab).model.num_params(),
-             "target": (f"<= {t.target.bpc_vs_unigram:g}x unigram bits/char" if t.target.bpc_vs_unigram
-                        else f"{100 * t.target.test_accuracy:.1f}%"),
-             "target_accuracy": t.target.test_accuracy, "reference": t.target.reference,
-             "epochs": t.budget.epochs, "batch_size": t.budget.batch_size, "optimizer": t.optimizer.name,
-             "lr": t.optimizer.lr} for t in TASKS.values()]
+    sized = [t.objective.sized(t) for t in TASKS.values()]  # a language model: the default corpus's vocabulary
+    rows = [{"task": t.name, "dataset": t.dataset, "model": t.model.describe(), "params": t.model.num_params(),
+             "target": t.objective.describe_target(), "target_accuracy": t.objective.target_accuracy,
+             "reference": t.objective.reference, "epochs": t.budget.epochs, "batch_size": t.budget.batch_size,
+             "optimizer": t.optimizer.name, "lr": t.optimizer.lr} for t in sized]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from diptych.progress import table_console
 
     table = Table(title="diptych tasks")
     for col in ("task", "dataset", "model", "params", "target", "reference", "defaults"):
@@ -74,10 +87,7 @@ def list_tasks(as_json):
     for r in rows:
         table.add_row(r["task"], r["dataset"], r["model"], f"{r['params']:,}", r["target"],
                       r["reference"], f"{r['optimizer']} lr {r['lr']:g}, {r['epochs']} ep x {r['batch_size']}")
-    console = Console()
-    if not console.is_terminal:  # piped: don't squeeze the table into 80 columns
-        console = Console(width=200)
-    console.print(table)
+    table_console().print(table)
 
 
 @cli.command()
@@ -96,54 +106,33 @@ def list_tasks(as_json):
 @click.pass_context
 def train(ctx, task, framework, out, as_json, no_progress, nproc, port, **kw):
     """Train TASK with one framework; writes run.json, weights.safetensors and a checkpoint."""
-    from diptych.backends import load_backend
     from diptych.driver import RunConfig, train_and_evaluate
+    from diptych.launch import launch_workers
 
     out = Path(out or f"runs/{task}/{framework}")
-    dist = load_backend(framework).distributed
-    if nproc > 1 and not dist.is_worker():  # the launcher: re-run this very command in nproc workers
-        batch = kw["batch_size"] or TASKS[task].budget.batch_size
-        if batch % nproc:  # say it once here, not once per worker
-            raise DiptychError(f"--batch-size {batch} is not divisible by --nproc {nproc}: each worker takes an "
-                               f"equal shard of the global batch; pick a multiple of {nproc}")
-        return dist.launch(ctx.obj["argv"], nproc, port, str(out))  # the lead worker prints the result
-    try:
-        record = train_and_evaluate(RunConfig(task, framework, progress=not no_progress, **kw), out)
-    except Exception as e:  # a collective failed because another worker died: one line, not a traceback
-        if dist.is_worker() and dist.lost_peer(e):
-            from diptych.launch import lost_peer_error
-
-            raise lost_peer_error(e) from None
-        raise
-    if "test_accuracy" not in record:  # not the lead worker: the lead reports
+    if nproc > 1 and launch_workers(framework, ctx.obj["argv"], nproc, port, out,
+                                    kw["batch_size"] or TASKS[task].budget.batch_size):
+        return  # this was the launcher: the workers ran the command, and the lead printed the result
+    record = train_and_evaluate(RunConfig(task, framework, progress=not no_progress, **kw), out)
+    if record["world"]["rank"] != 0:  # another worker of a data-parallel run: the lead reports
         return
     if as_json:
         click.echo(json.dumps(record))
     else:
-        if "test_bpc" in record:  # a language model
-            score = (f"held-out {record['test_bpc']:.3f} bits/char (target <= {record['target_bpc']:.3f}; "
-                     f"unigram {record['unigram_bpc']:.3f}), next-char accuracy {100 * record['test_accuracy']:.1f}%")
-        else:
-            score = f"test accuracy {100 * record['test_accuracy']:.2f}% (target {100 * record['target_accuracy']:.1f}%)"
-        click.echo(f"{task} [{framework}]: {score}, {record['samples_per_second']:,.0f} samples/s, "
-                   f"wall {record['wall_seconds']:.1f}s -> {out}/run.json")
+        click.echo(f"{task} [{framework}]: {TASKS[task].objective.score_line(record)}, "
+                   f"{record['samples_per_second']:,.0f} samples/s, wall {record['wall_seconds']:.1f}s -> {out}/run.json")
 
 
 @cli.command()
 @TASK
 @_training_options
-@click.option("--frameworks", default=",".join(FRAMEWORKS), show_default=True, help="Comma-separated twins to run.")
+@FRAMEWORKS_OPTION
 @click.option("--out", type=click.Path(file_okay=False), help="Folder (default runs/TASK/compare).")
 def compare(task, frameworks, out, as_json, no_progress, **kw):
     """Train TASK in both twins on identical batches, one after the other; table + plot."""
-    from diptych.compare import compare_frameworks
+    from diptych.commands.compare import compare_frameworks
 
-    names = [f.strip() for f in frameworks.split(",") if f.strip()]
-    bad = [f for f in names if f not in FRAMEWORKS]
-    if bad or not names:
-        raise DiptychError(f"unknown framework {bad[0] if bad else frameworks!r} in --frameworks; "
-                           f"choose from {', '.join(FRAMEWORKS)}")
-    compare_frameworks(task, names, Path(out or f"runs/{task}/compare"), kw, as_json=as_json,
+    compare_frameworks(task, frameworks, Path(out or f"runs/{task}/compare"), kw, as_json=as_json,
                        progress=not no_progress)
 
 
@@ -163,12 +152,8 @@ def eval_cmd(task, framework, weights, data_dir, text, split, as_json):
     result.pop("predictions")
     if as_json:
         click.echo(json.dumps(result))
-    elif "test_bpc" in result:
-        click.echo(f"{task} [{framework}] {weights}: held-out {result['test_bpc']:.3f} bits/char "
-                   f"(unigram {result['unigram_bpc']:.3f}), next-char accuracy {100 * result['test_accuracy']:.1f}%")
     else:
-        click.echo(f"{task} [{framework}] {weights}: test accuracy {100 * result['test_accuracy']:.2f}% "
-                   f"({result['correct']}/{result['total']})")
+        click.echo(f"{task} [{framework}] {weights}: {TASKS[task].objective.score_line(result)}")
 
 
 @cli.command()
@@ -183,7 +168,7 @@ def eval_cmd(task, framework, weights, data_dir, text, split, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of FILE<TAB>DIGIT<TAB>PROBABILITY lines.")
 def transcribe(task, audio, weights, framework, data_dir, as_json):
     """Name the spoken digit in each AUDIO.wav: one line per file, FILE<TAB>DIGIT<TAB>PROBABILITY."""
-    from diptych.transcribe import transcribe as run
+    from diptych.commands.transcribe import transcribe as run
 
     results = run(task, framework, weights, list(audio), data_dir)
     if as_json:
@@ -223,7 +208,7 @@ def parity(task, steps, optimizer, lr, seed, data_dir, as_json):
 @click.option("--task", type=click.Choice(list(TASKS)), help="Record this task in the output's metadata.")
 def convert_cmd(src, dst, task):
     """Convert weights: SRC/DST are .safetensors (canonical), .pt (torch) or .msgpack (Flax NNX)."""
-    from diptych.convert import convert
+    from diptych.commands.convert import convert
 
     info = convert(src, dst, task)
     click.echo(f"{info['source']} -> {info['output']} ({info['format']}, {info['model']}, {info['tensors']} tensors)")
@@ -231,7 +216,7 @@ def convert_cmd(src, dst, task):
 
 @cli.command()
 @TASK
-@click.option("--frameworks", default=",".join(FRAMEWORKS), show_default=True, help="Comma-separated twins.")
+@FRAMEWORKS_OPTION
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Interleaved rounds.")
 @click.option("--burst", "seconds", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
               help="Seconds of steady-state training per burst.")
@@ -243,23 +228,18 @@ def convert_cmd(src, dst, task):
 @click.option("--out", type=click.Path(file_okay=False), help="Folder (default runs/TASK/bench).")
 def bench(task, frameworks, repeats, seconds, baseline, no_train, precision, data_dir, out):
     """Benchmark the twins side by side (interleaved); writes report.html and report.md."""
-    from diptych.bench import run_bench
+    from diptych.commands.bench import run_bench
     from diptych.progress import console
 
-    names = [f.strip() for f in frameworks.split(",") if f.strip()]
-    bad = [f for f in names if f not in FRAMEWORKS]
-    if bad or not names:
-        raise DiptychError(f"unknown framework {bad[0] if bad else frameworks!r} in --frameworks; "
-                           f"choose from {', '.join(FRAMEWORKS)}")
     out = Path(out or f"runs/{task}/bench")
-    result = run_bench(task, names, out, repeats=repeats, seconds=seconds, baseline=baseline, data_dir=data_dir,
+    result = run_bench(task, frameworks, out, repeats=repeats, seconds=seconds, baseline=baseline, data_dir=data_dir,
                        train=not no_train, log=lambda line: console.print(f"[dim]{line}[/]"), precision=precision)
     _print_bench(result)
     click.echo(f"report: {out / 'report.html'} and {out / 'report.md'}")
 
 
 @cli.command()
-@click.argument("task", type=click.Choice([t.name for t in TASKS.values() if t.dataset == "text"]), metavar="TASK")
+@click.argument("task", type=click.Choice(LM_TASKS), metavar="TASK")
 @click.option("--weights", type=click.Path(dir_okay=False), required=True, help="weights.safetensors of either twin.")
 @click.option("--framework", type=click.Choice(FRAMEWORKS), default="torch", show_default=True, help="Which twin runs.")
 @click.option("--prompt", default="The ", show_default=True, help="Text to start from (characters the model knows).")
@@ -268,7 +248,7 @@ def bench(task, frameworks, repeats, seconds, baseline, no_train, precision, dat
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed (the same in both twins).")
 def generate(task, weights, framework, prompt, length, temperature, seed):
     """Sample text from a trained character language model (weights from either twin)."""
-    from diptych.language import generate as run_generate
+    from diptych.commands.generate import generate as run_generate
 
     click.echo(run_generate(weights, framework, prompt, length, temperature, seed, task=task))
 
@@ -278,7 +258,7 @@ def generate(task, weights, framework, prompt, length, temperature, seed):
 @click.option("--out", type=click.Path(file_okay=False), default="runs/report", show_default=True)
 def report(dirs, out):
     """Rebuild report.html/report.md from saved bench.json or run.json files under DIRS."""
-    from diptych.report import rebuild
+    from diptych.commands.report import rebuild
 
     result = rebuild(list(dirs), out)
     _print_bench(result)
@@ -286,10 +266,10 @@ def report(dirs, out):
 
 
 def _print_bench(result: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    from diptych.report import table_rows
+    from diptych.commands.report import table_rows
+    from diptych.progress import table_console
 
     headers, rows = table_rows(result)
     table = Table(title=f"diptych bench {result['task']}")
@@ -297,8 +277,7 @@ def _print_bench(result: dict) -> None:
         table.add_column(h, justify="left" if not h else "right")
     for r in rows:
         table.add_row(*r)
-    console = Console()
-    console = console if console.is_terminal else Console(width=200)
+    console = table_console()
     console.print(table)
     for k, v in result.get("ratios", {}).items():
         console.print(f"{k.replace('_', ' ')}: {v:.2f}x")

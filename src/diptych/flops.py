@@ -30,19 +30,19 @@ def forward_flops(spec: MLPSpec | CNNSpec | RNNSpec | CRNNSpec | CharLMSpec) -> 
     """FLOPs of one forward pass for one sample (a language model's sample is one window of
     ``seq_len`` characters; the embedding is a lookup, 0 FLOPs)."""
     total = 0
-    if isinstance(spec, CharLMSpec):  # per character: each layer's gates, then the H -> V readout
+    if spec.kind == "charlm":  # per character: each layer's gates, then the H -> V readout
         g, h = GATES[spec.cell], spec.hidden
         per_char = sum(2 * g * h * ((spec.embed if k == 0 else h) + h) for k in range(spec.num_layers))
         return spec.seq_len * (per_char + 2 * h * spec.vocab)
-    if isinstance(spec, CRNNSpec):
+    if spec.kind == "crnn":
         return _conv_flops(spec.conv_spec()) + forward_flops(spec.rnn_spec())
-    if isinstance(spec, RNNSpec):  # per step, layer and direction: x @ W_ih and h @ W_hh
+    if spec.kind == "rnn":  # per step, layer and direction: x @ W_ih and h @ W_hh
         g, h, d = GATES[spec.cell], spec.hidden, len(spec.directions())
         for layer in range(spec.num_layers):
             fan_in = spec.input_size if layer == 0 else d * h
             total += d * spec.seq_len * 2 * g * h * (fan_in + h)
         dims = [d * h, spec.num_classes]
-    elif isinstance(spec, CNNSpec):
+    elif spec.kind == "cnn":
         total += _conv_flops(spec)
         dims = [spec.flat_features(), *spec.hidden, spec.num_classes]
     else:

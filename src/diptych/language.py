@@ -1,35 +1,34 @@
-"""Character language models in the neutral core: data layout, held-out bits/char, and sampling.
+"""Character language models in the neutral core: their objective, data layout and held-out bits/char.
 
 The backends give a stateful forward, ``trainer.predict_sequence(ids (B, T), state) -> (logits
-(B, T, V), state)``; everything else here is numpy, so both twins are scored, and sample, the
-same way. Sampling draws from ``numpy.random.default_rng(seed)``, not from a framework RNG, so
-the same weights, seed and prompt give the same text in either framework.
+(B, T, V), state)``; everything else here is numpy, so both twins are scored the same way.
+Sampling text is the ``generate`` command (:mod:`diptych.commands.generate`).
 
-    >>> from diptych.language import generate                       # doctest: +SKIP
-    >>> generate("runs/chars-lstm/torch/weights.safetensors", "jax", "The ", 80, temperature=0)
+    >>> lm = LanguageModelling(0.5, "half the unigram model's bits/char")
+    >>> lm.metric, lm.higher_is_better, lm.bar({"unigram_bpc": 4.6})
+    ('test_bpc', False, 2.3)
+    >>> lm.reached({"test_bpc": 1.77}, 2.3)
+    True
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
 
 import numpy as np
 
-from diptych.backends import load_backend
 from diptych.data import Dataset
-from diptych.data.text import decode, encode, load_text, unigram_bpc, windows
-from diptych.errors import DiptychError
-from diptych.tasks import Task, fit_vocab, get_task
-from diptych.weights import check_weights, read_safetensors
+from diptych.data.text import load_text, unigram_bpc, windows
+from diptych.objectives import Objective
 
 EVAL_STREAMS, EVAL_WINDOW = 16, 128  # held-out text: 16 streams read in 128-character windows
 
 
-def text_dataset(task: Task, text: str | None, batch_size: int) -> tuple[Task, Dataset, dict]:
+def text_dataset(task, text: str | None, batch_size: int) -> tuple:
     """The corpus as TBPTT windows (:func:`diptych.data.text.windows`): the task with its vocabulary
     size filled in, a :class:`Dataset` (``x``/``y`` ids ``(N, T)``), and facts for the run record."""
     corpus = load_text(text)
-    task = fit_vocab(task, len(corpus.vocab))
+    task = dataclasses.replace(task, model=task.model.with_vocab(len(corpus.vocab)))  # V from the corpus
     x_train, y_train = windows(corpus.train, batch_size, task.model.seq_len)
     x_val, y_val = windows(corpus.val, EVAL_STREAMS, EVAL_WINDOW)
     info = {"corpus": corpus.name, "vocab": corpus.vocab, "train_chars": len(corpus.train),
@@ -54,46 +53,55 @@ def evaluate_lm(trainer, x: np.ndarray, y: np.ndarray, streams: int = EVAL_STREA
     return {"bpc": float(nll / np.log(2) / y.size), "accuracy": correct / y.size}
 
 
-def load_lm(weights: str | Path) -> tuple[Task, dict[str, np.ndarray], str]:
-    """A language model's task (vocabulary filled in), canonical weights and vocabulary."""
-    params, meta = read_safetensors(weights)
-    name = meta.get("task")
-    task = get_task(name) if isinstance(name, str) else None
-    if task is None or task.dataset != "text" or not isinstance(meta.get("vocab"), str):
-        raise DiptychError(f"{weights} is not a diptych language model's weights.safetensors "
-                           "(it has no vocabulary); train one with `diptych train chars-lstm`")
-    task = fit_vocab(task, len(meta["vocab"]))
-    check_weights(params, task.model.param_shapes(), str(weights))
-    return task, params, meta["vocab"]
 
 
-def sample(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
-    """Greedy (argmax) at temperature 0, else a draw from ``softmax(logits / temperature)``."""
-    if temperature == 0:
-        return int(logits.argmax())
-    p = np.exp(log_softmax(logits.astype(np.float64) / temperature))
-    return int(rng.choice(len(p), p=p / p.sum()))
+@dataclasses.dataclass(frozen=True)
+class LanguageModelling(Objective):
+    """Next-character prediction, scored by held-out bits per character; reached at or below
+    ``bpc_vs_unigram`` times the unigram model's bits/char on the same text."""
 
+    bpc_vs_unigram: float
+    reference: str
+    metric = "test_bpc"
+    higher_is_better = False
+    target_accuracy = None  # judged by bits/char
 
-def generate(weights: str | Path, framework: str, prompt: str, length: int, temperature: float = 1.0,
-             seed: int = 0, task: str | None = None) -> str:
-    """``prompt`` followed by ``length`` characters sampled from the model, one at a time
-    (``task``, when given, must be the one the weights were trained for)."""
-    if not prompt:
-        raise DiptychError("--prompt is empty; give at least one character to start from")
-    if temperature < 0:
-        raise DiptychError(f"--temperature must be >= 0 (0 is greedy), got {temperature}")
-    lm, params, vocab = load_lm(weights)
-    if task is not None and lm.name != task:
-        raise DiptychError(f"{weights} holds {lm.name} weights, not {task}; pass the right TASK")
-    ids = encode(prompt, vocab)  # refuses characters the model never saw
-    trainer = load_backend(framework).train.Trainer(lm, 0, 1)
-    trainer.load_weights(params, str(weights))
-    rng = np.random.default_rng(seed)
-    logits, state = trainer.predict_sequence(ids[None, :], None)  # read the whole prompt: (1, P, V)
-    out = []
-    for _ in range(length):
-        nxt = sample(logits[0, -1], temperature, rng)
-        out.append(nxt)
-        logits, state = trainer.predict_sequence(np.array([[nxt]], np.int32), state)  # (1, 1, V)
-    return prompt + decode(out, vocab)
+    def load(self, task, data_dir=None, *, text=None, split=None, dataset=None):
+        return text_dataset(task, text, task.budget.batch_size)
+
+    def sized(self, task):
+        vocab = len(load_text().vocab)  # the default corpus: Python's bundled help text
+        return dataclasses.replace(task, model=task.model.with_vocab(vocab))
+
+    def evaluate(self, trainer, data, facts=None, detail=False):
+        scores = evaluate_lm(trainer, data.x_test, data.y_test)
+        metrics = {"test_accuracy": scores["accuracy"], "test_bpc": scores["bpc"]}
+        if detail:
+            metrics |= {"unigram_bpc": facts["unigram_bpc"], "correct": None, "total": int(data.y_test.size),
+                        "predictions": None}
+        return metrics
+
+    def bar(self, facts):
+        return self.bpc_vs_unigram * facts["unigram_bpc"]
+
+    def record(self, history, facts):
+        bar = self.bar(facts)
+        return {"test_accuracy": history[-1]["test_accuracy"], "test_bpc": history[-1]["test_bpc"],
+                "unigram_bpc": facts["unigram_bpc"], "target_bpc": bar, "target_accuracy": None,
+                "reached_target": self.reached(history[-1], bar)}
+
+    def epoch_note(self, metrics):
+        return f"  bits/char {metrics['test_bpc']:.3f}"
+
+    def score_line(self, record):
+        if "target_bpc" not in record:  # an evaluation of saved weights
+            return (f"held-out {record['test_bpc']:.3f} bits/char (unigram {record['unigram_bpc']:.3f}), "
+                    f"next-char accuracy {100 * record['test_accuracy']:.1f}%")
+        return (f"held-out {record['test_bpc']:.3f} bits/char (target <= {record['target_bpc']:.3f}; "
+                f"unigram {record['unigram_bpc']:.3f}), next-char accuracy {100 * record['test_accuracy']:.1f}%")
+
+    def describe_target(self):
+        return f"<= {self.bpc_vs_unigram:g}x unigram bits/char"
+
+    def inference_meta(self, data, facts):
+        return {"vocab": facts["vocab"]}  # a language model is useless without its vocabulary

@@ -11,6 +11,7 @@ the devices taking part (JAX drives several devices from one process, so ``devic
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +43,7 @@ class World:
     devices: int = 1
     device: str = "cpu"  # where the twin computes, in the framework's own spelling ("cpu", "cuda:0", "gpu")
     mean: Callable[[np.ndarray], np.ndarray] = _identity  # average a metric over workers (equal shards)
-    parallelize: Callable = _identity  # trainer -> data-parallel trainer
+    mesh: Any = None  # the framework's device mesh for data parallelism, where it has one (JAX); passed to Trainer
     close: Callable[[], None] = _nothing  # leave the process group
     info: dict = field(default_factory=dict)  # recorded in run.json: engine, backend, ...
 
@@ -51,7 +53,8 @@ class World:
         return self.rank == 0
 
     def record(self) -> dict:
-        return {"processes": self.size, "devices": self.devices, "device": self.device, **self.info}
+        return {"processes": self.size, "rank": self.rank, "devices": self.devices, "device": self.device,
+                **self.info}
 
 
 def usable_cores() -> int:
@@ -112,6 +115,34 @@ def run_workers(argv: list[str], envs: list[dict[str, str]], out: str, poll: flo
             time.sleep(poll)
     except KeyboardInterrupt:
         _stop(procs)
+        raise
+
+
+def launch_workers(framework: str, argv: list[str], nproc: int, port: int, out, batch_size: int) -> bool:
+    """``--nproc N`` in the launching process: re-run this very command (``argv``) in ``nproc`` local workers
+    with the twin's own engine, and return True; inside a worker (ours or a user's ``torchrun``) return
+    False, so the command trains."""
+    from diptych.backends import load_backend
+
+    dist = load_backend(framework).distributed
+    if dist.is_worker():
+        return False
+    if batch_size % nproc:  # say it once here, not once per worker
+        raise DiptychError(f"--batch-size {batch_size} is not divisible by --nproc {nproc}: each worker takes an "
+                           f"equal shard of the global batch; pick a multiple of {nproc}")
+    dist.launch(argv, nproc, port, str(out))
+    return True
+
+
+@contextlib.contextmanager
+def lost_peers_in_one_line(world: World, dist):
+    """Inside a data-parallel run, a collective that fails because another worker died becomes one line
+    (:func:`lost_peer_error`) instead of a traceback; the launcher names the worker that failed."""
+    try:
+        yield
+    except Exception as e:
+        if world.size > 1 and dist.lost_peer(e):
+            raise lost_peer_error(e) from None
         raise
 
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from diptych.backends import load_backend
 from diptych.data import Dataset
+from diptych.progress import table_console
 from diptych.tasks import get_task
 
 ADAM_PARAM_BOUND = 1e-3  # see the module docstring
@@ -122,10 +123,10 @@ def run_parity(task_name: str, steps: int = 100, optimizer: str = "adam", seed: 
     Defaults: Adam at lr 1e-3 (the default of both torch.optim.Adam and the optax examples) with a
     constant schedule, so step 1 already moves the weights (a warm-up would start at lr 0).
     """
-    from diptych.driver import load_task_data, train_batches
+    from diptych.driver import train_batches
 
     task = get_task(task_name).with_overrides(optimizer=optimizer, epochs=1, lr=lr, schedule=schedule)
-    task, data, _ = load_task_data(task, data_dir, None, dataset)
+    task, data, _ = task.objective.load(task, data_dir, dataset=dataset)
     pt, jx = load_backend("torch").train, load_backend("jax").train
     torch_t = pt.Trainer(task, seed, total_steps=steps)
     jax_t = jx.Trainer(task, seed, total_steps=steps)     # re-synced to torch before every step
@@ -193,7 +194,6 @@ def run_parity(task_name: str, steps: int = 100, optimizer: str = "adam", seed: 
 
 
 def print_report(report: ParityReport) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"parity {report.task}: torch vs jax, same weights, same batches, "
@@ -205,8 +205,7 @@ def print_report(report: ParityReport) -> None:
         table.add_row(r.check, r.tensor, f"{r.max_abs:.2e}", f"{r.max_rel:.2e}",
                       f"{r.metric} <= {r.tolerance:.0e}" if r.gating else "", verdict,
                       "" if r.floor is None else f"{r.floor:.2e}")
-    console = Console()
-    Console(width=max(console.width, 110) if not console.is_terminal else None).print(table)
+    table_console().print(table)
     w = report.worst()
     verdict = "[green]PASS[/]" if report.ok else "[red]FAIL[/]"
-    Console().print(f"{verdict}: worst is {w.check} {w.tensor} ({w.metric} {w.value:.2e} vs {w.tolerance:.0e})")
+    table_console().print(f"{verdict}: worst is {w.check} {w.tensor} ({w.metric} {w.value:.2e} vs {w.tolerance:.0e})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -34,9 +35,11 @@ def hardware(device: str) -> dict:
 
 
 def versions(backend_versions: dict[str, str]) -> dict[str, str]:
-    from diptych import __version__
-
-    return {"diptych": __version__, "python": sys.version.split()[0], "numpy": np.__version__,
+    try:
+        version = importlib.metadata.version("diptych")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        version = "unknown"
+    return {"diptych": version, "python": sys.version.split()[0], "numpy": np.__version__,
             **backend_versions}
 
 

@@ -1,6 +1,7 @@
 """Tasks: frozen, framework-neutral specs of what to train and what counts as success.
 
-A :class:`Task` names a dataset, a model spec, an optimizer spec, a budget and a target.
+A :class:`Task` names a dataset, a model spec, an optimizer spec, a budget and an
+:class:`~diptych.objectives.Objective` (how it is scored and what counts as success).
 Backends read these specs and build their own idiomatic objects from them; nothing here
 imports torch or jax.
 
@@ -16,13 +17,29 @@ import dataclasses
 from dataclasses import dataclass
 
 from diptych.errors import DiptychError
-
+from diptych.language import LanguageModelling
+from diptych.objectives import Classification, Objective
 
 # ----------------------------------------------------------------------------- models
 
 
+class _Spec:
+    """What every model spec answers besides its shapes."""
+
+    carries_state = False  # True: the model takes and returns a recurrent state across batches (TBPTT)
+
+    def sized_like(self, params: dict) -> "_Spec":
+        """This spec with any size that the weights decide filled in from ``params`` (a language
+        model's vocabulary); other specs come back unchanged."""
+        return self
+
+    def with_vocab(self, vocab: int) -> "_Spec":
+        """This spec for a vocabulary of ``vocab`` tokens (unchanged: the model reads no tokens)."""
+        return self
+
+
 @dataclass(frozen=True)
-class MLPSpec:
+class MLPSpec(_Spec):
     """Flatten -> [Linear -> ReLU] * len(hidden) -> Linear.
 
     Canonical parameter names: ``fc1.weight`` ``(hidden[0], in_features)``, ``fc1.bias``, ...
@@ -63,7 +80,7 @@ class ConvSpec:
 
 
 @dataclass(frozen=True)
-class CNNSpec:
+class CNNSpec(_Spec):
     """A stack of convs (1-D or 2-D), flattened into an MLP head.
 
     Input is ``(B, L)`` for ``dims=1`` or ``(B, H, W)`` for ``dims=2`` (one channel); ``in_size`` is
@@ -127,7 +144,7 @@ GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # gate blocks per cell, in PyTorch's or
 
 
 @dataclass(frozen=True)
-class RNNSpec:
+class RNNSpec(_Spec):
     """Sequence classifier: the input ``(B, T * F)`` is read as ``T`` steps of ``F`` features, run
     through stacked recurrent layers (Elman tanh RNN, LSTM or GRU, with PyTorch's maths and gate
     order), and the last step's hidden state (both directions' if bidirectional) goes to a Linear.
@@ -165,7 +182,7 @@ class RNNSpec:
 
 
 @dataclass(frozen=True)
-class CharLMSpec:
+class CharLMSpec(_Spec):
     """Character language model: ``Embedding(V, E)`` -> stacked unidirectional recurrent layers
     -> ``Linear(H, V)`` at every step, giving next-character logits ``(B, T, V)``.
 
@@ -181,9 +198,13 @@ class CharLMSpec:
     seq_len: int = 64
     vocab: int = 0
     kind: str = "charlm"
+    carries_state = True
 
     def with_vocab(self, vocab: int) -> "CharLMSpec":
         return dataclasses.replace(self, vocab=vocab)
+
+    def sized_like(self, params: dict) -> "CharLMSpec":
+        return self.with_vocab(params["embed.weight"].shape[0]) if "embed.weight" in params else self
 
     def input_shape(self) -> tuple[int, ...]:
         return (self.seq_len,)  # token ids
@@ -202,7 +223,7 @@ class CharLMSpec:
 
 
 @dataclass(frozen=True)
-class CRNNSpec:
+class CRNNSpec(_Spec):
     """Conv front end + recurrent layers over time, for spectrograms ``(B, H=mel bands, W=frames)``.
 
     The 2-D conv stack (as :class:`CNNSpec`) gives ``(B, C, H', W')``; each of the ``W'`` time steps
@@ -311,14 +332,6 @@ class Budget:
 
 
 @dataclass(frozen=True)
-class Target:
-    test_accuracy: float  # a fraction
-    reference: str  # where the bar comes from
-    # Language models: reached when held-out bits/char <= this fraction of the unigram baseline's.
-    bpc_vs_unigram: float | None = None
-
-
-@dataclass(frozen=True)
 class AugmentSpec:
     """Audio augmentation of log-mel batches during training (see :mod:`diptych.data.augment`):
     a frequency warp by a factor in ``1 +- warp`` (a different vocal tract length), a time shift of up
@@ -343,7 +356,7 @@ class Task:
     model: ModelSpec
     optimizer: OptimizerSpec
     budget: Budget
-    target: Target
+    objective: Objective  # how the task is loaded, scored and judged
     description: str = ""
     augment: AugmentSpec | None = None  # None: no augmentation (every non-audio task)
 
@@ -418,53 +431,52 @@ _ONECYCLE_ADAM = dict(name="adam", schedule="onecycle", warmup_fraction=0.2)
 
 TASKS: dict[str, Task] = {t.name: t for t in [
     Task("mnist-mlp", "mnist", MNIST_MLP, OptimizerSpec(lr=2e-3, **_ONECYCLE_ADAM), Budget(8, 128),
-         Target(0.98, "classic 2-hidden-layer MLP, ~98%"), "MLP on MNIST digits"),
+         Classification(0.98, "classic 2-hidden-layer MLP, ~98%"), "MLP on MNIST digits"),
     # One epoch is enough for 99% with small batches (1,875 Adam steps) and a longer warm-up:
     # seeds 0/1/2 gave 99.19/99.02/99.16% (torch) and 99.12/99.01% (JAX, seeds 0/1); batch 64-256
     # stayed at 98.8-98.9% after one epoch. Benchmarks time to 99% on this recipe (BENCHMARKS.md).
     Task("mnist-cnn", "mnist", MNIST_CNN, OptimizerSpec(lr=3e-3, name="adam", schedule="onecycle",
                                                        warmup_fraction=0.3), Budget(1, 32),
-         Target(0.99, "the classic 2-conv Keras/PyTorch CNN, 99%+ in 3 epochs"), "CNN on MNIST digits"),
+         Classification(0.99, "the classic 2-conv Keras/PyTorch CNN, 99%+ in 3 epochs"), "CNN on MNIST digits"),
     Task("fashion-mnist-mlp", "fashion-mnist", MNIST_MLP, OptimizerSpec(lr=2e-3, **_ONECYCLE_ADAM),
-         Budget(10, 128), Target(0.88, "Zalando benchmark MLPs, 87-89%"), "MLP on Fashion-MNIST"),
+         Budget(10, 128), Classification(0.88, "Zalando benchmark MLPs, 87-89%"), "MLP on Fashion-MNIST"),
     Task("fashion-mnist-cnn", "fashion-mnist", MNIST_CNN, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM),
-         Budget(10, 128), Target(0.91, "Zalando benchmark 2-conv CNNs, ~91%"), "CNN on Fashion-MNIST"),
+         Budget(10, 128), Classification(0.91, "Zalando benchmark 2-conv CNNs, ~91%"), "CNN on Fashion-MNIST"),
     # The paper's MLP overfits MNIST-1D; small batches and decoupled weight decay give 70-73%.
     Task("mnist1d-mlp", "mnist1d", MNIST1D_MLP,
          OptimizerSpec(name="adamw", lr=1e-2, weight_decay=0.1, schedule="onecycle", warmup_fraction=0.2),
          Budget(30, 16),
-         Target(0.68, "MNIST-1D paper: MLP 68%"), "MLP on MNIST-1D (generated offline)"),
+         Classification(0.68, "MNIST-1D paper: MLP 68%"), "MLP on MNIST-1D (generated offline)"),
     Task("mnist1d-cnn", "mnist1d", MNIST1D_CNN, OptimizerSpec(lr=2e-2, **_ONECYCLE_ADAM), Budget(150, 100),
-         Target(0.94, "MNIST-1D paper: CNN 94%"), "CNN on MNIST-1D (generated offline)"),
+         Classification(0.94, "MNIST-1D paper: CNN 94%"), "CNN on MNIST-1D (generated offline)"),
     Task("mnist1d-gru", "mnist1d", MNIST1D_GRU, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(30, 100),
-         Target(0.91, "MNIST-1D paper: GRU 91%"), "GRU over MNIST-1D as 40 steps"),
+         Classification(0.91, "MNIST-1D paper: GRU 91%"), "GRU over MNIST-1D as 40 steps"),
     Task("mnist1d-lstm", "mnist1d", MNIST1D_LSTM, OptimizerSpec(lr=5e-3, **_ONECYCLE_ADAM), Budget(50, 100),
-         Target(0.91, "MNIST-1D paper: GRU 91% (LSTM bar set equal)"), "LSTM over MNIST-1D as 40 steps"),
+         Classification(0.91, "MNIST-1D paper: GRU 91% (LSTM bar set equal)"), "LSTM over MNIST-1D as 40 steps"),
     # No published bar for an Elman RNN here; 70% is above the paper's MLP (68%), below its GRU (91%).
     Task("mnist1d-rnn", "mnist1d", MNIST1D_RNN, OptimizerSpec(lr=5e-3, clip_norm=1.0, **_ONECYCLE_ADAM),
-         Budget(80, 100), Target(0.70, "between the MNIST-1D paper's MLP (68%) and GRU (91%)"),
+         Budget(80, 100), Classification(0.70, "between the MNIST-1D paper's MLP (68%) and GRU (91%)"),
          "Elman (tanh) RNN over MNIST-1D as 10 steps of 4"),
     Task("mnist-rnn", "mnist", MNIST_LSTM, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(5, 128),
-         Target(0.985, "row-by-row LSTM on MNIST, ~98.5-99%"), "LSTM reading MNIST row by row (28 steps of 28)"),
+         Classification(0.985, "row-by-row LSTM on MNIST, ~98.5-99%"), "LSTM reading MNIST row by row (28 steps of 28)"),
     # Truncated BPTT over 32 parallel streams of 64 characters, state carried across batches.
     Task("chars-lstm", "text", CHARS_LSTM,
          OptimizerSpec(lr=4e-3, schedule="onecycle", warmup_fraction=0.1, clip_norm=1.0), Budget(6, 32),
-         Target(0.0, "held-out bits/char at most half the unigram baseline's", bpc_vs_unigram=0.5),
+         LanguageModelling(0.5, "held-out bits/char at most half the unigram baseline's"),
          "character-level LSTM language model (default corpus: Python's bundled help text)"),
     Task("fsdd-cnn", "fsdd", FSDD_CNN, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(20, 64),
-         Target(0.98, "issue #6: official FSDD split, 98%"), "CNN over log-mel of spoken digits (FSDD)",
+         Classification(0.98, "issue #6: official FSDD split, 98%"), "CNN over log-mel of spoken digits (FSDD)",
          augment=AugmentSpec(warp=0.15)),
     Task("fsdd-crnn", "fsdd", FSDD_CRNN, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(30, 64),
-         Target(0.98, "set equal to fsdd-cnn's"), "conv + GRU over log-mel of spoken digits (FSDD)",
+         Classification(0.98, "set equal to fsdd-cnn's"), "conv + GRU over log-mel of spoken digits (FSDD)",
          augment=AugmentSpec(warp=0.15)),
 ]}
 
 
 def fit_vocab(task: Task, vocab_size: int) -> Task:
-    """A language-model task with its vocabulary size filled in (other tasks come back unchanged)."""
-    if isinstance(task.model, CharLMSpec):
-        return dataclasses.replace(task, model=task.model.with_vocab(vocab_size))
-    return task
+    """The task with its model sized for a vocabulary of ``vocab_size`` (a language model's ``V``
+    comes from its corpus; other models come back unchanged)."""
+    return dataclasses.replace(task, model=task.model.with_vocab(vocab_size))
 
 
 def get_task(name: str) -> Task:

@@ -10,21 +10,15 @@ import time
 import numpy as np
 import psutil
 import pytest
-from conftest import run_cli
 
+from conftest import free_port, run_cli
 from diptych import checkpoint
-from diptych.launch import usable_cores
 from diptych.errors import DiptychError
+from diptych.launch import usable_cores
 
 # Epochs long enough to kill a worker between two checkpoints (2 workers: ~0.25 s/epoch torch, ~1 s JAX).
 EPOCHS = {"torch": 16, "jax": 5}
 RANK_ENV = {"torch": "RANK", "jax": "JAX_PROCESS_ID"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _checkpoint_epoch(path) -> int:
@@ -125,9 +119,9 @@ def test_jax_has_one_cpu_device_per_core_and_a_mesh_that_divides_the_batch():
     cores = usable_cores()
     prime = next(n for n in range(cores + 1, 2 * cores + 2) if all(n % d for d in range(2, n)))
     for batch, devices in [(2 * cores, cores), (prime, 1)]:  # a prime above the core count: only 1 divides it
-        world = backend.distributed.init("cpu")
+        world = backend.distributed.init("cpu", batch)
         t = dataclasses.replace(task, budget=Budget(1, batch))
-        trainer = world.parallelize(backend.train.Trainer(t, 0, 10))
-        assert world.devices == devices and (trainer.batch_sharding is None) == (devices == 1)
+        trainer = backend.train.Trainer(t, 0, 10, world=world)
+        assert world.devices == devices and (world.mesh is None) == (devices == 1)
         loss = trainer.train_step(np.zeros((batch, 40), np.float32), np.zeros(batch, np.int32))
         assert np.isfinite(float(loss))

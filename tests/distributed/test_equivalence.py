@@ -7,7 +7,6 @@ loopback. Measured: losses 1e-7, parameters 4e-6 (torch) and 4e-7 (JAX).
 """
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import free_port
+
 STEPS = Path(__file__).with_name("steps.py")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(cmds, out, envs):

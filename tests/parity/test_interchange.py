@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli
 from diptych import evaluate_weights
 from diptych.tasks import TASKS
 
@@ -49,7 +49,7 @@ def test_native_files_load_the_way_each_framework_loads_them(tmp_path):
 
     from diptych.backends.jax.models import build_model as jax_model
     from diptych.backends.torch.models import build_model as torch_model
-    from diptych.convert import convert
+    from diptych.commands.convert import convert
 
     spec = TASKS["mnist-cnn"].model
     save_file(_random_weights("mnist-cnn"), tmp_path / "w.safetensors")
@@ -96,9 +96,7 @@ def test_checkpoint_resumes_in_the_other_framework(tmp_path):
 
 
 def _one_line_exit_2(proc, needle):
-    assert proc.returncode == 2, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
-    assert needle in proc.stderr, proc.stderr
+    assert_one_line_error(proc, needle)
 
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])

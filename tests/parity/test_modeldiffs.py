@@ -4,9 +4,9 @@ weights and inputs (no dataset needed). float32 pinned: TF32 off, JAX matmuls at
 import numpy as np
 import pytest
 
+from conftest import random_batch
 from diptych.backends import load_backend
 from diptych.parity import diff
-from conftest import random_batch
 from diptych.tasks import TASKS, fit_vocab
 
 T, J = load_backend("torch").train, load_backend("jax").train
@@ -49,7 +49,7 @@ def test_max_pool_matches_torch_at_ties_and_remainders(shape, p):
     import jax.numpy as jnp
     import torch
 
-    from diptych.backends.jax.models import max_pool
+    from diptych.backends.jax.ops import max_pool
 
     rng = np.random.default_rng(0)
     x = rng.integers(-2, 3, shape).astype(np.float32)  # small integers: most windows have ties

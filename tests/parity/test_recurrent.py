@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from diptych.backends import load_backend
+from diptych.objectives import Classification
 from diptych.parity import diff
-from diptych.tasks import Budget, OptimizerSpec, RNNSpec, Target, Task
+from diptych.tasks import Budget, OptimizerSpec, RNNSpec, Task
 
 T, J = load_backend("torch"), load_backend("jax")
 SPECS = [RNNSpec(cell, 1, 40, 16) for cell in ("rnn", "lstm", "gru")] + [
@@ -16,7 +17,7 @@ SPECS = [RNNSpec(cell, 1, 40, 16) for cell in ("rnn", "lstm", "gru")] + [
 
 
 def _task(spec):
-    return Task("test-rnn", "mnist1d", spec, OptimizerSpec(), Budget(1, 16), Target(0.0, "test"))
+    return Task("test-rnn", "mnist1d", spec, OptimizerSpec(), Budget(1, 16), Classification(0.0, "test"))
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.describe())

@@ -12,8 +12,9 @@ import torch
 from diptych.backends import load_backend
 from diptych.data.audio import FrontEnd, feature_stats
 from diptych.data.augment import draw
+from diptych.objectives import Classification
 from diptych.parity import diff
-from diptych.tasks import AugmentSpec, Budget, CNNSpec, ConvSpec, OptimizerSpec, Target, Task
+from diptych.tasks import AugmentSpec, Budget, CNNSpec, ConvSpec, OptimizerSpec, Task
 
 T, J = load_backend("torch"), load_backend("jax")
 
@@ -50,7 +51,7 @@ def test_both_twins_augment_a_batch_identically():
 def test_augmentation_inside_the_train_step_matches():
     """One Adam step with augmentation on a small log-mel CNN: same loss and weights in both twins."""
     spec = CNNSpec(dims=2, in_size=(32, 64), convs=(ConvSpec(4, 3, padding=1, pool=4),))
-    task = Task("test-aug", "fsdd", spec, OptimizerSpec(), Budget(1, 16), Target(0.0, "test"), augment=AugmentSpec())
+    task = Task("test-aug", "fsdd", spec, OptimizerSpec(), Budget(1, 16), Classification(0.0, "test"), augment=AugmentSpec())
     x, p = _batch(16, seed=1)
     y = np.arange(16, dtype=np.int32) % 10
     torch_t, jax_t, plain = T.train.Trainer(task, 0, 10), J.train.Trainer(task, 0, 10), T.train.Trainer(task, 0, 10)

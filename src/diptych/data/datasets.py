@@ -21,21 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from diptych.data.base import Dataset, cache_dir
 from diptych.data.download import fetch, md5sum
+from diptych.data.fsdd import load_fsdd
 from diptych.data.idx import read_idx
 from diptych.errors import DataError, DiptychError
-
-
-@dataclass
-class Dataset:
-    name: str
-    x_train: np.ndarray  # (N, ...) float32, standardized
-    y_train: np.ndarray  # (N,) int32
-    x_test: np.ndarray
-    y_test: np.ndarray
-    num_classes: int = 10
-    features: dict | None = None  # audio: front-end settings and train-split statistics (JSON-ready)
-    ordered: bool = False  # True: rows must be read in order (a language model's TBPTT windows)
 
 
 @dataclass(frozen=True)
@@ -67,18 +57,18 @@ IDX_SOURCES = {
 }
 
 DATASETS = ("mnist", "fashion-mnist", "mnist1d", "fsdd")
+AUDIO_DATASETS = ("fsdd",)  # recordings: `diptych transcribe` takes tasks trained on these
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("DIPTYCH_CACHE") or Path.home() / ".cache" / "diptych")
+def default_split(name: str) -> str | None:
+    """The split a run uses unless ``--split`` says otherwise (``None``: the dataset has only one)."""
+    return "official" if name == "fsdd" else None
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True,
                  split: str | None = None) -> Dataset:
     """``split``: ``None`` is the dataset's official split; fsdd also takes ``speaker:NAME``."""
     if name == "fsdd":
-        from diptych.data.fsdd import load_fsdd
-
         return load_fsdd(data_dir, split, download)
     if split not in (None, "official"):
         raise DiptychError(f"--split {split!r}: {name} has only its official split; --split is for fsdd")

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from diptych.data.audio import FSDD_FRONTEND, FrontEnd, feature_stats, normalize, wav_features
+from diptych.data.base import Dataset
+from diptych.data.base import cache_dir as data_cache_dir
 from diptych.data.download import fetch
 from diptych.errors import DataError, DiptychError
 from diptych.progress import console
@@ -59,9 +61,7 @@ def content_sha256(files: list[Path]) -> str:
 
 
 def cache_dir() -> Path:
-    from diptych.data.datasets import cache_dir as root
-
-    return root() / "fsdd"
+    return data_cache_dir() / "fsdd"
 
 
 def locate_recordings(data_dir: str | Path | None = None, download: bool = True,
@@ -169,8 +169,6 @@ def load_fsdd(data_dir: str | Path | None = None, split: str | None = None, down
     Normalization statistics come from the training split only; they travel in
     ``Dataset.features`` (with the front-end settings) for augmentation and for transcription.
     """
-    from diptych.data.datasets import Dataset
-
     split = split or "official"
     files = locate_recordings(data_dir, download)
     parsed = [parse_name(p.name) for p in files]

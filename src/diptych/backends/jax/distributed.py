@@ -1,11 +1,13 @@
 """Data parallelism for the JAX twin: ``jax.distributed`` + one ``Mesh`` over every device.
 
 One process drives all its local devices; with several processes (``jax.distributed``, one per
-host, or ``--nproc N`` on loopback) the mesh spans the devices of all of them. The mesh has one
-axis, ``data``: the batch is split along it (``P("data")``) and parameters and optimizer state
-are replicated (``P()``). The step is the trainer's own pure function, jitted with those
-``in_shardings``/``out_shardings``; XLA inserts the gradient all-reduce. Because the loss is the
-mean over the *global* batch, the gradient is the same as on one device.
+host, or ``--nproc N`` on loopback) the mesh spans the devices of all of them. :func:`init` builds
+the :class:`~diptych.launch.World` with that mesh, and the trainer takes the world in its
+constructor. The mesh has one axis, ``data``: the batch is split along it (``P("data")``) and
+parameters and optimizer state are replicated (``P()``) (:func:`shardings`). The step is the
+trainer's own pure function, jitted with those ``in_shardings``/``out_shardings``; XLA inserts the
+gradient all-reduce. Because the loss is the mean over the *global* batch, the gradient is the same
+as on one device.
 
 A process is a worker of a multi-process run when ``JAX_COORDINATOR_ADDRESS`` is set (with
 ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``, or detected from SLURM/MPI by
@@ -62,8 +64,8 @@ def _env_int(name: str) -> int | None:
     return int(os.environ[name]) if os.environ.get(name) else None
 
 
-def _platform(device: str) -> str:
-    """``auto``: the GPU when JAX has one, else the CPU."""
+def resolve_device(device: str) -> str:
+    """The JAX platform for ``--device``; ``auto``: the GPU when JAX has one, else the CPU."""
     if device == "cpu":
         return "cpu"
     try:
@@ -76,34 +78,32 @@ def _platform(device: str) -> str:
         return "cpu"
 
 
-def init(device: str = "auto") -> World:
+def init(device: str = "auto", batch_size: int | None = None) -> World:
+    """This process's world: after joining ``jax.distributed`` in a worker, one ``data`` mesh over every
+    device that takes an equal share of a ``batch_size`` batch (``None``: all of them), or no mesh
+    when there is one device."""
     if is_worker() and not jax.distributed.is_initialized():
         # Must come before anything touches a device. gloo: XLA:CPU has no collectives across processes by default.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(num_processes=_env_int("JAX_NUM_PROCESSES"),
                                    process_id=_env_int("JAX_PROCESS_ID"))
-    platform = _platform(device)
-    devices = jax.devices(platform)  # global: every process's devices, ordered by process
+    platform = resolve_device(device)
+    devices = _mesh_devices(jax.devices(platform), batch_size)  # global: every process's, ordered by process
     info = {"engine": "jax.sharding Mesh" + (" + jax.distributed" if jax.process_count() > 1 else ""),
             "platform": platform}
-    world = World(rank=jax.process_index(), size=jax.process_count(), devices=len(devices), device=platform,
-                  info=info)
-    if len(devices) > 1:
-        def data_parallel(trainer):
-            mesh = Mesh(np.array(_mesh_devices(devices, trainer.task.budget.batch_size)), (AXIS,))
-            world.devices = mesh.size
-            return parallelize(trainer, mesh) if mesh.size > 1 else trainer
-
-        world.parallelize = data_parallel
-        world.close = _close
-    return world
+    mesh = Mesh(np.array(devices), (AXIS,)) if len(devices) > 1 else None
+    return World(rank=jax.process_index(), size=jax.process_count(), devices=len(devices), device=platform,
+                 mesh=mesh, close=_close, info=info)
 
 
-def _mesh_devices(devices: list, batch: int) -> list:
+def _mesh_devices(devices: list, batch: int | None) -> list:
     """All devices, or in one process the most of them that divide the batch evenly (a batch of
     100 on 8 CPU devices uses 5); across processes each must hold an equal share, so that is an error."""
-    if batch % len(devices) == 0 or jax.process_count() > 1:
+    if batch is None or batch % len(devices) == 0:
         return devices
+    if jax.process_count() > 1:
+        raise DiptychError(f"--batch-size {batch} is not divisible by the {len(devices)} devices of the data "
+                           f"mesh; pick a multiple of {len(devices)}")
     return devices[:max(k for k in range(1, len(devices) + 1) if batch % k == 0)]
 
 
@@ -112,30 +112,16 @@ def _close() -> None:
         jax.distributed.shutdown()  # a barrier: rank 0 has written its files before anyone leaves
 
 
-def _replicate(tree, sharding: NamedSharding):
-    """Each process holds the same values (same seed, or the same checkpoint); make them one global array."""
+def shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
+    """``(replicated, rows)``: where the state lives (a copy on every device) and how a batch is split."""
+    return NamedSharding(mesh, P()), NamedSharding(mesh, P(AXIS))
+
+
+def to_global(tree, sharding: NamedSharding):
+    """This process's part of each array -> one global array laid out by ``sharding``: for the
+    replicated state, the values every process holds (same seed, or the same checkpoint); for a
+    batch, this process's rows of the global batch."""
     return jax.tree.map(lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), tree)
-
-
-def parallelize(trainer, mesh: Mesh):
-    """Shard the batch over ``mesh`` and replicate the state; the model and step function are unchanged."""
-    from functools import partial
-
-    from diptych.backends.jax.train import train_step
-
-    if trainer.task.budget.batch_size % mesh.size:
-        raise DiptychError(f"--batch-size {trainer.task.budget.batch_size} is not divisible by the {mesh.size} "
-                           f"devices of the data mesh; pick a multiple of {mesh.size}")
-    replicated, batch = NamedSharding(mesh, P()), NamedSharding(mesh, P(AXIS))
-    trainer.params = _replicate(trainer.params, replicated)
-    trainer.opt_state = _replicate(trainer.opt_state, replicated)
-    trainer.batch_sharding = batch
-    step = partial(train_step, trainer.graphdef, trainer.tx, compute_dtype=trainer.compute_dtype)
-    # (params, opt_state, x, y, carry, aug): a language model's recurrent carry and the per-sample
-    # augmentation parameters are split by rows, like the batch.
-    trainer._step = jax.jit(step, in_shardings=(replicated, replicated, batch, batch, batch, batch),
-                            out_shardings=(replicated, replicated, replicated, batch), donate_argnums=(0, 1))
-    return trainer
 
 
 def launch(argv: list[str], nproc: int, port: int, out: str) -> None:

@@ -9,13 +9,12 @@ Kaiming-uniform with a=sqrt(5), i.e. variance scaling 1/3, fan-in, uniform), bia
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from diptych.tasks import GATES, CharLMSpec, CNNSpec, CRNNSpec, MLPSpec, RNNSpec
+from diptych.backends.jax.ops import max_pool
+from diptych.tasks import GATES, CharLMSpec, CNNSpec, CRNNSpec, MLPSpec, ModelSpec, RNNSpec
 
 _kernel_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
@@ -33,84 +32,29 @@ def _linear(fan_in: int, fan_out: int, rngs: nnx.Rngs) -> nnx.Linear:
     return nnx.Linear(fan_in, fan_out, kernel_init=_kernel_init, bias_init=_bias_init(fan_in), rngs=rngs)
 
 
-def _blocks(x: jax.Array, p: int) -> jax.Array:
-    """Channels-last ``x`` cut into non-overlapping ``p``-windows: ``(B, H/p, p, W/p, p, C)`` or
-    ``(B, L/p, p, C)``. Floor mode, as PyTorch's default: a remainder row/column is dropped."""
-    b, *spatial, c = x.shape
-    x = x[(slice(None),) + tuple(slice(0, s // p * p) for s in spatial)]
-    shape = [b]
-    for s in spatial:
-        shape += [s // p, p]
-    return x.reshape(*shape, c)
+def add_head(module: nnx.Module, dims: list[int], rngs: nnx.Rngs) -> None:
+    """Give ``module`` the fully connected layers ``fc1 .. fcN`` of the chain ``dims`` (canonical names)."""
+    module.num_fc = len(dims) - 1
+    for j, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
+        setattr(module, f"fc{j}", _linear(fan_in, fan_out, rngs))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def max_pool(x: jax.Array, p: int) -> jax.Array:
-    """Non-overlapping ``p`` max pool over the spatial axes of channels-last ``x``, PyTorch's semantics.
-
-    Forward: a reshape and a max (XLA fuses it into the conv before it). Backward: the gradient
-    goes to the *first* maximum of each window, as in PyTorch's ``max_pool2d``, where JAX's own
-    ``max`` would split it between ties. Both are about speed on XLA:CPU: ``lax.reduce_window``'s
-    backward (select-and-scatter) was the CNN step's largest cost, and ``max``'s tie-counting
-    backward the next; one compare-and-select per window position is a single fused loop.
-    """
-    blocks = _blocks(x, p)
-    return blocks.max(axis=tuple(range(2, blocks.ndim - 1, 2)))  # (B, H/p, W/p, C)
-
-
-def _window_views(x: jax.Array, p: int) -> list[jax.Array]:
-    """The ``p**d`` strided views ``(B, H/p, W/p, C)`` of the windows, in PyTorch's scan order
-    (row-major within a window): ``blocks[:, :, i, :, j]`` for 2-D, ``blocks[:, :, i]`` for 1-D."""
-    blocks = _blocks(x, p)
-    offsets = [()]
-    for _ in range((blocks.ndim - 2) // 2):
-        offsets = [o + (i,) for o in offsets for i in range(p)]
-    views = []
-    for o in offsets:
-        index: list = [slice(None)]
-        for i in o:
-            index += [slice(None), i]
-        views.append(blocks[tuple(index)])
-    return views
-
-
-def _max_pool_fwd(x, p):
-    views = _window_views(x, p)
-    m = max_pool(x, p)  # (B, H/p, W/p, C)
-    first = jnp.full(m.shape, len(views) - 1, jnp.int8)
-    for k in reversed(range(len(views) - 1)):
-        first = jnp.where(views[k] == m, jnp.int8(k), first)  # index of the first maximum
-    return m, (first, x.shape)
-
-
-def _max_pool_bwd(p, res, g):
-    first, shape = res
-    grads = [jnp.where(first == k, g, 0.0) for k in range(p ** (len(shape) - 2))]  # one per view
-    # Back in the window layout: (B, H/p, p, W/p, p, C) <- views ordered row-major in the window.
-    for axis in reversed(range(2, len(shape))):
-        grads = [jnp.stack(grads[i:i + p], axis=axis) for i in range(0, len(grads), p)]
-    dx = grads[0].reshape(shape[0], *(s // p * p for s in shape[1:-1]), shape[-1])
-    pad = [(0, 0)] + [(0, s - s // p * p) for s in shape[1:-1]] + [(0, 0)]
-    return (jnp.pad(dx, pad),)
-
-
-max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+def run_head(module: nnx.Module, x: jax.Array) -> jax.Array:
+    """``(B, D)`` -> Linear -> ReLU -> ... -> Linear -> ``(B, classes)``."""
+    for j in range(1, module.num_fc + 1):
+        x = getattr(module, f"fc{j}")(x)
+        if j < module.num_fc:
+            x = jax.nn.relu(x)
+    return x
 
 
 class MLP(nnx.Module):
     def __init__(self, spec: MLPSpec, *, rngs: nnx.Rngs):
-        self.spec = spec
-        for i, (fan_in, fan_out) in enumerate(spec.layer_sizes(), start=1):
-            setattr(self, f"fc{i}", _linear(fan_in, fan_out, rngs))
+        self.spec = spec  # weights.py reads the canonical shapes from it
+        add_head(self, [spec.in_features, *spec.hidden, spec.num_classes], rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = x.reshape(x.shape[0], -1)  # (B, D)
-        n = len(self.spec.layer_sizes())
-        for i in range(1, n + 1):
-            x = getattr(self, f"fc{i}")(x)
-            if i < n:
-                x = jax.nn.relu(x)
-        return x  # (B, classes)
+        return run_head(self, x.reshape(x.shape[0], -1))  # (B, D) -> (B, classes)
 
 
 def add_convs(module: nnx.Module, spec: CNNSpec, rngs: nnx.Rngs) -> None:
@@ -147,19 +91,11 @@ class ConvNet(nnx.Module):
     def __init__(self, spec: CNNSpec, *, rngs: nnx.Rngs):
         self.spec = spec
         add_convs(self, spec, rngs)
-        dims = [spec.flat_features(), *spec.hidden, spec.num_classes]
-        for j, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
-            setattr(self, f"fc{j}", _linear(fan_in, fan_out, rngs))
+        add_head(self, [spec.flat_features(), *spec.hidden, spec.num_classes], rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x = run_convs(self, self.spec, x)  # (B, H', W', C)
-        x = x.reshape(x.shape[0], -1)  # (B, H*W*C), channels-last order (weights.py permutes fc1)
-        n = len(self.spec.hidden) + 1
-        for j in range(1, n + 1):
-            x = getattr(self, f"fc{j}")(x)
-            if j < n:
-                x = jax.nn.relu(x)
-        return x  # (B, classes)
+        return run_head(self, x.reshape(x.shape[0], -1))  # (B, H*W*C), channels-last (weights.py permutes fc1)
 
 
 # Time steps per iteration of the compiled scan loop (benchmarks/scan_unroll.py measures the choice).
@@ -296,19 +232,12 @@ class CRNN(RecurrentNet):
         return super().__call__(x)  # (B, classes)
 
 
-def build_model(spec: MLPSpec | CNNSpec | RNNSpec | CRNNSpec | CharLMSpec, seed: int = 0) -> nnx.Module:
-    rngs = nnx.Rngs(params=seed)
-    if isinstance(spec, MLPSpec):
-        return MLP(spec, rngs=rngs)
-    if isinstance(spec, CNNSpec):
-        return ConvNet(spec, rngs=rngs)
-    if isinstance(spec, RNNSpec):
-        return RecurrentNet(spec, rngs=rngs)
-    if isinstance(spec, CharLMSpec):
-        return CharLM(spec, rngs=rngs)
-    if isinstance(spec, CRNNSpec):
-        return CRNN(spec, rngs=rngs)
-    raise TypeError(f"no JAX model for {type(spec).__name__}")
+MODELS = {"mlp": MLP, "cnn": ConvNet, "rnn": RecurrentNet, "charlm": CharLM, "crnn": CRNN}  # by spec.kind
+
+
+def build_model(spec: ModelSpec, seed: int = 0) -> nnx.Module:
+    """Build the twin of ``spec`` with weights drawn from ``nnx.Rngs(params=seed)``."""
+    return MODELS[spec.kind](spec, rngs=nnx.Rngs(params=seed))
 
 
 def num_params(model: nnx.Module) -> int:

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import functools
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
 
-from diptych.backends.jax import augment, models, weights
+from diptych.backends.jax import augment, distributed, models, weights
 from diptych.errors import DiptychError
+from diptych.launch import World
+from diptych.objectives import EVAL_BATCH
 from diptych.schedules import warmup_steps
-from diptych.tasks import CharLMSpec, OptimizerSpec, Task
-
-EVAL_BATCH = 1000
+from diptych.tasks import OptimizerSpec, Task
 
 
 def configure() -> None:
@@ -143,30 +142,54 @@ def local(tree):
                         else a, tree)
 
 
+def _eager(fn, **_):
+    """``compile=False``: run the step op by op, like PyTorch's eager mode (slow; for debugging with prints)."""
+    return fn
+
+
 class Trainer:
+    """The JAX twin of :class:`diptych.contracts.Trainer` (its docstrings give the shapes)."""
+
     framework = "jax"
 
-    def __init__(self, task: Task, seed: int, total_steps: int, compile: bool = True, precision: str = "fp32",
-                 device: str = "cpu"):
+    def __init__(self, task: Task, seed: int, total_steps: int, *, precision: str = "fp32", device: str = "cpu",
+                 compile: bool | None = None, world: World | None = None) -> None:
         """``precision``: ``fp32``, or ``bf16`` (bfloat16 compute, float32 parameters and optimizer state).
-        ``device``: a JAX platform (``cpu``, ``gpu``); the state lives on its first local device."""
+        ``device``: a JAX platform (``cpu``, ``gpu``); the state lives on its first local device.
+        ``compile``: ``jax.jit`` the steps (default; ``False`` runs them op by op). ``world``: a world whose
+        ``mesh`` spans several devices shards each batch over it and replicates the state
+        (:mod:`distributed`); the step is the same pure function, jitted with those shardings."""
         configure()
         self.task = task
         self.model = models.build_model(task.model, seed)
-        self.graphdef, self.params = nnx.split(self.model, nnx.Param)
+        self.graphdef, params = nnx.split(self.model, nnx.Param)
         self.device = jax.local_devices(backend=device)[0]
-        self.params = jax.device_put(self.params, self.device)  # committed: the steps run where the state lives
+        mesh = world.mesh if world is not None else None
+        # Where the state lives (one device, or replicated over the mesh) and how a batch is split (None: not).
+        self._state_at, self._batch_at = distributed.shardings(mesh) if mesh is not None else (self.device, None)
+        self.params = self._place(params)
         self.tx = make_optimizer(task.optimizer, total_steps)
-        self.opt_state = self.tx.init(self.params)
+        self.opt_state = self._place(self.tx.init(params))
         dt = self.compute_dtype = {"fp32": None, "bf16": jnp.bfloat16}[precision]
-        self.batch_sharding = None  # set by distributed.parallelize: the batch is split over a device mesh
-        self._step = jax.jit(functools.partial(train_step, self.graphdef, self.tx, compute_dtype=dt),
-                             donate_argnums=(0, 1))
-        self._logits = jax.jit(functools.partial(logits_fn, self.graphdef, compute_dtype=dt))
-        self._grads = jax.jit(functools.partial(grads_fn, self.graphdef, compute_dtype=dt))
+        jit = _eager if compile is False else jax.jit
+        step = functools.partial(train_step, self.graphdef, self.tx, compute_dtype=dt)
+        if self._batch_at is None:
+            self._step = jit(step, donate_argnums=(0, 1))
+        else:  # (params, opt_state, x, y, carry, aug): the carry and the per-sample augmentation split by rows
+            rep, rows = self._state_at, self._batch_at
+            self._step = jit(step, in_shardings=(rep, rep, rows, rows, rows, rows),
+                             out_shardings=(rep, rep, rep, rows), donate_argnums=(0, 1))
+        self._logits = jit(functools.partial(logits_fn, self.graphdef, compute_dtype=dt))
+        self._grads = jit(functools.partial(grads_fn, self.graphdef, compute_dtype=dt))
         # Language models carry their recurrent state from one batch to the next (truncated BPTT).
-        self.stateful = isinstance(task.model, CharLMSpec)
+        self.stateful = task.model.carries_state
         self.state = None
+
+    def _place(self, tree):
+        """Fresh buffers where the state lives: committed to the device, or replicated over the mesh."""
+        if self._batch_at is not None:
+            return distributed.to_global(tree, self._state_at)
+        return _on_device(jax.device_put(tree, self.device))
 
     def reset_state(self) -> None:
         """Forget the carried recurrent state (the driver calls this at each epoch start)."""
@@ -179,24 +202,23 @@ class Trainer:
 
     def train_step(self, x: np.ndarray, y: np.ndarray, aug: dict[str, np.ndarray] | None = None) -> jax.Array:
         carry = self._carry(len(x), self.state)
-        if self.batch_sharding is not None:  # this process's rows of the global batch -> one global array
-            x, y = (jax.make_array_from_process_local_data(self.batch_sharding, a) for a in (x, y))
+        if self._batch_at is not None:  # this process's rows of the global batch -> one global array
+            x, y = distributed.to_global((x, y), self._batch_at)
             if self.stateful and self.state is None:  # a fresh carry: rows sharded like the batch
-                carry = jax.tree.map(lambda a: jax.make_array_from_process_local_data(
-                    self.batch_sharding, np.asarray(a)), carry)
+                carry = distributed.to_global(carry, self._batch_at)
             if aug is not None:  # per-sample augmentation parameters: rows sharded like the batch
-                aug = {k: jax.make_array_from_process_local_data(self.batch_sharding, v) for k, v in aug.items()}
+                aug = distributed.to_global(aug, self._batch_at)
         self.params, self.opt_state, loss, self.state = self._step(self.params, self.opt_state, x, y, carry, aug)
         return loss  # stays on device; the driver fetches losses in groups
 
-    @staticmethod
-    def losses_to_numpy(losses: list[jax.Array]) -> np.ndarray:
+    def losses_to_numpy(self, losses: list[jax.Array]) -> np.ndarray:
         return np.asarray(jax.device_get(losses), dtype=np.float32)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Logits ``(B, classes)``; batches are padded to a fixed size so ``jit`` compiles once."""
+        """Logits ``(B, classes)`` for inputs ``(B, ...)``. The batch is padded up to a multiple of
+        :data:`~diptych.objectives.EVAL_BATCH`, so ``jit`` sees few shapes (each new one compiles)."""
         n = len(x)
-        size = EVAL_BATCH if n <= EVAL_BATCH else n
+        size = -(-n // EVAL_BATCH) * EVAL_BATCH
         if n < size:
             x = np.concatenate([x, np.zeros((size - n, *x.shape[1:]), x.dtype)])
         return np.asarray(self._logits(local(self.params), x, self._carry(len(x)))[0])[:n]
@@ -223,7 +245,7 @@ class Trainer:
     def load_weights(self, params: dict[str, np.ndarray], source: str = "weights") -> None:
         weights.load(self.model, params, source)
         _, params = nnx.split(self.model, nnx.Param)
-        self.params = _on_device(jax.device_put(params, self.device))
+        self.params = self._place(params)
 
     def export_opt_state(self) -> dict[str, np.ndarray]:
         """Optimizer state in the canonical form the torch twin uses (see its docstring)."""
@@ -262,7 +284,7 @@ class Trainer:
                 return s._replace(count=count)
             return s
 
-        self.opt_state = _on_device(jax.device_put(_map_states(restore, self.opt_state), self.device))
+        self.opt_state = self._place(_map_states(restore, local(self.opt_state)))
 
     def num_params(self) -> int:
         return models.num_params(self.model)

@@ -50,8 +50,9 @@ def resolve_device(device: str) -> torch.device:
     return torch.device("cpu")
 
 
-def init(device: str = "auto") -> World:
-    """Join the process group when started by torchrun; otherwise a world of one."""
+def init(device: str = "auto", batch_size: int | None = None) -> World:
+    """Join the process group when started by torchrun; otherwise a world of one. (``batch_size`` is
+    for the JAX twin's mesh; every torch worker takes an equal shard of the batch.)"""
     dev = resolve_device(device)
     if not is_worker() or int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return World(device=str(dev), info={"engine": "torch"})
@@ -70,16 +71,16 @@ def init(device: str = "auto") -> World:
         dist.barrier()  # rank 0 has written run.json and the weights before anyone leaves
         dist.destroy_process_group()
 
-    return World(rank=rank, size=size, devices=size, device=str(dev), mean=mean, parallelize=parallelize,
-                 close=close, info={"engine": "torch.distributed DDP", "backend": dist.get_backend()})
+    return World(rank=rank, size=size, devices=size, device=str(dev), mean=mean, close=close, info={"engine": "torch.distributed DDP", "backend": dist.get_backend()})
 
 
-def parallelize(trainer):
-    """Wrap the trainer's forward in DDP; parameters, optimizer and weight I/O stay the plain model's."""
-    ids = [trainer.device] if trainer.device.type == "cuda" else None
-    ddp = DistributedDataParallel(trainer.model, device_ids=ids)  # broadcasts rank 0's weights
-    trainer.forward = torch.compile(ddp) if trainer.compiled else ddp
-    return trainer
+def parallelize(model: torch.nn.Module, compile: bool = False) -> torch.nn.Module:
+    """The training forward of a worker: ``model`` wrapped in DDP, which broadcasts rank 0's weights and
+    all-reduces (averages) the gradients in ``backward``. Parameters, optimizer and weight I/O stay the
+    plain model's, so the model code is unchanged (the torchtitan layout)."""
+    device = next(model.parameters()).device
+    ddp = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    return torch.compile(ddp) if compile else ddp
 
 
 def launch(argv: list[str], nproc: int, port: int, out: str) -> None:

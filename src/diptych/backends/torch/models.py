@@ -12,23 +12,33 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from diptych.tasks import CharLMSpec, CNNSpec, CRNNSpec, MLPSpec, RNNSpec
+from diptych.backends.torch.ops import max_pool
+from diptych.tasks import CharLMSpec, CNNSpec, CRNNSpec, MLPSpec, ModelSpec, RNNSpec
+
+
+def add_head(module: nn.Module, dims: list[int]) -> None:
+    """Give ``module`` the fully connected layers ``fc1 .. fcN`` of the chain ``dims`` (canonical names)."""
+    module.num_fc = len(dims) - 1
+    for j, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
+        setattr(module, f"fc{j}", nn.Linear(fan_in, fan_out))
+
+
+def run_head(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``(B, D)`` -> Linear -> ReLU -> ... -> Linear -> ``(B, classes)``."""
+    for j in range(1, module.num_fc + 1):
+        x = getattr(module, f"fc{j}")(x)
+        if j < module.num_fc:
+            x = F.relu(x)
+    return x
 
 
 class MLP(nn.Module):
     def __init__(self, spec: MLPSpec):
         super().__init__()
-        self.num_layers = len(spec.layer_sizes())
-        for i, (fan_in, fan_out) in enumerate(spec.layer_sizes(), start=1):
-            setattr(self, f"fc{i}", nn.Linear(fan_in, fan_out))
+        add_head(self, [spec.in_features, *spec.hidden, spec.num_classes])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.flatten(1)  # (B, D)
-        for i in range(1, self.num_layers + 1):
-            x = getattr(self, f"fc{i}")(x)
-            if i < self.num_layers:
-                x = F.relu(x)
-        return x  # (B, classes)
+        return run_head(self, x.flatten(1))  # (B, D) -> (B, classes)
 
 
 def add_convs(module: nn.Module, spec: CNNSpec) -> None:
@@ -43,11 +53,10 @@ def add_convs(module: nn.Module, spec: CNNSpec) -> None:
 def run_convs(module: nn.Module, spec: CNNSpec, x: torch.Tensor) -> torch.Tensor:
     """``(B, H, W)`` or ``(B, L)`` -> conv -> ReLU [-> max pool] per layer -> ``(B, C, H', W')``."""
     x = x.unsqueeze(1)  # (B, 1, H, W) or (B, 1, L)
-    pool = F.max_pool2d if spec.dims == 2 else F.max_pool1d
     for i, c in enumerate(spec.convs, start=1):
         x = F.relu(getattr(module, f"conv{i}")(x))  # (B, C, H', W')
         if c.pool > 1:
-            x = pool(x, c.pool)  # (B, C, H'/p, W'/p)
+            x = max_pool(x, c.pool)  # (B, C, H'/p, W'/p)
     return x
 
 
@@ -58,19 +67,11 @@ class ConvNet(nn.Module):
         super().__init__()
         self.spec = spec
         add_convs(self, spec)
-        dims = [spec.flat_features(), *spec.hidden, spec.num_classes]
-        self.num_fc = len(dims) - 1
-        for j, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
-            setattr(self, f"fc{j}", nn.Linear(fan_in, fan_out))
+        add_head(self, [spec.flat_features(), *spec.hidden, spec.num_classes])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = run_convs(self, self.spec, x)  # (B, C, H', W')
-        x = x.flatten(1)  # (B, C*H*W), channel-major: the canonical order
-        for j in range(1, self.num_fc + 1):
-            x = getattr(self, f"fc{j}")(x)
-            if j < self.num_fc:
-                x = F.relu(x)
-        return x  # (B, classes)
+        return run_head(self, x.flatten(1))  # (B, C*H*W), channel-major: the canonical order
 
 
 RECURRENT = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -128,20 +129,13 @@ class CRNN(RecurrentNet):
         return super().forward(x)  # (B, classes)
 
 
-def build_model(spec: MLPSpec | CNNSpec | RNNSpec | CRNNSpec | CharLMSpec, seed: int = 0) -> nn.Module:
+MODELS = {"mlp": MLP, "cnn": ConvNet, "rnn": RecurrentNet, "charlm": CharLM, "crnn": CRNN}  # by spec.kind
+
+
+def build_model(spec: ModelSpec, seed: int = 0) -> nn.Module:
     """Build the twin of ``spec`` with weights drawn from a generator seeded by ``seed``."""
     torch.manual_seed(seed)
-    if isinstance(spec, MLPSpec):
-        return MLP(spec)
-    if isinstance(spec, CNNSpec):
-        return ConvNet(spec)
-    if isinstance(spec, RNNSpec):
-        return RecurrentNet(spec)
-    if isinstance(spec, CharLMSpec):
-        return CharLM(spec)
-    if isinstance(spec, CRNNSpec):
-        return CRNN(spec)
-    raise TypeError(f"no torch model for {type(spec).__name__}")
+    return MODELS[spec.kind](spec)
 
 
 def num_params(model: nn.Module) -> int:

@@ -6,7 +6,6 @@ this class owns one model, its ``torch.optim`` optimizer and its LR scheduler.
 
 from __future__ import annotations
 
-import os
 import platform
 
 import numpy as np
@@ -15,15 +14,16 @@ from torch import nn
 from torch.nn import functional as F
 from torch.optim.lr_scheduler import LambdaLR
 
-from diptych.backends.torch import augment, models, weights
+from diptych.backends.torch import augment, distributed, models, weights
 from diptych.errors import DiptychError
+from diptych.launch import World, usable_cores
 from diptych.schedules import lr_factor
-from diptych.tasks import CharLMSpec, OptimizerSpec, Task
+from diptych.tasks import OptimizerSpec, Task
 
 
 def configure(threads: int | None = None) -> None:
-    """Never ask for more threads than there are cores (2 here): oversubscription is 10x slower."""
-    torch.set_num_threads(min(threads or torch.get_num_threads(), os.cpu_count() or 1))
+    """Never ask for more threads than this process may use: oversubscription is 10x slower."""
+    torch.set_num_threads(min(threads or torch.get_num_threads(), usable_cores()))
     # Parity and reproducibility: full float32 matmuls (no TF32 on GPUs that have it).
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -47,19 +47,22 @@ def make_optimizer(spec: OptimizerSpec, params) -> torch.optim.Optimizer:
 
 
 class Trainer:
+    """The torch twin of :class:`diptych.contracts.Trainer` (its docstrings give the shapes)."""
+
     framework = "torch"
 
-    def __init__(self, task: Task, seed: int, total_steps: int, compile: bool = False, precision: str = "fp32",
-                 device: str = "cpu"):
+    def __init__(self, task: Task, seed: int, total_steps: int, *, precision: str = "fp32", device: str = "cpu",
+                 compile: bool | None = None, world: World | None = None) -> None:
         """``precision``: ``fp32``; ``bf16`` (autocast: bfloat16 compute, float32 master weights and
         optimizer state); ``fp64`` (float64 throughout: parity's exact reference trajectory).
-        ``device``: a torch device string (``cpu``, ``cuda:0``)."""
+        ``device``: a torch device string (``cpu``, ``cuda:0``). ``compile``: ``torch.compile`` the model
+        (default: eager). ``world``: a data-parallel world of several processes wraps the training forward
+        in DDP (:func:`distributed.parallelize`)."""
         configure()
         self.task = task
         self.device = torch.device(device)
         self.dtype = torch.float64 if precision == "fp64" else torch.float32
         self.autocast = precision == "bf16"
-        self.compiled = compile
         self.model = models.build_model(task.model, seed).to(self.device, self.dtype)
         if getattr(task.model, "dims", None) == 2:
             # NHWC activations: oneDNN's convs run 1.2-1.5x faster in training and ~2x in
@@ -70,10 +73,12 @@ class Trainer:
         self.lr_lambda = lambda t: lr_factor(opt.schedule, t, total_steps, opt.warmup_fraction)
         self.scheduler = LambdaLR(self.optimizer, self.lr_lambda)
         # torch.compile wraps the module; parameters are shared, so weights/optimizer are unchanged.
-        # Evaluation keeps this forward when distributed.parallelize wraps the training one in DDP.
-        self.forward = self.eval_forward = torch.compile(self.model) if compile else self.model
+        self.eval_forward = torch.compile(self.model) if compile else self.model
+        # Training runs through DDP in a world of several processes; evaluation keeps the plain forward.
+        multi = world is not None and world.size > 1
+        self.forward = distributed.parallelize(self.model, compile=bool(compile)) if multi else self.eval_forward
         # Language models carry their recurrent state from one batch to the next (truncated BPTT).
-        self.stateful = isinstance(task.model, CharLMSpec)
+        self.stateful = task.model.carries_state
         self.state = None
 
     def _input(self, x: np.ndarray) -> torch.Tensor:
@@ -114,20 +119,16 @@ class Trainer:
         self.scheduler.step()
         return loss.detach()
 
-    @staticmethod
-    def losses_to_numpy(losses: list[torch.Tensor]) -> np.ndarray:
+    def losses_to_numpy(self, losses: list[torch.Tensor]) -> np.ndarray:
         return torch.stack(losses).cpu().numpy()
 
     @torch.no_grad()
-    def predict(self, x: np.ndarray, chunk: int = 256) -> np.ndarray:
-        """Logits ``(B, classes)`` for inputs ``(B, ...)``, in chunks: oneDNN's conv forward ran
-        2x slower on batches of 1,000 than of 128-256 here (activations stop fitting in cache)."""
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Logits ``(B, classes)`` for inputs ``(B, ...)`` (callers chunk large sets: see
+        :data:`diptych.objectives.EVAL_BATCH`)."""
         self.model.eval()
-        out = []
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            for i in range(0, len(x), chunk):
-                out.append(self._logits(self._input(x[i:i + chunk])).float())
-        return torch.cat(out).cpu().numpy()
+            return self._logits(self._input(x)).float().cpu().numpy()
 
     @torch.no_grad()
     def predict_sequence(self, x: np.ndarray, state=None):
@@ -142,11 +143,11 @@ class Trainer:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         logits = self._logits(self._input(x))
-        loss = F.cross_entropy(logits.flatten(0, -2), torch.from_numpy(y).long().flatten())
+        loss = F.cross_entropy(logits.flatten(0, -2), torch.from_numpy(y).to(self.device).long().flatten())
         loss.backward()
-        grads = {k: p.grad.detach().float().numpy().copy() for k, p in self.model.named_parameters()}
+        grads = {k: p.grad.detach().float().cpu().numpy().copy() for k, p in self.model.named_parameters()}
         self.optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach()), logits.detach().numpy(), grads
+        return float(loss.detach()), logits.detach().float().cpu().numpy(), grads
 
     # --- state I/O in canonical / flat form, for weights files and checkpoints
     def export_weights(self) -> dict[str, np.ndarray]:

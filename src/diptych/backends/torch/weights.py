@@ -34,9 +34,9 @@ def save_native(params: dict[str, np.ndarray], path) -> None:
 
 def read_native(path) -> dict[str, np.ndarray]:
     """Read a ``state_dict`` file safely (``weights_only=True``: tensors only, no code runs)."""
-    from diptych.errors import DiptychError
-
     import warnings
+
+    from diptych.errors import DiptychError
 
     try:
         with warnings.catch_warnings():  # torch warns about old pickle protocols before refusing them

@@ -1,14 +1,12 @@
-"""``diptych convert``: move weights between the canonical file and each framework's native one.
-
-Formats, chosen by the file name:
+"""Weights files in any of diptych's three formats, recognised by name and shape.
 
 * ``.safetensors``: canonical weights (PyTorch layout + diptych metadata); either twin loads them.
 * ``.pt`` / ``.pth``: a plain PyTorch ``state_dict`` saved with ``torch.save``.
 * ``.msgpack``: Flax NNX parameters (``nnx.to_pure_dict`` of the ``nnx.Param`` state), serialized
   with ``flax.serialization``; kernels in JAX layout (``(kH, kW, I, O)``, dense ``(in, out)``).
 
-The model is recognised from the tensors' names and shapes, so no task needs to be named (pass
-``--task`` to record one in the output's metadata).
+The model is recognised from the tensors' names and shapes, so no task needs to be named.
+Native formats are read by the twin that owns them, imported only when such a file is read.
 """
 
 from __future__ import annotations
@@ -19,13 +17,14 @@ import numpy as np
 
 from diptych.backends import load_backend
 from diptych.errors import DiptychError
-from diptych.tasks import TASKS, get_task
-from diptych.weights import check_weights, read_safetensors, save_weights
+from diptych.tasks import TASKS
+from diptych.weights import check_weights, read_safetensors
 
 FORMATS = {".safetensors": "canonical", ".pt": "torch", ".pth": "torch", ".msgpack": "jax"}
 
 
-def _format(path: Path) -> str:
+def file_format(path: Path) -> str:
+    """``canonical``, ``torch`` or ``jax``, from the file name's suffix."""
     try:
         return FORMATS[path.suffix]
     except KeyError:
@@ -41,16 +40,9 @@ def _specs():
     return seen
 
 
-def _fit(spec, params: dict[str, np.ndarray]):
-    """A language model's spec with the vocabulary size of these weights (others unchanged)."""
-    if hasattr(spec, "with_vocab") and "embed.weight" in params:
-        return spec.with_vocab(params["embed.weight"].shape[0])
-    return spec
-
-
 def _match_spec(params: dict[str, np.ndarray], source: str):
     for spec in _specs():
-        spec = _fit(spec, params)
+        spec = spec.sized_like(params)
         shapes = spec.param_shapes()
         if set(params) == set(shapes) and all(tuple(params[k].shape) == shapes[k] for k in shapes):
             return spec
@@ -61,7 +53,7 @@ def _match_spec(params: dict[str, np.ndarray], source: str):
 def read_any(path: str | Path):
     """Return ``(canonical params, spec, metadata)`` for a weights file of any supported format."""
     path = Path(path)
-    fmt = _format(path)
+    fmt = file_format(path)
     if not path.is_file():
         raise DiptychError(f"weights file {path} does not exist; check the path")
     if fmt == "canonical":
@@ -77,7 +69,7 @@ def read_any(path: str | Path):
                 params = jw.read_native(path, spec)
             except DiptychError:
                 continue
-            spec = _fit(spec, params)
+            spec = spec.sized_like(params)
             shapes = spec.param_shapes()
             if set(params) == set(shapes) and all(tuple(params[k].shape) == shapes[k] for k in shapes):
                 break
@@ -87,22 +79,3 @@ def read_any(path: str | Path):
     params = {k: np.asarray(v) for k, v in params.items()}
     check_weights(params, spec.param_shapes(), str(path))
     return params, spec, meta
-
-
-def convert(src: str | Path, dst: str | Path, task: str | None = None) -> dict:
-    params, spec, meta = read_any(src)
-    dst = Path(dst)
-    fmt = _format(dst)
-    if task is not None and _fit(get_task(task).model, params) != spec:
-        raise DiptychError(f"{src} holds a {spec.describe()}, not the model of task {task!r}")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "canonical":
-        # audio front end + statistics; a language model's vocabulary
-        keep = {k: meta[k] for k in ("features", "vocab") if k in meta}
-        save_weights(params, dst, task=task or meta.get("task"), source=str(src), **keep)
-    elif fmt == "torch":
-        load_backend("torch").weights.save_native(params, dst)
-    else:
-        load_backend("jax").weights.save_native(params, dst, spec)
-    return {"source": str(src), "output": str(dst), "format": fmt, "model": spec.describe(),
-            "tensors": len(params)}

@@ -7,8 +7,8 @@ bounded (seed 0 on this machine class: 98.9% after 3 epochs). Fixed only enough 
 snippet flattens to 64*6*6, which crashes; 64*7*7 is right for 28x28 inputs with padding 1.
 (torchvision is not used; its ToTensor/Normalize are two lines, reproduced below.)
 
-    python benchmarks/seed_baseline.py --data-dir ../shared/data/mnist --out runs/baseline
-    python benchmarks/seed_baseline.py --data-dir ../shared/data/mnist --burst 3   # a 3-second burst
+    python -m diptych.cookbook.seed_baseline --data-dir ../shared/data/mnist --out runs/baseline
+    python -m diptych.cookbook.seed_baseline --data-dir ../shared/data/mnist --burst 3   # a 3-second burst
 
 `diptych bench mnist-cnn --baseline` runs it in the same interleaved series as the twins.
 """

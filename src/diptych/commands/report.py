@@ -12,6 +12,7 @@ import html
 import io
 from pathlib import Path
 
+from diptych.commands.summary import summarize
 from diptych.errors import DiptychError
 from diptych.records import read_json
 
@@ -142,7 +143,6 @@ img{{max-width:100%}}figure{{margin:1em 0}}</style></head>
 
 def rebuild(dirs: list[str | Path], out: str | Path) -> dict:
     """``diptych report``: a report from saved bench.json files, or from run.json files alone."""
-    from diptych.bench import summarize
 
     benches, runs = [], {}
     for d in map(Path, dirs):

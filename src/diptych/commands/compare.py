@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from diptych.errors import DiptychError
+from diptych.progress import table_console
 from diptych.records import read_json, write_json
 
 ROWS = [  # (label, key, format)
@@ -61,7 +62,6 @@ def compare_frameworks(task: str, frameworks: list[str], out: Path, options: dic
 
 
 def print_table(runs: dict[str, dict], task: str) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{task}: same data, same batches, same order")
@@ -70,8 +70,7 @@ def print_table(runs: dict[str, dict], task: str) -> None:
         table.add_column(fw, justify="right")
     for label, key, fmt in ROWS:
         table.add_row(label, *(fmt(r[key]) for r in runs.values()))
-    console = Console()
-    Console(width=max(console.width, 100) if not console.is_terminal else None).print(table)
+    table_console().print(table)
 
 
 def plot_accuracy(runs: dict[str, dict], path: Path) -> Path:

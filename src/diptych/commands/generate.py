@@ -1,0 +1,68 @@
+"""``diptych generate``: sample text from a character language model trained by either twin.
+
+Sampling draws from ``numpy.random.default_rng(seed)`` on the probabilities the twin computes, not
+from a framework RNG, so the same weights, seed and prompt give the same text in either framework.
+
+    >>> from diptych.commands.generate import generate              # doctest: +SKIP
+    >>> generate("runs/chars-lstm/torch/weights.safetensors", "jax", "The ", 80, temperature=0)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from diptych.backends import load_backend
+from diptych.data.text import decode, encode
+from diptych.errors import DiptychError
+from diptych.inference import InferenceMeta
+from diptych.language import LanguageModelling, log_softmax
+from diptych.tasks import TASKS, Task, fit_vocab, get_task
+from diptych.weights import check_weights, read_safetensors
+
+LM_TASKS = tuple(name for name, t in TASKS.items() if isinstance(t.objective, LanguageModelling))
+
+
+def load_lm(weights: str | Path) -> tuple[Task, dict[str, np.ndarray], str]:
+    """A language model's task (vocabulary filled in), canonical weights and vocabulary."""
+    params, raw = read_safetensors(weights)
+    meta = InferenceMeta.read(weights, raw)
+    if meta.task not in LM_TASKS or meta.vocab is None:
+        raise DiptychError(f"{weights} is not a diptych language model's weights.safetensors "
+                           "(it has no vocabulary); train one with `diptych train chars-lstm`")
+    task = fit_vocab(get_task(meta.task), len(meta.vocab))
+    check_weights(params, task.model.param_shapes(), str(weights))
+    return task, params, meta.vocab
+
+
+def sample(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+    """Greedy (argmax) at temperature 0, else a draw from ``softmax(logits / temperature)``."""
+    if temperature == 0:
+        return int(logits.argmax())
+    p = np.exp(log_softmax(logits.astype(np.float64) / temperature))
+    return int(rng.choice(len(p), p=p / p.sum()))
+
+
+def generate(weights: str | Path, framework: str, prompt: str, length: int, temperature: float = 1.0,
+             seed: int = 0, task: str | None = None) -> str:
+    """``prompt`` followed by ``length`` characters sampled from the model, one at a time
+    (``task``, when given, must be the one the weights were trained for)."""
+    if not prompt:
+        raise DiptychError("--prompt is empty; give at least one character to start from")
+    if temperature < 0:
+        raise DiptychError(f"--temperature must be >= 0 (0 is greedy), got {temperature}")
+    lm, params, vocab = load_lm(weights)
+    if task is not None and lm.name != task:
+        raise DiptychError(f"{weights} holds {lm.name} weights, not {task}; pass the right TASK")
+    ids = encode(prompt, vocab)  # refuses characters the model never saw
+    trainer = load_backend(framework).train.Trainer(lm, 0, 1)
+    trainer.load_weights(params, str(weights))
+    rng = np.random.default_rng(seed)
+    logits, state = trainer.predict_sequence(ids[None, :], None)  # read the whole prompt: (1, P, V)
+    out = []
+    for _ in range(length):
+        nxt = sample(logits[0, -1], temperature, rng)
+        out.append(nxt)
+        logits, state = trainer.predict_sequence(np.array([[nxt]], np.int32), state)  # (1, 1, V)
+    return prompt + decode(out, vocab)

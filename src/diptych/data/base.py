@@ -1,0 +1,29 @@
+"""The record every loader returns, and where data is cached: shared by all the loaders.
+
+Kept apart from the loader registry (:mod:`diptych.data.datasets`) so that a loader of its own
+(:mod:`diptych.data.fsdd`) can use them without importing the registry that imports it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Dataset:
+    name: str
+    x_train: np.ndarray  # (N, ...) float32, standardized
+    y_train: np.ndarray  # (N,) int32
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int = 10
+    features: dict | None = None  # audio: front-end settings and train-split statistics (JSON-ready)
+    ordered: bool = False  # True: rows must be read in order (a language model's TBPTT windows)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DIPTYCH_CACHE") or Path.home() / ".cache" / "diptych")

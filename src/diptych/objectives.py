@@ -1,0 +1,127 @@
+"""Objectives: how a kind of task is loaded, scored and judged, owned by the task spec.
+
+The driver, the CLI, ``bench``, ``compare`` and ``report`` never ask what kind of task they run;
+they ask its :class:`Objective`:
+
+* :meth:`Objective.load` gives the task (with any size that depends on the data filled in), its
+  :class:`~diptych.data.Dataset` and *facts* about the data for the run record;
+* :meth:`Objective.evaluate` scores a trainer on the test split (``{"test_accuracy": ...}``);
+* :attr:`Objective.metric`, :attr:`Objective.higher_is_better` and :meth:`Objective.bar` say what
+  "reached the target" means, and :meth:`Objective.reached` decides it;
+* :meth:`Objective.score_line` is the one line the CLI prints at the end of a run.
+
+:class:`Classification` scores accuracy; :class:`diptych.language.LanguageModelling` scores
+held-out bits per character against the unigram baseline. A new kind of task (regression, a
+ported model's own loss) is a new subclass; nothing else changes.
+
+    >>> obj = Classification(0.99, "the classic CNN")
+    >>> obj.metric, obj.higher_is_better, obj.bar({})
+    ('test_accuracy', True, 0.99)
+    >>> obj.reached({"test_accuracy": 0.9912}, obj.bar({}))
+    True
+    >>> obj.describe_target()
+    '99.0%'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from diptych.data import Dataset, eval_batches, load_dataset
+from diptych.errors import DiptychError
+
+EVAL_BATCH = 256  # rows per predict call: oneDNN's conv forward ran 2x slower on 1,000 than on 256 here
+
+
+class Objective:
+    """The contract every objective fulfils (see the module docstring); subclasses are frozen dataclasses."""
+
+    metric: str  # key of the headline metric in an evaluation record
+    higher_is_better: bool
+    reference: str  # where the bar comes from
+    target_accuracy: float | None  # an accuracy bar, where the objective has one (else None)
+
+    def load(self, task, data_dir: str | None = None, *, text: str | None = None, split: str | None = None,
+             dataset: Dataset | None = None) -> tuple:
+        """``(task, data, facts)``: the task with data-dependent sizes filled in, its data, and facts
+        about the data that go into the run record (``{}`` when there are none)."""
+        raise NotImplementedError
+
+    def sized(self, task):
+        """The task sized for its default data without loading it (for ``diptych list`` and FLOPs)."""
+        return task
+
+    def evaluate(self, trainer, data: Dataset, facts: dict | None = None, detail: bool = False) -> dict:
+        """Metrics of ``trainer`` on the test split; ``detail`` adds per-sample results and the data's
+        reference scores, where there are any (for ``diptych eval``)."""
+        raise NotImplementedError
+
+    def bar(self, facts: dict) -> float:
+        """The value of :attr:`metric` that counts as reaching the target, for data with these facts."""
+        raise NotImplementedError
+
+    def reached(self, metrics: dict, bar: float) -> bool:
+        value = metrics[self.metric]
+        return value >= bar if self.higher_is_better else value <= bar
+
+    def record(self, history: list[dict], facts: dict) -> dict:
+        """The run record's fields about the result and the target."""
+        bar = self.bar(facts)
+        return {"test_accuracy": history[-1]["test_accuracy"], "target_accuracy": self.target_accuracy,
+                "reached_target": self.reached(history[-1], bar)}
+
+    def epoch_note(self, metrics: dict) -> str:
+        """Extra words for an epoch's progress line beyond the test accuracy."""
+        return ""
+
+    def score_line(self, record: dict) -> str:
+        """The result of a run (``train``) or of an evaluation (``eval``) in words."""
+        raise NotImplementedError
+
+    def describe_target(self) -> str:
+        raise NotImplementedError
+
+    def inference_meta(self, data: Dataset, facts: dict) -> dict:
+        """What prediction needs besides the weights, saved in ``weights.safetensors``."""
+        return {"features": data.features} if data.features else {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Classification(Objective):
+    """One label per input; scored by test accuracy, reached at ``target_accuracy`` or above."""
+
+    target_accuracy: float
+    reference: str
+    metric = "test_accuracy"
+    higher_is_better = True
+
+    def load(self, task, data_dir=None, *, text=None, split=None, dataset=None):
+        if text is not None:
+            raise DiptychError(f"--text is for language-model tasks; {task.name} trains on {task.dataset}")
+        return task, dataset if dataset is not None else load_dataset(task.dataset, data_dir, split=split), {}
+
+    def evaluate(self, trainer, data, facts=None, detail=False):
+        preds = predict_classes(trainer, data.x_test)
+        correct = int((preds == data.y_test).sum())
+        metrics = {"test_accuracy": correct / len(data.y_test)}
+        if detail:
+            metrics |= {"correct": correct, "total": len(data.y_test), "predictions": preds}
+        return metrics
+
+    def bar(self, facts):
+        return self.target_accuracy
+
+    def score_line(self, record):
+        if "target_accuracy" not in record:  # an evaluation of saved weights
+            return f"test accuracy {100 * record['test_accuracy']:.2f}% ({record['correct']}/{record['total']})"
+        return f"test accuracy {100 * record['test_accuracy']:.2f}% (target {100 * record['target_accuracy']:.1f}%)"
+
+    def describe_target(self):
+        return f"{100 * self.target_accuracy:.1f}%"
+
+
+def predict_classes(trainer, x: np.ndarray) -> np.ndarray:
+    """Predicted class per row of ``x``, in chunks of :data:`EVAL_BATCH` (the one place evaluation is chunked)."""
+    return np.concatenate([trainer.predict(x[s]).argmax(-1) for s in eval_batches(len(x), EVAL_BATCH)])
