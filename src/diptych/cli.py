@@ -14,6 +14,7 @@ import click
 
 from diptych.backends import FRAMEWORKS
 from diptych.errors import DiptychError
+from diptych.fsio import ensure_writable_dir
 from diptych.tasks import OPTIMIZERS, SCHEDULES, TASKS
 
 TASK = click.argument("task", type=click.Choice(list(TASKS)), metavar="TASK")
@@ -99,7 +100,7 @@ def train(ctx, task, framework, out, as_json, no_progress, nproc, port, **kw):
     from diptych.backends import load_backend
     from diptych.driver import RunConfig, train_and_evaluate
 
-    out = Path(out or f"runs/{task}/{framework}")
+    out = ensure_writable_dir(out or f"runs/{task}/{framework}")  # before any training: one line if not
     dist = load_backend(framework).distributed
     if nproc > 1 and not dist.is_worker():  # the launcher: re-run this very command in nproc workers
         batch = kw["batch_size"] or TASKS[task].budget.batch_size
@@ -143,7 +144,7 @@ def compare(task, frameworks, out, as_json, no_progress, **kw):
     if bad or not names:
         raise DiptychError(f"unknown framework {bad[0] if bad else frameworks!r} in --frameworks; "
                            f"choose from {', '.join(FRAMEWORKS)}")
-    compare_frameworks(task, names, Path(out or f"runs/{task}/compare"), kw, as_json=as_json,
+    compare_frameworks(task, names, ensure_writable_dir(out or f"runs/{task}/compare"), kw, as_json=as_json,
                        progress=not no_progress)
 
 
@@ -251,7 +252,7 @@ def bench(task, frameworks, repeats, seconds, baseline, no_train, precision, dat
     if bad or not names:
         raise DiptychError(f"unknown framework {bad[0] if bad else frameworks!r} in --frameworks; "
                            f"choose from {', '.join(FRAMEWORKS)}")
-    out = Path(out or f"runs/{task}/bench")
+    out = ensure_writable_dir(out or f"runs/{task}/bench")
     result = run_bench(task, names, out, repeats=repeats, seconds=seconds, baseline=baseline, data_dir=data_dir,
                        train=not no_train, log=lambda line: console.print(f"[dim]{line}[/]"), precision=precision)
     _print_bench(result)

@@ -46,11 +46,9 @@ def peak_rss_mb() -> float:
 
 
 def write_json(path: str | Path, record: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    from diptych.fsio import atomic_write
+
+    atomic_write(path, json.dumps(record, indent=2) + "\n")  # a fresh temp name: a planted symlink is not followed
 
 
 def read_json(path: str | Path) -> dict:

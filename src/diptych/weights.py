@@ -10,10 +10,7 @@ safetensors never unpickles anything, so loading a weights file cannot run code.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,27 +18,9 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from diptych.errors import DiptychError
+from diptych.fsio import atomic_path  # noqa: F401  (re-exported: the backends' native writers use it)
 
 FORMAT = "diptych.weights/1"
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path):
-    """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``
-    (``os.replace`` is atomic), so a reader never sees a half-written file. Used by every writer of
-    weights and checkpoints, in the neutral core and in both backends' native formats."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def atomic_save(tensors: dict[str, np.ndarray], path: str | Path, metadata: dict) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 from diptych.data.download import fetch, md5sum
 from diptych.data.idx import read_idx
 from diptych.errors import DataError, DiptychError
+from diptych.fsio import atomic_write, clean_stale_temps
 
 
 @dataclass
@@ -179,9 +180,7 @@ def load_mnist1d() -> Dataset:
     if data is None:
         made = make_dataset(get_dataset_args())
         data = {k: np.asarray(made[k]) for k in ("x", "y", "x_test", "y_test")}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, **data)
-        os.replace(tmp, path)
+        clean_stale_temps(path.parent)
+        atomic_write(path, lambda tmp: np.savez(tmp, **data))
     x_train, x_test = _standardize(data["x"], data["x_test"])
     return Dataset("mnist1d", x_train, data["y"].astype(np.int32), x_test, data["y_test"].astype(np.int32))
