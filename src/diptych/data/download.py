@@ -39,7 +39,7 @@ def fetch(filename: str, md5: str | None, mirrors: list[str], dest_dir: Path, ti
     Raises :class:`DataError` if every mirror fails; a file with the wrong checksum is deleted
     and never reaches ``dest_dir``. ``max_bytes`` stops a mirror that sends more than the file can hold.
     """
-    ensure_writable_dir(dest_dir, "the download folder")  # also removes temp files of killed downloads
+    ensure_writable_dir(dest_dir, "the download folder").mkdir(parents=True, exist_ok=True)  # + stale temps gone
     target = dest_dir / filename
     problems = []
     for mirror in mirrors:
