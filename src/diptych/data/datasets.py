@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from diptych.data.download import fetch, md5sum
-from diptych.data.idx import read_idx
+from diptych.data.idx import is_gzip, read_idx
 from diptych.errors import DataError, DiptychError
 from diptych.fsio import atomic_write, clean_stale_temps
 
@@ -135,21 +135,37 @@ def locate_idx_files(name: str, source: IdxSource, data_dir=None, download: bool
             except DataError as e:
                 raise DataError(f"{name}: {stem}.gz is not in {', '.join(map(str, dirs))} and {e}; "
                                 f"put the four IDX files (.gz) in {cache_dir() / name} or pass --data-dir DIR") from None
-        elif path.suffix == ".gz" and (got := md5sum(path)) != source.md5[role]:
+        elif is_gzip(path) and (got := md5sum(path)) != source.md5[role]:  # by content: any name is checked
             raise DataError(f"{path}: MD5 {got} does not match the official {source.md5[role]}; "
                             "the file is corrupt or not the official one: delete it and download it again")
         found[role] = path
     return found
 
 
+IMAGE_SHAPE = (28, 28)  # both IDX sets; the tasks' models are built for it
+NUM_CLASSES = 10
+_MAX_ITEMS = {"train": 60_000, "test": 10_000}  # the official files' sizes bound what is read
+
+
+def _max_bytes(role: str) -> int:
+    n = _MAX_ITEMS[role.split("_")[0]]
+    return 16 + n * IMAGE_SHAPE[0] * IMAGE_SHAPE[1] if role.endswith("images") else 8 + n
+
+
 def _load_idx(name: str, source: IdxSource, data_dir, download: bool) -> Dataset:
     paths = locate_idx_files(name, source, data_dir, download)
-    arrays = {role: read_idx(p) for role, p in paths.items()}
+    arrays = {role: read_idx(p, _max_bytes(role)) for role, p in paths.items()}
     for split in ("train", "test"):
         xi, yi = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if xi.ndim != 3 or yi.ndim != 1 or len(xi) != len(yi):
+        if xi.ndim != 3 or yi.ndim != 1 or len(xi) != len(yi) or len(xi) == 0:
             raise DataError(f"{name}: {split} images {xi.shape} and labels {yi.shape} do not match; "
                             f"check {paths[f'{split}_images'].parent}")
+        if xi.shape[1:] != IMAGE_SHAPE:
+            raise DataError(f"{paths[f'{split}_images']}: images are {xi.shape[1]}x{xi.shape[2]}, {name} models "
+                            f"take {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}; use the official {name} files")
+        if (bad := np.flatnonzero(yi >= NUM_CLASSES)).size:
+            raise DataError(f"{paths[f'{split}_labels']}: label {int(yi[bad[0]])} at index {int(bad[0])} is outside "
+                            f"the {NUM_CLASSES} classes 0-{NUM_CLASSES - 1}; use the official {name} files")
     x_train, x_test = _standardize(arrays["train_images"], arrays["test_images"])
     return Dataset(name, x_train, arrays["train_labels"].astype(np.int32),
                    x_test, arrays["test_labels"].astype(np.int32))
