@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import zlib
 from dataclasses import dataclass
 from fractions import Fraction
@@ -275,6 +276,56 @@ def dither(x: np.ndarray, fe: FrontEnd) -> np.ndarray:
 def wav_features(path: str | Path, fe: FrontEnd) -> np.ndarray:
     """One wav file -> its ``(n_mels, frames)`` log-mel image (not yet normalized)."""
     return log_mel(dither(fix_length(read_wav(path, fe.sample_rate), fe.num_samples), fe), fe)
+
+
+# ----------------------------------------------------------------------------- trusted metadata
+
+_STATS = ("mean", "std", "silence", "noise_shape", "noise_bins", "floor")
+MAX_FFT_CELLS = 1 << 22  # frames x n_fft of one image: 16 MiB of float32, far above any sane front end
+
+
+def check_features(features, source: str, input_shape: tuple[int, ...]) -> dict:
+    """Validate the ``features`` metadata a weights file carries before trusting it: the front-end
+    settings (known keys only, integer/float types, sane ranges, an image of the model's
+    ``input_shape`` ``(n_mels, frames)``) and per-band statistics (``n_mels`` finite values; ``std``
+    and the mel noise terms positive). Returns it with ``frontend`` as a :class:`FrontEnd`."""
+    def bad(what: str) -> DataError:
+        return DataError(f"{source}: its feature metadata {what}; retrain, or convert the weights from a "
+                         f"diptych run's weights.safetensors")
+
+    if not isinstance(features, dict) or not isinstance(features.get("frontend"), dict):
+        raise bad("has no front-end settings")
+    fe_raw = features["frontend"]
+    fields = {f.name: f.type for f in dataclasses.fields(FrontEnd)}
+    if set(fe_raw) != set(fields):
+        odd = sorted(set(fe_raw) ^ set(fields))
+        raise bad(f"has {'unknown' if odd[0] in fe_raw else 'no'} setting {odd[0]!r}")
+    for name, v in fe_raw.items():
+        ok = isinstance(v, int) if fields[name] == "int" else isinstance(v, int | float) and math.isfinite(v)
+        if isinstance(v, bool) or not ok:
+            raise bad(f"has {name} = {v!r}, not {'an integer' if fields[name] == 'int' else 'a finite number'}")
+    fe = FrontEnd(**fe_raw)
+    checks = [(MIN_RATE <= fe.sample_rate <= MAX_RATE, "sample_rate"), (16 <= fe.n_fft <= 1 << 16, "n_fft"),
+              (1 <= fe.hop <= fe.n_fft, "hop"), (1 <= fe.n_mels <= 1024, "n_mels"),
+              (1 <= fe.frames <= 1 << 16, "frames"),
+              (0 <= fe.fmin < fe.fmax <= fe.sample_rate / 2, "fmin/fmax"), (0 < fe.floor <= 1, "floor"),
+              (0 <= fe.dither <= 1, "dither"), (fe.frames * fe.n_fft <= MAX_FFT_CELLS, "frames x n_fft")]
+    for ok, name in checks:
+        if not ok:
+            raise bad(f"has an impossible {name} ({fe})")
+    if tuple(input_shape) != (fe.n_mels, fe.frames):
+        raise bad(f"describes {fe.n_mels}x{fe.frames} log-mel images, the model takes {tuple(input_shape)}")
+    out = {"frontend": fe}
+    for key in _STATS:
+        v = features.get(key)
+        if not isinstance(v, list) or len(v) != fe.n_mels or not all(
+                isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in v):
+            raise bad(f"has no {fe.n_mels} finite values of {key!r}")
+        out[key] = np.asarray(v, np.float32)
+    for key in ("std", "noise_shape", "noise_bins", "floor"):
+        if not (out[key] > 0).all():
+            raise bad(f"has a {key} that is not positive")
+    return out
 
 
 # ----------------------------------------------------------------------------- normalization
