@@ -95,7 +95,8 @@ def good_checkpoint(optimizer="adam"):
     config = {"epochs": 3, "batch_size": 100, "lr": 1e-3, "optimizer": optimizer, "schedule": "constant",
               "warmup_fraction": 0.0, "seed": 0, "compile": False, "precision": "fp32", "split": None}
     meta = {"task": TASK, "framework": "torch", "epoch": 1, "config": config,
-            "epochs": [{"epoch": 1, "train_loss": 1.2, "test_accuracy": 0.5, "train_seconds": 1.0, "wall_seconds": 1.5}],
+            "epochs": [{"epoch": 1, "train_loss": 1.2, "test_accuracy": 0.5, "train_seconds": 1.0,
+                        "wall_seconds": 1.5}],
             "wall_seconds": 1.5, "compile_seconds": 0.2, "steady_samples": 3900, "steady_seconds": 1.0,
             "loss_curve": [[20, 1.5], [40, 1.2]]}
     return p, opt, meta

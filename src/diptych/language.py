@@ -17,7 +17,7 @@ import numpy as np
 
 from diptych.backends import load_backend
 from diptych.data import Dataset
-from diptych.data.text import decode, encode, load_text, unigram_bpc, windows
+from diptych.data.text import MAX_VOCAB, decode, encode, load_text, unigram_bpc, windows
 from diptych.errors import DiptychError
 from diptych.tasks import Task, fit_vocab, get_task
 from diptych.weights import check_weights, read_safetensors
@@ -59,7 +59,8 @@ def load_lm(weights: str | Path) -> tuple[Task, dict[str, np.ndarray], str]:
     params, meta = read_safetensors(weights)
     name = meta.get("task")
     task = get_task(name) if isinstance(name, str) else None
-    if task is None or task.dataset != "text" or not isinstance(meta.get("vocab"), str):
+    if task is None or task.dataset != "text" or not isinstance(meta.get("vocab"), str) \
+            or not 1 <= len(meta["vocab"]) <= MAX_VOCAB:
         raise DiptychError(f"{weights} is not a diptych language model's weights.safetensors "
                            "(it has no vocabulary); train one with `diptych train chars-lstm`")
     task = fit_vocab(task, len(meta["vocab"]))
@@ -71,7 +72,11 @@ def sample(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> 
     """Greedy (argmax) at temperature 0, else a draw from ``softmax(logits / temperature)``."""
     if temperature == 0:
         return int(logits.argmax())
-    p = np.exp(log_softmax(logits.astype(np.float64) / temperature))
+    with np.errstate(over="ignore"):
+        z = logits.astype(np.float64) / temperature
+    if not np.isfinite(z).all():  # a temperature so small that the logits overflow: that is greedy
+        return int(logits.argmax())
+    p = np.exp(log_softmax(z))
     return int(rng.choice(len(p), p=p / p.sum()))
 
 

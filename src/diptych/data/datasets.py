@@ -77,6 +77,7 @@ def cache_dir() -> Path:
 def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True,
                  split: str | None = None) -> Dataset:
     """``split``: ``None`` is the dataset's official split; fsdd also takes ``speaker:NAME``."""
+    check_data_dir(data_dir)
     if name == "fsdd":
         from diptych.data.fsdd import load_fsdd
 
@@ -88,6 +89,15 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
     if name == "mnist1d":
         return load_mnist1d()
     raise DiptychError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def check_data_dir(data_dir: str | Path | None) -> None:
+    """A folder the user names must exist: falling back to $DIPTYCH_DATA or the cache would train on
+    other data than the user asked for (a typo in --data-dir)."""
+    if data_dir is not None and not Path(data_dir).is_dir():
+        what = "is a file, not a folder" if Path(data_dir).exists() else "does not exist"
+        raise DataError(f"--data-dir {data_dir} {what}; check the path (or leave --data-dir out to use "
+                        f"$DIPTYCH_DATA or the cache)")
 
 
 def _standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -102,6 +112,7 @@ def _standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, n
 
 def candidate_dirs(name: str, data_dir: str | Path | None) -> list[Path]:
     dirs = []
+    check_data_dir(data_dir)
     if data_dir is not None:
         dirs += [Path(data_dir), Path(data_dir) / name]
     if os.environ.get("DIPTYCH_DATA"):

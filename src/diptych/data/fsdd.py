@@ -69,6 +69,9 @@ def locate_recordings(data_dir: str | Path | None = None, download: bool = True,
                       mirrors: tuple[str, ...] | None = None) -> list[Path]:
     """The recordings' paths (sorted by name), found or downloaded as the module docstring says."""
     if data_dir is not None:
+        from diptych.data.datasets import check_data_dir
+
+        check_data_dir(data_dir)
         d = Path(data_dir)
         for folder in (d, d / "recordings", d / "fsdd", d / "fsdd" / "recordings"):
             if found := recordings_in(folder):
