@@ -87,6 +87,7 @@ SAMPLES = np.zeros(800, "<i2").tobytes()
     (_wav(_fmt(), b""), "holds no samples"),
     (_wav(_fmt(), SAMPLES, extra=b"LIST" + struct.pack("<I", 10**9)), "chunk b'LIST' runs past the end"),
     (_wav(_fmt(tag=3, bits=32), np.full(400, np.nan, "<f4").tobytes()), "NaN or infinite samples"),
+    (_wav(_fmt(tag=3, bits=32), np.full(400, 3e4, "<f4").tobytes()), "samples reach 3e\\+04 times full scale"),
     (b"RIFF\0\0\0\0WAVE", "no data chunk"), (b"fLaC" + b"\0" * 40, "cannot decode"),
 ])
 def test_broken_headers_are_one_line(tmp_path, raw, needle):
@@ -112,3 +113,9 @@ def test_odd_rates_resample_without_a_giant_filter(tmp_path):
     assert abs(len(y) - 8000) <= 1
     spectrum = np.abs(np.fft.rfft(y[:8000]))  # 1 Hz bins
     assert abs(int(spectrum.argmax()) - 440) <= 1 and abs(np.sqrt(np.mean(y[500:-500] ** 2)) - 0.5 / np.sqrt(2)) < 1e-3
+
+
+@pytest.mark.parametrize("rate", [1081, 7999, 44101, 383800, 384000])
+def test_resampled_length_is_within_a_twentieth_of_a_percent(rate):
+    y = audio.resample(np.zeros(rate, np.float32), rate, 8000)  # 1 s
+    assert abs(len(y) / 8000 - 1) <= 5e-4

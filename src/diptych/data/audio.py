@@ -71,6 +71,7 @@ FSDD_FRONTEND = FrontEnd()
 MIN_RATE, MAX_RATE = 1_000, 384_000  # Hz: telephone speech to studio masters; anything else is a broken header
 MAX_CHANNELS = 32
 MAX_SAMPLES = 1 << 24  # decoded samples (frames x channels) read from one file: 64 MiB of float32
+MAX_PEAK = 16.0  # float samples beyond 24 dB over full scale are not a recording: refused
 MAX_POLY = 1_000  # largest up/down factor of the polyphase resampler (odd rates are approximated)
 _PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
 _GUID_TAIL = bytes.fromhex("000000001000800000aa00389b71")  # KSDATAFORMAT_SUBTYPE_* after the 2-byte code
@@ -193,6 +194,9 @@ def read_wav(path: str | Path, sample_rate: int) -> np.ndarray:
         raise DataError(f"{path}: the audio does not match its header; {_convert_hint(sample_rate)}")
     if not np.isfinite(x).all():
         raise DataError(f"{path}: the file holds NaN or infinite samples; export it again")
+    if (peak := float(np.abs(x).max())) > MAX_PEAK:  # float samples are +-1 at full scale
+        raise DataError(f"{path}: samples reach {peak:.3g} times full scale (float WAV is +-1.0): it was exported "
+                        f"unnormalized or is corrupt; normalize it, e.g. `sox IN OUT.wav norm`")
     x = x.mean(axis=1, dtype=np.float32) if channels > 1 else x[:, 0]  # (n,) mono
     return resample(x, rate, sample_rate)
 
@@ -200,15 +204,13 @@ def read_wav(path: str | Path, sample_rate: int) -> np.ndarray:
 def resample(x: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
     """``(n,)`` at ``rate`` -> ``(~n * sample_rate / rate,)`` at ``sample_rate``, float32, polyphase
     (``resample_poly``). Its filter grows with the reduced factors ``up/down``, so for odd rates (e.g.
-    44,101 Hz: 8,000/44,101) the ratio is approximated by the nearest fraction with factors <= 1,000
-    (off by under 1e-5 relative: an inaudible pitch change), which keeps time and memory bounded."""
+    44,101 Hz: 8,000/44,101) the ratio is approximated by the nearest fraction whose factors are <= 1,000:
+    at most 0.05% off over 1-384 kHz (a pitch change under a tenth of a semitone), in bounded time and memory."""
     if rate == sample_rate:
         return x.astype(np.float32)
     ratio = Fraction(sample_rate, rate)
-    if max(ratio.numerator, ratio.denominator) > MAX_POLY:
-        ratio = ratio.limit_denominator(MAX_POLY)
-        while ratio.numerator > MAX_POLY:  # upsampling by a huge factor cannot happen within 1-384 kHz
-            ratio = Fraction(ratio.numerator // 2, max(1, ratio.denominator // 2))
+    if max(ratio.numerator, ratio.denominator) > MAX_POLY:  # the larger factor is the one to bound
+        ratio = ratio.limit_denominator(MAX_POLY) if ratio < 1 else 1 / (1 / ratio).limit_denominator(MAX_POLY)
     from scipy.signal import resample_poly
 
     return resample_poly(x, ratio.numerator, ratio.denominator).astype(np.float32)
@@ -319,8 +321,8 @@ def check_features(features, source: str, input_shape: tuple[int, ...]) -> dict:
     for key in _STATS:
         v = features.get(key)
         if not isinstance(v, list) or len(v) != fe.n_mels or not all(
-                isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in v):
-            raise bad(f"has no {fe.n_mels} finite values of {key!r}")
+                isinstance(x, int | float) and not isinstance(x, bool) and abs(x) <= 1e30 for x in v):
+            raise bad(f"has no {fe.n_mels} finite values of {key!r}")  # 1e30: finite in float32 too
         out[key] = np.asarray(v, np.float32)
     for key in ("std", "noise_shape", "noise_bins", "floor"):
         if not (out[key] > 0).all():
