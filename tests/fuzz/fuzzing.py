@@ -14,6 +14,7 @@ import os
 import tracemalloc
 from collections import Counter
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -21,6 +22,17 @@ from diptych.errors import DiptychError
 
 MEMORY_BOUND = 256 * 2**20
 OUTCOMES: Counter = Counter()  # (reader, "loaded" | "refused") -> count, printed by the suite's conftest
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_outcomes():
+    """Append this module's counts to $DIPTYCH_FUZZ_REPORT (if set): reader, outcome, cases."""
+    OUTCOMES.clear()
+    yield
+    if os.environ.get("DIPTYCH_FUZZ_REPORT"):
+        with open(os.environ["DIPTYCH_FUZZ_REPORT"], "a") as f:
+            for (reader, outcome), n in sorted(OUTCOMES.items()):
+                f.write(f"{reader}\t{outcome}\t{n}\n")
 
 
 def fuzz_settings(examples: int):

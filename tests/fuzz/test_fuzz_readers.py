@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from fuzzing import OUTCOMES, fuzz_settings, json_values, loads_or_refuses, mutated, mutated_json
+from fuzzing import fuzz_settings, json_values, loads_or_refuses, mutated, mutated_json, report_outcomes  # noqa: F401
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,16 +33,6 @@ from diptych.weights import save_weights
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")  # numpy overflow/invalid: silently wrong values
 TASK = "mnist1d-mlp"
 SHAPES = TASKS[TASK].model.param_shapes()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _report_outcomes():
-    """Write the per-reader counts to $DIPTYCH_FUZZ_REPORT (if set) when the module is done."""
-    yield
-    if os.environ.get("DIPTYCH_FUZZ_REPORT"):
-        with open(os.environ["DIPTYCH_FUZZ_REPORT"], "a") as f:
-            for (reader, outcome), n in sorted(OUTCOMES.items()):
-                f.write(f"{reader}\t{outcome}\t{n}\n")
 
 
 def _data_root() -> Path | None:
