@@ -3,24 +3,19 @@ behind on error, one line on a full or read-only disk with the previous file int
 
 from __future__ import annotations
 
-import contextlib
 import os
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from disk_helpers import temps, tmpfs
 
 from diptych.cli import main
 from diptych.errors import DiptychError
 from diptych.fsio import TEMP_PREFIX, atomic_write, clean_stale_temps, ensure_writable_dir
 from diptych.records import write_json
 from diptych.weights import save_weights
-
-
-def temps(folder: Path) -> list[str]:
-    return [p.name for p in folder.iterdir() if p.name.startswith(TEMP_PREFIX) or p.suffix in (".tmp", ".part")]
 
 
 def test_writes_bytes_text_and_through_a_writer(tmp_path):
@@ -105,20 +100,6 @@ def test_train_refuses_a_bad_out_before_training(tmp_path, capsys, out):
 
 
 # ----------------------------------------------------------------------------- real full / read-only disks
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str, readonly: bool = False):
-    """A small tmpfs at ``path`` (needs root and a kernel that allows it; else the test is skipped)."""
-    path.mkdir()
-    opts = f"size={size}" + (",ro" if readonly else "")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True)
-    if proc.returncode:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.decode().strip()}); run as root to test a full disk")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def test_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path):
