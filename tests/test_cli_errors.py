@@ -90,6 +90,7 @@ def test_md5_mismatch_refused(tmp_path):
 
 
 def test_missing_data_offline_says_where_to_put_files(tmp_path):
+    (tmp_path / "nothing").mkdir()  # an empty folder: one that does not exist is refused as such (test_bad_values)
     proc = run_cli("train", "fashion-mnist-cnn", "--framework", "jax", "--data-dir", str(tmp_path / "nothing"),
                    "--out", str(tmp_path / "r"),
                    env={"DIPTYCH_DATA": None, "DIPTYCH_CACHE": str(tmp_path / "cache"), "DIPTYCH_OFFLINE": "1"})
