@@ -83,6 +83,7 @@ def test_missing_data_offline_says_where_to_put_files(tmp_path, monkeypatch):
     monkeypatch.delenv("DIPTYCH_DATA", raising=False)
     monkeypatch.setenv("DIPTYCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("DIPTYCH_OFFLINE", "1")
+    (tmp_path / "nothing").mkdir()  # an empty folder: one that does not exist is refused as such (test_bad_values)
     proc = cli_in_process("train", "fashion-mnist-cnn", "--framework", "jax", "--data-dir", str(tmp_path / "nothing"),
                           "--out", str(tmp_path / "r"))
     assert_one_line_error(proc, "fashion-mnist: train-images-idx3-ubyte.gz not found",

@@ -63,3 +63,33 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, framework):
         # XLA:CPU rounds the last bit differently in a fresh process now and then (seen from the
         # 3rd step after a resume); 13 epochs of Adam amplify that, so compare what it learned.
         assert abs(run["test_accuracy"] - full_run["test_accuracy"]) <= 0.03
+
+
+def test_a_finished_checkpoint_without_weights_resumes_to_completion(tmp_path, mnist1d):
+    """A kill between the last checkpoint and the final files: --resume writes them instead of refusing."""
+    from diptych import RunConfig, train_and_evaluate
+    from diptych.checkpoint import load
+
+    out = tmp_path / "run"
+    train_and_evaluate(RunConfig("mnist1d-mlp", "torch", epochs=2, progress=False), out, dataset=mnist1d)
+    (out / "weights.safetensors").unlink()
+    (out / "run.json").unlink()
+    run = train_and_evaluate(RunConfig("mnist1d-mlp", "torch", resume=True, progress=False), out, dataset=mnist1d)
+    assert [e["epoch"] for e in run["epochs"]] == [1, 2] and (out / "run.json").exists()
+    params, _, _ = load(out / "checkpoint.safetensors", "mnist1d-mlp")
+    weights = load_file(out / "weights.safetensors")
+    assert set(weights) == set(params) and all(np.array_equal(weights[k], params[k]) for k in params)
+    # With everything written, a finished run is refused as before.
+    with pytest.raises(Exception, match="already finished 2 epochs"):
+        train_and_evaluate(RunConfig("mnist1d-mlp", "torch", resume=True, progress=False), out, dataset=mnist1d)
+
+
+def test_init_from_under_resume_is_refused(tmp_path):
+    from conftest import assert_one_line_error, cli_in_process
+
+    out = tmp_path / "run"
+    assert cli_in_process("train", "mnist1d-mlp", "--framework", "torch", "--epochs", "1", "--out", str(out),
+                          "--no-progress").returncode == 0
+    assert_one_line_error(cli_in_process("train", "mnist1d-mlp", "--framework", "torch", "--epochs", "2", "--resume",
+                                         "--init-from", str(out / "weights.safetensors"), "--out", str(out)),
+                          "--init-from and --resume conflict")

@@ -9,6 +9,7 @@ line on stderr and exit code 2, without a traceback.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -17,9 +18,18 @@ import click
 from diptych.backends import FRAMEWORKS
 from diptych.commands.generate import LM_TASKS
 from diptych.errors import DiptychError
+from diptych.fsio import ensure_writable_dir
 from diptych.tasks import OPTIMIZERS, SCHEDULES, TASKS
 
 TASK = click.argument("task", type=click.Choice(list(TASKS)), metavar="TASK")
+SEED = click.IntRange(0, 2**63 - 1)  # what numpy, torch and JAX all accept (JAX's key overflows above 2^63 - 1)
+
+
+def _finite(ctx, param, value):
+    """Ranges of click.FloatRange let NaN through (every comparison with NaN is false): refuse it."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number", ctx=ctx, param=param)
+    return value
 
 
 def _frameworks(ctx, param, value: str) -> list[str]:
@@ -38,12 +48,12 @@ FRAMEWORKS_OPTION = click.option("--frameworks", default=",".join(FRAMEWORKS), s
 
 def _training_options(f):
     options = [
-        click.option("--epochs", type=click.IntRange(min=1), help="Epochs (default: the task's)."),
-        click.option("--batch-size", type=click.IntRange(min=1), help="Global batch size (default: the task's)."),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate."),
+        click.option("--epochs", type=click.IntRange(1, 10**6), help="Epochs (default: the task's)."),
+        click.option("--batch-size", type=click.IntRange(1, 2**31 - 1), help="Global batch (default: the task's)."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), callback=_finite, help="Peak learning rate."),
         click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Optimizer (default: the task's)."),
         click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule."),
-        click.option("--seed", type=int, help="Seed for initialization and batch order (default 0)."),
+        click.option("--seed", type=SEED, help="Seed for initialization and batch order (default 0)."),
         click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files."),
         click.option("--text", type=click.Path(dir_okay=False),
                      help="Language-model tasks: a UTF-8 text file (default: Python's bundled help text)."),
@@ -109,7 +119,7 @@ def train(ctx, task, framework, out, as_json, no_progress, nproc, port, **kw):
     from diptych.driver import RunConfig, train_and_evaluate
     from diptych.launch import launch_workers
 
-    out = Path(out or f"runs/{task}/{framework}")
+    out = ensure_writable_dir(out or f"runs/{task}/{framework}")  # before any training: one line if not
     if nproc > 1 and launch_workers(framework, ctx.obj["argv"], nproc, port, out,
                                     kw["batch_size"] or TASKS[task].budget.batch_size):
         return  # this was the launcher: the workers ran the command, and the lead printed the result
@@ -132,7 +142,7 @@ def compare(task, frameworks, out, as_json, no_progress, **kw):
     """Train TASK in both twins on identical batches, one after the other; table + plot."""
     from diptych.commands.compare import compare_frameworks
 
-    compare_frameworks(task, frameworks, Path(out or f"runs/{task}/compare"), kw, as_json=as_json,
+    compare_frameworks(task, frameworks, ensure_writable_dir(out or f"runs/{task}/compare"), kw, as_json=as_json,
                        progress=not no_progress)
 
 
@@ -179,10 +189,10 @@ def transcribe(task, audio, weights, framework, data_dir, as_json):
 
 @cli.command()
 @TASK
-@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True, help="Training steps (d).")
+@click.option("--steps", type=click.IntRange(1, 10**6), default=100, show_default=True, help="Training steps (d).")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="adam", show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, callback=_finite)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def parity(task, steps, optimizer, lr, seed, data_dir, as_json):
@@ -217,8 +227,8 @@ def convert_cmd(src, dst, task):
 @cli.command()
 @TASK
 @FRAMEWORKS_OPTION
-@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Interleaved rounds.")
-@click.option("--burst", "seconds", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
+@click.option("--repeats", type=click.IntRange(1, 1000), default=3, show_default=True, help="Interleaved rounds.")
+@click.option("--burst", "seconds", type=click.FloatRange(0.1, 3600), default=3.0, show_default=True, callback=_finite,
               help="Seconds of steady-state training per burst.")
 @click.option("--baseline", is_flag=True, help="Add the seed-faithful PyTorch recipe (mnist-cnn only).")
 @click.option("--no-train", is_flag=True, help="Bursts only: skip the time-to-target runs.")
@@ -231,7 +241,7 @@ def bench(task, frameworks, repeats, seconds, baseline, no_train, precision, dat
     from diptych.commands.bench import run_bench
     from diptych.progress import console
 
-    out = Path(out or f"runs/{task}/bench")
+    out = ensure_writable_dir(out or f"runs/{task}/bench")
     result = run_bench(task, frameworks, out, repeats=repeats, seconds=seconds, baseline=baseline, data_dir=data_dir,
                        train=not no_train, log=lambda line: console.print(f"[dim]{line}[/]"), precision=precision)
     _print_bench(result)
@@ -243,9 +253,10 @@ def bench(task, frameworks, repeats, seconds, baseline, no_train, precision, dat
 @click.option("--weights", type=click.Path(dir_okay=False), required=True, help="weights.safetensors of either twin.")
 @click.option("--framework", type=click.Choice(FRAMEWORKS), default="torch", show_default=True, help="Which twin runs.")
 @click.option("--prompt", default="The ", show_default=True, help="Text to start from (characters the model knows).")
-@click.option("--length", type=click.IntRange(min=0), default=200, show_default=True, help="Characters to add.")
-@click.option("--temperature", type=float, default=0.8, show_default=True, help="0 = greedy; higher = more varied.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed (the same in both twins).")
+@click.option("--length", type=click.IntRange(0, 10**6), default=200, show_default=True, help="Characters to add.")
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True, callback=_finite,
+              help="0 = greedy; higher = more varied.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Sampling seed (the same in both twins).")
 def generate(task, weights, framework, prompt, length, temperature, seed):
     """Sample text from a trained character language model (weights from either twin)."""
     from diptych.commands.generate import generate as run_generate

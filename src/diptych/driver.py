@@ -29,6 +29,7 @@ from diptych.data.augment import augmenter_for
 from diptych.data.datasets import default_split
 from diptych.errors import DiptychError, NonFiniteLossError
 from diptych.formats import read_any
+from diptych.fsio import ensure_writable_dir
 from diptych.inference import InferenceMeta
 from diptych.launch import lost_peers_in_one_line
 from diptych.progress import TrainProgress
@@ -116,8 +117,8 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     Every worker of a data-parallel run (or the one process) runs this on its shard of each global
     batch and returns the same record; only the lead prints and writes files.
     """
-    workdir, backend = Path(workdir), load_backend(config.framework)
-    ckpt_path = workdir / checkpoint.FILENAME
+    workdir, backend = ensure_writable_dir(workdir), load_backend(config.framework)  # before any work
+    ckpt_path, weights_path = workdir / checkpoint.FILENAME, workdir / "weights.safetensors"
     saved = _read_checkpoint(ckpt_path, config.task) if config.resume else None
     task, settings = resolve(config, saved and saved[2]["config"])
     objective = task.objective
@@ -128,7 +129,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     epochs, steps = task.budget.epochs, batches.steps_per_epoch()
     trainer = backend.train.Trainer(task, settings["seed"], epochs * steps, precision=config.precision,
                                     device=world.device, compile=True if config.compile else None, world=world)
-    state = _start(trainer, config, saved, epochs)
+    state = _start(trainer, config, saved, epochs, weights_path)
     augment = augmenter_for(task, data, settings["seed"])  # None unless the task augments
     progress = TrainProgress(enabled=config.progress and world.lead, total=epochs * steps,
                              completed=state.epoch * steps, label=f"{task.name} [{config.framework}]", epochs=epochs)
@@ -139,13 +140,16 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
             record |= objective.evaluate(trainer, data, facts)  # every worker: the same weights, the same scores
             _end_epoch(state, record, time.perf_counter() - t_start, progress, objective, epochs)
             if world.lead:
-                checkpoint.save(ckpt_path, trainer.export_weights(), trainer.export_opt_state(),
+                params = _finite_weights(trainer, epoch, ckpt_path)
+                if epoch + 1 == epochs:  # the final weights first: a checkpoint marked finished always has them
+                    _save_weights(params, weights_path, task, config.framework, objective.inference_meta(data, facts))
+                checkpoint.save(ckpt_path, params, trainer.export_opt_state(),
                                 task=task.name, framework=config.framework, config=settings, **state.to_meta())
     run = _run_record(task, config, settings, data, facts, trainer, state, world, backend)
     if world.lead:
-        meta = InferenceMeta(task=task.name, framework=config.framework, model=dataclasses.asdict(task.model),
-                             **objective.inference_meta(data, facts))
-        save_weights(trainer.export_weights(), workdir / "weights.safetensors", **meta.to_metadata())
+        if not weights_path.exists():  # a run killed between its last checkpoint and its weights: finish it
+            _save_weights(trainer.export_weights(), weights_path, task, config.framework,
+                          objective.inference_meta(data, facts))
         write_json(workdir / "run.json", run)
     world.close()
     return run
@@ -158,8 +162,11 @@ def _read_checkpoint(path: Path, task: str) -> tuple:
     return checkpoint.load(path, task)
 
 
-def _start(trainer, config: RunConfig, saved: tuple | None, epochs: int) -> RunState:
+def _start(trainer, config: RunConfig, saved: tuple | None, epochs: int, weights_path: Path) -> RunState:
     """Load the checkpoint (or ``--init-from`` weights) into ``trainer``; the state to continue from."""
+    if saved is not None and config.init_from:
+        raise DiptychError("--init-from and --resume conflict: a resumed run continues from its checkpoint; "
+                           "drop --init-from, or start a new run with another --out")
     if saved is None:
         if config.init_from:
             init, _, _ = read_any(config.init_from)  # canonical, torch .pt or Flax .msgpack
@@ -167,7 +174,7 @@ def _start(trainer, config: RunConfig, saved: tuple | None, epochs: int) -> RunS
         return RunState()
     params, opt_state, meta = saved
     state = RunState.from_meta(meta)
-    if state.epoch >= epochs:
+    if state.epoch >= epochs and weights_path.exists():
         raise DiptychError(f"the checkpoint already finished {state.epoch} epochs; "
                            f"pass a larger --epochs to train further")
     trainer.load_weights(params, "checkpoint")
@@ -201,6 +208,23 @@ def _train_epoch(trainer, data: Dataset, batches: Batches, epoch: int, augment, 
     state.steady_seconds += seconds
     state.steady_samples += (steps - (1 if first_seconds else 0)) * batch
     return {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "train_seconds": round(seconds, 3)}
+
+
+def _finite_weights(trainer, epoch: int, ckpt_path: Path) -> dict[str, np.ndarray]:
+    """The weights to checkpoint, refusing non-finite ones: the last checkpoint must stay a good one."""
+    params = trainer.export_weights()
+    bad = next((k for k, v in params.items() if not np.isfinite(v).all()), None)
+    if bad is not None:
+        kept = f"the last good checkpoint {ckpt_path} is kept" if ckpt_path.exists() else "no checkpoint was written"
+        raise NonFiniteLossError(f"weights became non-finite ({bad}) in epoch {epoch + 1}; training stopped "
+                                 f"and {kept}; lower --lr and try again")
+    return params
+
+
+def _save_weights(params: dict, path: Path, task: Task, framework: str, extra: dict) -> None:
+    """``weights.safetensors``: the canonical weights with what prediction needs (:class:`InferenceMeta`)."""
+    meta = InferenceMeta(task=task.name, framework=framework, model=dataclasses.asdict(task.model), **extra)
+    save_weights(params, path, **meta.to_metadata())
 
 
 def _end_epoch(state: RunState, record: dict, wall: float, progress: TrainProgress, objective, epochs: int) -> None:

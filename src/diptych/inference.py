@@ -3,7 +3,7 @@
 ``diptych train`` stores it in ``weights.safetensors`` (safetensors metadata, JSON values) and the
 commands that predict (``eval``, ``generate``, ``transcribe``) read it back through
 :meth:`InferenceMeta.read`, which validates every field, so a file from elsewhere cannot smuggle in
-a wrong type.
+a wrong type (the audio front end's values are checked by :func:`diptych.data.audio.check_features`).
 
     >>> m = InferenceMeta.from_metadata({"task": "chars-lstm", "vocab": "ab"}, "w.safetensors")
     >>> m.vocab, m.features is None
@@ -46,9 +46,6 @@ class InferenceMeta:
                 raise DiptychError(f"{source}: metadata {key!r} should be {kind.__name__}, not "
                                    f"{type(value).__name__}; the file was not written by diptych train")
             fields[key] = value
-        if fields["features"] is not None and not {"frontend", "mean", "std"} <= set(fields["features"]):
-            raise DiptychError(f"{source}: metadata 'features' lacks the front end or its statistics; "
-                               f"retrain, or pass the original weights.safetensors")
         return cls(**fields)
 
     @classmethod

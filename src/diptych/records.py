@@ -49,17 +49,69 @@ def peak_rss_mb() -> float:
 
 
 def write_json(path: str | Path, record: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    from diptych.fsio import atomic_write
+
+    atomic_write(path, json.dumps(record, indent=2) + "\n")  # a fresh temp name: a planted symlink is not followed
 
 
 def read_json(path: str | Path) -> dict:
+    """A JSON record; ``run.json`` and ``bench.json`` are checked against what reports read from them,
+    so a damaged or foreign record is one line, not a KeyError deep in a report."""
     from diptych.errors import DiptychError
 
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DiptychError(f"cannot read run record {path} ({e})") from None
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError, RecursionError) as e:  # JSONDecodeError and bad UTF-8 are ValueErrors
+        raise DiptychError(f"cannot read run record {path} ({' '.join(str(e).split())})") from None
+    problem = {"run.json": _run_problem, "bench.json": _bench_problem}.get(Path(path).name, lambda r: None)(record)
+    if problem:
+        raise DiptychError(f"{path} is not a complete diptych record ({problem}); rebuild it with `diptych train` "
+                           f"or `diptych bench`, or leave it out")
+    return record
+
+
+def _num(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _missing(record: dict, numbers: tuple[str, ...], texts: tuple[str, ...] = ()) -> str | None:
+    for k in texts:
+        if not isinstance(record.get(k), str):
+            return f"{k} is {record.get(k, 'missing')!r}"
+    for k in numbers:
+        if not _num(record.get(k)):
+            return f"{k} is {record.get(k, 'missing')!r}, not a number"
+    return None
+
+
+def _run_problem(run) -> str | None:
+    if not isinstance(run, dict):
+        return "not a JSON object"
+    if problem := _missing(run, ("test_accuracy", "wall_seconds", "compile_seconds", "samples_per_second",
+                                 "peak_rss_mb"), ("task", "framework")):
+        return problem
+    epochs = run.get("epochs")
+    if not isinstance(epochs, list) or not epochs or any(
+            not isinstance(e, dict) or _missing(e, ("test_accuracy", "wall_seconds")) for e in epochs):
+        return "its epochs are not a list of {test_accuracy, wall_seconds} records"
+    return None
+
+
+def _bench_problem(bench) -> str | None:
+    if not isinstance(bench, dict):
+        return "not a JSON object"
+    if problem := _missing(bench, (), ("task",)):
+        return problem
+    bursts, runs = bench.get("bursts"), bench.get("runs")
+    if not isinstance(bursts, dict) or not bursts or not isinstance(runs, dict) or not isinstance(
+            bench.get("machine"), dict):
+        return "no bursts, runs or machine"
+    for name, bs in bursts.items():
+        if not isinstance(bs, list) or not bs or any(not isinstance(b, dict) or _missing(
+                b, ("train_samples_per_second", "eval_samples_per_second", "compile_seconds", "peak_rss_mb"))
+                for b in bs):
+            return f"the bursts of {name!r} are incomplete"
+    for name, run in runs.items():
+        if problem := _run_problem(run):
+            return f"run {name!r}: {problem}"
+    return None

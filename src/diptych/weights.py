@@ -10,38 +10,17 @@ safetensors never unpickles anything, so loading a weights file cannot run code.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
+import math
 from pathlib import Path
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from diptych.errors import DiptychError
+from diptych.fsio import atomic_path  # noqa: F401  (re-exported: the backends' native writers use it)
 
 FORMAT = "diptych.weights/1"
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path):
-    """Yield a temporary path beside ``path``; on success it is fsynced and renamed onto ``path``
-    (``os.replace`` is atomic), so a reader never sees a half-written file. Used by every writer of
-    weights and checkpoints, in the neutral core and in both backends' native formats."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def atomic_save(tensors: dict[str, np.ndarray], path: str | Path, metadata: dict) -> None:
@@ -51,24 +30,84 @@ def atomic_save(tensors: dict[str, np.ndarray], path: str | Path, metadata: dict
                   metadata={k: json.dumps(v) for k, v in metadata.items()})
 
 
+MAX_FILE_BYTES = 1 << 30  # 1 GiB: hundreds of times the largest diptych model; a bigger file is not ours
+MAX_HEADER_BYTES = 1 << 26
+_DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "<u2", "F64": "<f8", "I64": "<i8", "I32": "<i4"}
+
+
 def read_safetensors(path: str | Path, what: str = "weights") -> tuple[dict[str, np.ndarray], dict]:
-    """Read tensors and JSON metadata, turning every kind of damage into one clear line."""
+    """Read tensors and JSON metadata, turning every kind of damage into one clear line.
+
+    The header is checked before any tensor is read (sizes against the file, shapes against byte
+    counts), so nothing is allocated from a number the file states. Floating tensors come back as
+    float32: F16 and BF16 convert exactly, F64 only when every value is a float32 (else refused);
+    I64/I32 (the optimizer's step) stay integers; other dtypes (F8, U8, BOOL...) are refused."""
     path = Path(path)
     if not path.is_file():
         raise DiptychError(f"{what} file {path} does not exist; check the path")
-    try:
-        tensors = load_file(path)
-        from safetensors import safe_open
 
-        with safe_open(path, framework="numpy") as f:
-            raw_meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise DiptychError(f"{path} is not a readable safetensors file ({e}); it may be truncated or corrupt") from None
+    def bad(why: str) -> DiptychError:
+        return DiptychError(f"{path} is not a readable safetensors file ({why}); it may be truncated or corrupt")
+
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise DiptychError(f"{path}: {size:,} bytes is larger than any diptych {what} file; check the path")
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little") if size >= 8 else -1
+            if not 2 <= n <= min(size - 8, MAX_HEADER_BYTES):
+                raise bad(f"header length {n:,} does not fit the file's {size:,} bytes")
+            header = json.loads(f.read(n))
+            if not isinstance(header, dict):
+                raise bad("the header is not a JSON object")
+            raw_meta = header.pop("__metadata__", None) or {}
+            entries = {name: _check_entry(name, e, size - 8 - n, bad, path) for name, e in header.items()}
+            tensors = {}
+            for name, (dtype, shape, begin, end) in entries.items():
+                f.seek(8 + n + begin)
+                tensors[name] = _to_numpy(np.frombuffer(f.read(end - begin), _DTYPES[dtype]).reshape(shape),
+                                          dtype, name, path)
+    except (OSError, ValueError, RecursionError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise bad(" ".join(str(e).split()) or type(e).__name__) from None
+    if not isinstance(raw_meta, dict) or not all(isinstance(v, str) for v in raw_meta.values()):
+        raise DiptychError(f"{path}: metadata is not diptych's; was it written by diptych?")
     try:
         meta = {k: json.loads(v) for k, v in raw_meta.items()}
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         raise DiptychError(f"{path}: metadata is not diptych's; was it written by diptych?") from None
     return tensors, meta
+
+
+def _check_entry(name, e, data_len: int, bad, path: Path) -> tuple[str, tuple[int, ...], int, int]:
+    if not isinstance(e, dict) or not isinstance(e.get("dtype"), str):
+        raise bad(f"tensor {name!r} has no dtype")
+    dtype, shape, offsets = e["dtype"], e.get("shape"), e.get("data_offsets")
+    if dtype not in _DTYPES:
+        raise DiptychError(f"{path}: tensor {name!r} has dtype {dtype}, which diptych does not read; weights are "
+                           f"float32 (F16, BF16 and exact F64 are converted): convert them to float32")
+    def ints(v) -> bool:
+        return isinstance(v, list) and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v)
+
+    if not ints(shape) or len(shape) > 8 or not ints(offsets) or len(offsets) != 2:
+        raise bad(f"tensor {name!r} has a malformed shape or offsets")
+    begin, end = offsets
+    if not begin <= end <= data_len or (end - begin) != math.prod(shape) * np.dtype(_DTYPES[dtype]).itemsize:
+        raise bad(f"tensor {name!r}: shape {tuple(shape)} of {dtype} does not match bytes {begin}-{end} "
+                  f"of a {data_len:,}-byte data section")
+    return dtype, tuple(shape), begin, end
+
+
+def _to_numpy(x: np.ndarray, dtype: str, name: str, path: Path) -> np.ndarray:
+    if dtype == "BF16":  # the upper half of a float32: exact
+        return (x.astype(np.uint32) << 16).view(np.float32)
+    if dtype == "F64":
+        y = x.astype(np.float32)
+        same = (y.astype(np.float64) == x) | (np.isnan(x) & np.isnan(y))
+        if not same.all():
+            raise DiptychError(f"{path}: tensor {name!r} is float64 with values float32 cannot hold exactly; "
+                               f"convert the weights to float32 yourself if that loss is acceptable")
+        return y
+    return x.astype(np.float32) if dtype in ("F16", "F32") else x.copy()
 
 
 def save_weights(params: dict[str, np.ndarray], path: str | Path, **metadata) -> None:
@@ -86,6 +125,9 @@ def check_weights(params: dict[str, np.ndarray], expected: dict[str, tuple[int, 
                                f"{tuple(shape)}; these weights belong to another model")
         if got.dtype != np.float32:
             raise DiptychError(f"{source}: tensor {name!r} has dtype {got.dtype}, expected float32")
+        if not np.isfinite(got).all():
+            raise DiptychError(f"{source}: tensor {name!r} holds NaN or infinite values; these weights are "
+                               f"broken (a diverged run?): use weights of a run that trained to the end")
     extra = sorted(set(params) - set(expected))
     if extra:
         raise DiptychError(f"{source}: unexpected tensor {extra[0]!r}; these weights belong to another model")

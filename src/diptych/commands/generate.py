@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from diptych.backends import load_backend
-from diptych.data.text import decode, encode
+from diptych.data.text import MAX_VOCAB, decode, encode
 from diptych.errors import DiptychError
 from diptych.inference import InferenceMeta
 from diptych.language import LanguageModelling, log_softmax
@@ -28,7 +28,7 @@ def load_lm(weights: str | Path) -> tuple[Task, dict[str, np.ndarray], str]:
     """A language model's task (vocabulary filled in), canonical weights and vocabulary."""
     params, raw = read_safetensors(weights)
     meta = InferenceMeta.read(weights, raw)
-    if meta.task not in LM_TASKS or meta.vocab is None:
+    if meta.task not in LM_TASKS or meta.vocab is None or not 1 <= len(meta.vocab) <= MAX_VOCAB:
         raise DiptychError(f"{weights} is not a diptych language model's weights.safetensors "
                            "(it has no vocabulary); train one with `diptych train chars-lstm`")
     task = fit_vocab(get_task(meta.task), len(meta.vocab))
@@ -40,7 +40,11 @@ def sample(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> 
     """Greedy (argmax) at temperature 0, else a draw from ``softmax(logits / temperature)``."""
     if temperature == 0:
         return int(logits.argmax())
-    p = np.exp(log_softmax(logits.astype(np.float64) / temperature))
+    with np.errstate(over="ignore"):
+        z = logits.astype(np.float64) / temperature
+    if not np.isfinite(z).all():  # a temperature so small that the logits overflow: that is greedy
+        return int(logits.argmax())
+    p = np.exp(log_softmax(z))
     return int(rng.choice(len(p), p=p / p.sum()))
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from diptych.commands.summary import summarize
 from diptych.errors import DiptychError
+from diptych.fsio import atomic_write
 from diptych.records import read_json
 
 COLUMNS = [  # (header, key, format)
@@ -117,10 +118,10 @@ def write_report(result: dict, out: str | Path) -> tuple[Path, Path]:
         md += ["", "Ratios (same run):", ""] + [f"- {k.replace('_', ' ')}: {v:.2f}x" for k, v in ratios.items()]
     md += [""]
     for name, data in figs.items():
-        (out / f"{name}.png").write_bytes(data)
+        atomic_write(out / f"{name}.png", data)
         md += [f"![{name.replace('_', ' ')}]({name}.png)", ""]
     md += ["## Machine", ""] + [f"- {line}" for line in _machine_lines(result)] + [""]
-    (out / "report.md").write_text("\n".join(md))
+    atomic_write(out / "report.md", "\n".join(md))
 
     esc = html.escape
     table = "<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead><tbody>"
@@ -137,7 +138,7 @@ img{{max-width:100%}}figure{{margin:1em 0}}</style></head>
 <body><h1>diptych bench: {esc(result['task'])}</h1>{table}<ul>{ratio_html}</ul>{imgs}
 <h2>Machine</h2><ul>{machine}</ul></body></html>
 """
-    (out / "report.html").write_text(page)
+    atomic_write(out / "report.html", page)
     return out / "report.md", out / "report.html"
 
 

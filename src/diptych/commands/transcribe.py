@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from diptych.backends import load_backend
-from diptych.data.audio import FrontEnd, normalize, wav_features
+from diptych.data.audio import check_features, normalize, wav_features
 from diptych.data.datasets import AUDIO_DATASETS
 from diptych.data.fsdd import load_fsdd
 from diptych.errors import DiptychError
@@ -47,8 +47,9 @@ def transcribe(task_name: str, framework: str, weights_path: str, audio: list[st
     params, _, meta = read_any(weights_path)  # canonical, torch .pt or Flax .msgpack
     check_weights(params, task.model.param_shapes(), str(weights_path))
     features = _features(InferenceMeta.read(weights_path, meta), weights_path, data_dir)
-    fe = FrontEnd(**features["frontend"])
-    stats = {k: np.asarray(features[k], np.float32) for k in ("mean", "std")}
+    features = check_features(features, str(weights_path), task.model.input_shape())
+    fe = features["frontend"]  # a FrontEnd, checked: types, ranges, the model's image size
+    stats = {k: features[k] for k in ("mean", "std")}
     x = normalize(np.stack([wav_features(p, fe) for p in audio]), stats)  # (N, M, T)
     trainer = load_backend(framework).train.Trainer(task, 0, 1)
     trainer.load_weights(params, str(weights_path))

@@ -17,8 +17,10 @@ padding makes whole regions of the image exactly equal, and max-pool ties there 
 last-bit rounding that differs between PyTorch and XLA: the twins' conv gradients then differed by
 4% on real batches (``diptych parity fsdd-cnn``), against 1e-6 with dither.
 
-Decoding uses the standard library's ``wave`` (PCM WAV, 8/16/24/32-bit); several channels are
-averaged to mono and other sample rates are resampled with ``scipy.signal.resample_poly``.
+Decoding uses libsndfile (``soundfile``): WAV with 8/16/24/32-bit PCM or 32/64-bit float samples, plain
+or WAVE_FORMAT_EXTENSIBLE, and FLAC, after a strict check of the header (:func:`check_wav_header`);
+several channels are averaged to mono and other sample rates are resampled with
+``scipy.signal.resample_poly``.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ import dataclasses
 import hashlib
 import json
 import math
-import wave
 import zlib
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -66,42 +68,152 @@ FSDD_FRONTEND = FrontEnd()
 # ----------------------------------------------------------------------------- decoding
 
 
+MIN_RATE, MAX_RATE = 1_000, 384_000  # Hz: telephone speech to studio masters; anything else is a broken header
+MAX_CHANNELS = 32
+MAX_SAMPLES = 1 << 24  # decoded samples (frames x channels) read from one file: 64 MiB of float32
+MAX_PEAK = 16.0  # float samples beyond 24 dB over full scale are not a recording: refused
+MAX_POLY = 1_000  # largest up/down factor of the polyphase resampler (odd rates are approximated)
+_PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
+_GUID_TAIL = bytes.fromhex("000000001000800000aa00389b71")  # KSDATAFORMAT_SUBTYPE_* after the 2-byte code
+_BITS = {_PCM: (8, 16, 24, 32), _FLOAT: (32, 64)}
+
+
+def _convert_hint(sample_rate: int) -> str:
+    return f"convert it, e.g. `ffmpeg -i IN -ac 1 -ar {sample_rate} -sample_fmt s16 OUT.wav`"
+
+
+def check_wav_header(path: Path, sample_rate: int) -> tuple[int, int, int]:
+    """Walk a RIFF/WAVE file's chunks without trusting them: ``(channels, rate, frames)``.
+
+    Refuses (one line each) a chunk that runs past the end of the file, a data chunk that ends in the
+    middle of a sample, a format other than PCM / IEEE float (plain or WAVE_FORMAT_EXTENSIBLE), a
+    rate outside 1-384 kHz, more than 32 channels, and more than ``MAX_SAMPLES`` samples."""
+    size = path.stat().st_size
+    fmt = None
+    with open(path, "rb") as f:
+        riff = f.read(12)
+        if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+            raise DataError(f"{path}: not a PCM WAV file (no RIFF/WAVE header) nor FLAC; "
+                            f"{_convert_hint(sample_rate)}")
+        offset = 12
+        for _ in range(10_000):  # a chunk list longer than this is not audio
+            head = f.read(8)
+            if len(head) < 8:
+                break
+            cid, csize = head[:4], int.from_bytes(head[4:], "little")
+            left = size - offset - 8
+            if cid == b"fmt ":
+                if not 16 <= csize <= min(left, 1024):
+                    raise DataError(f"{path}: broken WAV header (fmt chunk of {csize} bytes); "
+                                    f"{_convert_hint(sample_rate)}")
+                fmt = f.read(csize)
+                f.seek(csize & 1, 1)  # chunks are padded to an even length
+            elif cid == b"data":
+                if fmt is None:
+                    raise DataError(f"{path}: WAV data before its format chunk; {_convert_hint(sample_rate)}")
+                if csize > left:
+                    raise DataError(f"{path}: the WAV data chunk says {csize:,} bytes but only {left:,} follow: "
+                                    f"the file is truncated; export or copy it again")
+                return _check_format(path, fmt, csize, sample_rate)
+            elif csize > left:
+                raise DataError(f"{path}: WAV chunk {cid!r} runs past the end of the file ({csize:,} bytes, "
+                                f"{left:,} left): the file is truncated or corrupt; export or copy it again")
+            else:
+                f.seek(csize + (csize & 1), 1)  # chunks are padded to an even length
+            offset = f.tell()
+    raise DataError(f"{path}: the WAV file has no data chunk (no samples); record or export it again")
+
+
+def _check_format(path: Path, fmt: bytes, data_bytes: int, sample_rate: int) -> tuple[int, int, int]:
+    def u(a: int, b: int) -> int:  # little-endian unsigned field fmt[a:b]
+        return int.from_bytes(fmt[a:b], "little")
+
+    tag, channels, rate, block, bits = u(0, 2), u(2, 4), u(4, 8), u(12, 14), u(14, 16)
+    if tag == _EXTENSIBLE:
+        if len(fmt) < 40 or fmt[26:40] != _GUID_TAIL:
+            raise DataError(f"{path}: WAVE_FORMAT_EXTENSIBLE with an unknown sample format; "
+                            f"{_convert_hint(sample_rate)}")
+        tag = u(24, 26)
+    if tag not in _BITS:
+        raise DataError(f"{path}: WAV sample format {tag:#x} is not PCM or IEEE float; {_convert_hint(sample_rate)}")
+    if bits not in _BITS[tag]:
+        kind = "PCM" if tag == _PCM else "float"
+        raise DataError(f"{path}: {bits}-bit {kind} samples are not supported; {_convert_hint(sample_rate)}")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise DataError(f"{path}: the WAV header says {channels} channels (1 to {MAX_CHANNELS} are read); "
+                        f"{_convert_hint(sample_rate)}")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise DataError(f"{path}: the WAV header says a sample rate of {rate:,} Hz (read: {MIN_RATE:,} to "
+                        f"{MAX_RATE:,} Hz); the header is broken: {_convert_hint(sample_rate)}")
+    if block != channels * bits // 8:
+        raise DataError(f"{path}: broken WAV header (block size {block} for {channels} x {bits}-bit samples); "
+                        f"{_convert_hint(sample_rate)}")
+    if data_bytes == 0:
+        raise DataError(f"{path}: the WAV file holds no samples; record or export it again")
+    if data_bytes % block:
+        raise DataError(f"{path}: the WAV data ends in the middle of a sample ({data_bytes:,} bytes is not a "
+                        f"multiple of {block}); the file is truncated: export or copy it again")
+    frames = data_bytes // block
+    _check_length(path, frames, channels, rate, sample_rate)
+    return channels, rate, frames
+
+
+def _check_length(path: Path, frames: int, channels: int, rate: int, sample_rate: int) -> None:
+    out = frames * sample_rate / rate  # samples after resampling
+    if frames * channels > MAX_SAMPLES or out > MAX_SAMPLES:
+        raise DataError(f"{path}: {frames / rate:,.0f} s of {channels}-channel audio is more than diptych reads "
+                        f"({MAX_SAMPLES:,} samples); cut the part with the speech, e.g. `ffmpeg -i IN -t 5 OUT.wav`")
+
+
 def read_wav(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Mono float32 samples in [-1, 1] at ``sample_rate``; refuses what is not a usable PCM wav."""
+    """Mono float32 samples in [-1, 1] at ``sample_rate``: WAV (8/16/24/32-bit PCM, 32/64-bit float,
+    plain or WAVE_FORMAT_EXTENSIBLE) or FLAC, decoded by libsndfile (``soundfile``) after the header
+    has been checked (:func:`check_wav_header`), so no number read from the file sizes an allocation."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such audio file; check the path")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    import soundfile as sf
+
     try:
-        with wave.open(str(path), "rb") as w:
-            channels, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
-            raw = w.readframes(n)
-    except (wave.Error, EOFError) as e:
-        raise DataError(f"{path}: not a PCM WAV file ({e or 'empty'}); convert it, e.g. "
-                        f"`ffmpeg -i IN -ac 1 -ar {sample_rate} -sample_fmt s16 OUT.wav`") from None
-    if n == 0 or not raw:
-        raise DataError(f"{path}: the WAV file holds no samples; record or export it again")
-    x = _pcm_to_float(raw, width, path)  # (n * channels,)
-    x = x[: len(x) // channels * channels].reshape(-1, channels).mean(axis=1)  # (n,) mono
-    if rate != sample_rate:
-        from scipy.signal import resample_poly
+        if magic == b"fLaC":
+            info = sf.info(str(path))
+            channels, rate, frames = info.channels, info.samplerate, info.frames
+            if not (1 <= channels <= MAX_CHANNELS and MIN_RATE <= rate <= MAX_RATE and frames > 0):
+                raise DataError(f"{path}: FLAC header says {channels} channels at {rate:,} Hz, {frames:,} frames; "
+                                f"{_convert_hint(sample_rate)}")
+            _check_length(path, frames, channels, rate, sample_rate)
+        else:
+            channels, rate, frames = check_wav_header(path, sample_rate)
+        x, got_rate = sf.read(str(path), dtype="float32", always_2d=True, frames=frames)  # (n, channels)
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as e:
+        raise DataError(f"{path}: cannot decode the audio ({' '.join(str(e).split()) or type(e).__name__}); "
+                        f"{_convert_hint(sample_rate)}") from None
+    if x.shape[0] == 0 or x.shape[1] != channels or got_rate != rate:
+        raise DataError(f"{path}: the audio does not match its header; {_convert_hint(sample_rate)}")
+    if not np.isfinite(x).all():
+        raise DataError(f"{path}: the file holds NaN or infinite samples; export it again")
+    if (peak := float(np.abs(x).max())) > MAX_PEAK:  # float samples are +-1 at full scale
+        raise DataError(f"{path}: samples reach {peak:.3g} times full scale (float WAV is +-1.0): it was exported "
+                        f"unnormalized or is corrupt; normalize it, e.g. `sox IN OUT.wav norm`")
+    x = x.mean(axis=1, dtype=np.float32) if channels > 1 else x[:, 0]  # (n,) mono
+    return resample(x, rate, sample_rate)
 
-        g = math.gcd(rate, sample_rate)
-        x = resample_poly(x, sample_rate // g, rate // g).astype(np.float32)
-    return x.astype(np.float32)
 
+def resample(x: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
+    """``(n,)`` at ``rate`` -> ``(~n * sample_rate / rate,)`` at ``sample_rate``, float32, polyphase
+    (``resample_poly``). Its filter grows with the reduced factors ``up/down``, so for odd rates (e.g.
+    44,101 Hz: 8,000/44,101) the ratio is approximated by the nearest fraction whose factors are <= 1,000:
+    at most 0.05% off over 1-384 kHz (a pitch change under a tenth of a semitone), in bounded time and memory."""
+    if rate == sample_rate:
+        return x.astype(np.float32)
+    ratio = Fraction(sample_rate, rate)
+    if max(ratio.numerator, ratio.denominator) > MAX_POLY:  # the larger factor is the one to bound
+        ratio = ratio.limit_denominator(MAX_POLY) if ratio < 1 else 1 / (1 / ratio).limit_denominator(MAX_POLY)
+    from scipy.signal import resample_poly
 
-def _pcm_to_float(raw: bytes, width: int, path: Path) -> np.ndarray:
-    if width == 1:  # unsigned 8-bit
-        return (np.frombuffer(raw, np.uint8).astype(np.float32) - 128) / 128
-    if width == 2:
-        return np.frombuffer(raw, "<i2").astype(np.float32) / 2**15
-    if width == 3:  # 24-bit little endian: widen each sample to 32 bits
-        b = np.frombuffer(raw[: len(raw) // 3 * 3], np.uint8).reshape(-1, 3)
-        ints = (b[:, 0].astype(np.int32) | b[:, 1].astype(np.int32) << 8 | b[:, 2].astype(np.int32) << 16)
-        return (np.where(ints >= 2**23, ints - 2**24, ints)).astype(np.float32) / 2**23
-    if width == 4:
-        return np.frombuffer(raw, "<i4").astype(np.float32) / 2**31
-    raise DataError(f"{path}: {8 * width}-bit samples are not supported; use 16-bit PCM")
+    return resample_poly(x, ratio.numerator, ratio.denominator).astype(np.float32)
 
 
 def fix_length(x: np.ndarray, n: int) -> np.ndarray:
@@ -166,6 +278,56 @@ def dither(x: np.ndarray, fe: FrontEnd) -> np.ndarray:
 def wav_features(path: str | Path, fe: FrontEnd) -> np.ndarray:
     """One wav file -> its ``(n_mels, frames)`` log-mel image (not yet normalized)."""
     return log_mel(dither(fix_length(read_wav(path, fe.sample_rate), fe.num_samples), fe), fe)
+
+
+# ----------------------------------------------------------------------------- trusted metadata
+
+_STATS = ("mean", "std", "silence", "noise_shape", "noise_bins", "floor")
+MAX_FFT_CELLS = 1 << 22  # frames x n_fft of one image: 16 MiB of float32, far above any sane front end
+
+
+def check_features(features, source: str, input_shape: tuple[int, ...]) -> dict:
+    """Validate the ``features`` metadata a weights file carries before trusting it: the front-end
+    settings (known keys only, integer/float types, sane ranges, an image of the model's
+    ``input_shape`` ``(n_mels, frames)``) and per-band statistics (``n_mels`` finite values; ``std``
+    and the mel noise terms positive). Returns it with ``frontend`` as a :class:`FrontEnd`."""
+    def bad(what: str) -> DataError:
+        return DataError(f"{source}: its feature metadata {what}; retrain, or convert the weights from a "
+                         f"diptych run's weights.safetensors")
+
+    if not isinstance(features, dict) or not isinstance(features.get("frontend"), dict):
+        raise bad("has no front-end settings")
+    fe_raw = features["frontend"]
+    fields = {f.name: f.type for f in dataclasses.fields(FrontEnd)}
+    if set(fe_raw) != set(fields):
+        odd = sorted(set(fe_raw) ^ set(fields))
+        raise bad(f"has {'unknown' if odd[0] in fe_raw else 'no'} setting {odd[0]!r}")
+    for name, v in fe_raw.items():
+        ok = isinstance(v, int) if fields[name] == "int" else isinstance(v, int | float) and math.isfinite(v)
+        if isinstance(v, bool) or not ok:
+            raise bad(f"has {name} = {v!r}, not {'an integer' if fields[name] == 'int' else 'a finite number'}")
+    fe = FrontEnd(**fe_raw)
+    checks = [(MIN_RATE <= fe.sample_rate <= MAX_RATE, "sample_rate"), (16 <= fe.n_fft <= 1 << 16, "n_fft"),
+              (1 <= fe.hop <= fe.n_fft, "hop"), (1 <= fe.n_mels <= 1024, "n_mels"),
+              (1 <= fe.frames <= 1 << 16, "frames"),
+              (0 <= fe.fmin < fe.fmax <= fe.sample_rate / 2, "fmin/fmax"), (0 < fe.floor <= 1, "floor"),
+              (0 <= fe.dither <= 1, "dither"), (fe.frames * fe.n_fft <= MAX_FFT_CELLS, "frames x n_fft")]
+    for ok, name in checks:
+        if not ok:
+            raise bad(f"has an impossible {name} ({fe})")
+    if tuple(input_shape) != (fe.n_mels, fe.frames):
+        raise bad(f"describes {fe.n_mels}x{fe.frames} log-mel images, the model takes {tuple(input_shape)}")
+    out = {"frontend": fe}
+    for key in _STATS:
+        v = features.get(key)
+        if not isinstance(v, list) or len(v) != fe.n_mels or not all(
+                isinstance(x, int | float) and not isinstance(x, bool) and abs(x) <= 1e30 for x in v):
+            raise bad(f"has no {fe.n_mels} finite values of {key!r}")  # 1e30: finite in float32 too
+        out[key] = np.asarray(v, np.float32)
+    for key in ("std", "noise_shape", "noise_bins", "floor"):
+        if not (out[key] > 0).all():
+            raise bad(f"has a {key} that is not positive")
+    return out
 
 
 # ----------------------------------------------------------------------------- normalization

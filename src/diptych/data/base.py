@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from diptych.errors import DataError
+
 
 @dataclass
 class Dataset:
@@ -27,3 +29,12 @@ class Dataset:
 
 def cache_dir() -> Path:
     return Path(os.environ.get("DIPTYCH_CACHE") or Path.home() / ".cache" / "diptych")
+
+
+def check_data_dir(data_dir: str | Path | None) -> None:
+    """A folder the user names must exist: falling back to $DIPTYCH_DATA or the cache would train on
+    other data than the user asked for (a typo in --data-dir)."""
+    if data_dir is not None and not Path(data_dir).is_dir():
+        what = "is a file, not a folder" if Path(data_dir).exists() else "does not exist"
+        raise DataError(f"--data-dir {data_dir} {what}; check the path (or leave --data-dir out to use "
+                        f"$DIPTYCH_DATA or the cache)")

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from diptych.data.base import Dataset, cache_dir
+from diptych.data.base import Dataset, cache_dir, check_data_dir
 from diptych.data.download import fetch, md5sum
 from diptych.data.fsdd import load_fsdd
-from diptych.data.idx import read_idx
+from diptych.data.idx import is_gzip, read_idx
 from diptych.errors import DataError, DiptychError
+from diptych.fsio import atomic_write, clean_stale_temps
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ def default_split(name: str) -> str | None:
 def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True,
                  split: str | None = None) -> Dataset:
     """``split``: ``None`` is the dataset's official split; fsdd also takes ``speaker:NAME``."""
+    check_data_dir(data_dir)
     if name == "fsdd":
         return load_fsdd(data_dir, split, download)
     if split not in (None, "official"):
@@ -91,6 +93,7 @@ def _standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, n
 
 def candidate_dirs(name: str, data_dir: str | Path | None) -> list[Path]:
     dirs = []
+    check_data_dir(data_dir)
     if data_dir is not None:
         dirs += [Path(data_dir), Path(data_dir) / name]
     if os.environ.get("DIPTYCH_DATA"):
@@ -124,21 +127,37 @@ def locate_idx_files(name: str, source: IdxSource, data_dir=None, download: bool
             except DataError as e:
                 raise DataError(f"{name}: {stem}.gz is not in {', '.join(map(str, dirs))} and {e}; "
                                 f"put the four IDX files (.gz) in {cache_dir() / name} or pass --data-dir DIR") from None
-        elif path.suffix == ".gz" and (got := md5sum(path)) != source.md5[role]:
+        elif is_gzip(path) and (got := md5sum(path)) != source.md5[role]:  # by content: any name is checked
             raise DataError(f"{path}: MD5 {got} does not match the official {source.md5[role]}; "
                             "the file is corrupt or not the official one: delete it and download it again")
         found[role] = path
     return found
 
 
+IMAGE_SHAPE = (28, 28)  # both IDX sets; the tasks' models are built for it
+NUM_CLASSES = 10
+_MAX_ITEMS = {"train": 60_000, "test": 10_000}  # the official files' sizes bound what is read
+
+
+def _max_bytes(role: str) -> int:
+    n = _MAX_ITEMS[role.split("_")[0]]
+    return 16 + n * IMAGE_SHAPE[0] * IMAGE_SHAPE[1] if role.endswith("images") else 8 + n
+
+
 def _load_idx(name: str, source: IdxSource, data_dir, download: bool) -> Dataset:
     paths = locate_idx_files(name, source, data_dir, download)
-    arrays = {role: read_idx(p) for role, p in paths.items()}
+    arrays = {role: read_idx(p, _max_bytes(role)) for role, p in paths.items()}
     for split in ("train", "test"):
         xi, yi = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if xi.ndim != 3 or yi.ndim != 1 or len(xi) != len(yi):
+        if xi.ndim != 3 or yi.ndim != 1 or len(xi) != len(yi) or len(xi) == 0:
             raise DataError(f"{name}: {split} images {xi.shape} and labels {yi.shape} do not match; "
                             f"check {paths[f'{split}_images'].parent}")
+        if xi.shape[1:] != IMAGE_SHAPE:
+            raise DataError(f"{paths[f'{split}_images']}: images are {xi.shape[1]}x{xi.shape[2]}, {name} models "
+                            f"take {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}; use the official {name} files")
+        if (bad := np.flatnonzero(yi >= NUM_CLASSES)).size:
+            raise DataError(f"{paths[f'{split}_labels']}: label {int(yi[bad[0]])} at index {int(bad[0])} is outside "
+                            f"the {NUM_CLASSES} classes 0-{NUM_CLASSES - 1}; use the official {name} files")
     x_train, x_test = _standardize(arrays["train_images"], arrays["test_images"])
     return Dataset(name, x_train, arrays["train_labels"].astype(np.int32),
                    x_test, arrays["test_labels"].astype(np.int32))
@@ -169,9 +188,7 @@ def load_mnist1d() -> Dataset:
     if data is None:
         made = make_dataset(get_dataset_args())
         data = {k: np.asarray(made[k]) for k in ("x", "y", "x_test", "y_test")}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, **data)
-        os.replace(tmp, path)
+        clean_stale_temps(path.parent)
+        atomic_write(path, lambda tmp: np.savez(tmp, **data))
     x_train, x_test = _standardize(data["x"], data["x_test"])
     return Dataset("mnist1d", x_train, data["y"].astype(np.int32), x_test, data["y_test"].astype(np.int32))

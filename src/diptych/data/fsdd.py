@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from diptych.data.audio import FSDD_FRONTEND, FrontEnd, feature_stats, normalize, wav_features
-from diptych.data.base import Dataset
+from diptych.data.base import Dataset, check_data_dir
 from diptych.data.base import cache_dir as data_cache_dir
 from diptych.data.download import fetch
 from diptych.errors import DataError, DiptychError
+from diptych.fsio import atomic_write, clean_stale_temps
 from diptych.progress import console
 
 TAG = "v1.0.10"
@@ -68,6 +69,7 @@ def locate_recordings(data_dir: str | Path | None = None, download: bool = True,
                       mirrors: tuple[str, ...] | None = None) -> list[Path]:
     """The recordings' paths (sorted by name), found or downloaded as the module docstring says."""
     if data_dir is not None:
+        check_data_dir(data_dir)
         d = Path(data_dir)
         for folder in (d, d / "recordings", d / "fsdd", d / "fsdd" / "recordings"):
             if found := recordings_in(folder):
@@ -140,8 +142,9 @@ def split_masks(speakers: np.ndarray, takes: np.ndarray, split: str) -> tuple[np
 
 
 def _features(files: list[Path], fe: FrontEnd) -> np.ndarray:
-    """``(N, M, T)`` log-mel images, cached under a key of the front-end settings and the file list."""
-    listing = "\n".join(f"{p.name}:{p.stat().st_size}" for p in files)
+    """``(N, M, T)`` log-mel images, cached under a key of the front-end settings and the files' content
+    (names and bytes: a recording replaced by another of the same size gets new features)."""
+    listing = "\n".join(f"{p.name}:{hashlib.sha1(p.read_bytes()).hexdigest()}" for p in files)
     key = hashlib.sha1(f"{fe.key()}\n{listing}".encode()).hexdigest()[:16]
     path = cache_dir() / f"features-{key}.npy"
     if path.exists():
@@ -155,10 +158,8 @@ def _features(files: list[Path], fe: FrontEnd) -> np.ndarray:
 
     feats = np.stack([wav_features(p, fe) for p in track(files, description="fsdd: log-mel features",
                                                          console=console, transient=True)])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, feats)
-    os.replace(tmp, path)
+    clean_stale_temps(path.parent)
+    atomic_write(path, lambda tmp: np.save(tmp, feats))
     return feats
 
 

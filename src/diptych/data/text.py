@@ -26,6 +26,8 @@ import numpy as np
 from diptych.errors import DataError, DiptychError
 
 VAL_FRACTION = 0.1  # the last 10% of the text is the held-out split
+MAX_VOCAB = 4096  # distinct characters: an alphabet or a few, not a whole script's ideographs
+MAX_TEXT_BYTES = 1 << 28  # 256 MiB: ids, windows and their shuffles must fit in memory many times over
 
 
 @dataclass
@@ -46,6 +48,9 @@ def read_text(path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"text file {path} does not exist; pass --text with a UTF-8 text file")
+    if (size := path.stat().st_size) > MAX_TEXT_BYTES:
+        raise DataError(f"{path} has {size:,} bytes, more than the {MAX_TEXT_BYTES:,} a character model here "
+                        f"trains on; use a part of it, e.g. `head -c 100M {path.name}`")
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
@@ -61,6 +66,9 @@ def load_text(path: str | Path | None = None) -> TextCorpus:
     text = default_text() if path is None else read_text(path)
     name = "pydoc-topics" if path is None else Path(path).name
     vocab = "".join(sorted(set(text)))
+    if len(vocab) > MAX_VOCAB:
+        raise DataError(f"{name} has {len(vocab):,} distinct characters, more than the {MAX_VOCAB:,} a character "
+                        f"model's vocabulary holds here; use a text in fewer scripts")
     ids = encode(text, vocab)
     split = int(len(ids) * (1 - VAL_FRACTION))
     return TextCorpus(name, vocab, ids[:split], ids[split:])

@@ -1,0 +1,286 @@
+"""Fuzz every reader of untrusted files with mutated real files and generated edge cases: each input
+loads (and satisfies the reader's invariants) or is refused with one line, within a memory bound.
+
+Seeds are real: the MNIST test labels and the first images of the test set (IDX, gzipped and raw), a
+recording of the Free Spoken Digit Dataset in 16-bit PCM, 32-bit float, WAVE_FORMAT_EXTENSIBLE and
+FLAC, and weights/checkpoints/msgpack files written by diptych itself."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from fuzzing import fuzz_settings, json_values, loads_or_refuses, mutated, mutated_json, report_outcomes  # noqa: F401
+from hypothesis import given
+from hypothesis import strategies as st
+
+from diptych import checkpoint
+from diptych.data import load_dataset
+from diptych.data.audio import FSDD_FRONTEND, check_features, read_wav, wav_features
+from diptych.data.datasets import IDX_SOURCES
+from diptych.data.idx import read_idx, write_idx
+from diptych.data.text import load_text
+from diptych.tasks import TASKS
+from diptych.weights import save_weights
+
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")  # numpy overflow/invalid: silently wrong values
+TASK = "mnist1d-mlp"
+SHAPES = TASKS[TASK].model.param_shapes()
+
+
+def _data_root() -> Path | None:
+    root = os.environ.get("DIPTYCH_DATA")
+    return Path(root) if root and (Path(root) / "mnist").is_dir() and (Path(root) / "fsdd").is_dir() else None
+
+
+def _need_data():
+    if _data_root() is None:
+        pytest.skip("the fuzz seeds are real files: set DIPTYCH_DATA to a folder with mnist/ and fsdd/ in it "
+                    "(CI uses ../shared/data)")
+    return _data_root()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("fuzz")
+
+
+# ----------------------------------------------------------------------------- IDX
+
+
+@pytest.fixture(scope="module")
+def idx_seeds():
+    root = _need_data() / "mnist"
+    labels = gzip.decompress((root / "t10k-labels-idx1-ubyte.gz").read_bytes())[:8 + 200]
+    labels = labels[:4] + (200).to_bytes(4, "big") + labels[8:]
+    images = gzip.decompress((root / "t10k-images-idx3-ubyte.gz").read_bytes())[:16 + 4 * 784]
+    images = images[:4] + (4).to_bytes(4, "big") + images[8:]
+    return [labels, images, gzip.compress(labels), gzip.compress(images)]
+
+
+@fuzz_settings(400)
+@given(data=st.data())
+def test_idx_reader(idx_seeds, folder, data):
+    raw = data.draw(mutated(idx_seeds, byteorder="big", hot=20) | st.binary(max_size=64))
+    (folder / "f-idx").write_bytes(raw)
+    got = loads_or_refuses("idx", lambda: read_idx(folder / "f-idx", max_bytes=200_000))
+    if got is not None:
+        assert got.dtype == np.uint8 and 1 <= got.ndim <= 4 and got.nbytes <= 200_000
+
+
+@fuzz_settings(150)
+@given(data=st.data())
+def test_idx_dataset_loader(idx_seeds, folder, data):
+    """A damaged label or image file among four good ones: the loader's checks against the task."""
+    d = folder / "set"
+    d.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    for role, stem in IDX_SOURCES["mnist"].files.items():
+        n = 6 if "train" in role else 4
+        write_idx(d / stem, rng.integers(0, 256, (n, 28, 28)) if "images" in role else rng.integers(0, 10, n))
+    role = data.draw(st.sampled_from(list(IDX_SOURCES["mnist"].files)))
+    stem = IDX_SOURCES["mnist"].files[role]
+    (d / stem).write_bytes(data.draw(mutated([(d / stem).read_bytes()], byteorder="big", hot=20)))
+    got = loads_or_refuses("idx-dataset", lambda: load_dataset("mnist", d))
+    if got is not None:
+        assert got.x_train.shape[1:] == (28, 28) and got.y_train.max() < 10 and np.isfinite(got.x_train).all()
+
+
+# ----------------------------------------------------------------------------- WAV / FLAC
+
+
+@pytest.fixture(scope="module")
+def wav_seeds(tmp_path_factory):
+    import scipy.signal  # noqa: F401  imported here, not under tracemalloc (which makes the import take 10 s)
+
+    src = _need_data() / "fsdd" / "recordings" / "7_jackson_32.wav"
+    x, rate = sf.read(src, dtype="int16")
+    x = x[:1500]  # a short cut keeps each example fast; the headers are what is fuzzed
+    out = tmp_path_factory.mktemp("wavseeds")
+    seeds = []
+    for name, fmt, subtype, data in (("pcm16", "WAV", "PCM_16", x), ("float", "WAV", "FLOAT", x / 2**15),
+                                     ("ext", "WAVEX", "PCM_16", x), ("flac", "FLAC", "PCM_16", x),
+                                     ("stereo24", "WAV", "PCM_24", np.stack([x, x], 1))):
+        sf.write(out / name, data, rate, format=fmt, subtype=subtype)
+        seeds.append((out / name).read_bytes())
+    return seeds
+
+
+@fuzz_settings(400)
+@given(data=st.data())
+def test_wav_reader(wav_seeds, folder, data):
+    raw = data.draw(mutated(wav_seeds, byteorder="little", hot=80) | st.binary(max_size=96))
+    (folder / "f.wav").write_bytes(raw)
+    path = folder / "f.wav"
+    got = loads_or_refuses("wav", lambda: (read_wav(path, 8000), wav_features(path, FSDD_FRONTEND)))
+    if got is not None:
+        x, image = got
+        assert x.dtype == np.float32 and x.ndim == 1 and len(x) > 0 and np.isfinite(x).all()
+        assert image.shape == (FSDD_FRONTEND.n_mels, FSDD_FRONTEND.frames) and np.isfinite(image).all()
+
+
+def _wav(tag, channels, rate, bits, block, data_size, data_len):
+    block = channels * bits // 8 % 2**16 if block is None else block  # None: the consistent block size
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, (rate * block) % 2**32, block, bits)
+    return (b"RIFF" + struct.pack("<I", 36 + data_len) + b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data"
+            + struct.pack("<I", data_size) + bytes(data_len))
+
+
+@fuzz_settings(200)
+@given(tag=st.sampled_from([1, 3, 2, 0xFFFE, 0]), channels=st.sampled_from([0, 1, 2, 3, 33, 65535]),
+       rate=st.sampled_from([0, 1, 999, 1000, 1081, 8000, 44100, 44101, 384000, 384001, 2**31 - 1, 2**32 - 1]),
+       bits=st.sampled_from([0, 8, 12, 16, 24, 32, 64]), block=st.none() | st.integers(0, 16),
+       data_size=st.sampled_from([0, 1, 2, 3, 4, 100, 2**31, 2**32 - 1]), data_len=st.sampled_from([0, 1, 4, 100]))
+def test_wav_generated_headers(folder, tag, channels, rate, bits, block, data_size, data_len):
+    (folder / "g.wav").write_bytes(_wav(tag, channels, rate, bits, block, data_size, data_len))
+    got = loads_or_refuses("wav-generated", lambda: read_wav(folder / "g.wav", 8000))
+    if got is not None:
+        assert got.dtype == np.float32 and np.isfinite(got).all()
+
+
+# ----------------------------------------------------------------------------- safetensors weights
+
+
+def _params(seed=0):
+    rng = np.random.default_rng(seed)
+    return {k: rng.normal(0, 0.1, s).astype(np.float32) for k, s in SHAPES.items()}
+
+
+def _split(raw: bytes) -> tuple[dict, bytes]:
+    n = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8:8 + n]), raw[8 + n:]
+
+
+def _join(header, body: bytes, length_delta: int = 0) -> bytes:
+    h = json.dumps(header).encode()
+    return (len(h) + length_delta).to_bytes(8, "little", signed=False) + h + body
+
+
+@st.composite
+def mutated_safetensors(draw, seed: bytes):
+    """A header mutated as JSON (dtype, shape, offsets, metadata values), or the bytes mutated."""
+    if draw(st.booleans()):
+        return draw(mutated([seed], hot=200))
+    header, body = _split(seed)
+    meta = {k: json.loads(v) for k, v in header.get("__metadata__", {}).items()}
+    if draw(st.booleans()) and meta:
+        meta = draw(mutated_json(meta))
+        header["__metadata__"] = {str(k): json.dumps(v) for k, v in meta.items()} if isinstance(meta, dict) else meta
+    else:
+        header = draw(mutated_json(header))
+    delta = draw(st.sampled_from([0, 0, 0, 1, -1, 2**40]))
+    return _join(header, body, delta)
+
+
+@pytest.fixture(scope="module")
+def weights_seed(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "w.safetensors"
+    save_weights(_params(), path, task=TASK, framework="torch", model={"kind": "mlp"})
+    return path.read_bytes()
+
+
+@fuzz_settings(300)
+@given(data=st.data())
+def test_safetensors_weights(weights_seed, folder, data):
+    from diptych.formats import read_any
+
+    (folder / "w.safetensors").write_bytes(data.draw(mutated_safetensors(weights_seed)))
+    got = loads_or_refuses("safetensors", lambda: read_any(folder / "w.safetensors"))
+    if got is not None:
+        params, spec, _ = got
+        assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in params.values())
+        assert {k: v.shape for k, v in params.items()} == spec.param_shapes()
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+@pytest.fixture(scope="module")
+def checkpoint_seed(tmp_path_factory):
+    p = _params()
+    opt = {"step": np.asarray(40, np.int64)} | {f"{m}.{k}": np.full_like(v, 1e-3) for m in ("exp_avg", "exp_avg_sq")
+                                                 for k, v in p.items()}
+    config = {"epochs": 3, "batch_size": 100, "lr": 1e-3, "optimizer": "adam", "schedule": "constant",
+              "warmup_fraction": 0.0, "seed": 0, "compile": False, "precision": "fp32", "split": None}
+    meta = {"task": TASK, "framework": "torch", "epoch": 1, "config": config,
+            "epochs": [{"epoch": 1, "train_loss": 1.2, "test_accuracy": 0.5, "wall_seconds": 1.5}],
+            "wall_seconds": 1.5, "compile_seconds": 0.2, "steady_samples": 3900, "steady_seconds": 1.0,
+            "loss_curve": [[20, 1.5], [40, 1.2]]}
+    path = tmp_path_factory.mktemp("c") / "c.safetensors"
+    checkpoint.save(path, p, opt, **meta)
+    return path.read_bytes()
+
+
+@fuzz_settings(300)
+@given(data=st.data())
+def test_checkpoint(checkpoint_seed, folder, data):
+    (folder / "c.safetensors").write_bytes(data.draw(mutated_safetensors(checkpoint_seed)))
+    got = loads_or_refuses("checkpoint", lambda: checkpoint.load(folder / "c.safetensors", TASK))
+    if got is not None:
+        params, opt, meta = got
+        assert set(params) == set(SHAPES) and isinstance(meta["epoch"], int) and "step" in opt
+
+
+# ----------------------------------------------------------------------------- audio feature metadata
+
+
+GOOD_FEATURES = {"frontend": dict(FSDD_FRONTEND.__dict__), "split": "official", "mean": [-10.0] * 32,
+                 "std": [2.0] * 32, "silence": [-1.0] * 32, "noise_shape": [1.0] * 32, "noise_bins": [4.0] * 32,
+                 "floor": [1e-6] * 32}
+
+
+@fuzz_settings(300)
+@given(features=mutated_json(GOOD_FEATURES) | json_values)
+def test_feature_metadata(features):
+    shape = TASKS["fsdd-cnn"].model.input_shape()
+    got = loads_or_refuses("features", lambda: check_features(copy.deepcopy(features), "w", shape))
+    if got is not None:
+        fe = got["frontend"]
+        assert (fe.n_mels, fe.frames) == shape and (got["std"] > 0).all() and fe.n_fft >= 16
+
+
+# ----------------------------------------------------------------------------- text corpora
+
+
+@fuzz_settings(150)
+@given(raw=st.binary(max_size=200) | st.text(max_size=200).map(str.encode)
+       | st.text(st.characters(min_codepoint=0x4E00, max_codepoint=0x4E00 + 5000), min_size=4090, max_size=4200)
+       .map(str.encode))
+def test_text_corpus(folder, raw):
+    (folder / "t.txt").write_bytes(raw)
+    got = loads_or_refuses("text", lambda: load_text(folder / "t.txt"))
+    if got is not None:
+        assert 0 < len(got.vocab) <= 4096 and got.train.max(initial=0) < len(got.vocab)
+
+
+# ----------------------------------------------------------------------------- Flax msgpack
+
+
+@pytest.fixture(scope="module")
+def msgpack_seed(tmp_path_factory):
+    import flax.serialization  # noqa: F401  (see wav_seeds)
+
+    from diptych.backends import load_backend
+
+    path = tmp_path_factory.mktemp("m") / "w.msgpack"
+    load_backend("jax").weights.save_native(_params(), path, TASKS[TASK].model)
+    return path.read_bytes()
+
+
+@fuzz_settings(120)
+@given(data=st.data())
+def test_msgpack(msgpack_seed, folder, data):
+    from diptych.formats import read_any
+
+    (folder / "w.msgpack").write_bytes(data.draw(mutated([msgpack_seed], hot=400) | st.binary(max_size=64)))
+    got = loads_or_refuses("msgpack", lambda: read_any(folder / "w.msgpack"))
+    if got is not None:
+        params, spec, _ = got
+        assert {k: v.shape for k, v in params.items()} == spec.param_shapes()

@@ -1,0 +1,124 @@
+"""The atomic writer and the output-folder check: no write through a planted symlink, nothing left
+behind on error, one line on a full or read-only disk with the previous file intact."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diptych.cli import main
+from diptych.errors import DiptychError
+from diptych.fsio import TEMP_PREFIX, atomic_write, clean_stale_temps, ensure_writable_dir
+from diptych.records import write_json
+from diptych.weights import save_weights
+from disk_helpers import temps, tmpfs
+
+
+def test_writes_bytes_text_and_through_a_writer(tmp_path):
+    atomic_write(tmp_path / "a.bin", b"\x00\x01")
+    atomic_write(tmp_path / "b.txt", "héllo")
+    atomic_write(tmp_path / "sub" / "c.npy", lambda t: np.save(t, np.arange(3)))  # np.save adds no suffix
+    assert (tmp_path / "a.bin").read_bytes() == b"\x00\x01"
+    assert (tmp_path / "b.txt").read_text() == "héllo"
+    assert np.load(tmp_path / "sub" / "c.npy").tolist() == [0, 1, 2]
+    assert temps(tmp_path) == [] and temps(tmp_path / "sub") == []
+
+
+@pytest.mark.parametrize("planted", ["run.json", "run.json.tmp"])
+def test_a_planted_symlink_is_replaced_not_followed(tmp_path, planted):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / planted).symlink_to(victim)
+    write_json(tmp_path / "run.json", {"task": "x"})
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "run.json").is_symlink() and '"task": "x"' in (tmp_path / "run.json").read_text()
+
+
+def test_weights_written_over_a_symlink_leave_its_target(tmp_path):
+    victim = tmp_path / "victim.bin"
+    victim.write_bytes(b"keep")
+    (tmp_path / "weights.safetensors").symlink_to(victim)
+    save_weights({"w": np.ones(2, np.float32)}, tmp_path / "weights.safetensors", task="t")
+    assert victim.read_bytes() == b"keep" and not (tmp_path / "weights.safetensors").is_symlink()
+
+
+def test_a_failing_writer_leaves_the_old_file_and_no_temp(tmp_path):
+    (tmp_path / "f.npy").write_bytes(b"old")
+
+    def boom(tmp):
+        Path(tmp).write_bytes(b"half")
+        raise RuntimeError("writer crashed")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(tmp_path / "f.npy", boom)
+    assert (tmp_path / "f.npy").read_bytes() == b"old" and temps(tmp_path) == []
+
+
+def test_writing_onto_a_folder_is_one_line(tmp_path):
+    (tmp_path / "run.json").mkdir()
+    with pytest.raises(DiptychError, match="cannot write .*run.json: it is a folder"):
+        write_json(tmp_path / "run.json", {})
+    assert temps(tmp_path) == []
+
+
+def test_stale_temps_of_dead_writers_are_removed(tmp_path):
+    old = time.time() - 60  # before this process started
+    dead = tmp_path / f"{TEMP_PREFIX}{2**22 + 12345}-abc.run.json"  # above the kernel's default pid_max
+    live = tmp_path / f"{TEMP_PREFIX}1-abc.run.json"  # pid 1 runs, and started before the file was written
+    fresh = tmp_path / f"{TEMP_PREFIX}{2**22 + 12345}-new.run.json"  # written after this process started
+    mine = tmp_path / "notes.tmp"
+    for p in (dead, live, fresh, mine):
+        p.write_text("x")
+    for p in (dead, live, mine):
+        os.utime(p, (old, old))
+    assert clean_stale_temps(tmp_path) == [dead]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (live, fresh, mine))
+
+
+def test_ensure_writable_dir_refuses_files_and_creates_nothing(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DiptychError, match="is a file, not a folder"):
+        ensure_writable_dir(tmp_path / "file")
+    with pytest.raises(DiptychError, match="is not a folder"):
+        ensure_writable_dir(tmp_path / "file" / "run")
+    assert ensure_writable_dir(tmp_path / "new" / "run") == tmp_path / "new" / "run"
+    assert not (tmp_path / "new").exists() and sorted(os.listdir(tmp_path)) == ["file"]
+
+
+@pytest.mark.parametrize("out", ["file", "file/run"])
+def test_train_refuses_a_bad_out_before_training(tmp_path, capsys, out):
+    (tmp_path / "file").write_text("x")
+    t0 = time.perf_counter()
+    assert main(["train", "mnist1d-mlp", "--framework", "torch", "--out", str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("not a folder" in err[0] or "is a file" in err[0]), err
+    assert time.perf_counter() - t0 < 5  # refused before any data or model is loaded
+
+
+# ----------------------------------------------------------------------------- real full / read-only disks
+
+
+def test_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path):
+    with tmpfs(tmp_path / "disk", "64k") as disk:
+        save_weights({"w": np.ones(8, np.float32)}, disk / "weights.safetensors", task="t")
+        before = (disk / "weights.safetensors").read_bytes()
+        with pytest.raises(DiptychError, match=r"weights.safetensors: the disk is full; the previous "
+                                               r"weights.safetensors is intact"):
+            save_weights({"w": np.ones(100_000, np.float32)}, disk / "weights.safetensors", task="t")
+        with pytest.raises(DiptychError, match="run.json: the disk is full; nothing was written"):
+            write_json(disk / "run.json", {"x": "y" * 200_000})
+        assert (disk / "weights.safetensors").read_bytes() == before
+        assert temps(disk) == [] and sorted(os.listdir(disk)) == ["weights.safetensors"]
+
+
+def test_read_only_out_is_refused_in_one_line(tmp_path, capsys):
+    with tmpfs(tmp_path / "ro", "64k", readonly=True) as ro:
+        with pytest.raises(DiptychError, match="read-only"):
+            write_json(ro / "run.json", {})
+        assert main(["train", "mnist1d-mlp", "--framework", "jax", "--out", str(ro / "run")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "is not writable (the file system is read-only)" in err[0], err
