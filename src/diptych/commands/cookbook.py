@@ -115,7 +115,8 @@ def _html_page(names: list[str]) -> str:
         rows = []
         for a, b, differs in align(codes["torch"].splitlines(), codes["jax"].splitlines()):
             cells = [next(lit["torch"]) if a is not None else "", next(lit["jax"]) if b is not None else ""]
-            rows.append(f'<tr{" class=d" if differs else ""}><td><pre>{cells[0]}</pre></td><td><pre>{cells[1]}</pre></td></tr>')
+            tr = "<tr class=d>" if differs else "<tr>"
+            rows.append(f"{tr}<td><pre>{cells[0]}</pre></td><td><pre>{cells[1]}</pre></td></tr>")
         parts.append(f'<h2 id="{name}">{html.escape(name)}: {html.escape(RECIPES[name])}</h2>\n'
                      f"<table><tr><th>{name}/torch.py</th><th>{name}/jax.py</th></tr>\n" + "\n".join(rows) + "</table>")
     toc = " · ".join(f'<a href="#{n}">{n}</a>' for n in names)
@@ -123,7 +124,8 @@ def _html_page(names: list[str]) -> str:
             "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;width:100%;table-layout:fixed}"
             "td{vertical-align:top;width:50%;padding:0 .5em}pre{margin:0;font-size:12px;white-space:pre-wrap}"
             "tr.d td{background:#fff6d5}th{text-align:left}</style></head><body>"
-            f"<h1>diptych cookbook: PyTorch and JAX, side by side</h1><p>{toc}</p>\n" + "\n".join(parts) + "</body></html>")
+            f"<h1>diptych cookbook: PyTorch and JAX, side by side</h1><p>{toc}</p>\n"
+            + "\n".join(parts) + "</body></html>")
 
 
 def run_recipe(name: str, framework: str, fast: bool, timeout: float | None = None) -> dict:

@@ -11,6 +11,7 @@ Run: ``python -m diptych.cookbook.augmentation.jax [--fast] [--png FILE]`` (prin
 
 import argparse
 import json
+import os
 import sys
 
 import jax
@@ -60,7 +61,9 @@ class MLP(nnx.Module):
 
 @nnx.jit
 def train_step(model, optimizer, x, y, key, background):
-    loss_fn = lambda model: optax.softmax_cross_entropy_with_integer_labels(model(augment(x, key, background)), y).mean()  # noqa: E731
+    def loss_fn(model):  # augmented inside the compiled step, on the device
+        return optax.softmax_cross_entropy_with_integer_labels(model(augment(x, key, background)), y).mean()
+
     loss, grads = nnx.value_and_grad(loss_fn)(model)
     optimizer.update(model, grads)
     return loss
@@ -92,13 +95,14 @@ def main():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(3, 8, figsize=(8, 3.3))
-    for row, (name, x) in zip(axes, test_sets.items()):
+    for row, (name, x) in zip(axes, test_sets.items(), strict=True):
         for col, ax in enumerate(row):
             ax.imshow(np.asarray(x[col]), cmap="gray")
             ax.set_axis_off()
         row[0].set_title(name, fontsize=8, loc="left")
     fig.savefig(args.png, dpi=80)
-    print(json.dumps({"recipe": "augmentation", "framework": "jax", "png": args.png, "final_loss": round(float(loss), 4),
+    png = os.path.abspath(args.png)
+    print(json.dumps({"recipe": "augmentation", "framework": "jax", "png": png, "final_loss": round(float(loss), 4),
                       **{f"{k}_accuracy": round(float(v.mean()), 4) for k, v in hits.items()},
                       "flipped_accuracy_by_digit": per_digit}))
 

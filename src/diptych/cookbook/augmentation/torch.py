@@ -12,6 +12,7 @@ Run: ``python -m diptych.cookbook.augmentation.torch [--fast] [--png FILE]`` (pr
 import argparse
 import json
 import math
+import os
 import sys
 
 import numpy as np
@@ -77,13 +78,14 @@ def main():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(3, 8, figsize=(8, 3.3))
-    for row, (name, x) in zip(axes, test_sets.items()):
+    for row, (name, x) in zip(axes, test_sets.items(), strict=True):
         for col, ax in enumerate(row):
             ax.imshow(x[col, 0].numpy(), cmap="gray")
             ax.set_axis_off()
         row[0].set_title(name, fontsize=8, loc="left")
     fig.savefig(args.png, dpi=80)
-    print(json.dumps({"recipe": "augmentation", "framework": "torch", "png": args.png,
+    png = os.path.abspath(args.png)
+    print(json.dumps({"recipe": "augmentation", "framework": "torch", "png": png,
                       **{f"{k}_accuracy": round(v.float().mean().item(), 4) for k, v in hits.items()},
                       "flipped_accuracy_by_digit": per_digit}))
 

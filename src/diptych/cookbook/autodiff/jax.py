@@ -63,8 +63,8 @@ def main():
     hess_fd = fd(lambda a: fd(f_np, a, 1e-4), x0, 1e-4)
     want = {"grad": fd(f_np, x0), "value_and_grad": fd(f_np, x0), "jacfwd": fd(g_np, x0), "jacrev": fd(g_np, x0),
             "hessian": hess_fd, "hvp": hess_fd @ v0,
-            "per_example": np.stack([fd(lambda a: np.asarray(loss(jnp.asarray(a), xi, yi)), w0)
-                                     for xi, yi in zip(xs, ys)]),
+            "per_example": np.stack([fd(lambda a, xi=xi, yi=yi: np.asarray(loss(jnp.asarray(a), xi, yi)), w0)
+                                     for xi, yi in zip(xs, ys, strict=True)]),
             "custom": np.asarray(softplus(ts + 1e-6) - softplus(ts - 1e-6)) / 2e-6}
     errors = {k: float(np.max(np.abs(np.asarray(got[k]) - want[k]))) for k in got}
 

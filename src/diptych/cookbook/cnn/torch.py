@@ -48,7 +48,8 @@ def main():
     data = load_mnist()
     x_train, y_train = data.x_train[:, None], data.y_train.astype(np.int64)  # (N, 1, 28, 28), (N,)
     n_test = 1000 if args.fast else len(data.x_test)
-    x_test, y_test = torch.from_numpy(data.x_test[:n_test, None]), torch.from_numpy(data.y_test[:n_test].astype(np.int64))
+    x_test = torch.from_numpy(data.x_test[:n_test, None])
+    y_test = torch.from_numpy(data.y_test[:n_test].astype(np.int64))
 
     model = CNN()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)

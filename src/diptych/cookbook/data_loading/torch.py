@@ -56,7 +56,8 @@ def main():
         n_batches += 1
         if args.fast and n_batches == 50:
             break
-    print(json.dumps({"recipe": "data-loading", "framework": "torch", "batches": n_batches, "batch_shape": list(x.shape),
+    print(json.dumps({"recipe": "data-loading", "framework": "torch", "batches": n_batches,
+                      "batch_shape": list(x.shape),
                       "dtypes": [str(x.dtype), str(y.dtype)], "sha256": digest.hexdigest()}))
 
 

@@ -24,7 +24,8 @@ jax.config.update("jax_num_cpu_devices", 2)  # 2 XLA devices on this CPU; must c
 STEPS, BATCH, LR = 20, 64, 0.5
 rng = np.random.default_rng(0)
 X, Y = rng.standard_normal((STEPS * BATCH, 20)).astype(np.float32), rng.integers(0, 4, STEPS * BATCH)
-W1, W2 = (rng.standard_normal((32, 20)) / 20**0.5).astype(np.float32), (rng.standard_normal((4, 32)) / 32**0.5).astype(np.float32)
+W1 = (rng.standard_normal((32, 20)) / 20**0.5).astype(np.float32)  # (out, in), torch's layout
+W2 = (rng.standard_normal((4, 32)) / 32**0.5).astype(np.float32)
 
 
 def loss_fn(params, x, y):  # the global-batch mean loss, written as for one device
@@ -57,7 +58,7 @@ def main():
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).add_argument("--fast", action="store_true")
     one, _ = train(1)
     two, shards = train(2)
-    rel = max(abs(a - b) / abs(a) for a, b in zip(one, two))
+    rel = max(abs(a - b) / abs(a) for a, b in zip(one, two, strict=True))
     print(json.dumps({"recipe": "distributed", "framework": "jax", "engine": "Mesh + NamedSharding, 2 CPU devices",
                       "shards": shards, "max_rel_diff": rel, "loss_1_device": one, "loss_2_devices": two}))
 

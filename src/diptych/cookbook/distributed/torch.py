@@ -24,7 +24,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 STEPS, BATCH, LR = 20, 64, 0.5
 rng = np.random.default_rng(0)
 X, Y = rng.standard_normal((STEPS * BATCH, 20)).astype(np.float32), rng.integers(0, 4, STEPS * BATCH)
-W1, W2 = (rng.standard_normal((32, 20)) / 20**0.5).astype(np.float32), (rng.standard_normal((4, 32)) / 32**0.5).astype(np.float32)
+W1 = (rng.standard_normal((32, 20)) / 20**0.5).astype(np.float32)  # (out, in), torch's layout
+W2 = (rng.standard_normal((4, 32)) / 32**0.5).astype(np.float32)
 
 
 def train(rank, world, port=None, results=None):  # one process per device; world 1 is the reference run
@@ -67,7 +68,7 @@ def main():
     results = torch.multiprocessing.get_context("spawn").SimpleQueue()
     torch.multiprocessing.start_processes(train, args=(2, free_port(), results), nprocs=2, start_method="spawn")
     two = results.get()
-    rel = max(abs(a - b) / abs(a) for a, b in zip(one, two))
+    rel = max(abs(a - b) / abs(a) for a, b in zip(one, two, strict=True))
     print(json.dumps({"recipe": "distributed", "framework": "torch", "engine": "DDP, gloo, 2 processes",
                       "max_rel_diff": rel, "loss_1_device": one, "loss_2_devices": two}))
 

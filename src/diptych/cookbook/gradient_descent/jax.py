@@ -31,7 +31,7 @@ def rosenbrock(x):  # minimum 0 at (1, 1), at the bottom of a long curved valley
 def minimise(f, x0, lr, tol=1e-6, max_steps=100_000):
     x = jnp.asarray(x0, dtype=jnp.float64)
     step_fn = jax.jit(lambda x: (x - lr * jax.grad(f)(x), jnp.linalg.norm(jax.grad(f)(x))))  # XLA dedupes the grad
-    for step in range(max_steps):
+    for step in range(max_steps):  # noqa: B007  (step is returned)
         x_next, g_norm = step_fn(x)
         if g_norm < tol:
             break

@@ -28,7 +28,7 @@ def rosenbrock(x):  # minimum 0 at (1, 1), at the bottom of a long curved valley
 
 def minimise(f, x0, lr, tol=1e-6, max_steps=100_000):
     x = torch.tensor(x0, dtype=torch.float64, requires_grad=True)  # a leaf that autograd tracks
-    for step in range(max_steps):
+    for step in range(max_steps):  # noqa: B007  (step is returned)
         (g,) = torch.autograd.grad(f(x), x)
         if torch.linalg.vector_norm(g) < tol:
             break

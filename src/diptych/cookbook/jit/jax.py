@@ -36,7 +36,7 @@ def main():
     compiled = jax.jit(f)
     sizes = [3, 3, 4, 5, 6]
     results = [compiled(jnp.arange(float(n))) for n in sizes]
-    equal = all(bool(r == f(jnp.arange(float(n)))) for r, n in zip(results, sizes))
+    equal = all(bool(r == f(jnp.arange(float(n)))) for r, n in zip(results, sizes, strict=True))
     compiled_noisy = jax.jit(noisy)
     for _ in range(3):
         compiled_noisy(jnp.ones(3))  # the side effect ran once, while tracing; later calls run the XLA program
@@ -53,9 +53,11 @@ def main():
     key = jax.random.key(0)
     a, b = jax.random.uniform(key, (2,)), jax.random.uniform(key, (2,))  # same key, same numbers: a == b
     k1, _ = jax.random.split(key)  # new numbers need a new key
-    rng = {"same_call_twice_equal": bool((a == b).all()), "split_key_differs": bool((jax.random.uniform(k1, (2,)) != a).all())}
+    rng = {"same_call_twice_equal": bool((a == b).all()),
+           "split_key_differs": bool((jax.random.uniform(k1, (2,)) != a).all())}
     print(json.dumps({"recipe": "jit", "framework": "jax", "compiled_equals_eager": equal, **retrace,
-                      "global_changed_to_zeros_read_as": after, "global_before": before, "program_chars": chars, "rng": rng}))
+                      "global_changed_to_zeros_read_as": after, "global_before": before,
+                      "program_chars": chars, "rng": rng}))
 
 
 if __name__ == "__main__":

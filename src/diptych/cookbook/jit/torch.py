@@ -37,7 +37,7 @@ def main():
     compiled = torch.compile(f, backend=counting_backend)
     sizes = [3, 3, 4, 5, 6]
     results = [compiled(torch.arange(float(n))) for n in sizes]
-    equal = all(torch.equal(r, f(torch.arange(float(n)))) for r, n in zip(results, sizes))
+    equal = all(torch.equal(r, f(torch.arange(float(n)))) for r, n in zip(results, sizes, strict=True))
     n_compiles = len(compiles)
     compiled_noisy = torch.compile(noisy, backend=counting_backend)
     for _ in range(3):
@@ -59,7 +59,8 @@ def main():
     torch.manual_seed(0)
     rng = {"same_call_twice_equal": torch.equal(a, b), "reseed_reproduces": torch.equal(torch.rand(2), a)}
     print(json.dumps({"recipe": "jit", "framework": "torch", "compiled_equals_eager": equal, **retrace,
-                      "global_changed_to_zeros_read_as": after, "global_before": before, "program_chars": program_chars, "rng": rng}))
+                      "global_changed_to_zeros_read_as": after, "global_before": before,
+                      "program_chars": program_chars, "rng": rng}))
 
 
 if __name__ == "__main__":

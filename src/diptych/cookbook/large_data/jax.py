@@ -59,13 +59,13 @@ def main():
         write_file(path, rows, w_true)
         w = jnp.zeros(D)
         baseline, peak = None, 0
-        for step, batch in enumerate(memmap_stream(path, rows)):
+        for steps, batch in enumerate(memmap_stream(path, rows), start=1):  # noqa: B007
             w, loss = train_step(w, batch)
             rss = process.memory_info().rss
             baseline = baseline or rss  # after the first step: libraries and buffers already allocated
             peak = max(peak, rss)
         file_mb = os.path.getsize(path) / 2**20
-    print(json.dumps({"recipe": "large-data", "framework": "jax", "file_mb": round(file_mb, 1), "steps": step + 1,
+    print(json.dumps({"recipe": "large-data", "framework": "jax", "file_mb": round(file_mb, 1), "steps": steps,
                       "rss_growth_mb": round((peak - baseline) / 2**20, 1),
                       "weight_error": float(np.abs(np.asarray(w) - w_true).max()), "final_loss": float(loss)}))
 

@@ -57,7 +57,7 @@ def main():
         w = torch.zeros(D, requires_grad=True)
         optimizer = torch.optim.SGD([w], lr=0.05)
         baseline, peak = None, 0
-        for step, batch in enumerate(DataLoader(MemmapStream(path, rows), batch_size=None)):
+        for steps, batch in enumerate(DataLoader(MemmapStream(path, rows), batch_size=None), start=1):  # noqa: B007
             x, y = batch[:, :D], batch[:, D]
             loss = ((x @ w - y) ** 2).mean()
             optimizer.zero_grad()
@@ -67,7 +67,7 @@ def main():
             baseline = baseline or rss  # after the first step: libraries and buffers already allocated
             peak = max(peak, rss)
         file_mb = os.path.getsize(path) / 2**20
-    print(json.dumps({"recipe": "large-data", "framework": "torch", "file_mb": round(file_mb, 1), "steps": step + 1,
+    print(json.dumps({"recipe": "large-data", "framework": "torch", "file_mb": round(file_mb, 1), "steps": steps,
                       "rss_growth_mb": round((peak - baseline) / 2**20, 1),
                       "weight_error": float(np.abs(w.detach().numpy() - w_true).max()), "final_loss": loss.item()}))
 

@@ -71,7 +71,7 @@ OPTIMIZERS = {  # name: (from-scratch update, its extra settings, the library's 
 def check(**flip):  # worst relative difference, over 100 steps, between the from-scratch and library parameters
     worst = {}  # flip: eps_inside_sqrt=True or decoupled=False changes the from-scratch Adam (the test does)
     for problem, (f, start, lrs) in PROBLEMS.items():
-        for lr, (name, (update, settings, library)) in zip(lrs, OPTIMIZERS.items()):
+        for lr, (name, (update, settings, library)) in zip(lrs, OPTIMIZERS.items(), strict=True):
             p_lib = jnp.asarray(start)  # the library returns updates; optax.apply_updates adds them
             opt = library(lr)
             opt_state = opt.init(p_lib)
@@ -79,7 +79,7 @@ def check(**flip):  # worst relative difference, over 100 steps, between the fro
             state = (jnp.zeros_like(p), jnp.zeros_like(p)) if update is adam else jnp.zeros_like(p)
 
             @jax.jit  # one compiled step for both: eager JAX would dispatch every small op separately
-            def step(p_lib, opt_state, p, state, t):
+            def step(p_lib, opt_state, p, state, t, f=f, opt=opt, update=update, lr=lr, settings=settings):
                 updates, opt_state = opt.update(jax.grad(f)(p_lib), opt_state, p_lib)
                 p, state = update(p, jax.grad(f)(p), state, t, lr, **settings, **flip)
                 return optax.apply_updates(p_lib, updates), opt_state, p, state

@@ -52,7 +52,7 @@ def main():
     model = Forecaster()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     rng = np.random.default_rng(0)
-    for step in range(400 if args.fast else 3000):
+    for _ in range(400 if args.fast else 3000):
         idx = rng.integers(0, len(x_train), 64)
         loss = F.mse_loss(model(torch.from_numpy(x_train[idx])), torch.from_numpy(y_train[idx]))
         optimizer.zero_grad()

@@ -35,7 +35,8 @@ def load_mnist():
 class MLP(nnx.Module):  # bf16 matmuls; parameters (and so gradients and optimizer state) stay float32
     def __init__(self, rngs: nnx.Rngs):
         mixed = dict(dtype=jnp.bfloat16, param_dtype=jnp.float32, rngs=rngs)
-        self.fc1, self.fc2, self.fc3 = nnx.Linear(784, 256, **mixed), nnx.Linear(256, 128, **mixed), nnx.Linear(128, 10, **mixed)
+        self.fc1, self.fc2 = nnx.Linear(784, 256, **mixed), nnx.Linear(256, 128, **mixed)
+        self.fc3 = nnx.Linear(128, 10, **mixed)
 
     def __call__(self, x):
         return self.fc3(nnx.relu(self.fc2(nnx.relu(self.fc1(x))))).astype(jnp.float32)
@@ -43,7 +44,9 @@ class MLP(nnx.Module):  # bf16 matmuls; parameters (and so gradients and optimiz
 
 @nnx.jit
 def train_step(model, optimizer, x, y):
-    loss_fn = lambda model: optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()  # noqa: E731
+    def loss_fn(model):
+        return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+
     loss, grads = nnx.value_and_grad(loss_fn)(model)
     optimizer.update(model, grads)
     return loss, optax.global_norm(grads)  # the norm before clipping

@@ -44,8 +44,8 @@ def main():
 
     model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
     optimizer = torch.optim.AdamW(model.parameters(), lr=PEAK_LR, weight_decay=WD)
-    schedule = SequentialLR(optimizer, [LinearLR(optimizer, 1e-3, 1.0, warmup), CosineAnnealingLR(optimizer, steps - warmup)],
-                            milestones=[warmup])  # from PEAK_LR/1000 up to PEAK_LR, then a cosine down to 0
+    warm, cosine = LinearLR(optimizer, 1e-3, 1.0, warmup), CosineAnnealingLR(optimizer, steps - warmup)
+    schedule = SequentialLR(optimizer, [warm, cosine], milestones=[warmup])  # PEAK_LR/1000 -> PEAK_LR, cosine -> 0
     lrs, clipped = [], 0
     for step in range(steps):
         idx = np.random.default_rng(step).choice(len(x_train), 128, replace=False)

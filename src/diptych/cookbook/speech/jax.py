@@ -45,7 +45,9 @@ class SpeechCNN(nnx.Module):
 
 @nnx.jit
 def train_step(model, optimizer, x, y):
-    loss_fn = lambda model: optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()  # noqa: E731
+    def loss_fn(model):
+        return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+
     loss, grads = nnx.value_and_grad(loss_fn)(model)
     optimizer.update(model, grads)
     return loss
