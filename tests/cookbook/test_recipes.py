@@ -52,17 +52,17 @@ def both(result: dict):
 
 def test_mlp(pair):
     for r in both(pair("mlp")):
-        assert r["test_accuracy"] >= 0.93, r  # 300 steps; the full run's bar is 97.5%
+        assert r["test_accuracy"] >= 0.92, r  # 200 steps; the full run's bar is 97.5%
 
 
 def test_cnn(pair):
     for r in both(pair("cnn")):
-        assert r["test_accuracy"] >= 0.88, r  # 100 steps; the full run's bar is 98.5%
+        assert r["test_accuracy"] >= 0.8, r  # 60 steps; the full run's bar is 98.5%
 
 
 def test_augmentation_keeps_labels_and_flips_do_not(pair):
     for r in both(pair("augmentation")):
-        assert r["clean_accuracy"] >= 0.88 and r["augmented_accuracy"] >= 0.75, r
+        assert r["clean_accuracy"] >= 0.8 and r["augmented_accuracy"] >= 0.65, r
         assert r["flipped_accuracy"] <= r["augmented_accuracy"] - 0.2, r  # a mirrored digit is another symbol
         assert max(r["flipped_accuracy_by_digit"][d] for d in (3, 5, 7)) < 0.3, r
         with open(r["png"], "rb") as f:
@@ -122,7 +122,7 @@ def test_data_loading_gives_the_same_batches(pair):
 
 def test_gpu_falls_back_and_says_so(pair):
     for r in both(pair("gpu")):
-        assert r["test_accuracy"] >= 0.6, r  # 40 bf16 steps
+        assert r["test_accuracy"] >= 0.5, r  # 20 bf16 steps
         assert "bfloat16" in r["compute_dtype"] and "float32" in r["param_dtype"], r
         if not r["accelerator"]:
             assert r["note"] == "no GPU found: ran on the CPU" and r["device"].startswith("cpu"), r
@@ -149,7 +149,7 @@ def test_schedules(pair):
     np.testing.assert_allclose(torch_r["lr"], jax_r["lr"], rtol=1e-4, atol=1e-9)  # SequentialLR == optax schedule
     assert torch_r["lr"][3] == pytest.approx(1e-3) and torch_r["lr"][0] == pytest.approx(1e-6)
     for r in (torch_r, jax_r):
-        assert r["test_accuracy"] >= 0.9 and 0 < r["clipped_fraction"] <= 1, r
+        assert r["test_accuracy"] >= 0.85 and 0 < r["clipped_fraction"] <= 1, r
 
 
 def test_speech(pair):

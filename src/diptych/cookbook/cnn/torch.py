@@ -42,7 +42,7 @@ class CNN(nn.Module):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true", help="a few hundred steps, 1,000 test images (for tests)")
+    parser.add_argument("--fast", action="store_true", help="60 steps, 1,000 test images (for tests)")
     args = parser.parse_args()
     torch.manual_seed(0)
     data = load_mnist()
@@ -55,7 +55,7 @@ def main():
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     batch, epochs = 64, (1 if args.fast else 2)
-    steps_per_epoch = 100 if args.fast else len(x_train) // batch
+    steps_per_epoch = 60 if args.fast else len(x_train) // batch
     step = 0
     for epoch in range(epochs):
         order = np.random.default_rng(epoch).permutation(len(x_train))  # same batches in both twins

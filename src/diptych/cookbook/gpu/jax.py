@@ -55,17 +55,17 @@ def train_step(model, optimizer, x, y):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true", help="40 steps, 500 test images (bf16 is slow on most CPUs)")
+    parser.add_argument("--fast", action="store_true", help="20 steps, 256 test images (bf16 is slow on most CPUs)")
     args = parser.parse_args()
     device = jax.devices()[0]  # the default backend's first device
     data = load_mnist()
     x_train, y_train = data.x_train[..., None], data.y_train
-    n_test = 500 if args.fast else len(data.x_test)
+    n_test = 256 if args.fast else len(data.x_test)
 
     model = Net(nnx.Rngs(0))  # created on the default device
     optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
     order = np.random.default_rng(0).permutation(len(x_train))
-    for step in range(40 if args.fast else len(x_train) // 64):
+    for step in range(20 if args.fast else len(x_train) // 64):
         idx = order[step * 64:(step + 1) * 64]
         x = jax.device_put(x_train[idx], device)  # (B, 28, 28, 1); asynchronous copy
         y = jax.device_put(y_train[idx], device)

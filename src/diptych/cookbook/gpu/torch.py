@@ -50,18 +50,18 @@ class Net(nn.Module):  # the seed's one-conv model with the right flatten: 32 x 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true", help="40 steps, 500 test images (bf16 is slow on most CPUs)")
+    parser.add_argument("--fast", action="store_true", help="20 steps, 256 test images (bf16 is slow on most CPUs)")
     args = parser.parse_args()
     torch.manual_seed(0)
     device = pick_device()
     data = load_mnist()
     x_train, y_train = data.x_train[:, None], data.y_train.astype(np.int64)
-    n_test = 500 if args.fast else len(data.x_test)
+    n_test = 256 if args.fast else len(data.x_test)
 
     model = Net().to(device)  # parameters stay float32 (the master copy); autocast computes in bf16
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     order = np.random.default_rng(0).permutation(len(x_train))
-    for step in range(40 if args.fast else len(x_train) // 64):
+    for step in range(20 if args.fast else len(x_train) // 64):
         idx = order[step * 64:(step + 1) * 64]
         x = torch.from_numpy(x_train[idx]).to(device, non_blocking=True)  # (B, 1, 28, 28)
         y = torch.from_numpy(y_train[idx]).to(device, non_blocking=True)

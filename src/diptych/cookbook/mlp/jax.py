@@ -47,7 +47,7 @@ def train_step(model, optimizer, x, y):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true", help="a few hundred steps (for tests)")
+    parser.add_argument("--fast", action="store_true", help="200 steps (for tests)")
     args = parser.parse_args()
     data = load_mnist()
     x_train, y_train = data.x_train.reshape(-1, 784), data.y_train  # (N, 784), (N,)
@@ -57,7 +57,7 @@ def main():
     optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
 
     batch, epochs = 128, (1 if args.fast else 8)
-    steps_per_epoch = 300 if args.fast else len(x_train) // batch
+    steps_per_epoch = 200 if args.fast else len(x_train) // batch
     step = 0
     for epoch in range(epochs):
         order = np.random.default_rng(epoch).permutation(len(x_train))  # same batches in both twins

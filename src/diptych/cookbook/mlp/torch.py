@@ -29,7 +29,7 @@ def load_mnist():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true", help="a few hundred steps (for tests)")
+    parser.add_argument("--fast", action="store_true", help="200 steps (for tests)")
     args = parser.parse_args()
     torch.manual_seed(0)
     data = load_mnist()
@@ -40,7 +40,7 @@ def main():
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     batch, epochs = 128, (1 if args.fast else 8)
-    steps_per_epoch = 300 if args.fast else len(x_train) // batch
+    steps_per_epoch = 200 if args.fast else len(x_train) // batch
     step = 0
     for epoch in range(epochs):
         order = np.random.default_rng(epoch).permutation(len(x_train))  # same batches in both twins
