@@ -1,8 +1,8 @@
 """Image augmentation in JAX: batched, seeded shift/rotate/erase on the device, and why not flips.
 
-Short answer: write the augmentation for one image with ``jax.scipy.ndimage.map_coordinates`` and a
-broadcast mask, ``jax.vmap`` it over the batch, ``jax.jit`` it, and feed it explicit PRNG keys
-(``jax.random.split``): the same key gives the same augmentation, on whatever device holds the batch.
+Short answer: draw the batch's random parameters from an explicit PRNG key, warp one image with
+``jax.scipy.ndimage.map_coordinates`` and ``jax.vmap`` it over the batch, erase with a broadcast mask, and
+``jax.jit`` it all (here inside the train step): the same key gives the same augmentation, on any device.
 What the seed answer #2 got wrong (torch): PIL transforms on a tensor raise a TypeError, and flipped
 digits carry wrong labels (a mirrored 2, 3, 4, 5, 7 or 9 is not that digit). Below, a model trained on
 shift/rotate/erase keeps its accuracy on augmented test images but collapses on flipped ones.
@@ -53,14 +53,6 @@ def augment(x, key, background):  # (B, 28, 28) -> (B, 28, 28): rotate +-15 deg,
     return jnp.where(rows[:, :, None] & cols[:, None, :], background, x)
 
 
-class MLP(nnx.Module):
-    def __init__(self, rngs: nnx.Rngs):
-        self.fc1, self.fc2 = nnx.Linear(784, 256, rngs=rngs), nnx.Linear(256, 10, rngs=rngs)
-
-    def __call__(self, x):  # (B, 28, 28) -> (B, 10)
-        return self.fc2(nnx.relu(self.fc1(x.reshape(x.shape[0], -1))))
-
-
 @nnx.jit
 def train_step(model, optimizer, x, y, key, background):
     def loss_fn(model):  # augmented inside the compiled step, on the device
@@ -82,7 +74,9 @@ def main():
     n_test = 2000 if args.fast else len(data.x_test)
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test[:n_test], data.y_test[:n_test]
 
-    model = MLP(nnx.Rngs(0))
+    rngs = nnx.Rngs(0)
+    model = nnx.Sequential(lambda x: x.reshape(x.shape[0], -1), nnx.Linear(784, 256, rngs=rngs), nnx.relu,
+                           nnx.Linear(256, 10, rngs=rngs))  # (B, 28, 28) -> (B, 10)
     optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
     order = np.random.default_rng(0).permutation(len(x_train))
     for step in range(150 if args.fast else 3000):
