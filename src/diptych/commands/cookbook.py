@@ -164,15 +164,26 @@ def run(name, framework, fast, as_json):
     table.add_column("result")
     for fw in frameworks:
         table.add_column(fw, overflow="fold")
-    keys = [k for k in dict.fromkeys(k for r in results.values() for k in r) if k not in ("recipe", "framework")]
+    flat = {fw: _flat(r) for fw, r in results.items()}
+    keys = [k for k in dict.fromkeys(k for r in flat.values() for k in r) if k not in ("recipe", "framework")]
     for k in keys:
-        table.add_row(k, *(_cell(results[fw].get(k, "")) for fw in frameworks))
+        table.add_row(k, *(_cell(flat[fw].get(k, "")) for fw in frameworks))
     console.print(table)
+
+
+def _flat(result: dict) -> dict:
+    """One row per top-level key, and per key of a nested dict ("errors.grad")."""
+    rows = {}
+    for k, v in result.items():
+        rows.update({f"{k}.{kk}": vv for kk, vv in v.items()} if isinstance(v, dict) else {k: v})
+    return rows
 
 
 def _cell(v) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
-    if isinstance(v, (dict, list)):
-        return json.dumps(v, default=str)[:400]
+    if isinstance(v, list):
+        return ("[" + ", ".join(_cell(x) for x in v) + "]")[:300]
+    if isinstance(v, dict):
+        return json.dumps(v, default=str)[:300]
     return str(v)
