@@ -294,6 +294,11 @@ def _print_bench(result: dict) -> None:
         console.print(f"{k.replace('_', ' ')}: {v:.2f}x")
 
 
+from diptych.commands.cookbook import cookbook  # noqa: E402
+
+cli.add_command(cookbook)
+
+
 def _one_line(message: str) -> str:
     return " ".join(message.split())
 
