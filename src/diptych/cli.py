@@ -304,6 +304,9 @@ def _print_bench(result: dict) -> None:
         console.print(f"{k.replace('_', ' ')}: {v:.2f}x")
 
 
+from diptych.commands.port import port as _port; cli.add_command(_port)  # noqa: E402
+
+
 def _one_line(message: str) -> str:
     return " ".join(message.split())
 

@@ -26,8 +26,10 @@ from diptych.port import _nnx, _torch, rules
 from diptych.port._convert import Plan, plan, to_nnx_layout, transfer
 from diptych.port.hints import hints_for
 
-PORT_TOLERANCES = {**TOLERANCES, "outputs": ("abs", 1e-5), "running stat": ("rel", 1e-4),
+PORT_TOLERANCES = {**TOLERANCES, "outputs": ("abs", 1e-5), "param, zero gradient": ("rel", None), "running stat": ("rel", 1e-4),
                    "running stat after every step": ("rel", 1e-4)}
+NULL_GRAD = 1e-5   # a gradient below 1e-5 of the model's largest is float32 noise
+PARAM_FLOOR = 1e-3
 GRAD_FLOOR = 1e-2  # see the gradient rows in check()
 DIVERGES = 1e-5  # an activation differs when max|a - b| > 1e-5 * max(1, max|b|)
 
@@ -136,8 +138,8 @@ class _Pair:
         return [jnp.asarray(x) for x in to_nnx_layout(xs, self.p)], [jnp.asarray(t) for t in nt]
 
 
-def check(torch_model, nnx_model, inputs, train: bool = False, steps: int = 0, *, optimizer: str = "adam",
-          lr: float = 1e-3, mapping="auto", jax_layout: str = "auto", flatten: str = "auto", load: bool = True,
+def check(torch_model, nnx_model, inputs, train: bool = False, steps: int = 0, *, optimizer: str = "sgd",
+          lr: float = 1e-2, mapping="auto", jax_layout: str = "auto", flatten: str = "auto", load: bool = True,
           seed: int = 0) -> PortReport:
     """Prove ``nnx_model`` computes what ``torch_model`` computes; see the module docstring.
 
@@ -194,6 +196,7 @@ def check(torch_model, nnx_model, inputs, train: bool = False, steps: int = 0, *
     # A gradient that is zero in exact arithmetic (a conv bias before a train-mode BatchNorm) is float32
     # noise in both twins; relative to its own scale it would be "100% different". Its scale is floored
     # at GRAD_FLOOR of the model's largest gradient entry.
+    null: set[str] = set()  # NNX variables of layers whose gradient is zero in exact arithmetic
     gmax = max((float(v.grad.abs().max()) for v in tparams.values() if v.grad is not None), default=0.0)
     for t, n, _ in p.pairs:
         ng = {k: np.asarray(_at(gtree, vp)) for k, vp in n.keys.items() if _at(gtree, vp) is not None}
@@ -204,6 +207,8 @@ def check(torch_model, nnx_model, inputs, train: bool = False, steps: int = 0, *
                 d, _ = diff(tg[k], ref)
                 scale = max(float(np.abs(ref).max()) if ref.size else 0.0, GRAD_FLOOR * gmax)
                 report.rows.append(PortRow("gradient", key, d, d / scale if scale > 0 else (0.0 if d == 0 else np.inf)))
+                if float(np.abs(ref).max() if ref.size else 0.0) <= NULL_GRAD * gmax:
+                    null.update(f"{n.name}.{nk}" for nk in n.keys)
     if train:
         report.rows += _stat_rows(p, torch_model, nnx_model, "running stat")
 
@@ -221,7 +226,7 @@ def check(torch_model, nnx_model, inputs, train: bool = False, steps: int = 0, *
         lj = pair.step_fn(nnx_model, pair.nopt, nx, nt)
         step_loss.append(diff(float(lj), lt.item()))
         for name, d in _param_diffs(p, torch_model, nnx_model).items():
-            if s == 0 and not name.startswith("stat "):
+            if s == 0 and not name.startswith("stat ") and name not in null:
                 report.rows.append(PortRow("param after 1 step", name, *d, bound=bound))
             if d[1] >= step_param.get(name, (0.0, -1.0))[1]:
                 step_param[name] = d
@@ -231,6 +236,8 @@ def check(torch_model, nnx_model, inputs, train: bool = False, steps: int = 0, *
         for name, d in step_param.items():
             if name.startswith("stat "):
                 report.rows.append(PortRow("running stat after every step", name[5:], *d))
+            elif name in null:  # Adam turns its noise gradient into a full-size step of random sign
+                report.rows.append(PortRow("param, zero gradient", name, *d))
             else:
                 report.rows.append(PortRow("param after every step", name, *d, bound=bound))
     if not report.ok:
@@ -259,13 +266,21 @@ def _stat_rows(p: Plan, tm, nm, check: str) -> list[PortRow]:
 
 def _param_diffs(p: Plan, tm, nm) -> dict[str, tuple[float, float]]:
     """Every NNX variable against the torch model's converted one (statistics prefixed ``stat``)."""
-    out = {}
+    pairs = []
     for t, n, _ in p.pairs:
         want, have = rules.to_nnx(t.kind, _torch.get(tm, t), p.cfg(t, n)), _nnx.get(nm, n)
         for k in want:
             if k in have:
                 stat = t.kind == "batchnorm" and k in ("mean", "var")
-                out[("stat " if stat else "") + f"{n.name}.{k}"] = diff(have[k], want[k])
+                pairs.append((("stat " if stat else "") + f"{n.name}.{k}", have[k], want[k]))
+    # a tensor near zero (an attention key bias: zero gradient, starts at 0) is measured against
+    # PARAM_FLOOR of the model's largest entry instead of its own scale
+    top = max((float(np.abs(w).max()) for _, _, w in pairs if w.size), default=0.0)
+    out = {}
+    for name, h, w in pairs:
+        d, _ = diff(h, w)
+        scale = max(float(np.abs(w).max()) if w.size else 0.0, PARAM_FLOOR * top)
+        out[name] = (d, d / scale if scale > 0 else (0.0 if d == 0 else float("inf")))
     return out
 
 

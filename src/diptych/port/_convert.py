@@ -112,7 +112,15 @@ def _nnx_trace(nm, inputs):
 
     clone = nnx.clone(nm)  # a train-mode BatchNorm would update its statistics
     clone.eval()
-    return nnx_calls(clone, [jnp.asarray(a) for a in inputs])
+    held = {}
+
+    def run(model, *xs):
+        held["calls"], out = nnx_calls(model, list(xs))
+        return out
+
+    # only the order of the calls is needed: trace shapes, compute nothing
+    out = nnx.eval_shape(run, clone, *[jnp.asarray(a) for a in inputs])
+    return held["calls"], out
 
 
 def _flatten_cfgs(tunits: list[Unit], tcalls: list) -> dict[str, dict]:

@@ -1,0 +1,1 @@
+"""Command implementations of the ``diptych`` CLI, one module per command group."""
