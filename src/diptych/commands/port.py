@@ -96,6 +96,13 @@ def check_cmd(torch_factory, jax_factory, shapes, dtype, vocab, train, steps, op
     return _run_check(tm, nm, inputs, train, steps, optimizer, lr, jax_layout, as_json)
 
 
+def _WEIGHTS():
+    """The NNX variables a weights file holds: parameters and running statistics (no RNG state)."""
+    from flax import nnx
+
+    return nnx.Any(nnx.Param, nnx.BatchStat)
+
+
 def _read(path: Path) -> dict:
     if path.suffix in (".pt", ".pth"):
         from diptych.backends.torch.weights import read_native
@@ -132,7 +139,7 @@ def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_
     tm, nm = factory.load(torch_factory, "torch"), factory.load(jax_factory, "jax")
     inputs = _inputs(shapes, dtype, 0, vocab) if shapes else None
     if src.suffix == ".msgpack":
-        state = nnx.state(nm)
+        state = nnx.state(nm, _WEIGHTS())
         try:
             nnx.replace_by_pure_dict(state, serialization.msgpack_restore(src.read_bytes()))
         except Exception as e:
@@ -149,14 +156,14 @@ def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_
                 torch.save(sd, tmp)
         back = factory.load(jax_factory, "jax", 1)
         convert(tm, back, mapping, inputs=inputs, jax_layout=jax_layout)
-        a, b = nnx.to_pure_dict(nnx.state(nm)), nnx.to_pure_dict(nnx.state(back))
+        a, b = nnx.to_pure_dict(nnx.state(nm, _WEIGHTS())), nnx.to_pure_dict(nnx.state(back, _WEIGHTS()))
     else:
         try:
             tm.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in _read(src).items()})
         except RuntimeError as e:
             raise DiptychError(f"{src} does not fit {torch_factory}: {str(e).splitlines()[0]}") from None
         mapping = convert(tm, nm, inputs=inputs, jax_layout=jax_layout)
-        data = serialization.msgpack_serialize(nnx.to_pure_dict(nnx.state(nm, nnx.Param, nnx.BatchStat)))
+        data = serialization.msgpack_serialize(nnx.to_pure_dict(nnx.state(nm, _WEIGHTS())))
         with atomic_path(dst) as tmp:
             Path(tmp).write_bytes(data)
         back = factory.load(torch_factory, "torch", 1)

@@ -267,8 +267,9 @@ def _stat_rows(p: Plan, tm, nm, check: str) -> list[PortRow]:
 def _param_diffs(p: Plan, tm, nm) -> dict[str, tuple[float, float]]:
     """Every NNX variable against the torch model's converted one (statistics prefixed ``stat``)."""
     pairs = []
+    nvars = _nnx.all_variables(nm)
     for t, n, _ in p.pairs:
-        want, have = rules.to_nnx(t.kind, _torch.get(tm, t), p.cfg(t, n)), _nnx.get(nm, n)
+        want, have = rules.to_nnx(t.kind, _torch.get(tm, t), p.cfg(t, n)), _nnx.get(nm, n, nvars)
         for k in want:
             if k in have:
                 stat = t.kind == "batchnorm" and k in ("mean", "var")

@@ -156,13 +156,14 @@ def _flatten_cfgs(tunits: list[Unit], tcalls: list) -> dict[str, dict]:
 
 def transfer(p: Plan, tm, nm, to: str) -> None:
     """Copy every mapped layer's weights (and running statistics) torch -> NNX (``to="nnx"``) or back."""
+    nvars = _nnx.all_variables(nm)  # one walk of the graph, not one per layer
     for t, n, _ in p.pairs:
         cfg = p.cfg(t, n)
         if to == "nnx":
             vals = rules.to_nnx(t.kind, _torch.get(tm, t), cfg)
             want, dst = n.shapes, n
         else:
-            vals = rules.to_torch(t.kind, _nnx.get(nm, n), cfg)
+            vals = rules.to_torch(t.kind, _nnx.get(nm, n, nvars), cfg)
             want, dst = t.shapes, t
         vals = {k: v for k, v in vals.items() if k in want}
         bad = [k for k in vals if tuple(vals[k].shape) != tuple(want[k])]
@@ -171,7 +172,7 @@ def transfer(p: Plan, tm, nm, to: str) -> None:
             raise DiptychError(f"torch layer {t.name!r} -> NNX {n.name!r}: {k} converts to shape "
                                f"{tuple(vals[k].shape)} but the target has {tuple(want[k])}; pass an explicit mapping "
                                f"or check the layer's configuration")
-        (_nnx.put(nm, n, vals) if to == "nnx" else _torch.put(tm, t, vals))
+        (_nnx.put(nm, n, vals, nvars) if to == "nnx" else _torch.put(tm, t, vals))
 
 
 def convert(src, dst, mapping="auto", *, inputs=None, flatten="auto", jax_layout="auto", torch_model=None,

@@ -37,13 +37,13 @@ def kind_of(m) -> tuple[str, str] | None:
     return None
 
 
-def _variables(model) -> dict[tuple, nnx.Variable]:
+def all_variables(model) -> dict[tuple, nnx.Variable]:
     return {p: v for p, v in nnx.iter_graph(model) if isinstance(v, (nnx.Param, nnx.BatchStat))}
 
 
 def units(model) -> list[Unit]:
     """Weight-bearing layers, in NNX's (sorted) attribute order."""
-    variables = _variables(model)
+    variables = all_variables(model)
     modules = dict(nnx.iter_modules(model))
     composite = [p for p, m in modules.items() if kind_of(m) and kind_of(m)[0] in ("lstm", "gru", "rnn", "mha")]
     covered = set()
@@ -73,15 +73,15 @@ def units(model) -> list[Unit]:
     return out
 
 
-def get(model, unit: Unit) -> dict[str, np.ndarray]:
-    variables = _variables(model)
+def get(model, unit: Unit, variables: dict | None = None) -> dict[str, np.ndarray]:
+    variables = variables if variables is not None else all_variables(model)
     return {k: np.array(variables[vp].get_value(), dtype=np.float32, copy=True) for k, vp in unit.keys.items()}
 
 
-def put(model, unit: Unit, tensors: dict[str, np.ndarray]) -> None:
+def put(model, unit: Unit, tensors: dict[str, np.ndarray], variables: dict | None = None) -> None:
     import jax.numpy as jnp
 
-    variables = _variables(model)
+    variables = variables if variables is not None else all_variables(model)
     for k, v in tensors.items():
         if k in unit.keys:
             var = variables[unit.keys[k]]
