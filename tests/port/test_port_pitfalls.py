@@ -15,6 +15,7 @@ from flax import nnx  # noqa: E402
 from torch import nn  # noqa: E402
 
 from diptych.port import check, convert  # noqa: E402
+from diptych.port._nnx import build_abstract  # noqa: E402
 from diptych.port.nnx_layers import BatchNorm  # noqa: E402
 
 RNG = np.random.default_rng(1)
@@ -22,14 +23,16 @@ SEQ = RNG.standard_normal((2, 5, 16)).astype(np.float32) * 0.05  # small activat
 
 
 def test_gelu_approximation_names_the_activation():
-    r = check(transformer.torch_model(), transformer.nnx_model(nnx.Rngs(0), approximate_gelu=True), [SEQ])
+    wrong = build_abstract(lambda: transformer.nnx_model(nnx.Rngs(0), approximate_gelu=True))
+    r = check(transformer.torch_model(), wrong, [SEQ])
     assert not r.ok
     assert r.first_divergence["layer"] == "activation"
     assert "GELU" in r.first_divergence["hint"]
 
 
 def test_layernorm_epsilon_names_the_norm():
-    r = check(transformer.torch_model(), transformer.nnx_model(nnx.Rngs(0), epsilon=1e-6), [SEQ])
+    wrong = build_abstract(lambda: transformer.nnx_model(nnx.Rngs(0), epsilon=1e-6))
+    r = check(transformer.torch_model(), wrong, [SEQ])
     assert not r.ok
     assert r.first_divergence["layer"] == "norm1"
     assert "epsilon" in r.first_divergence["hint"]
@@ -98,7 +101,7 @@ def test_flatten_order_names_the_linear():
 
 
 def test_attention_packing_names_the_attention():
-    tm, nm = transformer.torch_model(), transformer.nnx_model(nnx.Rngs(0))
+    tm, nm = transformer.torch_model(), build_abstract(lambda: transformer.nnx_model(nnx.Rngs(0)))
     convert(tm, nm, inputs=[SEQ])
     w = tm.self_attn.in_proj_weight.detach().numpy()  # [W_q; W_k; W_v], a hand port splitting heads wrongly
     e, h = w.shape[1], transformer.HEADS
@@ -110,7 +113,7 @@ def test_attention_packing_names_the_attention():
 
 
 def test_transposed_conv_kernel_not_flipped_names_the_layer():
-    tm, nm = unet.torch_model(), unet.nnx_model(nnx.Rngs(0))
+    tm, nm = unet.torch_model(), build_abstract(lambda: unet.nnx_model(nnx.Rngs(0)))
     x = RNG.standard_normal((1, 1, 8, 8)).astype(np.float32)
     convert(tm, nm, inputs=[x])
     w = tm.up2.weight.detach().numpy()  # (I, O, kH, kW) moved without the flip

@@ -119,9 +119,12 @@ class _Pair:
         self.grad_fn = nnx.jit(nnx.value_and_grad(loss_fn))
 
         @nnx.jit
-        def step(model, opt, xs, targets):
-            loss, grads = nnx.value_and_grad(loss_fn)(model, xs, targets)
+        def update(model, opt, grads):
             opt.update(model, grads)
+
+        def step(model, opt, xs, targets):  # the gradient's compiled function is reused: one compile
+            loss, grads = self.grad_fn(model, xs, targets)
+            update(model, opt, grads)
             return loss
         self.step_fn = step
 
@@ -170,7 +173,7 @@ def check(torch_model, nnx_model, inputs, train: bool = False, steps: int = 0, *
     # (1) one recorded forward pass of copies (a train-mode BatchNorm updates its statistics)
     tcalls, tout = torch_calls(copy.deepcopy(torch_model), [torch.from_numpy(a.copy()) for a in inputs])
     nin, _ = pair.nnx_inputs(inputs, [], [])
-    ncalls, nout = nnx_calls(nnx.clone(nnx_model), nin)
+    ncalls, nout = _nnx_recorded(nnx.clone(nnx_model), nin)
     t_leaves = [o.detach().numpy() for o in _leaves(tout)]
     n_leaves = [np.asarray(o) for o in _leaves(nout)]
     if len(t_leaves) != len(n_leaves):
@@ -244,6 +247,38 @@ def check(torch_model, nnx_model, inputs, train: bool = False, steps: int = 0, *
         report.first_divergence = _locate(p, torch_model, nnx_model, tcalls, ncalls, report, load)
     del jax
     return report
+
+
+def _nnx_recorded(model, xs):
+    """One recorded forward pass, compiled once (op-by-op eager JAX compiles every op for its shapes)."""
+    import jax
+    from flax import nnx
+
+    from diptych.port._trace import nnx_calls
+
+    held = {}
+
+    @nnx.jit
+    def run(model, xs):
+        outer = getattr(xs[0], "_trace", None)
+
+        def keep(t):  # this trace's values, not those of a scan body inside it
+            return outer is not None and getattr(t, "_trace", None) is outer
+
+        calls, out = nnx_calls(model, list(xs), keep=keep)
+        held["calls"] = calls
+        return out, [(c.inputs, c.output) for c in calls]
+
+    try:
+        out, vals = run(model, list(xs))
+    except Exception:  # an unusual trace: fall back to the eager pass
+        return nnx_calls(model, list(xs))
+    calls = held["calls"]
+    for c, (i, o) in zip(calls, vals):
+        c.inputs = None if i is None else np.asarray(i)
+        c.output = None if o is None else np.asarray(o)
+    del jax
+    return calls, out
 
 
 def _at(tree, path):

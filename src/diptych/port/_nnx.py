@@ -86,3 +86,24 @@ def put(model, unit: Unit, tensors: dict[str, np.ndarray], variables: dict | Non
         if k in unit.keys:
             var = variables[unit.keys[k]]
             var.set_value(jnp.asarray(v, dtype=var.get_value().dtype))
+
+
+def build_abstract(make):
+    """``make()`` -> an NNX model whose variables are zeros (random keys: key 0), built without running
+    its initializers: ``nnx.eval_shape`` traces them. Eagerly, each initializer compiles for each
+    parameter shape (a minute for a small U-Net on a busy 2-core CPU); converted weights replace the
+    zeros anyway."""
+    import jax
+    import jax.numpy as jnp
+
+    model = nnx.eval_shape(make)
+    for _, v in nnx.iter_graph(model):
+        if isinstance(v, nnx.Variable):
+            val = v.get_value()
+            if isinstance(val, jax.ShapeDtypeStruct):
+                if jnp.issubdtype(val.dtype, jax.dtypes.prng_key):
+                    new = jax.random.split(jax.random.key(0), val.shape) if val.shape else jax.random.key(0)
+                else:
+                    new = jnp.zeros(val.shape, val.dtype)
+                v.set_value(new)
+    return model

@@ -63,8 +63,12 @@ def torch_calls(model, inputs: list, grad: bool = False) -> tuple[list[Call], ob
     return calls, out
 
 
-def nnx_calls(model, inputs: list) -> tuple[list[Call], object]:
-    """Run ``model(*inputs)`` eagerly, recording each submodule call (path, first input, first output)."""
+def nnx_calls(model, inputs: list, keep=None) -> tuple[list[Call], object]:
+    """Run ``model(*inputs)``, recording each submodule call (path, first input, first output).
+
+    Eagerly, values are numpy copies. Under ``jax.jit`` pass ``keep(array) -> bool``: the arrays it
+    accepts (the jit trace's own, not a ``scan`` body's) are kept as they are, to be returned.
+    """
     import jax
     from flax import nnx
 
@@ -76,7 +80,11 @@ def nnx_calls(model, inputs: list) -> tuple[list[Call], object]:
 
     def concrete(x):
         t = _first_tensor(x, jax.Array)
-        return None if t is None or isinstance(t, jax.core.Tracer) else np.asarray(t).copy()
+        if t is None:
+            return None
+        if keep is not None:
+            return t if keep(t) else None
+        return None if isinstance(t, jax.core.Tracer) else np.asarray(t).copy()
 
     def wrap(orig):
         def __call__(self, *args, **kw):

@@ -38,8 +38,16 @@ def load(spec: str, framework: str, seed: int = 0):
         if framework == "jax":
             from flax import nnx
 
+            from diptych.port._nnx import build_abstract
+
             params = inspect.signature(factory).parameters
-            model = factory(rngs=nnx.Rngs(seed)) if "rngs" in params else factory()
+
+            def make():
+                return factory(rngs=nnx.Rngs(seed)) if "rngs" in params else factory()
+            try:  # its initial weights are replaced by converted ones: skip running the initializers
+                model = build_abstract(make)
+            except Exception:
+                model = make()
             ok = isinstance(model, nnx.Module)
         else:
             import torch
