@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "port"
@@ -46,7 +45,6 @@ def test_check_bad_input_exit_2(args, msg):
 
 def test_convert_pt_to_msgpack_and_back_bit_exact(tmp_path):
     import torch
-
     import transformer
 
     torch.save(transformer.torch_model().state_dict(), tmp_path / "w.pt")

@@ -174,7 +174,8 @@ def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_
     import jax
 
     la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-    exact = len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))
+    exact = len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y))
+                                       for x, y in zip(la, lb, strict=True))
     click.echo(f"{src} -> {dst}: {len(mapping)} layers; round trip {'bit-exact' if exact else 'NOT bit-exact'}")
     if not exact:
         click.echo("diptych: the round trip changed some tensors (Flax's one-bias recurrent cells fold torch's two "

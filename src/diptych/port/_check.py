@@ -26,7 +26,8 @@ from diptych.port import _nnx, _torch, rules
 from diptych.port._convert import Plan, plan, to_nnx_layout, transfer
 from diptych.port.hints import hints_for
 
-PORT_TOLERANCES = {**TOLERANCES, "outputs": ("abs", 1e-5), "param, zero gradient": ("rel", None), "running stat": ("rel", 1e-4),
+PORT_TOLERANCES = {**TOLERANCES, "outputs": ("abs", 1e-5), "param, zero gradient": ("rel", None),
+                   "running stat": ("rel", 1e-4),
                    "running stat after every step": ("rel", 1e-4)}
 NULL_GRAD = 1e-5   # a gradient below 1e-5 of the model's largest is float32 noise
 PARAM_FLOOR = 1e-3
@@ -114,7 +115,7 @@ class _Pair:
 
         def loss_fn(model, xs, targets):
             outs = _leaves(model(*xs))
-            return sum(0.5 * ((o - t) ** 2).mean() for o, t in zip(outs, targets))
+            return sum(0.5 * ((o - t) ** 2).mean() for o, t in zip(outs, targets, strict=True))
 
         self.grad_fn = nnx.jit(nnx.value_and_grad(loss_fn))
 
@@ -132,7 +133,7 @@ class _Pair:
         import torch
 
         outs = _leaves(self.tm(*[torch.from_numpy(np.ascontiguousarray(x)) for x in xs]))
-        return sum(0.5 * ((o - torch.from_numpy(t)) ** 2).mean() for o, t in zip(outs, targets))
+        return sum(0.5 * ((o - torch.from_numpy(t)) ** 2).mean() for o, t in zip(outs, targets, strict=True))
 
     def nnx_inputs(self, xs, targets, ref_shapes):
         import jax.numpy as jnp
@@ -155,7 +156,7 @@ def check(torch_model, nnx_model, inputs, train: bool = False, steps: int = 0, *
     import torch
     from flax import nnx
 
-    from diptych.port._trace import nnx_calls, torch_calls
+    from diptych.port._trace import torch_calls
 
     if optimizer not in ("sgd", "adam"):
         raise DiptychError(f"optimizer must be sgd or adam, not {optimizer!r}")
@@ -178,7 +179,7 @@ def check(torch_model, nnx_model, inputs, train: bool = False, steps: int = 0, *
     n_leaves = [np.asarray(o) for o in _leaves(nout)]
     if len(t_leaves) != len(n_leaves):
         raise DiptychError(f"the torch model returns {len(t_leaves)} arrays and the NNX model {len(n_leaves)}")
-    for i, (a, b) in enumerate(zip(t_leaves, n_leaves)):
+    for i, (a, b) in enumerate(zip(t_leaves, n_leaves, strict=True)):
         b2 = _to_torch_layout(b, a.shape, p)
         if b2 is None:
             raise DiptychError(f"output {i}: torch gives shape {a.shape}, NNX {b.shape}; they cannot be compared "
@@ -274,7 +275,7 @@ def _nnx_recorded(model, xs):
     except Exception:  # an unusual trace: fall back to the eager pass
         return nnx_calls(model, list(xs))
     calls = held["calls"]
-    for c, (i, o) in zip(calls, vals):
+    for c, (i, o) in zip(calls, vals, strict=True):
         c.inputs = None if i is None else np.asarray(i)
         c.output = None if o is None else np.asarray(o)
     del jax
@@ -338,7 +339,7 @@ def _locate(p: Plan, tm, nm, tcalls, ncalls, report: PortReport, load: bool) -> 
             return mods[0]
         parts = [m.split(".") for m in mods]  # recurrent cells run under scan: their common ancestor
         common = []
-        for tok in zip(*parts):
+        for tok in zip(*parts, strict=False):
             if len(set(tok)) > 1:
                 break
             common.append(tok[0])

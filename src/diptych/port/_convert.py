@@ -161,10 +161,10 @@ def transfer(p: Plan, tm, nm, to: str) -> None:
         cfg = p.cfg(t, n)
         if to == "nnx":
             vals = rules.to_nnx(t.kind, _torch.get(tm, t), cfg)
-            want, dst = n.shapes, n
+            want = n.shapes
         else:
             vals = rules.to_torch(t.kind, _nnx.get(nm, n, nvars), cfg)
-            want, dst = t.shapes, t
+            want = t.shapes
         vals = {k: v for k, v in vals.items() if k in want}
         bad = [k for k in vals if tuple(vals[k].shape) != tuple(want[k])]
         if bad:

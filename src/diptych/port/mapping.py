@@ -73,7 +73,8 @@ def match(tunits: list[Unit], nunits: list[Unit], mapping: dict | str = "auto",
                                f"mapping, e.g. mapping={{{t.name!r}: {cands[0].name if cands else 'NNX_PATH'!r}}}")
         extra = [n for n in ns if n.name not in used]
         if extra:
+            same = ", ".join(t.name for t in tunits if _GROUP.get(t.kind, t.kind) == group) or "none"
             raise DiptychError(f"NNX layer {extra[0].describe()} has no torch counterpart (torch {group} layers: "
-                               f"{', '.join(t.name for t in tunits if _GROUP.get(t.kind, t.kind) == group) or 'none'}); "
+                               f"{same}); "
                                f"check the two models have the same layers, or pass an explicit mapping")
     return [pairs[t.name] for t in tunits]

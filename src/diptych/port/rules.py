@@ -130,8 +130,8 @@ def _recurrent_to_nnx(kind: str, layout: str, t: dict) -> dict:
     if layout == "flax_lstm":
         out = {}
         b = (bi if bi is not None else 0) + (bh if bh is not None else 0)
-        for gate, w_i, w_h, b_g in zip(FLAX_LSTM_GATES, _split(wi, 4), _split(wh, 4), _split(np.broadcast_to(
-                b, (wi.shape[0],)), 4)):
+        bs = _split(np.broadcast_to(b, (wi.shape[0],)), 4)
+        for gate, w_i, w_h, b_g in zip(FLAX_LSTM_GATES, _split(wi, 4), _split(wh, 4), bs, strict=True):
             out[f"{_FLAX_LSTM_IN[gate]}.kernel"] = w_i.T
             out[f"h{gate}.kernel"] = w_h.T
             out[f"h{gate}.bias"] = b_g
@@ -191,7 +191,7 @@ def _mha_to_nnx(t: dict, cfg: dict) -> dict:
         ws = [t["q_proj_weight"], t["k_proj_weight"], t["v_proj_weight"]]
     bs = _split(t["in_proj_bias"], 3) if "in_proj_bias" in t else [None] * 3
     out = {}
-    for name, w, b in zip(("query", "key", "value"), ws, bs):
+    for name, w, b in zip(("query", "key", "value"), ws, bs, strict=True):
         e_out = w.shape[0]
         out[f"{name}.kernel"] = w.T.reshape(w.shape[1], h, e_out // h)  # (E_in, heads, head_dim)
         if b is not None:
