@@ -304,7 +304,7 @@ def _print_bench(result: dict) -> None:
         console.print(f"{k.replace('_', ' ')}: {v:.2f}x")
 
 
-from diptych.commands.port import port as _port; cli.add_command(_port)  # noqa: E402
+from diptych.commands.port import register as _register_port; _register_port(cli)  # noqa: E402, E702
 
 
 def _one_line(message: str) -> str:

@@ -186,3 +186,91 @@ def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_
     if inputs is None:
         raise DiptychError("the check needs --input SHAPE (or pass --no-check)")
     return _run_check(tm, nm, inputs, False, 0, "sgd", 1e-2, jax_layout, False)
+
+
+@port.command("export")
+@click.argument("torch_factory", metavar="FILE.py:TORCH_FACTORY")
+@click.argument("out", type=click.Path(dir_okay=False), metavar="OUT.onnx")
+@_input
+@_dtype
+@_vocab
+@click.option("--weights", type=click.Path(dir_okay=False), help="A .pt/.safetensors state_dict to load first.")
+@click.option("--jax", "jax_factory", metavar="FILE.py:FACTORY", help="Also verify against this NNX twin.")
+@_layout
+def port_export_cmd(torch_factory, out, shapes, dtype, vocab, weights, jax_factory, jax_layout):
+    """Export a ported model (its torch side) to ONNX, verified with onnxruntime (max abs <= 1e-5)."""
+    import torch
+
+    from diptych.export_onnx import TOLERANCE, export_torch_module, run_onnx
+    from diptych.port import convert, factory
+
+    if len(shapes) != 1:
+        raise DiptychError("give exactly one --input SHAPE (the exported graph has one input, batch axis dynamic)")
+    x = _inputs(shapes, dtype, 0, vocab)[0]
+    tm = factory.load(torch_factory, "torch")
+    if weights:
+        try:
+            tm.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in _read(Path(weights)).items()})
+        except RuntimeError as e:
+            raise DiptychError(f"{weights} does not fit {torch_factory}: {str(e).splitlines()[0]}") from None
+    tm.eval()
+    with torch.no_grad():
+        want = tm(torch.from_numpy(x))
+    want = (want[0] if isinstance(want, tuple) else want).numpy()
+    refs = {"torch": want}
+    if jax_factory:
+        import jax.numpy as jnp
+
+        from diptych.port._convert import plan, to_nnx_layout
+
+        nm = factory.load(jax_factory, "jax")
+        nm.eval()
+        convert(tm, nm, inputs=[x], jax_layout=jax_layout)
+        p = plan(tm, nm, "auto", [x], "auto", jax_layout)
+        y = np.asarray(nm(*[jnp.asarray(a) for a in to_nnx_layout([x], p)]))
+        refs["jax"] = np.moveaxis(y, -1, 1) if p.channels_last and y.ndim == p.spatial + 2 else y
+    tmp = Path(out).with_name(Path(out).name + ".partial")
+    try:
+        export_torch_module(tm, x, tmp)
+        got = run_onnx(tmp, x)
+        diffs = {k: float(np.max(np.abs(got - v))) for k, v in refs.items()}
+        if any(d > TOLERANCE for d in diffs.values()):
+            raise DiptychError("the ONNX model differs: " + ", ".join(f"{k} max abs {d:.1e}" for k, d in diffs.items())
+                               + f" (bound {TOLERANCE:g}); not written")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    click.echo(f"{out}: verified with onnxruntime: " + ", ".join(f"max abs {d:.1e} vs {k}" for k, d in diffs.items()))
+
+
+@click.command("export")
+@click.argument("task", metavar="TASK")
+@click.option("--weights", type=click.Path(dir_okay=False), required=True,
+              help="Weights of either twin: .safetensors, .pt or .msgpack.")
+@click.option("--onnx", "onnx_out", type=click.Path(dir_okay=False), required=True, metavar="OUT.onnx")
+@click.option("--from", "source", type=click.Choice(["torch", "jax"]), default="torch", show_default=True,
+              help="Which twin is exported (jax: not available, see the README).")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files (test inputs).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def export(task, weights, onnx_out, source, data_dir, as_json):
+    """Export TASK's model to ONNX through the torch twin; verified with onnxruntime against both twins."""
+    from diptych.export_onnx import export_task
+    from diptych.tasks import TASKS
+
+    if task not in TASKS:
+        raise DiptychError(f"unknown task {task!r}; see `diptych list`")
+    if source == "jax":
+        raise DiptychError("--from jax is not available: jax2onnx is not a dependency here; export through the "
+                           "torch twin (the default), which loads weights from either twin")
+    info = export_task(task, weights, onnx_out, data_dir)
+    if as_json:
+        click.echo(json.dumps(info))
+    else:
+        click.echo(f"{info['onnx']}: {task}, input {tuple(info['input_shape'])}; onnxruntime on {info['inputs']} test "
+                   f"inputs: max abs {info['max_abs_vs_torch']:.1e} vs torch, {info['max_abs_vs_jax']:.1e} vs jax")
+
+
+def register(cli: click.Group) -> None:
+    """Add ``diptych port ...`` and ``diptych export`` to the CLI."""
+    cli.add_command(port)
+    cli.add_command(export)
