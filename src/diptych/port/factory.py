@@ -40,7 +40,8 @@ def load(spec: str, framework: str, seed: int = 0):
 
             from diptych.port._nnx import build_abstract
 
-            params = inspect.signature(factory).parameters
+            # a class: its __init__'s (NNX's metaclass hides it from the class's own signature)
+            params = inspect.signature(factory.__init__ if inspect.isclass(factory) else factory).parameters
 
             def make():
                 return factory(rngs=nnx.Rngs(seed)) if "rngs" in params else factory()

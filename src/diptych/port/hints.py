@@ -41,12 +41,12 @@ def hints_for(p, tm, nm, t, n, where: str, glue=None, tcall=None, ncall=None, lo
         if gname == "GELU":
             return ("GELU approximation: torch's nn.GELU() is exact (erf) but jax.nn.gelu defaults to approximate=True "
                     "(tanh); use jax.nn.gelu(x, approximate=False)")
-        if t.kind == "linear" and tcall is not None and ncall is not None and tcall.inputs is not None \
-                and ncall.inputs is not None and tcall.inputs.shape == ncall.inputs.shape:
+        if tcall is not None and ncall is not None and tcall.inputs is not None and ncall.inputs is not None \
+                and tcall.inputs.ndim == 2 and tcall.inputs.shape == ncall.inputs.shape:
             if np.allclose(np.sort(tcall.inputs, axis=-1), np.sort(ncall.inputs, axis=-1), atol=1e-5):
-                return ("flatten order: the NNX input of this Linear holds the same values in another order: torch "
-                        "flattens (C, H, W), a channels-last twin (H, W, C); flatten the same way, or let convert "
-                        "reorder the Linear's inputs (flatten='auto')")
+                return ("flatten order: the NNX input of this layer holds the same values in another order: torch "
+                        "flattens (C, H, W), a channels-last twin (H, W, C); flatten the same way (convert reorders "
+                        "only the first Linear's inputs, flatten='auto')")
         return ("look at the code between the last agreeing layer and this one: activation variants (GELU "
                 "approximation, ReLU6, SiLU), the flatten order, pooling and padding, residual additions")
     if t.kind in ("layernorm", "groupnorm", "rmsnorm", "batchnorm"):
