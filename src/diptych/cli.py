@@ -294,9 +294,12 @@ def _print_bench(result: dict) -> None:
         console.print(f"{k.replace('_', ' ')}: {v:.2f}x")
 
 
+# Command groups defined in their own modules (imported here, after `cli` exists).
 from diptych.commands.cookbook import cookbook  # noqa: E402
+from diptych.commands.port import register as register_port  # noqa: E402
 
 cli.add_command(cookbook)
+register_port(cli)  # `diptych port check|convert|export` and `diptych export`
 
 
 def _one_line(message: str) -> str:

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 from conftest import run_cli
-
 from diptych.cookbook import FRAMEWORKS, HERE, RECIPES, recipe_file
 
 

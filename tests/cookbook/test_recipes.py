@@ -12,8 +12,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import real_data_dir
 
+from conftest import real_data_dir
 from diptych.cookbook import RECIPES
 
 NEEDS = {"mlp": "mnist", "cnn": "mnist", "augmentation": "mnist", "data-loading": "mnist", "gpu": "mnist",

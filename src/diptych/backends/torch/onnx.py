@@ -1,0 +1,37 @@
+"""ONNX export of the torch twin's modules (``torch.onnx.export``), for ``diptych export`` and
+``diptych port export``; the neutral command (:mod:`diptych.commands.export`) verifies the file with
+onnxruntime against both twins before it reports success. (The JAX twin has no exporter: jax2onnx was
+not adopted, see the command's docstring.)"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def export_module(model: torch.nn.Module, example: np.ndarray, out: str | Path) -> None:
+    """``torch.onnx.export`` with a dynamic batch axis (the TorchScript exporter: ``dynamo=False``)."""
+    model.eval()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.from_numpy(example),), str(out), dynamo=False, input_names=["x"],
+                          output_names=["logits"], dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+                          opset_version=17)
+
+
+class Logits(torch.nn.Module):
+    """A model whose forward returns ``(logits, state)`` (a language model), with the state dropped:
+    the ONNX graph gives logits only."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.inner(x)
+        return y[0] if isinstance(y, tuple) else y

@@ -1,0 +1,277 @@
+"""``diptych port``: convert your own model between PyTorch and Flax NNX, and prove the port."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from diptych.errors import DiptychError
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise DiptychError(f"--input {text!r}: a shape is comma-separated integers, e.g. 2,3,32,32") from None
+    if not shape or any(d < 1 for d in shape):
+        raise DiptychError(f"--input {text!r}: every dimension must be >= 1")
+    return shape
+
+
+def _inputs(shapes, dtype: str, seed: int, high: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    if dtype == "int64":
+        return [rng.integers(0, high, _shape(s)).astype(np.int64) for s in shapes]
+    return [rng.standard_normal(_shape(s)).astype(np.float32) for s in shapes]
+
+
+def _print(report) -> None:
+    from diptych.parity import print_report
+
+    print_report(report)
+    click.echo("mapping: " + ", ".join(f"{k} -> {v}" for k, v in report.mapping.items()))
+    fd = report.first_divergence
+    if fd:
+        click.echo(f"first divergence: {fd['layer']} ({fd['kind']}, torch {fd['torch']} / NNX {fd['nnx']}): "
+                   f"{fd['detail']}; max abs {fd['max_abs']:.2e}, max rel {fd['max_rel']:.2e}")
+        if fd.get("hint"):
+            click.echo(f"hint: {fd['hint']}")
+
+
+@click.group("port")
+def port():
+    """Port your own model: convert weights torch <-> Flax NNX and prove the two agree."""
+
+
+def _run_check(tm, nm, inputs, train, steps, optimizer, lr, jax_layout, as_json) -> int:
+    from diptych.port import check
+
+    report = check(tm, nm, inputs, train=train, steps=steps, optimizer=optimizer, lr=lr, jax_layout=jax_layout)
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    else:
+        _print(report)
+    return 0 if report.ok else 1
+
+
+_input = click.option("--input", "shapes", multiple=True, metavar="SHAPE",
+                      help="An input's shape in the torch layout, comma-separated (repeat for several inputs).")
+_dtype = click.option("--dtype", type=click.Choice(["float32", "int64"]), default="float32", show_default=True,
+                      help="Input dtype (int64: token ids below --vocab).")
+_vocab = click.option("--vocab", type=click.IntRange(min=1), default=10, show_default=True,
+                      help="int64 inputs: ids are drawn from [0, vocab).")
+_layout = click.option("--jax-layout", type=click.Choice(["auto", "channels-last", "same"]), default="auto",
+                       show_default=True, help="auto: image inputs move channels-last when the model has convs.")
+
+
+@port.command("check")
+@click.argument("torch_factory", metavar="FILE.py:TORCH_FACTORY")
+@click.argument("jax_factory", metavar="FILE.py:JAX_FACTORY")
+@_input
+@_dtype
+@_vocab
+@click.option("--train", is_flag=True, help="Both models in training mode (BatchNorm batch statistics).")
+@click.option("--steps", type=click.IntRange(min=0), default=0, show_default=True, help="Optimizer steps to compare.")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True,
+              help="sgd: parameters within 1e-4 rel; adam: 1e-3 (its first step is sign(g): noise entries flip).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-2, show_default=True)
+@_layout
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def check_cmd(torch_factory, jax_factory, shapes, dtype, vocab, train, steps, optimizer, lr, jax_layout, seed,
+              as_json):
+    """Copy the torch model's weights into the NNX model and compare outputs, gradients and N steps.
+
+    Exit 0: within diptych's parity bounds; 1: not (the first diverging layer and a hint are printed).
+    """
+    from diptych.port import factory
+
+    if not shapes:
+        raise DiptychError("give at least one --input SHAPE, e.g. --input 2,3,32,32")
+    inputs = _inputs(shapes, dtype, seed, vocab)
+    tm, nm = factory.load(torch_factory, "torch", seed), factory.load(jax_factory, "jax", seed)
+    return _run_check(tm, nm, inputs, train, steps, optimizer, lr, jax_layout, as_json)
+
+
+def _WEIGHTS():
+    """The NNX variables a weights file holds: parameters and running statistics (no RNG state)."""
+    from flax import nnx
+
+    return nnx.Any(nnx.Param, nnx.BatchStat)
+
+
+def _read(path: Path) -> dict:
+    if path.suffix in (".pt", ".pth"):
+        from diptych.backends.torch.weights import read_native
+
+        return read_native(path)
+    if path.suffix == ".safetensors":
+        from diptych.weights import read_safetensors
+
+        return read_safetensors(path)[0]
+    raise DiptychError(f"{path}: expected .pt, .pth or .safetensors")
+
+
+@port.command("convert")
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--torch", "torch_factory", required=True, metavar="FILE.py:FACTORY", help="The torch model.")
+@click.option("--jax", "jax_factory", required=True, metavar="FILE.py:FACTORY", help="The NNX model.")
+@_input
+@_dtype
+@_vocab
+@_layout
+@click.option("--no-check", is_flag=True, help="Skip the parity check of the converted pair.")
+def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_layout, no_check):
+    """SRC .pt/.safetensors -> DST .msgpack (Flax NNX state), or back; the round trip is checked bit-exact."""
+    import torch
+    from flax import nnx, serialization
+
+    from diptych.port import convert, factory
+    from diptych.weights import atomic_path
+
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise DiptychError(f"{src}: no such file")
+    tm, nm = factory.load(torch_factory, "torch"), factory.load(jax_factory, "jax")
+    inputs = _inputs(shapes, dtype, 0, vocab) if shapes else None
+    if src.suffix == ".msgpack":
+        state = nnx.state(nm, _WEIGHTS())
+        try:
+            nnx.replace_by_pure_dict(state, serialization.msgpack_restore(src.read_bytes()))
+        except Exception as e:
+            raise DiptychError(f"{src} is not a Flax state of this NNX model ({type(e).__name__})") from None
+        nnx.update(nm, state)
+        mapping = convert(nm, tm, inputs=inputs, jax_layout=jax_layout)
+        sd = {k: v.detach().clone() for k, v in tm.state_dict().items()}
+        if dst.suffix == ".safetensors":
+            from safetensors.torch import save_file
+            with atomic_path(dst) as tmp:
+                save_file({k: v.contiguous() for k, v in sd.items()}, tmp)
+        else:
+            with atomic_path(dst) as tmp:
+                torch.save(sd, tmp)
+        back = factory.load(jax_factory, "jax", 1)
+        convert(tm, back, mapping, inputs=inputs, jax_layout=jax_layout)
+        a, b = nnx.to_pure_dict(nnx.state(nm, _WEIGHTS())), nnx.to_pure_dict(nnx.state(back, _WEIGHTS()))
+    else:
+        try:
+            tm.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in _read(src).items()})
+        except RuntimeError as e:
+            raise DiptychError(f"{src} does not fit {torch_factory}: {str(e).splitlines()[0]}") from None
+        mapping = convert(tm, nm, inputs=inputs, jax_layout=jax_layout)
+        data = serialization.msgpack_serialize(nnx.to_pure_dict(nnx.state(nm, _WEIGHTS())))
+        with atomic_path(dst) as tmp:
+            Path(tmp).write_bytes(data)
+        back = factory.load(torch_factory, "torch", 1)
+        convert(nm, back, mapping, inputs=inputs, jax_layout=jax_layout)
+        a, b = tm.state_dict(), back.state_dict()
+        a = {k: v.numpy() for k, v in a.items() if not k.endswith("num_batches_tracked")}
+        b = {k: v.numpy() for k, v in b.items() if not k.endswith("num_batches_tracked")}
+    import jax
+
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    exact = len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y))
+                                       for x, y in zip(la, lb, strict=True))
+    click.echo(f"{src} -> {dst}: {len(mapping)} layers; round trip {'bit-exact' if exact else 'NOT bit-exact'}")
+    if not exact:
+        click.echo("diptych: the round trip changed some tensors (Flax's one-bias recurrent cells fold torch's two "
+                   "biases; use diptych.port.nnx_layers cells)", err=True)
+        return 1
+    if no_check:
+        return 0
+    if inputs is None:
+        raise DiptychError("the check needs --input SHAPE (or pass --no-check)")
+    return _run_check(tm, nm, inputs, False, 0, "sgd", 1e-2, jax_layout, False)
+
+
+@port.command("export")
+@click.argument("torch_factory", metavar="FILE.py:TORCH_FACTORY")
+@click.argument("out", type=click.Path(dir_okay=False), metavar="OUT.onnx")
+@_input
+@_dtype
+@_vocab
+@click.option("--weights", type=click.Path(dir_okay=False), help="A .pt/.safetensors state_dict to load first.")
+@click.option("--jax", "jax_factory", metavar="FILE.py:FACTORY", help="Also verify against this NNX twin.")
+@_layout
+def port_export_cmd(torch_factory, out, shapes, dtype, vocab, weights, jax_factory, jax_layout):
+    """Export a ported model (its torch side) to ONNX, verified with onnxruntime (max abs <= 1e-5)."""
+    import torch
+
+    from diptych.backends import load_backend
+    from diptych.commands.export import TOLERANCE, run_onnx
+    from diptych.port import convert, factory
+
+    if len(shapes) != 1:
+        raise DiptychError("give exactly one --input SHAPE (the exported graph has one input, batch axis dynamic)")
+    x = _inputs(shapes, dtype, 0, vocab)[0]
+    tm = factory.load(torch_factory, "torch")
+    if weights:
+        try:
+            tm.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in _read(Path(weights)).items()})
+        except RuntimeError as e:
+            raise DiptychError(f"{weights} does not fit {torch_factory}: {str(e).splitlines()[0]}") from None
+    tm.eval()
+    with torch.no_grad():
+        want = tm(torch.from_numpy(x))
+    want = (want[0] if isinstance(want, tuple) else want).numpy()
+    refs = {"torch": want}
+    if jax_factory:
+        import jax.numpy as jnp
+
+        from diptych.port._convert import plan, to_nnx_layout
+
+        nm = factory.load(jax_factory, "jax")
+        nm.eval()
+        convert(tm, nm, inputs=[x], jax_layout=jax_layout)
+        p = plan(tm, nm, "auto", [x], "auto", jax_layout)
+        y = np.asarray(nm(*[jnp.asarray(a) for a in to_nnx_layout([x], p)]))
+        refs["jax"] = np.moveaxis(y, -1, 1) if p.channels_last and y.ndim == p.spatial + 2 else y
+    tmp = Path(out).with_name(Path(out).name + ".partial")
+    try:
+        load_backend("torch").onnx.export_module(tm, x, tmp)
+        got = run_onnx(tmp, x)
+        diffs = {k: float(np.max(np.abs(got - v))) for k, v in refs.items()}
+        if any(d > TOLERANCE for d in diffs.values()):
+            raise DiptychError("the ONNX model differs: " + ", ".join(f"{k} max abs {d:.1e}" for k, d in diffs.items())
+                               + f" (bound {TOLERANCE:g}); not written")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    click.echo(f"{out}: verified with onnxruntime: " + ", ".join(f"max abs {d:.1e} vs {k}" for k, d in diffs.items()))
+
+
+@click.command("export")
+@click.argument("task", metavar="TASK")
+@click.option("--weights", type=click.Path(dir_okay=False), required=True,
+              help="Weights of either twin: .safetensors, .pt or .msgpack.")
+@click.option("--onnx", "onnx_out", type=click.Path(dir_okay=False), required=True, metavar="OUT.onnx")
+@click.option("--from", "source", type=click.Choice(["torch", "jax"]), default="torch", show_default=True,
+              help="Which twin is exported (jax: not available, see the README).")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files (test inputs).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def export(task, weights, onnx_out, source, data_dir, as_json):
+    """Export TASK's model to ONNX through the torch twin; verified with onnxruntime against both twins."""
+    from diptych.commands.export import export_task
+    from diptych.tasks import TASKS
+
+    if task not in TASKS:
+        raise DiptychError(f"unknown task {task!r}; see `diptych list`")
+    if source == "jax":
+        raise DiptychError("--from jax is not available: jax2onnx is not a dependency here; export through the "
+                           "torch twin (the default), which loads weights from either twin")
+    info = export_task(task, weights, onnx_out, data_dir)
+    if as_json:
+        click.echo(json.dumps(info))
+    else:
+        click.echo(f"{info['onnx']}: {task}, input {tuple(info['input_shape'])}; onnxruntime on {info['inputs']} test "
+                   f"inputs: max abs {info['max_abs_vs_torch']:.1e} vs torch, {info['max_abs_vs_jax']:.1e} vs jax")
+
+
+def register(cli: click.Group) -> None:
+    """Add ``diptych port ...`` and ``diptych export`` to the CLI."""
+    cli.add_command(port)
+    cli.add_command(export)
