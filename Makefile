@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   -> .venv with diptych[all], then `diptych compare mnist1d-cnn`
-#   make test   -> .venv with diptych[all,dev], then the test suite
+#   make test   -> .venv with diptych[all,dev], then ruff (lint, format) and the test suite (doctests included)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -25,6 +25,8 @@ demo: $(VENV)/.installed-all
 	$(BIN)/diptych compare mnist1d-cnn --out runs/demo
 
 test: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/python -m pytest
 
 clean:

@@ -24,20 +24,26 @@ def one_line(capsys, argv, *needles):
     return err[0]
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["train", "mnist1d-mlp", "--framework", "torch", "--seed", "-1"], "--seed"),
-    (["train", "mnist1d-mlp", "--framework", "torch", "--seed", str(2**64)], "--seed"),
-    (["train", "mnist1d-mlp", "--framework", "torch", "--seed", str(2**63)], "0<=x<=9223372036854775807"),
-    (["train", "mnist1d-mlp", "--framework", "torch", "--lr", "nan"], "--lr"),
-    (["train", "mnist1d-mlp", "--framework", "torch", "--lr", "inf"], "inf is not a finite number"),
-    (["train", "mnist1d-mlp", "--framework", "torch", "--epochs", str(10**12)], "--epochs"),
-    (["compare", "mnist1d-mlp", "--seed", "-5"], "--seed"),
-    (["parity", "mnist1d-mlp", "--seed", "-1"], "--seed"),
-    (["generate", "chars-lstm", "--weights", "w.safetensors", "--temperature", "nan"], "nan is not a finite number"),
-    (["generate", "chars-lstm", "--weights", "w.safetensors", "--temperature", "-1"], "--temperature"),
-    (["generate", "chars-lstm", "--weights", "w.safetensors", "--seed", "-1"], "--seed"),
-    (["bench", "mnist1d-mlp", "--burst", "nan"], "--burst"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["train", "mnist1d-mlp", "--framework", "torch", "--seed", "-1"], "--seed"),
+        (["train", "mnist1d-mlp", "--framework", "torch", "--seed", str(2**64)], "--seed"),
+        (["train", "mnist1d-mlp", "--framework", "torch", "--seed", str(2**63)], "0<=x<=9223372036854775807"),
+        (["train", "mnist1d-mlp", "--framework", "torch", "--lr", "nan"], "--lr"),
+        (["train", "mnist1d-mlp", "--framework", "torch", "--lr", "inf"], "inf is not a finite number"),
+        (["train", "mnist1d-mlp", "--framework", "torch", "--epochs", str(10**12)], "--epochs"),
+        (["compare", "mnist1d-mlp", "--seed", "-5"], "--seed"),
+        (["parity", "mnist1d-mlp", "--seed", "-1"], "--seed"),
+        (
+            ["generate", "chars-lstm", "--weights", "w.safetensors", "--temperature", "nan"],
+            "nan is not a finite number",
+        ),
+        (["generate", "chars-lstm", "--weights", "w.safetensors", "--temperature", "-1"], "--temperature"),
+        (["generate", "chars-lstm", "--weights", "w.safetensors", "--seed", "-1"], "--seed"),
+        (["bench", "mnist1d-mlp", "--burst", "nan"], "--burst"),
+    ],
+)
 def test_values_out_of_range(capsys, argv, needle):
     one_line(capsys, argv, needle)
 
@@ -47,30 +53,45 @@ def test_a_tiny_temperature_is_greedy_not_nan():
     assert sample(logits, 1e-320, np.random.default_rng(0)) == 1
 
 
-RUN = {"task": "mnist1d-mlp", "framework": "torch", "test_accuracy": 0.7, "wall_seconds": 3.0,
-       "compile_seconds": 0.1, "samples_per_second": 1e4, "peak_rss_mb": 300.0,
-       "epochs": [{"epoch": 1, "test_accuracy": 0.7, "wall_seconds": 3.0}]}
+RUN = {
+    "task": "mnist1d-mlp",
+    "framework": "torch",
+    "test_accuracy": 0.7,
+    "wall_seconds": 3.0,
+    "compile_seconds": 0.1,
+    "samples_per_second": 1e4,
+    "peak_rss_mb": 300.0,
+    "epochs": [{"epoch": 1, "test_accuracy": 0.7, "wall_seconds": 3.0}],
+}
 
 
-@pytest.mark.parametrize("damage,needle", [
-    (lambda r: r.pop("samples_per_second"), "samples_per_second is 'missing'"),
-    (lambda r: r.update(compile_seconds="fast"), "compile_seconds is 'fast', not a number"),
-    (lambda r: r.update(epochs=[{}]), "its epochs are not a list"),
-    (lambda r: r.pop("framework"), "framework is 'missing'"),
-])
+@pytest.mark.parametrize(
+    "damage,needle",
+    [
+        (lambda r: r.pop("samples_per_second"), "samples_per_second is 'missing'"),
+        (lambda r: r.update(compile_seconds="fast"), "compile_seconds is 'fast', not a number"),
+        (lambda r: r.update(epochs=[{}]), "its epochs are not a list"),
+        (lambda r: r.pop("framework"), "framework is 'missing'"),
+    ],
+)
 def test_report_on_a_record_with_missing_keys(tmp_path, capsys, damage, needle):
     run = json.loads(json.dumps(RUN))
     damage(run)
     (tmp_path / "r" / "torch").mkdir(parents=True)
     (tmp_path / "r" / "torch" / "run.json").write_text(json.dumps(run))
-    one_line(capsys, ["report", str(tmp_path / "r"), "--out", str(tmp_path / "out")],
-             "run.json is not a complete diptych record", needle)
+    one_line(
+        capsys,
+        ["report", str(tmp_path / "r"), "--out", str(tmp_path / "out")],
+        "run.json is not a complete diptych record",
+        needle,
+    )
     assert not (tmp_path / "out").exists()
 
 
 def test_report_on_a_damaged_bench_record(tmp_path, capsys):
-    (tmp_path / "bench.json").write_text(json.dumps({"task": "mnist1d-mlp", "bursts": {"torch": [{}]}, "runs": {},
-                                                     "machine": {}}))
+    (tmp_path / "bench.json").write_text(
+        json.dumps({"task": "mnist1d-mlp", "bursts": {"torch": [{}]}, "runs": {}, "machine": {}})
+    )
     one_line(capsys, ["report", str(tmp_path), "--out", str(tmp_path / "out")], "the bursts of 'torch' are incomplete")
 
 

@@ -19,12 +19,25 @@ def test_a_full_disk_at_a_checkpoint_stops_cleanly_and_resumes(tmp_path, capsys,
     # mnist1d-mlp: a checkpoint is ~186 KB (weights + two Adam moments). 300 KB holds one, not the
     # temporary file of the next beside it, so epoch 2's checkpoint finds the disk full.
     with tmpfs(tmp_path / "disk", "300k") as disk:
-        argv = ["train", "mnist1d-mlp", "--framework", "torch", "--epochs", "2", "--batch-size", "1000",
-                "--no-progress", "--out", str(disk)]
+        argv = [
+            "train",
+            "mnist1d-mlp",
+            "--framework",
+            "torch",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "1000",
+            "--no-progress",
+            "--out",
+            str(disk),
+        ]
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "checkpoint.safetensors: the disk is full; the previous checkpoint.safetensors " \
-                                  "is intact" in err[0], err
+        assert (
+            len(err) == 1
+            and "checkpoint.safetensors: the disk is full; the previous checkpoint.safetensors is intact" in err[0]
+        ), err
         _, _, meta = checkpoint.load(disk / checkpoint.FILENAME, "mnist1d-mlp")  # valid, and from epoch 1
         assert meta["epoch"] == 1 and temps(disk) == [] and os.listdir(disk) == [checkpoint.FILENAME]
 

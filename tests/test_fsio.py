@@ -106,8 +106,11 @@ def test_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path):
     with tmpfs(tmp_path / "disk", "64k") as disk:
         save_weights({"w": np.ones(8, np.float32)}, disk / "weights.safetensors", task="t")
         before = (disk / "weights.safetensors").read_bytes()
-        with pytest.raises(DiptychError, match=r"weights.safetensors: the disk is full; the previous "
-                                               r"weights.safetensors is intact"):
+        with pytest.raises(
+            DiptychError,
+            match=r"weights.safetensors: the disk is full; the previous "
+            r"weights.safetensors is intact",
+        ):
             save_weights({"w": np.ones(100_000, np.float32)}, disk / "weights.safetensors", task="t")
         with pytest.raises(DiptychError, match="run.json: the disk is full; nothing was written"):
             write_json(disk / "run.json", {"x": "y" * 200_000})

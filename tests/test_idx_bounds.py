@@ -67,11 +67,14 @@ def test_raw_files_with_valid_content_load(tmp_path):
     assert data.x_train.shape == (6, 28, 28) and data.y_test.max() == 9
 
 
-@pytest.mark.parametrize("kw,needle", [
-    ({"labels_max": 10}, r"train-labels-idx1-ubyte: label 10 at index 5 is outside the 10 classes 0-9"),
-    ({"labels_max": 255}, r"label \d+ at index \d is outside"),
-    ({"images": (32, 32)}, "train-images-idx3-ubyte: images are 32x32, mnist models take 28x28"),
-])
+@pytest.mark.parametrize(
+    "kw,needle",
+    [
+        ({"labels_max": 10}, r"train-labels-idx1-ubyte: label 10 at index 5 is outside the 10 classes 0-9"),
+        ({"labels_max": 255}, r"label \d+ at index \d is outside"),
+        ({"images": (32, 32)}, "train-images-idx3-ubyte: images are 32x32, mnist models take 28x28"),
+    ],
+)
 def test_labels_and_shapes_are_checked_against_the_task(tmp_path, kw, needle):
     with pytest.raises(DataError, match=needle):
         load_dataset("mnist", _write_set(tmp_path / "d", gz_names=False, compress=False, **kw))

@@ -60,7 +60,7 @@ def test_same_init_distribution(name):
     spec = TASKS[name].model
     tw = torch_b.weights.export(torch_b.models.build_model(spec, 0))
     jw = jax_b.weights.export(jax_b.models.build_model(spec, 0))
-    for key, shape in spec.param_shapes().items():
+    for key in spec.param_shapes():
         fan_in = int(np.prod(tw[key.replace("bias", "weight")].shape[1:]))
         bound = 1 / np.sqrt(fan_in)
         for w in (tw[key], jw[key]):

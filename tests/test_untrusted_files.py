@@ -41,11 +41,14 @@ def test_half_and_bfloat16_weights_are_converted_exactly(tmp_path):
             assert got[k].dtype == np.float32 and np.array_equal(got[k], v.float().numpy())
 
 
-@pytest.mark.parametrize("tensor,needle", [
-    (torch.zeros(3, dtype=torch.float8_e4m3fn), "dtype F8_E4M3, which diptych does not read"),
-    (torch.full((3,), 0.1, dtype=torch.float64), "float64 with values float32 cannot hold exactly"),
-    (torch.zeros(3, dtype=torch.bool), "dtype BOOL"),
-])
+@pytest.mark.parametrize(
+    "tensor,needle",
+    [
+        (torch.zeros(3, dtype=torch.float8_e4m3fn), "dtype F8_E4M3, which diptych does not read"),
+        (torch.full((3,), 0.1, dtype=torch.float64), "float64 with values float32 cannot hold exactly"),
+        (torch.zeros(3, dtype=torch.bool), "dtype BOOL"),
+    ],
+)
 def test_other_dtypes_are_refused(tmp_path, tensor, needle):
     torch_save_file({"w": tensor}, tmp_path / "w.safetensors")
     with pytest.raises(DiptychError, match=needle):
@@ -57,17 +60,27 @@ def _raw_file(header: dict, data: bytes) -> bytes:
     return struct.pack("<Q", len(h)) + h + data
 
 
-@pytest.mark.parametrize("raw,needle", [
-    (struct.pack("<Q", 2**62) + b"{}", "header length 4,611,686,018,427,387,904 does not fit"),
-    (_raw_file({"w": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 16]}}, bytes(16)),
-     "does not match bytes 0-16"),
-    (_raw_file({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, bytes(8)), "does not match bytes"),
-    (_raw_file({"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, bytes(4)), "malformed shape"),
-    (_raw_file({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "__metadata__": {"a": "{"}},
-               bytes(4)), "metadata is not diptych's"),
-    (_raw_file([1, 2], b""), "not a JSON object"), (b"\x05\x00", "header length -1"),
-    (struct.pack("<Q", 5) + b"[[[[[", "not a readable safetensors file"),
-])
+@pytest.mark.parametrize(
+    "raw,needle",
+    [
+        (struct.pack("<Q", 2**62) + b"{}", "header length 4,611,686,018,427,387,904 does not fit"),
+        (
+            _raw_file({"w": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 16]}}, bytes(16)),
+            "does not match bytes 0-16",
+        ),
+        (_raw_file({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, bytes(8)), "does not match bytes"),
+        (_raw_file({"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, bytes(4)), "malformed shape"),
+        (
+            _raw_file(
+                {"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "__metadata__": {"a": "{"}}, bytes(4)
+            ),
+            "metadata is not diptych's",
+        ),
+        (_raw_file([1, 2], b""), "not a JSON object"),
+        (b"\x05\x00", "header length -1"),
+        (struct.pack("<Q", 5) + b"[[[[[", "not a readable safetensors file"),
+    ],
+)
 def test_malformed_headers_are_one_line(tmp_path, raw, needle):
     (tmp_path / "w.safetensors").write_bytes(raw)
     with pytest.raises(DiptychError, match=needle) as e:
@@ -92,13 +105,30 @@ def good_checkpoint(optimizer="adam"):
     moments = {"adam": ("exp_avg", "exp_avg_sq"), "momentum": ("momentum_buffer",), "sgd": ()}[optimizer]
     opt = {"step": np.asarray(40, np.int64)}
     opt |= {f"{m}.{k}": np.full_like(v, 1e-3) for m in moments for k, v in p.items()}
-    config = {"epochs": 3, "batch_size": 100, "lr": 1e-3, "optimizer": optimizer, "schedule": "constant",
-              "warmup_fraction": 0.0, "seed": 0, "compile": False, "precision": "fp32", "split": None}
-    meta = {"task": TASK, "framework": "torch", "epoch": 1, "config": config,
-            "epochs": [{"epoch": 1, "train_loss": 1.2, "test_accuracy": 0.5, "train_seconds": 1.0,
-                        "wall_seconds": 1.5}],
-            "wall_seconds": 1.5, "compile_seconds": 0.2, "steady_samples": 3900, "steady_seconds": 1.0,
-            "loss_curve": [[20, 1.5], [40, 1.2]]}
+    config = {
+        "epochs": 3,
+        "batch_size": 100,
+        "lr": 1e-3,
+        "optimizer": optimizer,
+        "schedule": "constant",
+        "warmup_fraction": 0.0,
+        "seed": 0,
+        "compile": False,
+        "precision": "fp32",
+        "split": None,
+    }
+    meta = {
+        "task": TASK,
+        "framework": "torch",
+        "epoch": 1,
+        "config": config,
+        "epochs": [{"epoch": 1, "train_loss": 1.2, "test_accuracy": 0.5, "train_seconds": 1.0, "wall_seconds": 1.5}],
+        "wall_seconds": 1.5,
+        "compile_seconds": 0.2,
+        "steady_samples": 3900,
+        "steady_seconds": 1.0,
+        "loss_curve": [[20, 1.5], [40, 1.2]],
+    }
     return p, opt, meta
 
 
@@ -126,10 +156,14 @@ MUTATIONS = {
     "missing step": (lambda p, o, m: _drop(o, "step"), "the optimizer step is missing"),
     "NaN step": (lambda p, o, m: o.update(step=np.asarray(np.nan, np.float32)), r"the optimizer step is \[nan\]"),
     "fractional step": (lambda p, o, m: o.update(step=np.asarray(2.5, np.float32)), "not a whole number"),
-    "missing moments": (lambda p, o, m: [o.pop(k) for k in list(o) if k.startswith("exp_avg_sq.")],
-                        "its adam state lacks 'exp_avg_sq.fc1.bias'.*silently restart"),
-    "moment of the wrong shape": (lambda p, o, m: o.update({"exp_avg.fc1.weight": np.zeros((3, 3), np.float32)}),
-                                  r"'exp_avg.fc1.weight' is float32 \(3, 3\), expected float32 \(100, 40\)"),
+    "missing moments": (
+        lambda p, o, m: [o.pop(k) for k in list(o) if k.startswith("exp_avg_sq.")],
+        "its adam state lacks 'exp_avg_sq.fc1.bias'.*silently restart",
+    ),
+    "moment of the wrong shape": (
+        lambda p, o, m: o.update({"exp_avg.fc1.weight": np.zeros((3, 3), np.float32)}),
+        r"'exp_avg.fc1.weight' is float32 \(3, 3\), expected float32 \(100, 40\)",
+    ),
     "NaN moment": (lambda p, o, m: o["exp_avg.fc2.bias"].fill(np.nan), "with NaN/inf"),
     "NaN weights": (lambda p, o, m: p["fc3.weight"].fill(np.nan), "'fc3.weight' holds NaN"),
     "wrong weight shape": (lambda p, o, m: p.update({"fc1.weight": np.zeros((2, 2), np.float32)}), "shape"),
@@ -152,13 +186,22 @@ def test_damaged_checkpoints_are_refused_in_one_line(tmp_path, case):
 
 def good_features():
     m = FSDD_FRONTEND.n_mels
-    return {"frontend": dict(FSDD_FRONTEND.__dict__), "split": "official", "mean": [-10.0] * m, "std": [2.0] * m,
-            "silence": [-1.0] * m, "noise_shape": [1.0] * m, "noise_bins": [4.0] * m, "floor": [1e-6] * m}
+    return {
+        "frontend": dict(FSDD_FRONTEND.__dict__),
+        "split": "official",
+        "mean": [-10.0] * m,
+        "std": [2.0] * m,
+        "silence": [-1.0] * m,
+        "noise_shape": [1.0] * m,
+        "noise_bins": [4.0] * m,
+        "floor": [1e-6] * m,
+    }
 
 
 def _fe(**kw):
     def mutate(f):
         f["frontend"].update(kw)
+
     return mutate
 
 

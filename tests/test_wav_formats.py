@@ -15,8 +15,13 @@ from diptych.data import audio
 from diptych.data.audio import FSDD_FRONTEND, feature_stats, wav_features
 from diptych.errors import DataError
 
-FORMATS = {"float32": ("WAV", "FLOAT"), "extensible-pcm16": ("WAVEX", "PCM_16"),
-           "extensible-float32": ("WAVEX", "FLOAT"), "flac": ("FLAC", "PCM_16"), "pcm24": ("WAV", "PCM_24")}
+FORMATS = {
+    "float32": ("WAV", "FLOAT"),
+    "extensible-pcm16": ("WAVEX", "PCM_16"),
+    "extensible-float32": ("WAVEX", "FLOAT"),
+    "flac": ("FLAC", "PCM_16"),
+    "pcm24": ("WAV", "PCM_24"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -72,24 +77,28 @@ def _fmt(tag=1, channels=1, rate=8000, bits=16, block=None) -> bytes:
 SAMPLES = np.zeros(800, "<i2").tobytes()
 
 
-@pytest.mark.parametrize("raw,needle", [
-    (_wav(_fmt(), SAMPLES)[:-100], "data chunk says 1,600 bytes but only 1,500 follow"),
-    (_wav(_fmt(), SAMPLES)[:-1], "truncated"),
-    (_wav(_fmt(), SAMPLES[:-1]), "ends in the middle of a sample"),
-    (_wav(_fmt(rate=0), SAMPLES), "sample rate of 0 Hz"),
-    (_wav(_fmt(rate=1), SAMPLES), "sample rate of 1 Hz"),
-    (_wav(_fmt(rate=2**31 - 1), SAMPLES), "sample rate of 2,147,483,647 Hz"),
-    (_wav(_fmt(channels=0), SAMPLES), "0 channels"),
-    (_wav(_fmt(channels=65535, block=2), SAMPLES), "65535 channels"),
-    (_wav(_fmt(bits=12), SAMPLES), "12-bit PCM samples are not supported"),
-    (_wav(_fmt(tag=2), SAMPLES), "sample format 0x2 is not PCM or IEEE float"),
-    (_wav(_fmt(bits=16, block=3), SAMPLES), "block size 3"),
-    (_wav(_fmt(), b""), "holds no samples"),
-    (_wav(_fmt(), SAMPLES, extra=b"LIST" + struct.pack("<I", 10**9)), "chunk b'LIST' runs past the end"),
-    (_wav(_fmt(tag=3, bits=32), np.full(400, np.nan, "<f4").tobytes()), "NaN or infinite samples"),
-    (_wav(_fmt(tag=3, bits=32), np.full(400, 3e4, "<f4").tobytes()), "samples reach 3e\\+04 times full scale"),
-    (b"RIFF\0\0\0\0WAVE", "no data chunk"), (b"fLaC" + b"\0" * 40, "cannot decode"),
-])
+@pytest.mark.parametrize(
+    "raw,needle",
+    [
+        (_wav(_fmt(), SAMPLES)[:-100], "data chunk says 1,600 bytes but only 1,500 follow"),
+        (_wav(_fmt(), SAMPLES)[:-1], "truncated"),
+        (_wav(_fmt(), SAMPLES[:-1]), "ends in the middle of a sample"),
+        (_wav(_fmt(rate=0), SAMPLES), "sample rate of 0 Hz"),
+        (_wav(_fmt(rate=1), SAMPLES), "sample rate of 1 Hz"),
+        (_wav(_fmt(rate=2**31 - 1), SAMPLES), "sample rate of 2,147,483,647 Hz"),
+        (_wav(_fmt(channels=0), SAMPLES), "0 channels"),
+        (_wav(_fmt(channels=65535, block=2), SAMPLES), "65535 channels"),
+        (_wav(_fmt(bits=12), SAMPLES), "12-bit PCM samples are not supported"),
+        (_wav(_fmt(tag=2), SAMPLES), "sample format 0x2 is not PCM or IEEE float"),
+        (_wav(_fmt(bits=16, block=3), SAMPLES), "block size 3"),
+        (_wav(_fmt(), b""), "holds no samples"),
+        (_wav(_fmt(), SAMPLES, extra=b"LIST" + struct.pack("<I", 10**9)), "chunk b'LIST' runs past the end"),
+        (_wav(_fmt(tag=3, bits=32), np.full(400, np.nan, "<f4").tobytes()), "NaN or infinite samples"),
+        (_wav(_fmt(tag=3, bits=32), np.full(400, 3e4, "<f4").tobytes()), "samples reach 3e\\+04 times full scale"),
+        (b"RIFF\0\0\0\0WAVE", "no data chunk"),
+        (b"fLaC" + b"\0" * 40, "cannot decode"),
+    ],
+)
 def test_broken_headers_are_one_line(tmp_path, raw, needle):
     (tmp_path / "bad.wav").write_bytes(raw)
     with pytest.raises(DataError, match=needle) as e:

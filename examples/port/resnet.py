@@ -68,8 +68,10 @@ def _nnx():
             self.bn2 = BatchNorm(cout, rngs=rngs)
             self.downsample = nnx.data(None)
             if stride != 1 or cin != cout:
-                self.downsample = nnx.Sequential(nnx.Conv(cin, cout, (1, 1), stride, padding=pad(0), use_bias=False,
-                                                          rngs=rngs), BatchNorm(cout, rngs=rngs))
+                self.downsample = nnx.Sequential(
+                    nnx.Conv(cin, cout, (1, 1), stride, padding=pad(0), use_bias=False, rngs=rngs),
+                    BatchNorm(cout, rngs=rngs),
+                )
 
         def __call__(self, x):
             identity = x if self.downsample is None else self.downsample(x)
@@ -82,8 +84,9 @@ def _nnx():
             self.bn1 = BatchNorm(WIDTHS[0], rngs=rngs)
             cin, layers = WIDTHS[0], []
             for i, w in enumerate(WIDTHS):
-                layers.append(nnx.Sequential(BasicBlock(cin, w, 1 if i == 0 else 2, rngs=rngs),
-                                             BasicBlock(w, w, 1, rngs=rngs)))
+                layers.append(
+                    nnx.Sequential(BasicBlock(cin, w, 1 if i == 0 else 2, rngs=rngs), BasicBlock(w, w, 1, rngs=rngs))
+                )
                 cin = w
             self.layer1, self.layer2, self.layer3, self.layer4 = layers
             self.fc = nnx.Linear(WIDTHS[-1], num_classes, rngs=rngs)

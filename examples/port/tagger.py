@@ -38,8 +38,9 @@ def nnx_model(rngs, cell=None):
     class Tagger(nnx.Module):
         def __init__(self, rngs):
             self.embed = nnx.Embed(VOCAB, EMBED, rngs=rngs)
-            self.lstm = nnx.Bidirectional(nnx.RNN(cell(EMBED, HIDDEN, rngs=rngs)),
-                                          nnx.RNN(cell(EMBED, HIDDEN, rngs=rngs)))
+            self.lstm = nnx.Bidirectional(
+                nnx.RNN(cell(EMBED, HIDDEN, rngs=rngs)), nnx.RNN(cell(EMBED, HIDDEN, rngs=rngs))
+            )
             self.out = nnx.Linear(2 * HIDDEN, TAGS, rngs=rngs)
 
         def __call__(self, ids):  # (B, T) int

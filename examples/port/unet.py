@@ -15,8 +15,9 @@ def torch_model():
     from torch import nn
 
     def double(cin, cout):
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.Conv2d(cout, cout, 3, padding=1),
-                             nn.ReLU())
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU()
+        )
 
     class UNet(nn.Module):
         def __init__(self, cin=1, classes=2):
@@ -45,8 +46,12 @@ def nnx_model(rngs):
     from flax import nnx
 
     def double(cin, cout):
-        return nnx.Sequential(nnx.Conv(cin, cout, (3, 3), padding=1, rngs=rngs), jax.nn.relu,
-                              nnx.Conv(cout, cout, (3, 3), padding=1, rngs=rngs), jax.nn.relu)
+        return nnx.Sequential(
+            nnx.Conv(cin, cout, (3, 3), padding=1, rngs=rngs),
+            jax.nn.relu,
+            nnx.Conv(cout, cout, (3, 3), padding=1, rngs=rngs),
+            jax.nn.relu,
+        )
 
     def pool(x):
         return nnx.max_pool(x, (2, 2), strides=(2, 2))

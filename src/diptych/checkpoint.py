@@ -35,10 +35,12 @@ def load(path: str | Path, task: str):
     if meta.get("format") != FORMAT:
         raise DiptychError(f"{path} is not a diptych checkpoint; pass the --out folder of a diptych train run")
     if meta.get("task") != task:
-        raise DiptychError(f"{path} is a checkpoint of task {meta.get('task')!r}, not {task!r}; "
-                           f"resume with `diptych train {meta.get('task')}` or use another --out folder")
-    params = {k[len("params."):]: v for k, v in tensors.items() if k.startswith("params.")}
-    opt = {k[len("opt."):]: v for k, v in tensors.items() if k.startswith("opt.")}
+        raise DiptychError(
+            f"{path} is a checkpoint of task {meta.get('task')!r}, not {task!r}; "
+            f"resume with `diptych train {meta.get('task')}` or use another --out folder"
+        )
+    params = {k[len("params.") :]: v for k, v in tensors.items() if k.startswith("params.")}
+    opt = {k[len("opt.") :]: v for k, v in tensors.items() if k.startswith("opt.")}
     check_meta(meta, str(path))
     check_state(params, opt, task, meta["config"]["optimizer"], str(path))
     return params, opt, meta
@@ -66,11 +68,18 @@ def check_meta(meta: dict, source: str) -> None:
     config = meta.get("config")
     if not isinstance(config, dict):
         raise _fail(source, "no run config in its metadata")
-    rules = {"epochs": lambda v: _is_int(v, 1, 10**7), "batch_size": lambda v: _is_int(v, 1, 2**31),
-             "lr": lambda v: _is_num(v, 0, 1e6) and v > 0, "optimizer": lambda v: v in OPTIMIZERS,
-             "schedule": lambda v: v in SCHEDULES, "warmup_fraction": lambda v: _is_num(v, 0, 1),
-             "seed": lambda v: _is_int(v, 0, 2**63 - 1), "compile": lambda v: isinstance(v, bool),
-             "precision": lambda v: v in ("fp32", "bf16"), "split": lambda v: v is None or isinstance(v, str)}
+    rules = {
+        "epochs": lambda v: _is_int(v, 1, 10**7),
+        "batch_size": lambda v: _is_int(v, 1, 2**31),
+        "lr": lambda v: _is_num(v, 0, 1e6) and v > 0,
+        "optimizer": lambda v: v in OPTIMIZERS,
+        "schedule": lambda v: v in SCHEDULES,
+        "warmup_fraction": lambda v: _is_num(v, 0, 1),
+        "seed": lambda v: _is_int(v, 0, 2**63 - 1),
+        "compile": lambda v: isinstance(v, bool),
+        "precision": lambda v: v in ("fp32", "bf16"),
+        "split": lambda v: v is None or isinstance(v, str),
+    }
     for key, ok in rules.items():
         if key not in config or not ok(config[key]):
             raise _fail(source, f"config {key} is {config.get(key, 'missing')!r}")
@@ -83,22 +92,34 @@ def check_meta(meta: dict, source: str) -> None:
     if not _is_int(meta.get("steady_samples"), 0, 2**62):
         raise _fail(source, f"steady_samples is {meta.get('steady_samples', 'missing')!r}")
     history = meta.get("epochs")
-    if not isinstance(history, list) or len(history) != epoch or not all(
+    if (
+        not isinstance(history, list)
+        or len(history) != epoch
+        or not all(
             isinstance(r, dict) and all(_is_num(r.get(k), 0, 1e10) for k in ("test_accuracy", "wall_seconds"))
-            for r in history):
+            for r in history
+        )
+    ):
         raise _fail(source, f"its epoch records do not describe {epoch} finished epochs")
     curve = meta.get("loss_curve", [])
-    if not isinstance(curve, list) or not all(isinstance(c, list) and len(c) == 2 and _is_num(c[0], 0, 2**62)
-                                              and isinstance(c[1], int | float) for c in curve):
+    if not isinstance(curve, list) or not all(
+        isinstance(c, list) and len(c) == 2 and _is_num(c[0], 0, 2**62) and isinstance(c[1], int | float) for c in curve
+    ):
         raise _fail(source, "its loss curve is not a list of [step, loss] pairs")
 
 
-_MOMENTS = {"adam": ("exp_avg", "exp_avg_sq"), "adamw": ("exp_avg", "exp_avg_sq"), "sgd": (),
-            "momentum": ("momentum_buffer",), "nesterov": ("momentum_buffer",)}
+_MOMENTS = {
+    "adam": ("exp_avg", "exp_avg_sq"),
+    "adamw": ("exp_avg", "exp_avg_sq"),
+    "sgd": (),
+    "momentum": ("momentum_buffer",),
+    "nesterov": ("momentum_buffer",),
+}
 
 
-def check_state(params: dict[str, np.ndarray], opt: dict[str, np.ndarray], task: str, optimizer: str,
-                source: str) -> None:
+def check_state(
+    params: dict[str, np.ndarray], opt: dict[str, np.ndarray], task: str, optimizer: str, source: str
+) -> None:
     """Weights of the task's model, finite; the optimizer state complete for ``optimizer`` (every
     moment present, shaped as its parameter, finite) and a step count that is a whole number."""
     from diptych.tasks import fit_vocab, get_task
@@ -109,8 +130,13 @@ def check_state(params: dict[str, np.ndarray], opt: dict[str, np.ndarray], task:
     shapes = spec.model.param_shapes()
     check_weights(params, shapes, source)  # names, shapes, float32, finite
     step = opt.get("step")
-    if step is None or step.size != 1 or not np.isfinite(step).all() or float(step.reshape(-1)[0]) != int(
-            step.reshape(-1)[0]) or not 0 <= int(step.reshape(-1)[0]) < 2**31:
+    if (
+        step is None
+        or step.size != 1
+        or not np.isfinite(step).all()
+        or float(step.reshape(-1)[0]) != int(step.reshape(-1)[0])
+        or not 0 <= int(step.reshape(-1)[0]) < 2**31
+    ):
         shown = "missing" if step is None else f"{step.reshape(-1)[:2].tolist()}"
         raise _fail(source, f"the optimizer step is {shown}, not a whole number of steps")
     expected = {f"{m}.{name}": shape for m in _MOMENTS[optimizer] for name, shape in shapes.items()}
@@ -118,10 +144,16 @@ def check_state(params: dict[str, np.ndarray], opt: dict[str, np.ndarray], task:
     extra = sorted(set(opt) - set(expected) - {"step"})
     if missing or extra:
         what = f"lacks {missing[0]!r}" if missing else f"has {extra[0]!r}"
-        raise _fail(source, f"its {optimizer} state {what} ({len(missing)} missing, {len(extra)} unexpected); "
-                            f"resuming would silently restart the optimizer")
+        raise _fail(
+            source,
+            f"its {optimizer} state {what} ({len(missing)} missing, {len(extra)} unexpected); "
+            f"resuming would silently restart the optimizer",
+        )
     for key, shape in expected.items():
         v = opt[key]
         if v.dtype != np.float32 or tuple(v.shape) != tuple(shape) or not np.isfinite(v).all():
-            raise _fail(source, f"optimizer tensor {key!r} is {v.dtype} {tuple(v.shape)}"
-                                f"{'' if np.isfinite(v).all() else ' with NaN/inf'}, expected float32 {tuple(shape)}")
+            raise _fail(
+                source,
+                f"optimizer tensor {key!r} is {v.dtype} {tuple(v.shape)}"
+                f"{'' if np.isfinite(v).all() else ' with NaN/inf'}, expected float32 {tuple(shape)}",
+            )

@@ -84,8 +84,9 @@ def atomic_path(path: str | Path) -> Iterator[str]:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=f".{path.name[-_NAME_KEEP:]}",
-                                   dir=path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=f".{path.name[-_NAME_KEEP:]}", dir=path.parent
+        )
         os.close(fd)
         yield tmp
         fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -159,7 +160,7 @@ def clean_stale_temps(folder: str | Path) -> list[Path]:
             continue
         if mtime >= _STARTED:
             continue  # written since this process started: possibly a live writer's
-        pid_text = entry.name[len(TEMP_PREFIX):].split("-", 1)[0]
+        pid_text = entry.name[len(TEMP_PREFIX) :].split("-", 1)[0]
         owner = _process_start(int(pid_text)) if pid_text.isdigit() else None
         if owner is not None and owner <= mtime and int(pid_text) != os.getpid():
             continue  # its writer still runs
@@ -187,7 +188,8 @@ def ensure_writable_dir(path: str | Path, what: str = "--out") -> Path:
         os.unlink(probe)
     except OSError as e:
         reason = _REASONS.get(e.errno, e.strerror or type(e).__name__)
-        raise DiptychError(f"{what} {path} is not writable ({reason}); {_FIXES.get(e.errno, 'choose another folder')}"
-                           ) from None
+        raise DiptychError(
+            f"{what} {path} is not writable ({reason}); {_FIXES.get(e.errno, 'choose another folder')}"
+        ) from None
     clean_stale_temps(path)
     return path

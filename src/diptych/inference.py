@@ -11,7 +11,7 @@ a wrong type (the audio front end's values are checked by :func:`diptych.data.au
     >>> InferenceMeta.from_metadata({"vocab": 3}, "w.safetensors")
     Traceback (most recent call last):
     ...
-    diptych.errors.DiptychError: w.safetensors: metadata 'vocab' should be str, not int; the file was not written by diptych train
+    diptych.errors.DiptychError: w.safetensors: metadata 'vocab' should be str, not int; ...
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ class InferenceMeta:
         for key, kind in _TYPES.items():
             value = meta.get(key)
             if value is not None and not isinstance(value, kind):
-                raise DiptychError(f"{source}: metadata {key!r} should be {kind.__name__}, not "
-                                   f"{type(value).__name__}; the file was not written by diptych train")
+                raise DiptychError(
+                    f"{source}: metadata {key!r} should be {kind.__name__}, not "
+                    f"{type(value).__name__}; the file was not written by diptych train"
+                )
             fields[key] = value
         return cls(**fields)
 

@@ -43,8 +43,15 @@ class Objective:
     reference: str  # where the bar comes from
     target_accuracy: float | None  # an accuracy bar, where the objective has one (else None)
 
-    def load(self, task, data_dir: str | None = None, *, text: str | None = None, split: str | None = None,
-             dataset: Dataset | None = None) -> tuple:
+    def load(
+        self,
+        task,
+        data_dir: str | None = None,
+        *,
+        text: str | None = None,
+        split: str | None = None,
+        dataset: Dataset | None = None,
+    ) -> tuple:
         """``(task, data, facts)``: the task with data-dependent sizes filled in, its data, and facts
         about the data that go into the run record (``{}`` when there are none)."""
         raise NotImplementedError
@@ -69,8 +76,11 @@ class Objective:
     def record(self, history: list[dict], facts: dict) -> dict:
         """The run record's fields about the result and the target."""
         bar = self.bar(facts)
-        return {"test_accuracy": history[-1]["test_accuracy"], "target_accuracy": self.target_accuracy,
-                "reached_target": self.reached(history[-1], bar)}
+        return {
+            "test_accuracy": history[-1]["test_accuracy"],
+            "target_accuracy": self.target_accuracy,
+            "reached_target": self.reached(history[-1], bar),
+        }
 
     def epoch_note(self, metrics: dict) -> str:
         """Extra words for an epoch's progress line beyond the test accuracy."""

@@ -30,8 +30,13 @@ def hardware(device: str) -> dict:
         mem_gb = round(psutil.virtual_memory().total / 2**30, 1)
     except ImportError:  # pragma: no cover - psutil is a core dependency
         mem_gb = None
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gb": mem_gb,
-            "platform": platform.platform(), "device": device}
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gb": mem_gb,
+        "platform": platform.platform(),
+        "device": device,
+    }
 
 
 def versions(backend_versions: dict[str, str]) -> dict[str, str]:
@@ -39,8 +44,7 @@ def versions(backend_versions: dict[str, str]) -> dict[str, str]:
         version = importlib.metadata.version("diptych")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
         version = "unknown"
-    return {"diptych": version, "python": sys.version.split()[0], "numpy": np.__version__,
-            **backend_versions}
+    return {"diptych": version, "python": sys.version.split()[0], "numpy": np.__version__, **backend_versions}
 
 
 def peak_rss_mb() -> float:
@@ -65,8 +69,10 @@ def read_json(path: str | Path) -> dict:
         raise DiptychError(f"cannot read run record {path} ({' '.join(str(e).split())})") from None
     problem = {"run.json": _run_problem, "bench.json": _bench_problem}.get(Path(path).name, lambda r: None)(record)
     if problem:
-        raise DiptychError(f"{path} is not a complete diptych record ({problem}); rebuild it with `diptych train` "
-                           f"or `diptych bench`, or leave it out")
+        raise DiptychError(
+            f"{path} is not a complete diptych record ({problem}); rebuild it with `diptych train` "
+            f"or `diptych bench`, or leave it out"
+        )
     return record
 
 
@@ -87,12 +93,18 @@ def _missing(record: dict, numbers: tuple[str, ...], texts: tuple[str, ...] = ()
 def _run_problem(run) -> str | None:
     if not isinstance(run, dict):
         return "not a JSON object"
-    if problem := _missing(run, ("test_accuracy", "wall_seconds", "compile_seconds", "samples_per_second",
-                                 "peak_rss_mb"), ("task", "framework")):
+    if problem := _missing(
+        run,
+        ("test_accuracy", "wall_seconds", "compile_seconds", "samples_per_second", "peak_rss_mb"),
+        ("task", "framework"),
+    ):
         return problem
     epochs = run.get("epochs")
-    if not isinstance(epochs, list) or not epochs or any(
-            not isinstance(e, dict) or _missing(e, ("test_accuracy", "wall_seconds")) for e in epochs):
+    if (
+        not isinstance(epochs, list)
+        or not epochs
+        or any(not isinstance(e, dict) or _missing(e, ("test_accuracy", "wall_seconds")) for e in epochs)
+    ):
         return "its epochs are not a list of {test_accuracy, wall_seconds} records"
     return None
 
@@ -103,13 +115,25 @@ def _bench_problem(bench) -> str | None:
     if problem := _missing(bench, (), ("task",)):
         return problem
     bursts, runs = bench.get("bursts"), bench.get("runs")
-    if not isinstance(bursts, dict) or not bursts or not isinstance(runs, dict) or not isinstance(
-            bench.get("machine"), dict):
+    if (
+        not isinstance(bursts, dict)
+        or not bursts
+        or not isinstance(runs, dict)
+        or not isinstance(bench.get("machine"), dict)
+    ):
         return "no bursts, runs or machine"
     for name, bs in bursts.items():
-        if not isinstance(bs, list) or not bs or any(not isinstance(b, dict) or _missing(
-                b, ("train_samples_per_second", "eval_samples_per_second", "compile_seconds", "peak_rss_mb"))
-                for b in bs):
+        if (
+            not isinstance(bs, list)
+            or not bs
+            or any(
+                not isinstance(b, dict)
+                or _missing(
+                    b, ("train_samples_per_second", "eval_samples_per_second", "compile_seconds", "peak_rss_mb")
+                )
+                for b in bs
+            )
+        ):
             return f"the bursts of {name!r} are incomplete"
     for name, run in runs.items():
         if problem := _run_problem(run):

@@ -26,8 +26,11 @@ FORMAT = "diptych.weights/1"
 def atomic_save(tensors: dict[str, np.ndarray], path: str | Path, metadata: dict) -> None:
     """Write a safetensors file atomically (see :func:`atomic_path`)."""
     with atomic_path(path) as tmp:
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp,
-                  metadata={k: json.dumps(v) for k, v in metadata.items()})
+        save_file(
+            {k: np.ascontiguousarray(v) for k, v in tensors.items()},
+            tmp,
+            metadata={k: json.dumps(v) for k, v in metadata.items()},
+        )
 
 
 MAX_FILE_BYTES = 1 << 30  # 1 GiB: hundreds of times the largest diptych model; a bigger file is not ours
@@ -65,8 +68,9 @@ def read_safetensors(path: str | Path, what: str = "weights") -> tuple[dict[str,
             tensors = {}
             for name, (dtype, shape, begin, end) in entries.items():
                 f.seek(8 + n + begin)
-                tensors[name] = _to_numpy(np.frombuffer(f.read(end - begin), _DTYPES[dtype]).reshape(shape),
-                                          dtype, name, path)
+                tensors[name] = _to_numpy(
+                    np.frombuffer(f.read(end - begin), _DTYPES[dtype]).reshape(shape), dtype, name, path
+                )
     except (OSError, ValueError, RecursionError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
         raise bad(" ".join(str(e).split()) or type(e).__name__) from None
     if not isinstance(raw_meta, dict) or not all(isinstance(v, str) for v in raw_meta.values()):
@@ -83,8 +87,11 @@ def _check_entry(name, e, data_len: int, bad, path: Path) -> tuple[str, tuple[in
         raise bad(f"tensor {name!r} has no dtype")
     dtype, shape, offsets = e["dtype"], e.get("shape"), e.get("data_offsets")
     if dtype not in _DTYPES:
-        raise DiptychError(f"{path}: tensor {name!r} has dtype {dtype}, which diptych does not read; weights are "
-                           f"float32 (F16, BF16 and exact F64 are converted): convert them to float32")
+        raise DiptychError(
+            f"{path}: tensor {name!r} has dtype {dtype}, which diptych does not read; weights are "
+            f"float32 (F16, BF16 and exact F64 are converted): convert them to float32"
+        )
+
     def ints(v) -> bool:
         return isinstance(v, list) and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v)
 
@@ -92,8 +99,10 @@ def _check_entry(name, e, data_len: int, bad, path: Path) -> tuple[str, tuple[in
         raise bad(f"tensor {name!r} has a malformed shape or offsets")
     begin, end = offsets
     if not begin <= end <= data_len or (end - begin) != math.prod(shape) * np.dtype(_DTYPES[dtype]).itemsize:
-        raise bad(f"tensor {name!r}: shape {tuple(shape)} of {dtype} does not match bytes {begin}-{end} "
-                  f"of a {data_len:,}-byte data section")
+        raise bad(
+            f"tensor {name!r}: shape {tuple(shape)} of {dtype} does not match bytes {begin}-{end} "
+            f"of a {data_len:,}-byte data section"
+        )
     return dtype, tuple(shape), begin, end
 
 
@@ -104,8 +113,10 @@ def _to_numpy(x: np.ndarray, dtype: str, name: str, path: Path) -> np.ndarray:
         y = x.astype(np.float32)
         same = (y.astype(np.float64) == x) | (np.isnan(x) & np.isnan(y))
         if not same.all():
-            raise DiptychError(f"{path}: tensor {name!r} is float64 with values float32 cannot hold exactly; "
-                               f"convert the weights to float32 yourself if that loss is acceptable")
+            raise DiptychError(
+                f"{path}: tensor {name!r} is float64 with values float32 cannot hold exactly; "
+                f"convert the weights to float32 yourself if that loss is acceptable"
+            )
         return y
     return x.astype(np.float32) if dtype in ("F16", "F32") else x.copy()
 
@@ -121,13 +132,17 @@ def check_weights(params: dict[str, np.ndarray], expected: dict[str, tuple[int, 
             raise DiptychError(f"{source}: missing tensor {name!r}; these weights belong to another model")
         got = params[name]
         if tuple(got.shape) != tuple(shape):
-            raise DiptychError(f"{source}: tensor {name!r} has shape {tuple(got.shape)}, the model expects "
-                               f"{tuple(shape)}; these weights belong to another model")
+            raise DiptychError(
+                f"{source}: tensor {name!r} has shape {tuple(got.shape)}, the model expects "
+                f"{tuple(shape)}; these weights belong to another model"
+            )
         if got.dtype != np.float32:
             raise DiptychError(f"{source}: tensor {name!r} has dtype {got.dtype}, expected float32")
         if not np.isfinite(got).all():
-            raise DiptychError(f"{source}: tensor {name!r} holds NaN or infinite values; these weights are "
-                               f"broken (a diverged run?): use weights of a run that trained to the end")
+            raise DiptychError(
+                f"{source}: tensor {name!r} holds NaN or infinite values; these weights are "
+                f"broken (a diverged run?): use weights of a run that trained to the end"
+            )
     extra = sorted(set(params) - set(expected))
     if extra:
         raise DiptychError(f"{source}: unexpected tensor {extra[0]!r}; these weights belong to another model")

@@ -57,13 +57,19 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
 
 
 def test_cookbook_package_and_command_never_import_a_framework():
-    code = ("import sys, diptych.cli, diptych.cookbook, diptych.commands.cookbook; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'jax', 'flax', 'optax'}))")
+    code = (
+        "import sys, diptych.cli, diptych.cookbook, diptych.commands.cookbook; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'jax', 'flax', 'optax'}))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", (proc.stdout, proc.stderr)
 
 
 def test_porting_guide_doctests():
-    result = doctest.testfile(str(HERE / "README.md"), module_relative=False, verbose=False,
-                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    result = doctest.testfile(
+        str(HERE / "README.md"),
+        module_relative=False,
+        verbose=False,
+        optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
+    )
     assert result.attempted >= 20 and result.failed == 0, result

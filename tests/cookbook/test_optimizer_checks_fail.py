@@ -23,8 +23,13 @@ print(json.dumps({"eps_inside_sqrt": recipe["check"](problems, eps_inside_sqrt=T
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_changed_adam_maths_fails_the_check(framework):
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(recipe_file("optimizers", framework))],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(recipe_file("optimizers", framework))],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     eps, l2 = got["eps_inside_sqrt"], got["l2_instead_of_decoupled"]

@@ -16,15 +16,29 @@ import pytest
 from conftest import real_data_dir
 from diptych.cookbook import RECIPES
 
-NEEDS = {"mlp": "mnist", "cnn": "mnist", "augmentation": "mnist", "data-loading": "mnist", "gpu": "mnist",
-         "schedules": "mnist", "speech": "fsdd"}
+NEEDS = {
+    "mlp": "mnist",
+    "cnn": "mnist",
+    "augmentation": "mnist",
+    "data-loading": "mnist",
+    "gpu": "mnist",
+    "schedules": "mnist",
+    "speech": "fsdd",
+}
 # torch with one intra-op thread: on a small shared machine its threads otherwise wait on each other
 ENV = {"OMP_NUM_THREADS": "1"}
 
 
 def cookbook(*args: str, cwd=None, timeout: float = 400) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "diptych", "cookbook", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env={**os.environ, **ENV}, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "diptych", "cookbook", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, **ENV},
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +92,16 @@ def test_rnn_windows_and_held_out_forecast(pair):
 def test_autodiff_matches_finite_differences(pair):
     torch_r, jax_r = both(pair("autodiff"))
     for r in (torch_r, jax_r):
-        assert set(r["errors"]) == {"grad", "value_and_grad", "jacfwd", "jacrev", "hessian", "hvp", "per_example",
-                                    "custom"}
+        assert set(r["errors"]) == {
+            "grad",
+            "value_and_grad",
+            "jacfwd",
+            "jacrev",
+            "hessian",
+            "hvp",
+            "per_example",
+            "custom",
+        }
         assert r["max_error"] <= 1e-6, r["errors"]
         assert r["naive_grad_at_1000"] == "nan"  # why the custom gradient exists
     for k, v in torch_r["values"].items():

@@ -38,9 +38,19 @@ def report_outcomes():
 def fuzz_settings(examples: int):
     """Settings for one fuzz test: ``examples`` cases (or $DIPTYCH_FUZZ_EXAMPLES), a fixed seed."""
     n = int(os.environ.get("DIPTYCH_FUZZ_EXAMPLES") or examples)
-    return settings(max_examples=n, derandomize=True, deadline=None, database=None, print_blob=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much])
+    return settings(
+        max_examples=n,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        print_blob=True,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.filter_too_much,
+        ],
+    )
 
 
 def loads_or_refuses(reader: str, call, bound: int = MEMORY_BOUND):
@@ -62,8 +72,28 @@ def loads_or_refuses(reader: str, call, bound: int = MEMORY_BOUND):
     return result
 
 
-INTERESTING = [0, 1, 2, 3, 7, 8, 15, 16, 255, 256, 1000, 8000, 2**15 - 1, 2**15, 2**16 - 1, 2**16, 2**24,
-               2**31 - 1, 2**31, 2**32 - 1]
+INTERESTING = [
+    0,
+    1,
+    2,
+    3,
+    7,
+    8,
+    15,
+    16,
+    255,
+    256,
+    1000,
+    8000,
+    2**15 - 1,
+    2**15,
+    2**16 - 1,
+    2**16,
+    2**24,
+    2**31 - 1,
+    2**31,
+    2**32 - 1,
+]
 
 
 @st.composite
@@ -76,7 +106,7 @@ def mutated(draw, seeds: list[bytes], byteorder: str = "little", hot: int = 64):
         op = draw(st.sampled_from(["flip", "field", "field", "truncate", "insert", "delete", "repeat"]))
         n = len(data)
         if op == "truncate":
-            data = data[:draw(st.integers(0, n))]
+            data = data[: draw(st.integers(0, n))]
         elif n == 0:
             data += draw(st.binary(max_size=16))
         elif op == "flip":
@@ -87,24 +117,28 @@ def mutated(draw, seeds: list[bytes], byteorder: str = "little", hot: int = 64):
             limit = max(0, min(n, hot) - width) if draw(st.booleans()) else max(0, n - width)
             i = draw(st.integers(0, limit))
             v = draw(st.sampled_from(INTERESTING) | st.integers(0, 2**32 - 1)) % (1 << (8 * width))
-            data[i:i + width] = v.to_bytes(width, byteorder)
+            data[i : i + width] = v.to_bytes(width, byteorder)
         elif op == "insert":
             i = draw(st.integers(0, n))
             data[i:i] = draw(st.binary(min_size=1, max_size=32))
         elif op == "delete":
             i = draw(st.integers(0, n - 1))
-            del data[i:i + draw(st.integers(1, 32))]
+            del data[i : i + draw(st.integers(1, 32))]
         else:  # repeat a block, e.g. a second data chunk
             i = draw(st.integers(0, n - 1))
-            data[i:i] = data[i:i + draw(st.integers(1, 64))]
+            data[i:i] = data[i : i + draw(st.integers(1, 64))]
     return bytes(data)
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True, allow_infinity=True)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
-    max_leaves=8)
+    max_leaves=8,
+)
 
 
 @st.composite

@@ -20,11 +20,13 @@ from hypothesis import strategies as st
 from diptych.cli import cli, main
 
 STUBS = {  # function -> the modules it lives in
-    "train_and_evaluate": ("diptych.driver",), "evaluate_weights": ("diptych.driver",),
+    "train_and_evaluate": ("diptych.driver",),
+    "evaluate_weights": ("diptych.driver",),
     "compare_frameworks": ("diptych.commands.compare",),
     "run_bench": ("diptych.commands.bench",),
     "transcribe": ("diptych.commands.transcribe",),
-    "generate": ("diptych.commands.generate",), "run_parity": ("diptych.parity",),
+    "generate": ("diptych.commands.generate",),
+    "run_parity": ("diptych.parity",),
     "convert": ("diptych.commands.convert",),
     "rebuild": ("diptych.commands.report",),
     "launch": ("diptych.backends.torch.distributed", "diptych.backends.jax.distributed"),
@@ -58,19 +60,67 @@ def stubbed(tmp_path_factory):
 
 
 OPTIONS = sorted({o for c in cli.commands.values() for p in c.params for o in p.opts if o.startswith("-")})
-VALUES = ["", "0", "1", "-1", "2", "3.5", "nan", "inf", "-inf", "1e309", "-0", str(2**31), str(2**63 - 1), str(2**63),
-          str(2**64), "9" * 40, "torch", "jax", "torch,jax", "mxnet", ",", "mnist1d-mlp", "chars-lstm", "fsdd-cnn",
-          "mnist-cnn", "adam", "sgd", "cosine", "bf16", "speaker:anna", "official", "file", "dir", "nope/deeper",
-          "file/below", "w.safetensors", "w.pt", "w.msgpack", "a.wav", "--", "-h", "--help", "--version"]
+VALUES = [
+    "",
+    "0",
+    "1",
+    "-1",
+    "2",
+    "3.5",
+    "nan",
+    "inf",
+    "-inf",
+    "1e309",
+    "-0",
+    str(2**31),
+    str(2**63 - 1),
+    str(2**63),
+    str(2**64),
+    "9" * 40,
+    "torch",
+    "jax",
+    "torch,jax",
+    "mxnet",
+    ",",
+    "mnist1d-mlp",
+    "chars-lstm",
+    "fsdd-cnn",
+    "mnist-cnn",
+    "adam",
+    "sgd",
+    "cosine",
+    "bf16",
+    "speaker:anna",
+    "official",
+    "file",
+    "dir",
+    "nope/deeper",
+    "file/below",
+    "w.safetensors",
+    "w.pt",
+    "w.msgpack",
+    "a.wav",
+    "--",
+    "-h",
+    "--help",
+    "--version",
+]
 texts = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)
 tokens = st.sampled_from(OPTIONS) | st.sampled_from(VALUES) | texts
 
 
-REQUIRED = {"train": ["mnist1d-mlp", "--framework", "torch"], "compare": ["mnist1d-mlp"],
-            "eval": ["mnist1d-mlp", "--framework", "jax", "--weights", "w.safetensors"],
-            "transcribe": ["fsdd-cnn", "--weights", "w.safetensors", "a.wav"], "parity": ["mnist1d-mlp"],
-            "convert": ["w.safetensors", "w.pt"], "bench": ["mnist1d-mlp"], "report": ["dir"],
-            "generate": ["chars-lstm", "--weights", "w.safetensors"], "list": []}
+REQUIRED = {
+    "train": ["mnist1d-mlp", "--framework", "torch"],
+    "compare": ["mnist1d-mlp"],
+    "eval": ["mnist1d-mlp", "--framework", "jax", "--weights", "w.safetensors"],
+    "transcribe": ["fsdd-cnn", "--weights", "w.safetensors", "a.wav"],
+    "parity": ["mnist1d-mlp"],
+    "convert": ["w.safetensors", "w.pt"],
+    "bench": ["mnist1d-mlp"],
+    "report": ["dir"],
+    "generate": ["chars-lstm", "--weights", "w.safetensors"],
+    "list": [],
+}
 
 
 @st.composite
@@ -86,8 +136,12 @@ def well_formed(draw):
 
 
 @fuzz_settings(500)
-@given(argv=well_formed() | st.tuples(st.sampled_from(sorted(cli.commands)) | texts, st.lists(tokens, max_size=8))
-       .map(lambda t: [t[0], *t[1]]))
+@given(
+    argv=well_formed()
+    | st.tuples(st.sampled_from(sorted(cli.commands)) | texts, st.lists(tokens, max_size=8)).map(
+        lambda t: [t[0], *t[1]]
+    )
+)
 def test_any_argv_is_one_line_or_accepted(stubbed, argv):
     out, err = io.StringIO(), io.StringIO()
     try:

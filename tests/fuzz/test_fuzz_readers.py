@@ -42,8 +42,10 @@ def _data_root() -> Path | None:
 
 def _need_data():
     if _data_root() is None:
-        pytest.skip("the fuzz seeds are real files: set DIPTYCH_DATA to a folder with mnist/ and fsdd/ in it "
-                    "(CI uses ../shared/data)")
+        pytest.skip(
+            "the fuzz seeds are real files: set DIPTYCH_DATA to a folder with mnist/ and fsdd/ in it "
+            "(CI uses ../shared/data)"
+        )
     return _data_root()
 
 
@@ -58,9 +60,9 @@ def folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def idx_seeds():
     root = _need_data() / "mnist"
-    labels = gzip.decompress((root / "t10k-labels-idx1-ubyte.gz").read_bytes())[:8 + 200]
+    labels = gzip.decompress((root / "t10k-labels-idx1-ubyte.gz").read_bytes())[: 8 + 200]
     labels = labels[:4] + (200).to_bytes(4, "big") + labels[8:]
-    images = gzip.decompress((root / "t10k-images-idx3-ubyte.gz").read_bytes())[:16 + 4 * 784]
+    images = gzip.decompress((root / "t10k-images-idx3-ubyte.gz").read_bytes())[: 16 + 4 * 784]
     images = images[:4] + (4).to_bytes(4, "big") + images[8:]
     return [labels, images, gzip.compress(labels), gzip.compress(images)]
 
@@ -105,9 +107,13 @@ def wav_seeds(tmp_path_factory):
     x = x[:1500]  # a short cut keeps each example fast; the headers are what is fuzzed
     out = tmp_path_factory.mktemp("wavseeds")
     seeds = []
-    for name, fmt, subtype, data in (("pcm16", "WAV", "PCM_16", x), ("float", "WAV", "FLOAT", x / 2**15),
-                                     ("ext", "WAVEX", "PCM_16", x), ("flac", "FLAC", "PCM_16", x),
-                                     ("stereo24", "WAV", "PCM_24", np.stack([x, x], 1))):
+    for name, fmt, subtype, data in (
+        ("pcm16", "WAV", "PCM_16", x),
+        ("float", "WAV", "FLOAT", x / 2**15),
+        ("ext", "WAVEX", "PCM_16", x),
+        ("flac", "FLAC", "PCM_16", x),
+        ("stereo24", "WAV", "PCM_24", np.stack([x, x], 1)),
+    ):
         sf.write(out / name, data, rate, format=fmt, subtype=subtype)
         seeds.append((out / name).read_bytes())
     return seeds
@@ -129,15 +135,28 @@ def test_wav_reader(wav_seeds, folder, data):
 def _wav(tag, channels, rate, bits, block, data_size, data_len):
     block = channels * bits // 8 % 2**16 if block is None else block  # None: the consistent block size
     fmt = struct.pack("<HHIIHH", tag, channels, rate, (rate * block) % 2**32, block, bits)
-    return (b"RIFF" + struct.pack("<I", 36 + data_len) + b"WAVEfmt " + struct.pack("<I", 16) + fmt + b"data"
-            + struct.pack("<I", data_size) + bytes(data_len))
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_len)
+        + b"WAVEfmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", data_size)
+        + bytes(data_len)
+    )
 
 
 @fuzz_settings(200)
-@given(tag=st.sampled_from([1, 3, 2, 0xFFFE, 0]), channels=st.sampled_from([0, 1, 2, 3, 33, 65535]),
-       rate=st.sampled_from([0, 1, 999, 1000, 1081, 8000, 44100, 44101, 384000, 384001, 2**31 - 1, 2**32 - 1]),
-       bits=st.sampled_from([0, 8, 12, 16, 24, 32, 64]), block=st.none() | st.integers(0, 16),
-       data_size=st.sampled_from([0, 1, 2, 3, 4, 100, 2**31, 2**32 - 1]), data_len=st.sampled_from([0, 1, 4, 100]))
+@given(
+    tag=st.sampled_from([1, 3, 2, 0xFFFE, 0]),
+    channels=st.sampled_from([0, 1, 2, 3, 33, 65535]),
+    rate=st.sampled_from([0, 1, 999, 1000, 1081, 8000, 44100, 44101, 384000, 384001, 2**31 - 1, 2**32 - 1]),
+    bits=st.sampled_from([0, 8, 12, 16, 24, 32, 64]),
+    block=st.none() | st.integers(0, 16),
+    data_size=st.sampled_from([0, 1, 2, 3, 4, 100, 2**31, 2**32 - 1]),
+    data_len=st.sampled_from([0, 1, 4, 100]),
+)
 def test_wav_generated_headers(folder, tag, channels, rate, bits, block, data_size, data_len):
     (folder / "g.wav").write_bytes(_wav(tag, channels, rate, bits, block, data_size, data_len))
     got = loads_or_refuses("wav-generated", lambda: read_wav(folder / "g.wav", 8000))
@@ -155,7 +174,7 @@ def _params(seed=0):
 
 def _split(raw: bytes) -> tuple[dict, bytes]:
     n = int.from_bytes(raw[:8], "little")
-    return json.loads(raw[8:8 + n]), raw[8 + n:]
+    return json.loads(raw[8 : 8 + n]), raw[8 + n :]
 
 
 def _join(header, body: bytes, length_delta: int = 0) -> bytes:
@@ -205,14 +224,33 @@ def test_safetensors_weights(weights_seed, folder, data):
 @pytest.fixture(scope="module")
 def checkpoint_seed(tmp_path_factory):
     p = _params()
-    opt = {"step": np.asarray(40, np.int64)} | {f"{m}.{k}": np.full_like(v, 1e-3) for m in ("exp_avg", "exp_avg_sq")
-                                                 for k, v in p.items()}
-    config = {"epochs": 3, "batch_size": 100, "lr": 1e-3, "optimizer": "adam", "schedule": "constant",
-              "warmup_fraction": 0.0, "seed": 0, "compile": False, "precision": "fp32", "split": None}
-    meta = {"task": TASK, "framework": "torch", "epoch": 1, "config": config,
-            "epochs": [{"epoch": 1, "train_loss": 1.2, "test_accuracy": 0.5, "wall_seconds": 1.5}],
-            "wall_seconds": 1.5, "compile_seconds": 0.2, "steady_samples": 3900, "steady_seconds": 1.0,
-            "loss_curve": [[20, 1.5], [40, 1.2]]}
+    opt = {"step": np.asarray(40, np.int64)} | {
+        f"{m}.{k}": np.full_like(v, 1e-3) for m in ("exp_avg", "exp_avg_sq") for k, v in p.items()
+    }
+    config = {
+        "epochs": 3,
+        "batch_size": 100,
+        "lr": 1e-3,
+        "optimizer": "adam",
+        "schedule": "constant",
+        "warmup_fraction": 0.0,
+        "seed": 0,
+        "compile": False,
+        "precision": "fp32",
+        "split": None,
+    }
+    meta = {
+        "task": TASK,
+        "framework": "torch",
+        "epoch": 1,
+        "config": config,
+        "epochs": [{"epoch": 1, "train_loss": 1.2, "test_accuracy": 0.5, "wall_seconds": 1.5}],
+        "wall_seconds": 1.5,
+        "compile_seconds": 0.2,
+        "steady_samples": 3900,
+        "steady_seconds": 1.0,
+        "loss_curve": [[20, 1.5], [40, 1.2]],
+    }
     path = tmp_path_factory.mktemp("c") / "c.safetensors"
     checkpoint.save(path, p, opt, **meta)
     return path.read_bytes()
@@ -231,9 +269,16 @@ def test_checkpoint(checkpoint_seed, folder, data):
 # ----------------------------------------------------------------------------- audio feature metadata
 
 
-GOOD_FEATURES = {"frontend": dict(FSDD_FRONTEND.__dict__), "split": "official", "mean": [-10.0] * 32,
-                 "std": [2.0] * 32, "silence": [-1.0] * 32, "noise_shape": [1.0] * 32, "noise_bins": [4.0] * 32,
-                 "floor": [1e-6] * 32}
+GOOD_FEATURES = {
+    "frontend": dict(FSDD_FRONTEND.__dict__),
+    "split": "official",
+    "mean": [-10.0] * 32,
+    "std": [2.0] * 32,
+    "silence": [-1.0] * 32,
+    "noise_shape": [1.0] * 32,
+    "noise_bins": [4.0] * 32,
+    "floor": [1e-6] * 32,
+}
 
 
 @fuzz_settings(300)
@@ -250,9 +295,13 @@ def test_feature_metadata(features):
 
 
 @fuzz_settings(150)
-@given(raw=st.binary(max_size=200) | st.text(max_size=200).map(str.encode)
-       | st.text(st.characters(min_codepoint=0x4E00, max_codepoint=0x4E00 + 5000), min_size=4090, max_size=4200)
-       .map(str.encode))
+@given(
+    raw=st.binary(max_size=200)
+    | st.text(max_size=200).map(str.encode)
+    | st.text(st.characters(min_codepoint=0x4E00, max_codepoint=0x4E00 + 5000), min_size=4090, max_size=4200).map(
+        str.encode
+    )
+)
 def test_text_corpus(folder, raw):
     (folder / "t.txt").write_bytes(raw)
     got = loads_or_refuses("text", lambda: load_text(folder / "t.txt"))

@@ -54,8 +54,9 @@ def test_export_fsdd_task(tmp_path):
     from diptych.commands.export import export_task
 
     fsdd = str(real_data_dir("fsdd"))
-    info = export_task("fsdd-cnn", _weights("fsdd-cnn", "torch", tmp_path / "w.safetensors", fsdd),
-                       tmp_path / "f.onnx", data_dir=fsdd)
+    info = export_task(
+        "fsdd-cnn", _weights("fsdd-cnn", "torch", tmp_path / "w.safetensors", fsdd), tmp_path / "f.onnx", data_dir=fsdd
+    )
     assert info["max_abs_vs_torch"] <= 1e-5 and info["max_abs_vs_jax"] <= 1e-5
 
 
@@ -71,7 +72,15 @@ def test_missing_onnx_is_one_line_hint(monkeypatch, tmp_path):
 
 def test_port_export_verifies_against_both_twins(tmp_path):
     out = tmp_path / "block.onnx"
-    r = run_cli("port", "export", f"{EXAMPLES / 'transformer.py'}:torch_model", str(out), "--input", "2,5,16",
-                "--jax", f"{EXAMPLES / 'transformer.py'}:nnx_model")
+    r = run_cli(
+        "port",
+        "export",
+        f"{EXAMPLES / 'transformer.py'}:torch_model",
+        str(out),
+        "--input",
+        "2,5,16",
+        "--jax",
+        f"{EXAMPLES / 'transformer.py'}:nnx_model",
+    )
     assert r.returncode == 0, r.stderr
     assert out.is_file() and "vs torch" in r.stdout and "vs jax" in r.stdout

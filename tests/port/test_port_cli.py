@@ -27,18 +27,23 @@ def test_check_agrees_exit_0_with_json(tmp_path):
 
 def test_check_wrong_port_exit_1_names_layer(tmp_path):
     f = tmp_path / "wrong.py"
-    f.write_text(f"import sys; sys.path.insert(0, {str(EXAMPLES)!r})\nimport transformer\n"
-                 "def nnx_model(rngs):\n    return transformer.nnx_model(rngs, approximate_gelu=True)\n")
+    f.write_text(
+        f"import sys; sys.path.insert(0, {str(EXAMPLES)!r})\nimport transformer\n"
+        "def nnx_model(rngs):\n    return transformer.nnx_model(rngs, approximate_gelu=True)\n"
+    )
     r = run_cli("port", "check", T, f"{f}:nnx_model", "--input", "2,5,16")
     assert r.returncode == 1, r.stderr
     assert "first divergence: activation" in r.stdout and "GELU" in r.stdout
 
 
-@pytest.mark.parametrize("args,msg", [
-    (["nope.py:f", J, "--input", "2,5,16"], "no such file"),
-    ([f"{EXAMPLES / 'transformer.py'}:missing", J, "--input", "2,5,16"], "no factory 'missing'"),
-    ([T, J, "--input", "2,x"], "comma-separated"),
-])
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["nope.py:f", J, "--input", "2,5,16"], "no such file"),
+        ([f"{EXAMPLES / 'transformer.py'}:missing", J, "--input", "2,5,16"], "no factory 'missing'"),
+        ([T, J, "--input", "2,x"], "comma-separated"),
+    ],
+)
 def test_check_bad_input_exit_2(args, msg):
     r = run_cli("port", "check", *args)
     assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
@@ -49,12 +54,31 @@ def test_convert_pt_to_msgpack_and_back_bit_exact(tmp_path):
     import transformer
 
     torch.save(transformer.torch_model().state_dict(), tmp_path / "w.pt")
-    r = run_cli("port", "convert", str(tmp_path / "w.pt"), str(tmp_path / "w.msgpack"), "--torch", T, "--jax", J,
-                "--input", "2,5,16")
+    r = run_cli(
+        "port",
+        "convert",
+        str(tmp_path / "w.pt"),
+        str(tmp_path / "w.msgpack"),
+        "--torch",
+        T,
+        "--jax",
+        J,
+        "--input",
+        "2,5,16",
+    )
     assert r.returncode == 0, r.stderr
     assert "bit-exact" in r.stdout
-    r = run_cli("port", "convert", str(tmp_path / "w.msgpack"), str(tmp_path / "back.pt"), "--torch", T, "--jax", J,
-                "--no-check")
+    r = run_cli(
+        "port",
+        "convert",
+        str(tmp_path / "w.msgpack"),
+        str(tmp_path / "back.pt"),
+        "--torch",
+        T,
+        "--jax",
+        J,
+        "--no-check",
+    )
     assert r.returncode == 0, r.stderr
     a, b = torch.load(tmp_path / "w.pt"), torch.load(tmp_path / "back.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -82,12 +82,16 @@ class JSeq(nnx.Module):
         return self.out(self.norm(self.rnn(self.embed(ids))))
 
 
-@pytest.mark.parametrize("make,x", [
-    (lambda: (TConv1d(), JConv1d(nnx.Rngs(0))), RNG.standard_normal((3, 4, 10)).astype(np.float32)),
-    (lambda: (TConv3d(), JConv3d(nnx.Rngs(0))), RNG.standard_normal((2, 2, 4, 4, 4)).astype(np.float32)),
-    (lambda: (TSeq("gru"), JSeq(L.GRUCell, nnx.Rngs(0))), RNG.integers(0, 11, (2, 6))),
-    (lambda: (TSeq("rnn"), JSeq(L.RNNCell, nnx.Rngs(0))), RNG.integers(0, 11, (2, 6))),
-], ids=["conv1d-groups-dilation-groupnorm", "conv3d-convtranspose3d", "gru-rmsnorm", "rnn"])
+@pytest.mark.parametrize(
+    "make,x",
+    [
+        (lambda: (TConv1d(), JConv1d(nnx.Rngs(0))), RNG.standard_normal((3, 4, 10)).astype(np.float32)),
+        (lambda: (TConv3d(), JConv3d(nnx.Rngs(0))), RNG.standard_normal((2, 2, 4, 4, 4)).astype(np.float32)),
+        (lambda: (TSeq("gru"), JSeq(L.GRUCell, nnx.Rngs(0))), RNG.integers(0, 11, (2, 6))),
+        (lambda: (TSeq("rnn"), JSeq(L.RNNCell, nnx.Rngs(0))), RNG.integers(0, 11, (2, 6))),
+    ],
+    ids=["conv1d-groups-dilation-groupnorm", "conv3d-convtranspose3d", "gru-rmsnorm", "rnn"],
+)
 def test_layer_types_agree_with_training_steps(make, x):
     tm, nm = make()
     r = check(tm, nm, [x], train=True, steps=3)

@@ -42,8 +42,9 @@ def interleaved(contestants: list[str], repeats: int) -> list[tuple[int, str]]:
 # ----------------------------------------------------------------------------- one burst (subprocess)
 
 
-def burst(task_name: str, framework: str, seconds: float, data_dir: str | None, seed: int = 0,
-          precision: str = "fp32") -> dict:
+def burst(
+    task_name: str, framework: str, seconds: float, data_dir: str | None, seed: int = 0, precision: str = "fp32"
+) -> dict:
     """Runs inside a fresh process: first-step time, steady throughput, eval throughput, matmul peak."""
     from diptych.backends import load_backend
     from diptych.driver import train_batches
@@ -55,8 +56,9 @@ def burst(task_name: str, framework: str, seconds: float, data_dir: str | None, 
     batches = train_batches(data, task.budget.batch_size, seed)
     stream = (idx for epoch in range(10**9) for idx in batches.epoch(epoch))
     world = backend.distributed.init("auto", task.budget.batch_size)  # the same device set-up as `diptych train`
-    trainer = backend.train.Trainer(task, seed, total_steps=10**6, precision=precision, device=world.device,
-                                    world=world)
+    trainer = backend.train.Trainer(
+        task, seed, total_steps=10**6, precision=precision, device=world.device, world=world
+    )
 
     idx = next(stream)
     t0 = time.perf_counter()
@@ -76,10 +78,16 @@ def burst(task_name: str, framework: str, seconds: float, data_dir: str | None, 
     t2 = time.perf_counter()
     task.objective.evaluate(trainer, data, facts)
     eval_sps = len(data.y_test) / (time.perf_counter() - t2)
-    return {"framework": framework, "compile_seconds": first, "train_samples_per_second": train_sps,
-            "eval_samples_per_second": eval_sps, "peak_rss_mb": peak_rss_mb(),
-            "matmul_gflops": backend.train.matmul_gflops(), "versions": backend.train.versions(),
-            "device": backend.train.device_name()}
+    return {
+        "framework": framework,
+        "compile_seconds": first,
+        "train_samples_per_second": train_sps,
+        "eval_samples_per_second": eval_sps,
+        "peak_rss_mb": peak_rss_mb(),
+        "matmul_gflops": backend.train.matmul_gflops(),
+        "versions": backend.train.versions(),
+        "device": backend.train.device_name(),
+    }
 
 
 def _run(cmd: list[str]) -> dict:
@@ -94,8 +102,19 @@ def _burst_cmd(task: str, contestant: str, seconds: float, data_dir: str | None,
     if contestant == BASELINE:
         cmd = [sys.executable, "-m", BASELINE_MODULE, "--burst", str(seconds)]
     else:
-        cmd = [sys.executable, "-m", "diptych.commands.bench", "--task", task, "--framework", contestant,
-               "--seconds", str(seconds), "--precision", precision]
+        cmd = [
+            sys.executable,
+            "-m",
+            "diptych.commands.bench",
+            "--task",
+            task,
+            "--framework",
+            contestant,
+            "--seconds",
+            str(seconds),
+            "--precision",
+            precision,
+        ]
     return cmd + (["--data-dir", data_dir] if data_dir else [])
 
 
@@ -103,17 +122,39 @@ def _train_cmd(task: str, contestant: str, out: Path, data_dir: str | None, prec
     if contestant == BASELINE:
         cmd = [sys.executable, "-m", BASELINE_MODULE, "--out", str(out), "--json"]
     else:
-        cmd = [sys.executable, "-m", "diptych", "train", task, "--framework", contestant, "--out", str(out),
-               "--json", "--no-progress", "--precision", precision]
+        cmd = [
+            sys.executable,
+            "-m",
+            "diptych",
+            "train",
+            task,
+            "--framework",
+            contestant,
+            "--out",
+            str(out),
+            "--json",
+            "--no-progress",
+            "--precision",
+            precision,
+        ]
     return cmd + (["--data-dir", data_dir] if data_dir else [])
 
 
 # ----------------------------------------------------------------------------- the whole benchmark
 
 
-def run_bench(task_name: str, frameworks: list[str], out: Path, repeats: int = 3, seconds: float = 3.0,
-              baseline: bool = False, data_dir: str | None = None, train: bool = True, log=print,
-              precision: str = "fp32") -> dict:
+def run_bench(
+    task_name: str,
+    frameworks: list[str],
+    out: Path,
+    repeats: int = 3,
+    seconds: float = 3.0,
+    baseline: bool = False,
+    data_dir: str | None = None,
+    train: bool = True,
+    log=print,
+    precision: str = "fp32",
+) -> dict:
     task = get_task(task_name)
     if baseline and task.name != "mnist-cnn":
         raise DiptychError("--baseline is the seed MNIST CNN recipe: use it with the mnist-cnn task")

@@ -51,8 +51,14 @@ def list_recipes(as_json):
     rows = []
     for name, question in RECIPES.items():
         files = {fw: recipe_file(name, fw) for fw in FRAMEWORKS}
-        rows.append({"name": name, "question": question, "folder": str(folder(name)),
-                     **{fw: (len(p.read_text().splitlines()) if p.is_file() else None) for fw, p in files.items()}})
+        rows.append(
+            {
+                "name": name,
+                "question": question,
+                "folder": str(folder(name)),
+                **{fw: (len(p.read_text().splitlines()) if p.is_file() else None) for fw, p in files.items()},
+            }
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -62,15 +68,22 @@ def list_recipes(as_json):
     for col in ("recipe", "question", "torch.py", "jax.py"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r["question"],
-                      *(f"{r[fw]} lines" if r[fw] is not None else "[red]missing[/]" for fw in FRAMEWORKS))
+        table.add_row(
+            r["name"],
+            r["question"],
+            *(f"{r[fw]} lines" if r[fw] is not None else "[red]missing[/]" for fw in FRAMEWORKS),
+        )
     _console().print(table)
 
 
 @cookbook.command("show")
 @click.argument("name", required=False)
-@click.option("--html", "html_out", type=click.Path(dir_okay=False),
-              help="Write one self-contained HTML page (all recipes, or NAME) in two columns.")
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False),
+    help="Write one self-contained HTML page (all recipes, or NAME) in two columns.",
+)
 def show(name, html_out):
     """Print a recipe's torch and JAX files side by side, aligned, differing lines shaded."""
     names = [name] if name else list(RECIPES)
@@ -81,8 +94,9 @@ def show(name, html_out):
         click.echo(f"wrote {html_out} ({len(names)} recipe{'s' * (len(names) > 1)})")
         return
     if not name:
-        raise DiptychError("cookbook show needs a recipe NAME (or --html FILE for all of them); "
-                           "see `diptych cookbook list`")
+        raise DiptychError(
+            "cookbook show needs a recipe NAME (or --html FILE for all of them); see `diptych cookbook list`"
+        )
     from rich.syntax import Syntax
     from rich.table import Table
 
@@ -117,27 +131,32 @@ def _html_page(names: list[str]) -> str:
             cells = [next(lit["torch"]) if a is not None else "", next(lit["jax"]) if b is not None else ""]
             tr = "<tr class=d>" if differs else "<tr>"
             rows.append(f"{tr}<td><pre>{cells[0]}</pre></td><td><pre>{cells[1]}</pre></td></tr>")
-        parts.append(f'<h2 id="{name}">{html.escape(name)}: {html.escape(RECIPES[name])}</h2>\n'
-                     f"<table><tr><th>{name}/torch.py</th><th>{name}/jax.py</th></tr>\n" + "\n".join(rows) + "</table>")
+        parts.append(
+            f'<h2 id="{name}">{html.escape(name)}: {html.escape(RECIPES[name])}</h2>\n'
+            f"<table><tr><th>{name}/torch.py</th><th>{name}/jax.py</th></tr>\n" + "\n".join(rows) + "</table>"
+        )
     toc = " · ".join(f'<a href="#{n}">{n}</a>' for n in names)
-    return ("<!doctype html><html><head><meta charset=utf-8><title>diptych cookbook</title><style>"
-            "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;width:100%;table-layout:fixed}"
-            "td{vertical-align:top;width:50%;padding:0 .5em}pre{margin:0;font-size:12px;white-space:pre-wrap}"
-            "tr.d td{background:#fff6d5}th{text-align:left}</style></head><body>"
-            f"<h1>diptych cookbook: PyTorch and JAX, side by side</h1><p>{toc}</p>\n"
-            + "\n".join(parts) + "</body></html>")
+    return (
+        "<!doctype html><html><head><meta charset=utf-8><title>diptych cookbook</title><style>"
+        "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;width:100%;table-layout:fixed}"
+        "td{vertical-align:top;width:50%;padding:0 .5em}pre{margin:0;font-size:12px;white-space:pre-wrap}"
+        "tr.d td{background:#fff6d5}th{text-align:left}</style></head><body>"
+        f"<h1>diptych cookbook: PyTorch and JAX, side by side</h1><p>{toc}</p>\n" + "\n".join(parts) + "</body></html>"
+    )
 
 
 def run_recipe(name: str, framework: str, fast: bool, timeout: float | None = None) -> dict:
     """Run one recipe in its own process and return its final JSON line."""
     cmd = [sys.executable, "-m", module(name, framework), *(["--fast"] if fast else [])]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=os.environ.copy(),
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=os.environ.copy(), stdin=subprocess.DEVNULL
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     if proc.returncode != 0 or not lines:
         errors = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        raise DiptychError(f"recipe {name} [{framework}] failed (exit {proc.returncode}): "
-                           f"{errors[-1] if errors else 'no output'}")
+        raise DiptychError(
+            f"recipe {name} [{framework}] failed (exit {proc.returncode}): {errors[-1] if errors else 'no output'}"
+        )
     return json.loads(lines[-1])
 
 

@@ -40,8 +40,7 @@ def run_onnx(path: str | Path, x: np.ndarray) -> np.ndarray:
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
-def export_task(task_name: str, weights: str | Path, out: str | Path, data_dir: str | None = None,
-                n: int = 64) -> dict:
+def export_task(task_name: str, weights: str | Path, out: str | Path, data_dir: str | None = None, n: int = 64) -> dict:
     """Export ``task_name``'s torch twin with ``weights`` to ``out``; verify against both twins."""
     _need_onnx()
     params, _, _ = read_any(weights)
@@ -66,10 +65,18 @@ def export_task(task_name: str, weights: str | Path, out: str | Path, data_dir: 
         d_t = float(np.max(np.abs(got - want_t)))
         d_j = float(np.max(np.abs(got - want_j)))
         if not (d_t <= TOLERANCE and d_j <= TOLERANCE):
-            raise DiptychError(f"the ONNX model of {task_name} differs from the twins on {len(x)} test inputs "
-                               f"(max abs {d_t:.1e} vs torch, {d_j:.1e} vs jax; bound {TOLERANCE:g}); not written")
+            raise DiptychError(
+                f"the ONNX model of {task_name} differs from the twins on {len(x)} test inputs "
+                f"(max abs {d_t:.1e} vs torch, {d_j:.1e} vs jax; bound {TOLERANCE:g}); not written"
+            )
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
-    return {"task": task_name, "onnx": str(out), "inputs": len(x), "input_shape": ["batch", *x.shape[1:]],
-            "max_abs_vs_torch": d_t, "max_abs_vs_jax": d_j}
+    return {
+        "task": task_name,
+        "onnx": str(out),
+        "inputs": len(x),
+        "input_shape": ["batch", *x.shape[1:]],
+        "max_abs_vs_torch": d_t,
+        "max_abs_vs_jax": d_j,
+    }

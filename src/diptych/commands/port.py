@@ -35,8 +35,10 @@ def _print(report) -> None:
     click.echo("mapping: " + ", ".join(f"{k} -> {v}" for k, v in report.mapping.items()))
     fd = report.first_divergence
     if fd:
-        click.echo(f"first divergence: {fd['layer']} ({fd['kind']}, torch {fd['torch']} / NNX {fd['nnx']}): "
-                   f"{fd['detail']}; max abs {fd['max_abs']:.2e}, max rel {fd['max_rel']:.2e}")
+        click.echo(
+            f"first divergence: {fd['layer']} ({fd['kind']}, torch {fd['torch']} / NNX {fd['nnx']}): "
+            f"{fd['detail']}; max abs {fd['max_abs']:.2e}, max rel {fd['max_rel']:.2e}"
+        )
         if fd.get("hint"):
             click.echo(f"hint: {fd['hint']}")
 
@@ -57,14 +59,34 @@ def _run_check(tm, nm, inputs, train, steps, optimizer, lr, jax_layout, as_json)
     return 0 if report.ok else 1
 
 
-_input = click.option("--input", "shapes", multiple=True, metavar="SHAPE",
-                      help="An input's shape in the torch layout, comma-separated (repeat for several inputs).")
-_dtype = click.option("--dtype", type=click.Choice(["float32", "int64"]), default="float32", show_default=True,
-                      help="Input dtype (int64: token ids below --vocab).")
-_vocab = click.option("--vocab", type=click.IntRange(min=1), default=10, show_default=True,
-                      help="int64 inputs: ids are drawn from [0, vocab).")
-_layout = click.option("--jax-layout", type=click.Choice(["auto", "channels-last", "same"]), default="auto",
-                       show_default=True, help="auto: image inputs move channels-last when the model has convs.")
+_input = click.option(
+    "--input",
+    "shapes",
+    multiple=True,
+    metavar="SHAPE",
+    help="An input's shape in the torch layout, comma-separated (repeat for several inputs).",
+)
+_dtype = click.option(
+    "--dtype",
+    type=click.Choice(["float32", "int64"]),
+    default="float32",
+    show_default=True,
+    help="Input dtype (int64: token ids below --vocab).",
+)
+_vocab = click.option(
+    "--vocab",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="int64 inputs: ids are drawn from [0, vocab).",
+)
+_layout = click.option(
+    "--jax-layout",
+    type=click.Choice(["auto", "channels-last", "same"]),
+    default="auto",
+    show_default=True,
+    help="auto: image inputs move channels-last when the model has convs.",
+)
 
 
 @port.command("check")
@@ -75,14 +97,18 @@ _layout = click.option("--jax-layout", type=click.Choice(["auto", "channels-last
 @_vocab
 @click.option("--train", is_flag=True, help="Both models in training mode (BatchNorm batch statistics).")
 @click.option("--steps", type=click.IntRange(min=0), default=0, show_default=True, help="Optimizer steps to compare.")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True,
-              help="sgd: parameters within 1e-4 rel; adam: 1e-3 (its first step is sign(g): noise entries flip).")
+@click.option(
+    "--optimizer",
+    type=click.Choice(["sgd", "adam"]),
+    default="sgd",
+    show_default=True,
+    help="sgd: parameters within 1e-4 rel; adam: 1e-3 (its first step is sign(g): noise entries flip).",
+)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-2, show_default=True)
 @_layout
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def check_cmd(torch_factory, jax_factory, shapes, dtype, vocab, train, steps, optimizer, lr, jax_layout, seed,
-              as_json):
+def check_cmd(torch_factory, jax_factory, shapes, dtype, vocab, train, steps, optimizer, lr, jax_layout, seed, as_json):
     """Copy the torch model's weights into the NNX model and compare outputs, gradients and N steps.
 
     Exit 0: within diptych's parity bounds; 1: not (the first diverging layer and a hint are printed).
@@ -149,6 +175,7 @@ def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_
         sd = {k: v.detach().clone() for k, v in tm.state_dict().items()}
         if dst.suffix == ".safetensors":
             from safetensors.torch import save_file
+
             with atomic_path(dst) as tmp:
                 save_file({k: v.contiguous() for k, v in sd.items()}, tmp)
         else:
@@ -174,12 +201,16 @@ def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_
     import jax
 
     la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
-    exact = len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y))
-                                       for x, y in zip(la, lb, strict=True))
+    exact = len(la) == len(lb) and all(
+        np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb, strict=True)
+    )
     click.echo(f"{src} -> {dst}: {len(mapping)} layers; round trip {'bit-exact' if exact else 'NOT bit-exact'}")
     if not exact:
-        click.echo("diptych: the round trip changed some tensors (Flax's one-bias recurrent cells fold torch's two "
-                   "biases; use diptych.port.nnx_layers cells)", err=True)
+        click.echo(
+            "diptych: the round trip changed some tensors (Flax's one-bias recurrent cells fold torch's two "
+            "biases; use diptych.port.nnx_layers cells)",
+            err=True,
+        )
         return 1
     if no_check:
         return 0
@@ -236,8 +267,11 @@ def port_export_cmd(torch_factory, out, shapes, dtype, vocab, weights, jax_facto
         got = run_onnx(tmp, x)
         diffs = {k: float(np.max(np.abs(got - v))) for k, v in refs.items()}
         if any(d > TOLERANCE for d in diffs.values()):
-            raise DiptychError("the ONNX model differs: " + ", ".join(f"{k} max abs {d:.1e}" for k, d in diffs.items())
-                               + f" (bound {TOLERANCE:g}); not written")
+            raise DiptychError(
+                "the ONNX model differs: "
+                + ", ".join(f"{k} max abs {d:.1e}" for k, d in diffs.items())
+                + f" (bound {TOLERANCE:g}); not written"
+            )
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -246,11 +280,21 @@ def port_export_cmd(torch_factory, out, shapes, dtype, vocab, weights, jax_facto
 
 @click.command("export")
 @click.argument("task", metavar="TASK")
-@click.option("--weights", type=click.Path(dir_okay=False), required=True,
-              help="Weights of either twin: .safetensors, .pt or .msgpack.")
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Weights of either twin: .safetensors, .pt or .msgpack.",
+)
 @click.option("--onnx", "onnx_out", type=click.Path(dir_okay=False), required=True, metavar="OUT.onnx")
-@click.option("--from", "source", type=click.Choice(["torch", "jax"]), default="torch", show_default=True,
-              help="Which twin is exported (jax: not available, see the README).")
+@click.option(
+    "--from",
+    "source",
+    type=click.Choice(["torch", "jax"]),
+    default="torch",
+    show_default=True,
+    help="Which twin is exported (jax: not available, see the README).",
+)
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files (test inputs).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def export(task, weights, onnx_out, source, data_dir, as_json):
@@ -261,14 +305,18 @@ def export(task, weights, onnx_out, source, data_dir, as_json):
     if task not in TASKS:
         raise DiptychError(f"unknown task {task!r}; see `diptych list`")
     if source == "jax":
-        raise DiptychError("--from jax is not available: jax2onnx is not a dependency here; export through the "
-                           "torch twin (the default), which loads weights from either twin")
+        raise DiptychError(
+            "--from jax is not available: jax2onnx is not a dependency here; export through the "
+            "torch twin (the default), which loads weights from either twin"
+        )
     info = export_task(task, weights, onnx_out, data_dir)
     if as_json:
         click.echo(json.dumps(info))
     else:
-        click.echo(f"{info['onnx']}: {task}, input {tuple(info['input_shape'])}; onnxruntime on {info['inputs']} test "
-                   f"inputs: max abs {info['max_abs_vs_torch']:.1e} vs torch, {info['max_abs_vs_jax']:.1e} vs jax")
+        click.echo(
+            f"{info['onnx']}: {task}, input {tuple(info['input_shape'])}; onnxruntime on {info['inputs']} test "
+            f"inputs: max abs {info['max_abs_vs_torch']:.1e} vs torch, {info['max_abs_vs_jax']:.1e} vs jax"
+        )
 
 
 def register(cli: click.Group) -> None:

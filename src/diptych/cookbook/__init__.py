@@ -40,8 +40,9 @@ RECIPES = {
 def folder(name: str) -> Path:
     """The recipe's folder, or a one-line error listing the recipes."""
     if name not in RECIPES:
-        raise DiptychError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)} "
-                           "(see `diptych cookbook list`)")
+        raise DiptychError(
+            f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)} (see `diptych cookbook list`)"
+        )
     return HERE / name.replace("-", "_")
 
 

@@ -93,8 +93,7 @@ def check_wav_header(path: Path, sample_rate: int) -> tuple[int, int, int]:
     with open(path, "rb") as f:
         riff = f.read(12)
         if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
-            raise DataError(f"{path}: not a PCM WAV file (no RIFF/WAVE header) nor FLAC; "
-                            f"{_convert_hint(sample_rate)}")
+            raise DataError(f"{path}: not a PCM WAV file (no RIFF/WAVE header) nor FLAC; {_convert_hint(sample_rate)}")
         offset = 12
         for _ in range(10_000):  # a chunk list longer than this is not audio
             head = f.read(8)
@@ -104,20 +103,25 @@ def check_wav_header(path: Path, sample_rate: int) -> tuple[int, int, int]:
             left = size - offset - 8
             if cid == b"fmt ":
                 if not 16 <= csize <= min(left, 1024):
-                    raise DataError(f"{path}: broken WAV header (fmt chunk of {csize} bytes); "
-                                    f"{_convert_hint(sample_rate)}")
+                    raise DataError(
+                        f"{path}: broken WAV header (fmt chunk of {csize} bytes); {_convert_hint(sample_rate)}"
+                    )
                 fmt = f.read(csize)
                 f.seek(csize & 1, 1)  # chunks are padded to an even length
             elif cid == b"data":
                 if fmt is None:
                     raise DataError(f"{path}: WAV data before its format chunk; {_convert_hint(sample_rate)}")
                 if csize > left:
-                    raise DataError(f"{path}: the WAV data chunk says {csize:,} bytes but only {left:,} follow: "
-                                    f"the file is truncated; export or copy it again")
+                    raise DataError(
+                        f"{path}: the WAV data chunk says {csize:,} bytes but only {left:,} follow: "
+                        f"the file is truncated; export or copy it again"
+                    )
                 return _check_format(path, fmt, csize, sample_rate)
             elif csize > left:
-                raise DataError(f"{path}: WAV chunk {cid!r} runs past the end of the file ({csize:,} bytes, "
-                                f"{left:,} left): the file is truncated or corrupt; export or copy it again")
+                raise DataError(
+                    f"{path}: WAV chunk {cid!r} runs past the end of the file ({csize:,} bytes, "
+                    f"{left:,} left): the file is truncated or corrupt; export or copy it again"
+                )
             else:
                 f.seek(csize + (csize & 1), 1)  # chunks are padded to an even length
             offset = f.tell()
@@ -131,8 +135,9 @@ def _check_format(path: Path, fmt: bytes, data_bytes: int, sample_rate: int) -> 
     tag, channels, rate, block, bits = u(0, 2), u(2, 4), u(4, 8), u(12, 14), u(14, 16)
     if tag == _EXTENSIBLE:
         if len(fmt) < 40 or fmt[26:40] != _GUID_TAIL:
-            raise DataError(f"{path}: WAVE_FORMAT_EXTENSIBLE with an unknown sample format; "
-                            f"{_convert_hint(sample_rate)}")
+            raise DataError(
+                f"{path}: WAVE_FORMAT_EXTENSIBLE with an unknown sample format; {_convert_hint(sample_rate)}"
+            )
         tag = u(24, 26)
     if tag not in _BITS:
         raise DataError(f"{path}: WAV sample format {tag:#x} is not PCM or IEEE float; {_convert_hint(sample_rate)}")
@@ -140,19 +145,27 @@ def _check_format(path: Path, fmt: bytes, data_bytes: int, sample_rate: int) -> 
         kind = "PCM" if tag == _PCM else "float"
         raise DataError(f"{path}: {bits}-bit {kind} samples are not supported; {_convert_hint(sample_rate)}")
     if not 1 <= channels <= MAX_CHANNELS:
-        raise DataError(f"{path}: the WAV header says {channels} channels (1 to {MAX_CHANNELS} are read); "
-                        f"{_convert_hint(sample_rate)}")
+        raise DataError(
+            f"{path}: the WAV header says {channels} channels (1 to {MAX_CHANNELS} are read); "
+            f"{_convert_hint(sample_rate)}"
+        )
     if not MIN_RATE <= rate <= MAX_RATE:
-        raise DataError(f"{path}: the WAV header says a sample rate of {rate:,} Hz (read: {MIN_RATE:,} to "
-                        f"{MAX_RATE:,} Hz); the header is broken: {_convert_hint(sample_rate)}")
+        raise DataError(
+            f"{path}: the WAV header says a sample rate of {rate:,} Hz (read: {MIN_RATE:,} to "
+            f"{MAX_RATE:,} Hz); the header is broken: {_convert_hint(sample_rate)}"
+        )
     if block != channels * bits // 8:
-        raise DataError(f"{path}: broken WAV header (block size {block} for {channels} x {bits}-bit samples); "
-                        f"{_convert_hint(sample_rate)}")
+        raise DataError(
+            f"{path}: broken WAV header (block size {block} for {channels} x {bits}-bit samples); "
+            f"{_convert_hint(sample_rate)}"
+        )
     if data_bytes == 0:
         raise DataError(f"{path}: the WAV file holds no samples; record or export it again")
     if data_bytes % block:
-        raise DataError(f"{path}: the WAV data ends in the middle of a sample ({data_bytes:,} bytes is not a "
-                        f"multiple of {block}); the file is truncated: export or copy it again")
+        raise DataError(
+            f"{path}: the WAV data ends in the middle of a sample ({data_bytes:,} bytes is not a "
+            f"multiple of {block}); the file is truncated: export or copy it again"
+        )
     frames = data_bytes // block
     _check_length(path, frames, channels, rate, sample_rate)
     return channels, rate, frames
@@ -161,8 +174,10 @@ def _check_format(path: Path, fmt: bytes, data_bytes: int, sample_rate: int) -> 
 def _check_length(path: Path, frames: int, channels: int, rate: int, sample_rate: int) -> None:
     out = frames * sample_rate / rate  # samples after resampling
     if frames * channels > MAX_SAMPLES or out > MAX_SAMPLES:
-        raise DataError(f"{path}: {frames / rate:,.0f} s of {channels}-channel audio is more than diptych reads "
-                        f"({MAX_SAMPLES:,} samples); cut the part with the speech, e.g. `ffmpeg -i IN -t 5 OUT.wav`")
+        raise DataError(
+            f"{path}: {frames / rate:,.0f} s of {channels}-channel audio is more than diptych reads "
+            f"({MAX_SAMPLES:,} samples); cut the part with the speech, e.g. `ffmpeg -i IN -t 5 OUT.wav`"
+        )
 
 
 def read_wav(path: str | Path, sample_rate: int) -> np.ndarray:
@@ -181,22 +196,28 @@ def read_wav(path: str | Path, sample_rate: int) -> np.ndarray:
             info = sf.info(str(path))
             channels, rate, frames = info.channels, info.samplerate, info.frames
             if not (1 <= channels <= MAX_CHANNELS and MIN_RATE <= rate <= MAX_RATE and frames > 0):
-                raise DataError(f"{path}: FLAC header says {channels} channels at {rate:,} Hz, {frames:,} frames; "
-                                f"{_convert_hint(sample_rate)}")
+                raise DataError(
+                    f"{path}: FLAC header says {channels} channels at {rate:,} Hz, {frames:,} frames; "
+                    f"{_convert_hint(sample_rate)}"
+                )
             _check_length(path, frames, channels, rate, sample_rate)
         else:
             channels, rate, frames = check_wav_header(path, sample_rate)
         x, got_rate = sf.read(str(path), dtype="float32", always_2d=True, frames=frames)  # (n, channels)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as e:
-        raise DataError(f"{path}: cannot decode the audio ({' '.join(str(e).split()) or type(e).__name__}); "
-                        f"{_convert_hint(sample_rate)}") from None
+        raise DataError(
+            f"{path}: cannot decode the audio ({' '.join(str(e).split()) or type(e).__name__}); "
+            f"{_convert_hint(sample_rate)}"
+        ) from None
     if x.shape[0] == 0 or x.shape[1] != channels or got_rate != rate:
         raise DataError(f"{path}: the audio does not match its header; {_convert_hint(sample_rate)}")
     if not np.isfinite(x).all():
         raise DataError(f"{path}: the file holds NaN or infinite samples; export it again")
     if (peak := float(np.abs(x).max())) > MAX_PEAK:  # float samples are +-1 at full scale
-        raise DataError(f"{path}: samples reach {peak:.3g} times full scale (float WAV is +-1.0): it was exported "
-                        f"unnormalized or is corrupt; normalize it, e.g. `sox IN OUT.wav norm`")
+        raise DataError(
+            f"{path}: samples reach {peak:.3g} times full scale (float WAV is +-1.0): it was exported "
+            f"unnormalized or is corrupt; normalize it, e.g. `sox IN OUT.wav norm`"
+        )
     x = x.mean(axis=1, dtype=np.float32) if channels > 1 else x[:, 0]  # (n,) mono
     return resample(x, rate, sample_rate)
 
@@ -220,7 +241,7 @@ def fix_length(x: np.ndarray, n: int) -> np.ndarray:
     """Centre ``x`` in ``n`` samples: zero-pad both sides equally, or keep the middle ``n``."""
     if len(x) >= n:
         start = (len(x) - n) // 2
-        return x[start:start + n]
+        return x[start : start + n]
     left = (n - len(x)) // 2
     return np.pad(x, (left, n - len(x) - left))
 
@@ -291,9 +312,12 @@ def check_features(features, source: str, input_shape: tuple[int, ...]) -> dict:
     settings (known keys only, integer/float types, sane ranges, an image of the model's
     ``input_shape`` ``(n_mels, frames)``) and per-band statistics (``n_mels`` finite values; ``std``
     and the mel noise terms positive). Returns it with ``frontend`` as a :class:`FrontEnd`."""
+
     def bad(what: str) -> DataError:
-        return DataError(f"{source}: its feature metadata {what}; retrain, or convert the weights from a "
-                         f"diptych run's weights.safetensors")
+        return DataError(
+            f"{source}: its feature metadata {what}; retrain, or convert the weights from a "
+            f"diptych run's weights.safetensors"
+        )
 
     if not isinstance(features, dict) or not isinstance(features.get("frontend"), dict):
         raise bad("has no front-end settings")
@@ -307,11 +331,17 @@ def check_features(features, source: str, input_shape: tuple[int, ...]) -> dict:
         if isinstance(v, bool) or not ok:
             raise bad(f"has {name} = {v!r}, not {'an integer' if fields[name] == 'int' else 'a finite number'}")
     fe = FrontEnd(**fe_raw)
-    checks = [(MIN_RATE <= fe.sample_rate <= MAX_RATE, "sample_rate"), (16 <= fe.n_fft <= 1 << 16, "n_fft"),
-              (1 <= fe.hop <= fe.n_fft, "hop"), (1 <= fe.n_mels <= 1024, "n_mels"),
-              (1 <= fe.frames <= 1 << 16, "frames"),
-              (0 <= fe.fmin < fe.fmax <= fe.sample_rate / 2, "fmin/fmax"), (0 < fe.floor <= 1, "floor"),
-              (0 <= fe.dither <= 1, "dither"), (fe.frames * fe.n_fft <= MAX_FFT_CELLS, "frames x n_fft")]
+    checks = [
+        (MIN_RATE <= fe.sample_rate <= MAX_RATE, "sample_rate"),
+        (16 <= fe.n_fft <= 1 << 16, "n_fft"),
+        (1 <= fe.hop <= fe.n_fft, "hop"),
+        (1 <= fe.n_mels <= 1024, "n_mels"),
+        (1 <= fe.frames <= 1 << 16, "frames"),
+        (0 <= fe.fmin < fe.fmax <= fe.sample_rate / 2, "fmin/fmax"),
+        (0 < fe.floor <= 1, "floor"),
+        (0 <= fe.dither <= 1, "dither"),
+        (fe.frames * fe.n_fft <= MAX_FFT_CELLS, "frames x n_fft"),
+    ]
     for ok, name in checks:
         if not ok:
             raise bad(f"has an impossible {name} ({fe})")
@@ -320,8 +350,11 @@ def check_features(features, source: str, input_shape: tuple[int, ...]) -> dict:
     out = {"frontend": fe}
     for key in _STATS:
         v = features.get(key)
-        if not isinstance(v, list) or len(v) != fe.n_mels or not all(
-                isinstance(x, int | float) and not isinstance(x, bool) and abs(x) <= 1e30 for x in v):
+        if (
+            not isinstance(v, list)
+            or len(v) != fe.n_mels
+            or not all(isinstance(x, int | float) and not isinstance(x, bool) and abs(x) <= 1e30 for x in v)
+        ):
             raise bad(f"has no {fe.n_mels} finite values of {key!r}")  # 1e30: finite in float32 too
         out[key] = np.asarray(v, np.float32)
     for key in ("std", "noise_shape", "noise_bins", "floor"):
@@ -345,9 +378,14 @@ def feature_stats(train_logmel: np.ndarray, fe: FrontEnd) -> dict:
     std = train_logmel.std(axis=(0, 2), dtype=np.float64) + 1e-5
     fb = mel_filterbank(fe).astype(np.float64)
     area = fb.sum(axis=1)
-    stats = {"mean": mean, "std": std, "silence": (np.log(fe.floor) - mean) / std,
-             "noise_shape": area / area.mean(), "noise_bins": area**2 / (fb**2).sum(axis=1),
-             "floor": np.full_like(mean, fe.floor)}
+    stats = {
+        "mean": mean,
+        "std": std,
+        "silence": (np.log(fe.floor) - mean) / std,
+        "noise_shape": area / area.mean(),
+        "noise_bins": area**2 / (fb**2).sum(axis=1),
+        "floor": np.full_like(mean, fe.floor),
+    }
     return {k: np.asarray(v, np.float32) for k, v in stats.items()}
 
 

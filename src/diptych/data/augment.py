@@ -51,10 +51,20 @@ def draw(spec: AugmentSpec, features: dict, x: np.ndarray, seed: int, epoch: int
     g = rng.gamma(k, 1.0 / k, (b, m, t))
     scale = energy / 10 ** (snr_db / 10) * noisy  # (B,)
     noise = scale[:, None, None] * np.asarray(features["noise_shape"])[None, :, None] * g  # (B, M, T)
-    masked = _bands(rng, b, spec.freq_masks, spec.freq_width, m)[:, :, None] \
-        | _bands(rng, b, spec.time_masks, spec.time_width, t)[:, None, :]  # (B, M, T)
-    return {"warp_lo": lo.astype(np.int32), "warp_w": (src - lo).astype(np.float32), "shift": shift.astype(np.int32), "noise": noise.astype(np.float32),
-            "keep": (~masked).astype(np.float32), "mean": mean, "std": std, "silence": silence}
+    masked = (
+        _bands(rng, b, spec.freq_masks, spec.freq_width, m)[:, :, None]
+        | _bands(rng, b, spec.time_masks, spec.time_width, t)[:, None, :]
+    )  # (B, M, T)
+    return {
+        "warp_lo": lo.astype(np.int32),
+        "warp_w": (src - lo).astype(np.float32),
+        "shift": shift.astype(np.int32),
+        "noise": noise.astype(np.float32),
+        "keep": (~masked).astype(np.float32),
+        "mean": mean,
+        "std": std,
+        "silence": silence,
+    }
 
 
 class Augmenter:

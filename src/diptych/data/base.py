@@ -36,5 +36,6 @@ def check_data_dir(data_dir: str | Path | None) -> None:
     other data than the user asked for (a typo in --data-dir)."""
     if data_dir is not None and not Path(data_dir).is_dir():
         what = "is a file, not a folder" if Path(data_dir).exists() else "does not exist"
-        raise DataError(f"--data-dir {data_dir} {what}; check the path (or leave --data-dir out to use "
-                        f"$DIPTYCH_DATA or the cache)")
+        raise DataError(
+            f"--data-dir {data_dir} {what}; check the path (or leave --data-dir out to use $DIPTYCH_DATA or the cache)"
+        )

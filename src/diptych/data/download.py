@@ -30,8 +30,14 @@ class _TooLarge(Exception):
     """A mirror sends more bytes than the file can have."""
 
 
-def fetch(filename: str, md5: str | None, mirrors: list[str], dest_dir: Path, timeout: float = 30.0,
-          max_bytes: int | None = None) -> Path:
+def fetch(
+    filename: str,
+    md5: str | None,
+    mirrors: list[str],
+    dest_dir: Path,
+    timeout: float = 30.0,
+    max_bytes: int | None = None,
+) -> Path:
     """Download ``filename`` from the first mirror that serves it with the right MD5.
 
     ``md5=None`` skips the check, for archives whose bytes are not stable (GitHub regenerates its

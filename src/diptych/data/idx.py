@@ -34,8 +34,10 @@ def read_idx(path: str | Path, max_bytes: int = MAX_BYTES) -> np.ndarray:
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise DataError(f"{path}: {size:,} bytes is more than this dataset's files can hold ({max_bytes:,}); "
-                            "it is not the right file: delete it and download it again")
+            raise DataError(
+                f"{path}: {size:,} bytes is more than this dataset's files can hold ({max_bytes:,}); "
+                "it is not the right file: delete it and download it again"
+            )
         raw = path.read_bytes()
         if raw[:2] == GZIP_MAGIC:
             raw = gunzip(raw, max_bytes, path)
@@ -56,8 +58,10 @@ def gunzip(data: bytes, max_bytes: int, path: Path) -> bytes:
             total += len(chunk)
             out.append(chunk)
             if total > max_bytes:
-                raise DataError(f"{path}: inflates to more than {max_bytes:,} bytes, more than this dataset's "
-                                "files hold; it is not the right file: delete it and download it again")
+                raise DataError(
+                    f"{path}: inflates to more than {max_bytes:,} bytes, more than this dataset's "
+                    "files hold; it is not the right file: delete it and download it again"
+                )
             if d.eof or not d.unconsumed_tail:
                 break
             data = d.unconsumed_tail
@@ -72,18 +76,22 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
         raise DataError(f"{name}: truncated IDX file ({len(raw)} bytes, no header); delete it and download it again")
     zero, dtype, ndim = raw[:2], raw[2], raw[3]
     if zero != b"\x00\x00" or dtype != 0x08 or not 1 <= ndim <= 4:
-        raise DataError(f"{name}: not an IDX ubyte file (magic {raw[:4].hex()}, expected 0000080N); "
-                        "check that it is an MNIST-format file")
+        raise DataError(
+            f"{name}: not an IDX ubyte file (magic {raw[:4].hex()}, expected 0000080N); "
+            "check that it is an MNIST-format file"
+        )
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{name}: truncated IDX header; delete it and download it again")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = math.prod(shape)  # exact: Python ints do not overflow (numpy's int64 product would)
     got = len(raw) - header
     if got != expected:
         what = "truncated" if got < expected else "has trailing bytes"
-        raise DataError(f"{name}: {what}: header says {shape} = {expected:,} bytes of data, found {got:,}; "
-                        "delete it and download it again")
+        raise DataError(
+            f"{name}: {what}: header says {shape} = {expected:,} bytes of data, found {got:,}; "
+            "delete it and download it again"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 

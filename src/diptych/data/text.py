@@ -49,13 +49,16 @@ def read_text(path: str | Path) -> str:
     if not path.is_file():
         raise DataError(f"text file {path} does not exist; pass --text with a UTF-8 text file")
     if (size := path.stat().st_size) > MAX_TEXT_BYTES:
-        raise DataError(f"{path} has {size:,} bytes, more than the {MAX_TEXT_BYTES:,} a character model here "
-                        f"trains on; use a part of it, e.g. `head -c 100M {path.name}`")
+        raise DataError(
+            f"{path} has {size:,} bytes, more than the {MAX_TEXT_BYTES:,} a character model here "
+            f"trains on; use a part of it, e.g. `head -c 100M {path.name}`"
+        )
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text (bad byte at offset {e.start}); "
-                        f"convert it, e.g. `iconv -t UTF-8 {path.name}`") from None
+        raise DataError(
+            f"{path} is not UTF-8 text (bad byte at offset {e.start}); convert it, e.g. `iconv -t UTF-8 {path.name}`"
+        ) from None
     if not text.strip():
         raise DataError(f"{path} is empty; give a text file with some content")
     return text
@@ -67,8 +70,10 @@ def load_text(path: str | Path | None = None) -> TextCorpus:
     name = "pydoc-topics" if path is None else Path(path).name
     vocab = "".join(sorted(set(text)))
     if len(vocab) > MAX_VOCAB:
-        raise DataError(f"{name} has {len(vocab):,} distinct characters, more than the {MAX_VOCAB:,} a character "
-                        f"model's vocabulary holds here; use a text in fewer scripts")
+        raise DataError(
+            f"{name} has {len(vocab):,} distinct characters, more than the {MAX_VOCAB:,} a character "
+            f"model's vocabulary holds here; use a text in fewer scripts"
+        )
     ids = encode(text, vocab)
     split = int(len(ids) * (1 - VAL_FRACTION))
     return TextCorpus(name, vocab, ids[:split], ids[split:])
@@ -80,8 +85,10 @@ def encode(text: str, vocab: str) -> np.ndarray:
     missing = sorted({c for c in text if c not in index})
     if missing:
         shown = ", ".join(repr(c) for c in missing[:10])
-        raise DiptychError(f"{len(missing)} character(s) not in the model's vocabulary: {shown}; "
-                           f"use only characters the model was trained on ({len(vocab)} of them)")
+        raise DiptychError(
+            f"{len(missing)} character(s) not in the model's vocabulary: {shown}; "
+            f"use only characters the model was trained on ({len(vocab)} of them)"
+        )
     return np.fromiter((index[c] for c in text), dtype=np.int32, count=len(text))
 
 
@@ -94,8 +101,10 @@ def windows(ids: np.ndarray, streams: int, seq_len: int) -> tuple[np.ndarray, np
     per = (len(ids) - 1) // streams  # characters per stream (one extra for the last target)
     count = per // seq_len  # W: windows per stream
     if count == 0:
-        raise DiptychError(f"a text of {len(ids)} characters is too short for {streams} streams of "
-                           f"{seq_len}-character windows; use a longer text or a smaller --batch-size")
+        raise DiptychError(
+            f"a text of {len(ids)} characters is too short for {streams} streams of "
+            f"{seq_len}-character windows; use a longer text or a smaller --batch-size"
+        )
     starts = np.arange(streams) * per  # (B,)
     offsets = starts[None, :, None] + np.arange(count)[:, None, None] * seq_len + np.arange(seq_len)  # (W, B, T)
     x = ids[offsets].reshape(-1, seq_len)

@@ -10,8 +10,9 @@
 from __future__ import annotations
 
 
-def convert(src, dst, mapping="auto", *, inputs=None, flatten="auto", jax_layout="auto", torch_model=None,
-            nnx_model=None) -> dict[str, str]:
+def convert(
+    src, dst, mapping="auto", *, inputs=None, flatten="auto", jax_layout="auto", torch_model=None, nnx_model=None
+) -> dict[str, str]:
     """Copy weights from ``src`` into ``dst``: torch ``nn.Module`` (or a state_dict, with ``torch_model``)
     -> ``nnx.Module``, or ``nnx.Module`` (or an ``nnx.State``, with ``nnx_model``) -> torch ``nn.Module``.
 
@@ -25,8 +26,16 @@ def convert(src, dst, mapping="auto", *, inputs=None, flatten="auto", jax_layout
     """
     from diptych.port._convert import convert as _convert
 
-    return _convert(src, dst, mapping, inputs=inputs, flatten=flatten, jax_layout=jax_layout,
-                    torch_model=torch_model, nnx_model=nnx_model)
+    return _convert(
+        src,
+        dst,
+        mapping,
+        inputs=inputs,
+        flatten=flatten,
+        jax_layout=jax_layout,
+        torch_model=torch_model,
+        nnx_model=nnx_model,
+    )
 
 
 def check(torch_model, nnx_model, inputs, train: bool = False, steps: int = 0, **kw):

@@ -26,10 +26,14 @@ from diptych.port import _nnx, _torch, rules
 from diptych.port._convert import Plan, plan, to_nnx_layout, transfer
 from diptych.port.hints import hints_for
 
-PORT_TOLERANCES = {**TOLERANCES, "outputs": ("abs", 1e-5), "param, zero gradient": ("rel", None),
-                   "running stat": ("rel", 1e-4),
-                   "running stat after every step": ("rel", 1e-4)}
-NULL_GRAD = 1e-5   # a gradient below 1e-5 of the model's largest is float32 noise
+PORT_TOLERANCES = {
+    **TOLERANCES,
+    "outputs": ("abs", 1e-5),
+    "param, zero gradient": ("rel", None),
+    "running stat": ("rel", 1e-4),
+    "running stat after every step": ("rel", 1e-4),
+}
+NULL_GRAD = 1e-5  # a gradient below 1e-5 of the model's largest is float32 noise
 PARAM_FLOOR = 0.1  # a tensor's scale is at least 10% of the model's largest entry (see _param_diffs)
 GRAD_FLOOR = 1e-2  # see the gradient rows in check()
 DIVERGES = 1e-5  # an activation differs when max|a - b| > 1e-5 * max(1, max|b|)
@@ -54,10 +58,15 @@ class PortReport(ParityReport):
         grads = [r for r in self.rows if r.check == "gradient"]
         wg = max(grads, key=lambda r: r.max_rel) if grads else None
         outs = [r.max_abs for r in self.rows if r.check == "outputs"]
-        return {**super().as_dict(), "mapping": self.mapping, "outputs_max_abs": max(outs) if outs else None,
-                "worst_gradient": None if wg is None else {"tensor": wg.tensor, "max_abs": wg.max_abs,
-                                                           "max_rel": wg.max_rel},
-                "first_divergence": self.first_divergence}
+        return {
+            **super().as_dict(),
+            "mapping": self.mapping,
+            "outputs_max_abs": max(outs) if outs else None,
+            "worst_gradient": None
+            if wg is None
+            else {"tensor": wg.tensor, "max_abs": wg.max_abs, "max_rel": wg.max_rel},
+            "first_divergence": self.first_divergence,
+        }
 
 
 def _configure() -> None:
@@ -100,7 +109,7 @@ class _Pair:
         tm.train(train)
         nm.train() if train else nm.eval()
         params = [v for v in tm.parameters() if v.requires_grad]
-        self.topt = (torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr))
+        self.topt = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr)
         tx = optax.adam(lr) if optimizer == "adam" else optax.sgd(lr)
         self.nopt = nnx.Optimizer(nm, tx, wrt=nnx.Param)
 
@@ -118,6 +127,7 @@ class _Pair:
             loss, grads = self.grad_fn(model, xs, targets)
             update(model, opt, grads)
             return loss
+
         self.step_fn = step
 
     def torch_loss(self, xs, targets):
@@ -133,9 +143,21 @@ class _Pair:
         return [jnp.asarray(x) for x in to_nnx_layout(xs, self.p)], [jnp.asarray(t) for t in nt]
 
 
-def check(torch_model, nnx_model, inputs, train: bool = False, steps: int = 0, *, optimizer: str = "sgd",
-          lr: float = 1e-2, mapping="auto", jax_layout: str = "auto", flatten: str = "auto", load: bool = True,
-          seed: int = 0) -> PortReport:
+def check(
+    torch_model,
+    nnx_model,
+    inputs,
+    train: bool = False,
+    steps: int = 0,
+    *,
+    optimizer: str = "sgd",
+    lr: float = 1e-2,
+    mapping="auto",
+    jax_layout: str = "auto",
+    flatten: str = "auto",
+    load: bool = True,
+    seed: int = 0,
+) -> PortReport:
     """Prove ``nnx_model`` computes what ``torch_model`` computes; see the module docstring.
 
     ``inputs``: numpy arrays in the torch model's layout (image maps are moved channels-last for a
@@ -158,8 +180,9 @@ def check(torch_model, nnx_model, inputs, train: bool = False, steps: int = 0, *
     if load:
         transfer(p, torch_model, nnx_model, "nnx")
     pair = _Pair(torch_model, nnx_model, p, train, optimizer, lr)
-    report = PortReport(f"{type(torch_model).__name__} -> {type(nnx_model).__name__}", optimizer, steps,
-                        mapping=p.mapping)
+    report = PortReport(
+        f"{type(torch_model).__name__} -> {type(nnx_model).__name__}", optimizer, steps, mapping=p.mapping
+    )
     rng = np.random.default_rng(seed)
 
     # (1) one recorded forward pass of copies (a train-mode BatchNorm updates its statistics)
@@ -173,9 +196,11 @@ def check(torch_model, nnx_model, inputs, train: bool = False, steps: int = 0, *
     for i, (a, b) in enumerate(zip(t_leaves, n_leaves, strict=True)):
         b2 = rules.to_torch_layout(b, a.shape, p)
         if b2 is None:
-            raise DiptychError(f"output {i}: torch gives shape {a.shape}, NNX {b.shape}; they cannot be compared "
-                               f"(channels-last maps are moved back; pass jax_layout='same' if the NNX twin "
-                               f"takes the torch layout)")
+            raise DiptychError(
+                f"output {i}: torch gives shape {a.shape}, NNX {b.shape}; they cannot be compared "
+                f"(channels-last maps are moved back; pass jax_layout='same' if the NNX twin "
+                f"takes the torch layout)"
+            )
         report.rows.append(PortRow("outputs", f"output {i} {tuple(a.shape)}", *diff(b2, a)))
     targets = [rng.standard_normal(a.shape).astype(np.float32) for a in t_leaves]
 
@@ -362,32 +387,52 @@ def _locate(p: Plan, tm, nm, tcalls, ncalls, report: PortReport, load: bool) -> 
                 if bad:
                     src = out_by_id.get(c.in_id)
                     glue = src if src is not None and src.name not in by_tmod and src.leaf else None
-                    where = (f"the input of {c.name} already differs: the code between the previous layer and "
-                             f"{c.name} (an activation, reshape, padding or residual) computes something else")
+                    where = (
+                        f"the input of {c.name} already differs: the code between the previous layer and "
+                        f"{c.name} (an activation, reshape, padding or residual) computes something else"
+                    )
                     res = {**base, "where": "input", "max_abs": d, "max_rel": r, "detail": where}
                     if glue is not None:
                         mod = tm.get_submodule(glue.name)
-                        res.update(layer=glue.name, torch=glue.name, kind=type(mod).__name__,
-                                   detail=f"{glue.name} ({type(mod).__name__}) feeds {c.name}; its output differs "
-                                          f"from the NNX input of {nmod}")
-                    res["hint"] = hints_for(p, tm, nm, t, n, "input", glue=glue, tcall=c, ncall=nc, load=load,
-                                            tcalls=tcalls)
+                        res.update(
+                            layer=glue.name,
+                            torch=glue.name,
+                            kind=type(mod).__name__,
+                            detail=f"{glue.name} ({type(mod).__name__}) feeds {c.name}; its output differs "
+                            f"from the NNX input of {nmod}",
+                        )
+                    res["hint"] = hints_for(
+                        p, tm, nm, t, n, "input", glue=glue, tcall=c, ncall=nc, load=load, tcalls=tcalls
+                    )
                     return res
         if c.output is not None and nc.output is not None:
             b = rules.to_torch_layout(nc.output, c.output.shape, p)
             if b is not None:
                 bad, d, r = _differs(b, c.output)
                 if bad:
-                    return {**base, "where": "output", "max_abs": d, "max_rel": r,
-                            "detail": f"{c.name}'s input agrees, its output differs",
-                            "hint": hints_for(p, tm, nm, t, n, "output", tcall=c, ncall=nc, load=load)}
+                    return {
+                        **base,
+                        "where": "output",
+                        "max_abs": d,
+                        "max_rel": r,
+                        "detail": f"{c.name}'s input agrees, its output differs",
+                        "hint": hints_for(p, tm, nm, t, n, "output", tcall=c, ncall=nc, load=load),
+                    }
     # no activation differs: the first failing tensor row, in layer order
     failing = [r for r in report.rows if not r.ok]
     for t, n, _ in p.pairs:
         for r in failing:
             names = [f"{n.name}.{k}" for k in n.keys] + list(t.keys.values())
             if r.tensor in names:
-                return {"layer": t.name, "torch": t.module, "nnx": n.name, "kind": t.cls, "where": r.check,
-                        "max_abs": r.max_abs, "max_rel": r.max_rel, "detail": f"{r.check} {r.tensor} differs",
-                        "hint": hints_for(p, tm, nm, t, n, r.check, row=r, load=load)}
+                return {
+                    "layer": t.name,
+                    "torch": t.module,
+                    "nnx": n.name,
+                    "kind": t.cls,
+                    "where": r.check,
+                    "max_abs": r.max_abs,
+                    "max_rel": r.max_rel,
+                    "detail": f"{r.check} {r.tensor} differs",
+                    "hint": hints_for(p, tm, nm, t, n, r.check, row=r, load=load),
+                }
     return None

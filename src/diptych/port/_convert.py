@@ -19,9 +19,9 @@ class Plan:
     """Which torch layer goes to which NNX layer, and with which rule settings."""
 
     pairs: list[tuple[Unit, Unit, str]]
-    cfgs: dict[str, dict] = field(default_factory=dict)   # torch unit name -> rule config
-    spatial: int = 0                                        # image models: spatial dims of the first conv
-    channels_last: bool = False                             # the NNX twin takes (B, *S, C)
+    cfgs: dict[str, dict] = field(default_factory=dict)  # torch unit name -> rule config
+    spatial: int = 0  # image models: spatial dims of the first conv
+    channels_last: bool = False  # the NNX twin takes (B, *S, C)
 
     @property
     def mapping(self) -> dict[str, str]:
@@ -65,11 +65,13 @@ def _order(units: list[Unit], calls: list) -> list[Unit]:
             if anc in first:
                 return first[anc]
         return len(calls)
+
     return sorted(units, key=when)  # stable: ties keep registration / natural order
 
 
-def plan(tm, nm, mapping="auto", inputs: list[np.ndarray] | None = None, flatten: str = "auto",
-         jax_layout: str = "auto") -> Plan:
+def plan(
+    tm, nm, mapping="auto", inputs: list[np.ndarray] | None = None, flatten: str = "auto", jax_layout: str = "auto"
+) -> Plan:
     """Match the layers of torch model ``tm`` and NNX model ``nm`` (see :func:`diptych.port.convert`)."""
     tunits, nunits = _torch.units(tm), _nnx.units(nm)
     first_conv = next((u for u in tunits if u.kind in SPATIAL), None)
@@ -169,19 +171,24 @@ def transfer(p: Plan, tm, nm, to: str) -> None:
         bad = [k for k in vals if tuple(vals[k].shape) != tuple(want[k])]
         if bad:
             k = bad[0]
-            raise DiptychError(f"torch layer {t.name!r} -> NNX {n.name!r}: {k} converts to shape "
-                               f"{tuple(vals[k].shape)} but the target has {tuple(want[k])}; pass an explicit mapping "
-                               f"or check the layer's configuration")
+            raise DiptychError(
+                f"torch layer {t.name!r} -> NNX {n.name!r}: {k} converts to shape "
+                f"{tuple(vals[k].shape)} but the target has {tuple(want[k])}; pass an explicit mapping "
+                f"or check the layer's configuration"
+            )
         (_nnx.put(nm, n, vals, nvars) if to == "nnx" else _torch.put(tm, t, vals))
 
 
-def convert(src, dst, mapping="auto", *, inputs=None, flatten="auto", jax_layout="auto", torch_model=None,
-            nnx_model=None) -> dict[str, str]:
+def convert(
+    src, dst, mapping="auto", *, inputs=None, flatten="auto", jax_layout="auto", torch_model=None, nnx_model=None
+) -> dict[str, str]:
     """See :func:`diptych.port.convert`."""
     if isinstance(src, dict) and not is_torch_module(src):
         if torch_model is None:
-            raise DiptychError("a state_dict alone does not say each layer's type: pass torch_model=YourModel() "
-                               "(its weights are replaced by the state_dict)")
+            raise DiptychError(
+                "a state_dict alone does not say each layer's type: pass torch_model=YourModel() "
+                "(its weights are replaced by the state_dict)"
+            )
         import torch
 
         torch_model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in src.items()})
@@ -198,8 +205,10 @@ def convert(src, dst, mapping="auto", *, inputs=None, flatten="auto", jax_layout
     elif is_nnx_module(src) and is_torch_module(dst):
         tm, nm, to = dst, src, "torch"
     else:
-        raise DiptychError(f"convert needs a torch model and an NNX model (one each way), got "
-                           f"{type(src).__name__} and {type(dst).__name__}")
+        raise DiptychError(
+            f"convert needs a torch model and an NNX model (one each way), got "
+            f"{type(src).__name__} and {type(dst).__name__}"
+        )
     inputs = None if inputs is None else [np.asarray(a) for a in inputs]
     p = plan(tm, nm, mapping, inputs, flatten, jax_layout)
     transfer(p, tm, nm, to)

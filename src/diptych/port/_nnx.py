@@ -9,18 +9,34 @@ from diptych.port import nnx_layers
 from diptych.port.units import Unit, natural_key
 
 _CELLS = [  # (class, kind, layout), most specific first
-    (nnx_layers.LSTMCell, "lstm", "torch"), (nnx_layers.GRUCell, "gru", "torch"), (nnx_layers.RNNCell, "rnn", "torch"),
-    (nnx.LSTMCell, "lstm", "flax_lstm"), (nnx.OptimizedLSTMCell, "lstm", "flax_fused"),
-    (nnx.GRUCell, "gru", "flax_fused"), (nnx.SimpleCell, "rnn", "flax_fused"),
+    (nnx_layers.LSTMCell, "lstm", "torch"),
+    (nnx_layers.GRUCell, "gru", "torch"),
+    (nnx_layers.RNNCell, "rnn", "torch"),
+    (nnx.LSTMCell, "lstm", "flax_lstm"),
+    (nnx.OptimizedLSTMCell, "lstm", "flax_fused"),
+    (nnx.GRUCell, "gru", "flax_fused"),
+    (nnx.SimpleCell, "rnn", "flax_fused"),
 ]
-_LEAF = [(nnx.Linear, "linear"), (nnx.Conv, "conv"), (nnx.ConvTranspose, "conv_transpose"),
-         (nnx.BatchNorm, "batchnorm"), (nnx.LayerNorm, "layernorm"), (nnx.GroupNorm, "groupnorm"),
-         (nnx.RMSNorm, "rmsnorm"), (nnx.Embed, "embed"), (nnx.MultiHeadAttention, "mha")]
-_CONFIG = {"conv": ("strides", "padding", "kernel_dilation", "feature_group_count", "input_dilation"),
-           "conv_transpose": ("strides", "padding", "kernel_dilation", "transpose_kernel"),
-           "batchnorm": ("momentum", "epsilon", "use_running_average", "use_fast_variance"),
-           "layernorm": ("epsilon",), "groupnorm": ("epsilon", "num_groups"), "rmsnorm": ("epsilon",),
-           "mha": ("num_heads", "deterministic", "dropout_rate")}
+_LEAF = [
+    (nnx.Linear, "linear"),
+    (nnx.Conv, "conv"),
+    (nnx.ConvTranspose, "conv_transpose"),
+    (nnx.BatchNorm, "batchnorm"),
+    (nnx.LayerNorm, "layernorm"),
+    (nnx.GroupNorm, "groupnorm"),
+    (nnx.RMSNorm, "rmsnorm"),
+    (nnx.Embed, "embed"),
+    (nnx.MultiHeadAttention, "mha"),
+]
+_CONFIG = {
+    "conv": ("strides", "padding", "kernel_dilation", "feature_group_count", "input_dilation"),
+    "conv_transpose": ("strides", "padding", "kernel_dilation", "transpose_kernel"),
+    "batchnorm": ("momentum", "epsilon", "use_running_average", "use_fast_variance"),
+    "layernorm": ("epsilon",),
+    "groupnorm": ("epsilon", "num_groups"),
+    "rmsnorm": ("epsilon",),
+    "mha": ("num_heads", "deterministic", "dropout_rate"),
+}
 
 
 def path_str(path: tuple) -> str:
@@ -50,26 +66,43 @@ def units(model) -> list[Unit]:
     out = []
     for path in sorted(modules, key=lambda p: natural_key(path_str(p))):
         m = modules[path]
-        if any(path[:len(c)] == c and path != c for c in composite):
+        if any(path[: len(c)] == c and path != c for c in composite):
             continue
         found = kind_of(m)
-        own = {vp: v for vp, v in variables.items() if vp[:len(path)] == path and len(vp) > len(path)}
+        own = {vp: v for vp, v in variables.items() if vp[: len(path)] == path and len(vp) > len(path)}
         if found is None:
             for vp, v in own.items():  # a module's own Param attributes (a class token, a positional table)
                 if len(vp) == len(path) + 1 and vp not in covered:
                     covered.add(vp)
-                    out.append(Unit(path_str(vp), path_str(path), "param", type(v).__name__, {"value": vp},
-                                    {"value": tuple(v.get_value().shape)}))
+                    out.append(
+                        Unit(
+                            path_str(vp),
+                            path_str(path),
+                            "param",
+                            type(v).__name__,
+                            {"value": vp},
+                            {"value": tuple(v.get_value().shape)},
+                        )
+                    )
             continue
         kind, layout = found
-        keys = {".".join(str(x) for x in vp[len(path):]): vp for vp in own}
+        keys = {".".join(str(x) for x in vp[len(path) :]): vp for vp in own}
         covered.update(own)
         cfg = {k: getattr(m, k) for k in _CONFIG.get(kind, ()) if hasattr(m, k)}
         cfg["nnx"] = layout
         if kind == "conv":
             cfg["ndim"] = len(m.kernel_size)
-        out.append(Unit(path_str(path), path_str(path), kind, type(m).__name__, keys,
-                        {k: tuple(variables[vp].get_value().shape) for k, vp in keys.items()}, cfg))
+        out.append(
+            Unit(
+                path_str(path),
+                path_str(path),
+                kind,
+                type(m).__name__,
+                keys,
+                {k: tuple(variables[vp].get_value().shape) for k, vp in keys.items()},
+                cfg,
+            )
+        )
     return out
 
 

@@ -9,11 +9,18 @@ from torch import nn
 from diptych.port.units import Unit
 
 _KIND = [  # (class, kind); checked in order, so subclasses of Linear in attention are caught first
-    (nn.MultiheadAttention, "mha"), (nn.LSTM, "lstm"), (nn.GRU, "gru"), (nn.RNN, "rnn"),
-    (nn.Linear, "linear"), ((nn.Conv1d, nn.Conv2d, nn.Conv3d), "conv"),
+    (nn.MultiheadAttention, "mha"),
+    (nn.LSTM, "lstm"),
+    (nn.GRU, "gru"),
+    (nn.RNN, "rnn"),
+    (nn.Linear, "linear"),
+    ((nn.Conv1d, nn.Conv2d, nn.Conv3d), "conv"),
     ((nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d), "conv_transpose"),
-    (nn.modules.batchnorm._BatchNorm, "batchnorm"), (nn.LayerNorm, "layernorm"), (nn.GroupNorm, "groupnorm"),
-    (nn.RMSNorm, "rmsnorm"), (nn.Embedding, "embed"),
+    (nn.modules.batchnorm._BatchNorm, "batchnorm"),
+    (nn.LayerNorm, "layernorm"),
+    (nn.GroupNorm, "groupnorm"),
+    (nn.RMSNorm, "rmsnorm"),
+    (nn.Embedding, "embed"),
 ]
 
 
@@ -25,11 +32,16 @@ def kind_of(m: nn.Module) -> str | None:
 
 
 def _config(m: nn.Module, kind: str) -> dict:
-    names = {"conv": ("stride", "padding", "dilation", "groups", "padding_mode"),
-             "conv_transpose": ("stride", "padding", "output_padding", "dilation", "groups"),
-             "batchnorm": ("momentum", "eps", "training", "track_running_stats"),
-             "layernorm": ("eps", "normalized_shape"), "groupnorm": ("eps", "num_groups"), "rmsnorm": ("eps",),
-             "mha": ("num_heads", "batch_first", "dropout"), "linear": ("in_features", "out_features")}
+    names = {
+        "conv": ("stride", "padding", "dilation", "groups", "padding_mode"),
+        "conv_transpose": ("stride", "padding", "output_padding", "dilation", "groups"),
+        "batchnorm": ("momentum", "eps", "training", "track_running_stats"),
+        "layernorm": ("eps", "normalized_shape"),
+        "groupnorm": ("eps", "num_groups"),
+        "rmsnorm": ("eps",),
+        "mha": ("num_heads", "batch_first", "dropout"),
+        "linear": ("in_features", "out_features"),
+    }
     cfg = {k: getattr(m, k) for k in names.get(kind, ())}
     if kind == "conv":
         cfg["ndim"] = m.weight.ndim - 2
@@ -53,30 +65,51 @@ def units(model: nn.Module) -> list[Unit]:
                 kind = "rnn"  # relu RNNs convert alike; the cell must use relu too (hint on divergence)
             for layer in range(m.num_layers):
                 for sfx in ("", "_reverse")[: 1 + m.bidirectional]:
-                    keys = {k: f"{p}{k}_l{layer}{sfx}" for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-                            if hasattr(m, f"{k}_l{layer}{sfx}")}
+                    keys = {
+                        k: f"{p}{k}_l{layer}{sfx}"
+                        for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                        if hasattr(m, f"{k}_l{layer}{sfx}")
+                    }
                     sd = dict(m.named_parameters())
-                    out.append(Unit(f"{p}l{layer}{sfx}", name, kind, type(m).__name__, keys,
-                                    {k: tuple(sd[v[len(p):]].shape) for k, v in keys.items()},
-                                    {"hidden_size": m.hidden_size, "batch_first": m.batch_first,
-                                     "torch_bias": m.bias}))
+                    out.append(
+                        Unit(
+                            f"{p}l{layer}{sfx}",
+                            name,
+                            kind,
+                            type(m).__name__,
+                            keys,
+                            {k: tuple(sd[v[len(p) :]].shape) for k, v in keys.items()},
+                            {"hidden_size": m.hidden_size, "batch_first": m.batch_first, "torch_bias": m.bias},
+                        )
+                    )
             continue
         if kind == "mha":
             taken.add(name)
             keys = {k: f"{p}{k}" for k, v in m.named_parameters() if v is not None}
         elif kind is not None:
-            keys = {k: f"{p}{k}" for k, v in [*m.named_parameters(recurse=False), *m.named_buffers(recurse=False)]
-                    if v is not None and k != "num_batches_tracked"}
+            keys = {
+                k: f"{p}{k}"
+                for k, v in [*m.named_parameters(recurse=False), *m.named_buffers(recurse=False)]
+                if v is not None and k != "num_batches_tracked"
+            }
         else:  # a custom module's own parameters (a class token, a positional table): copied as they are
             for k, v in m.named_parameters(recurse=False):
-                out.append(Unit(f"{p}{k}", name, "param", "Parameter", {"value": f"{p}{k}"},
-                                {"value": tuple(v.shape)}))
+                out.append(Unit(f"{p}{k}", name, "param", "Parameter", {"value": f"{p}{k}"}, {"value": tuple(v.shape)}))
             continue
         if not keys:
             continue
         sd = model.state_dict()
-        out.append(Unit(name, name, kind, type(m).__name__, keys, {k: tuple(sd[v].shape) for k, v in keys.items()},
-                        _config(m, kind)))
+        out.append(
+            Unit(
+                name,
+                name,
+                kind,
+                type(m).__name__,
+                keys,
+                {k: tuple(sd[v].shape) for k, v in keys.items()},
+                _config(m, kind),
+            )
+        )
     return out
 
 

@@ -12,11 +12,11 @@ import numpy as np
 @dataclass
 class Call:
     name: str
-    inputs: np.ndarray | None   # the first array argument
-    output: np.ndarray | None   # the first array leaf of the result
-    in_id: int = 0              # torch: id() of the input tensor, to see which module produced it
+    inputs: np.ndarray | None  # the first array argument
+    output: np.ndarray | None  # the first array leaf of the result
+    in_id: int = 0  # torch: id() of the input tensor, to see which module produced it
     out_id: int = 0
-    leaf: bool = True           # the module has no child modules
+    leaf: bool = True  # the module has no child modules
 
 
 def _first_tensor(x, kind):
@@ -48,12 +48,22 @@ def torch_calls(model, inputs: list, grad: bool = False) -> tuple[list[Call], ob
                 return
             seen.add(name)
             a, o = _first_tensor(args, torch.Tensor), _first_tensor(out, torch.Tensor)
-            calls.append(Call(name, None if a is None else a.detach().cpu().numpy().copy(),
-                              None if o is None else o.detach().cpu().numpy().copy(), id(a), id(o), leaf))
+            calls.append(
+                Call(
+                    name,
+                    None if a is None else a.detach().cpu().numpy().copy(),
+                    None if o is None else o.detach().cpu().numpy().copy(),
+                    id(a),
+                    id(o),
+                    leaf,
+                )
+            )
+
         return f
 
-    handles = [m.register_forward_hook(hook(n, not any(True for _ in m.children())))
-               for n, m in model.named_modules() if n]
+    handles = [
+        m.register_forward_hook(hook(n, not any(True for _ in m.children()))) for n, m in model.named_modules() if n
+    ]
     try:
         with torch.set_grad_enabled(grad):
             out = model(*inputs)
@@ -99,6 +109,7 @@ def nnx_calls(model, inputs: list, keep=None) -> tuple[list[Call], object]:
             if paths[key] not in {c.name for c in calls}:
                 calls.append(Call(paths[key], concrete(args), concrete(out)))
             return out
+
         return __call__
 
     for cls in classes:

@@ -32,8 +32,10 @@ def load(spec: str, framework: str, seed: int = 0):
         raise DiptychError(f"{file} does not import: {type(e).__name__}: {e}") from None
     factory = getattr(module, name, None)
     if factory is None or not callable(factory):
-        raise DiptychError(f"{file} has no factory {name!r}; it defines: "
-                           f"{', '.join(n for n, v in vars(module).items() if callable(v) and not n.startswith('_'))}")
+        raise DiptychError(
+            f"{file} has no factory {name!r}; it defines: "
+            f"{', '.join(n for n, v in vars(module).items() if callable(v) and not n.startswith('_'))}"
+        )
     try:
         if framework == "jax":
             from flax import nnx
@@ -45,6 +47,7 @@ def load(spec: str, framework: str, seed: int = 0):
 
             def make():
                 return factory(rngs=nnx.Rngs(seed)) if "rngs" in params else factory()
+
             try:  # its initial weights are replaced by converted ones: skip running the initializers
                 model = build_abstract(make)
             except Exception:

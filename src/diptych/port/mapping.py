@@ -18,8 +18,9 @@ def _compatible(t: Unit, n: Unit, cfg: dict) -> bool:
     return bool(want) and set(want) <= set(n.shapes) and all(want[k] == n.shapes[k] for k in want)
 
 
-def match(tunits: list[Unit], nunits: list[Unit], mapping: dict | str = "auto",
-          cfgs: dict[str, dict] | None = None) -> list[tuple[Unit, Unit, str]]:
+def match(
+    tunits: list[Unit], nunits: list[Unit], mapping: dict | str = "auto", cfgs: dict[str, dict] | None = None
+) -> list[tuple[Unit, Unit, str]]:
     """Pairs ``(torch unit, nnx unit, how)``; ``how`` is ``explicit``, ``name`` or ``order``.
 
     Both lists must be in corresponding order (execution order when known). Raises a
@@ -35,11 +36,14 @@ def match(tunits: list[Unit], nunits: list[Unit], mapping: dict | str = "auto",
     used: set[str] = set()
     for tname, nname in mapping.items():
         if tname not in tby:
-            raise DiptychError(f"mapping names torch layer {tname!r}, which the torch model does not have; "
-                               f"its layers: {', '.join(tby)}")
+            raise DiptychError(
+                f"mapping names torch layer {tname!r}, which the torch model does not have; "
+                f"its layers: {', '.join(tby)}"
+            )
         if nname not in nby:
-            raise DiptychError(f"mapping names NNX layer {nname!r}, which the NNX model does not have; "
-                               f"its layers: {', '.join(nby)}")
+            raise DiptychError(
+                f"mapping names NNX layer {nname!r}, which the NNX model does not have; its layers: {', '.join(nby)}"
+            )
         pairs[tname] = (tby[tname], nby[nname], "explicit")
         used.add(nname)
     # by name: exact, then loose (container tokens and underscores dropped), when unique and compatible
@@ -69,12 +73,16 @@ def match(tunits: list[Unit], nunits: list[Unit], mapping: dict | str = "auto",
                 continue
             cands = [c for c in ns if c.name not in used and _compatible(t, c, cfgs.get(t.name, {}))]
             listed = "; ".join(c.describe() for c in cands) or "none with a matching type and shape"
-            raise DiptychError(f"cannot map torch layer {t.describe()}: NNX candidates: {listed}; pass an explicit "
-                               f"mapping, e.g. mapping={{{t.name!r}: {cands[0].name if cands else 'NNX_PATH'!r}}}")
+            raise DiptychError(
+                f"cannot map torch layer {t.describe()}: NNX candidates: {listed}; pass an explicit "
+                f"mapping, e.g. mapping={{{t.name!r}: {cands[0].name if cands else 'NNX_PATH'!r}}}"
+            )
         extra = [n for n in ns if n.name not in used]
         if extra:
             same = ", ".join(t.name for t in tunits if _GROUP.get(t.kind, t.kind) == group) or "none"
-            raise DiptychError(f"NNX layer {extra[0].describe()} has no torch counterpart (torch {group} layers: "
-                               f"{same}); "
-                               f"check the two models have the same layers, or pass an explicit mapping")
+            raise DiptychError(
+                f"NNX layer {extra[0].describe()} has no torch counterpart (torch {group} layers: "
+                f"{same}); "
+                f"check the two models have the same layers, or pass an explicit mapping"
+            )
     return [pairs[t.name] for t in tunits]

@@ -28,7 +28,7 @@ class _TorchCell(nnx.RNNCellBase):
 
     def __init__(self, in_features: int, hidden_features: int, *, bias: bool = True, rngs: nnx.Rngs):
         g, h = _GATES[self.kind], hidden_features
-        bound = 1.0 / h ** 0.5  # torch's init: U(-1/sqrt(H), 1/sqrt(H)) for every tensor
+        bound = 1.0 / h**0.5  # torch's init: U(-1/sqrt(H), 1/sqrt(H)) for every tensor
         init = jax.nn.initializers.uniform(2 * bound)
 
         def u(shape):
@@ -36,7 +36,7 @@ class _TorchCell(nnx.RNNCellBase):
 
         self.in_features, self.hidden_features = in_features, hidden_features
         self.w_ih = u((in_features, g * h))  # (I, G*H): torch's weight_ih_l{k}.T
-        self.w_hh = u((h, g * h))            # (H, G*H)
+        self.w_hh = u((h, g * h))  # (H, G*H)
         self.b_ih = u((g * h,)) if bias else nnx.data(None)
         self.b_hh = u((g * h,)) if bias else nnx.data(None)
 
@@ -102,8 +102,9 @@ class BatchNorm(nnx.BatchNorm):
     """
 
     def __init__(self, num_features: int, *, momentum: float = 0.1, epsilon: float = 1e-5, rngs: nnx.Rngs, **kw):
-        super().__init__(num_features, momentum=1.0 - momentum, epsilon=epsilon, use_fast_variance=False,
-                         rngs=rngs, **kw)
+        super().__init__(
+            num_features, momentum=1.0 - momentum, epsilon=epsilon, use_fast_variance=False, rngs=rngs, **kw
+        )
 
     def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
         use_ra = use_running_average if use_running_average is not None else self.use_running_average

@@ -18,7 +18,7 @@ import numpy as np
 from diptych.errors import DiptychError
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # torch order: LSTM i, f, g, o; GRU r, z, n
-FLAX_LSTM_GATES = ("i", "f", "g", "o")   # nnx.LSTMCell: ii/hi, if_/hf, ig/hg, io/ho
+FLAX_LSTM_GATES = ("i", "f", "g", "o")  # nnx.LSTMCell: ii/hi, if_/hf, ig/hg, io/ho
 _FLAX_LSTM_IN = {"i": "ii", "f": "if_", "g": "ig", "o": "io"}
 
 
@@ -122,6 +122,7 @@ def to_torch(kind: str, n: dict[str, np.ndarray], cfg: dict, grad: bool = False)
 # "flax_lstm" (nnx.LSTMCell: one Linear per gate), "flax_fused" (nnx.OptimizedLSTMCell, nnx.GRUCell,
 # nnx.SimpleCell: dense_i / dense_h), both with one bias.
 
+
 def _recurrent_to_nnx(kind: str, layout: str, t: dict) -> dict:
     wi, wh = t["weight_ih"], t["weight_hh"]
     bi, bh = t.get("bias_ih"), t.get("bias_hh")
@@ -145,10 +146,12 @@ def _recurrent_to_nnx(kind: str, layout: str, t: dict) -> dict:
         b = (bi if bi is not None else np.zeros(wi.shape[0], wi.dtype)).copy()
         if bh is not None:
             if kind == "gru":
-                if np.any(bh[2 * h:] != 0):
-                    raise DiptychError("torch GRU's hidden bias b_hn sits inside r * (W_hn h + b_hn), which "
-                                       "nnx.GRUCell cannot express; use diptych.port.nnx_layers.GRUCell")
-                b[:2 * h] += bh[:2 * h]
+                if np.any(bh[2 * h :] != 0):
+                    raise DiptychError(
+                        "torch GRU's hidden bias b_hn sits inside r * (W_hn h + b_hn), which "
+                        "nnx.GRUCell cannot express; use diptych.port.nnx_layers.GRUCell"
+                    )
+                b[: 2 * h] += bh[: 2 * h]
             else:
                 b += bh
         out["dense_i.bias"] = b
@@ -172,7 +175,7 @@ def _recurrent_to_torch(kind: str, layout: str, n: dict, cfg: dict, grad: bool) 
         bh = b.copy() if grad else np.zeros_like(b)
         if kind == "gru":
             h = wh.shape[1]
-            bh[2 * h:] = 0
+            bh[2 * h :] = 0
         out.update(bias_ih=b, bias_hh=bh)
     return out
 
@@ -182,6 +185,7 @@ def _recurrent_to_torch(kind: str, layout: str, n: dict, cfg: dict, grad: bool) 
 # key/value sizes differ), in_proj_bias (3E,), out_proj.weight (E, E), out_proj.bias.
 # nnx.MultiHeadAttention: query/key/value.kernel (E_in, heads, head_dim), .bias (heads, head_dim),
 # out.kernel (heads, head_dim, E), out.bias (E,).
+
 
 def _mha_to_nnx(t: dict, cfg: dict) -> dict:
     h = cfg["num_heads"]

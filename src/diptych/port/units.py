@@ -5,8 +5,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-KINDS = ("linear", "conv", "conv_transpose", "batchnorm", "layernorm", "groupnorm", "rmsnorm", "embed",
-         "lstm", "gru", "rnn", "mha", "param")
+KINDS = (
+    "linear",
+    "conv",
+    "conv_transpose",
+    "batchnorm",
+    "layernorm",
+    "groupnorm",
+    "rmsnorm",
+    "embed",
+    "lstm",
+    "gru",
+    "rnn",
+    "mha",
+    "param",
+)
 
 
 @dataclass

@@ -19,9 +19,16 @@ def export_module(model: torch.nn.Module, example: np.ndarray, out: str | Path) 
     out.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.from_numpy(example),), str(out), dynamo=False, input_names=["x"],
-                          output_names=["logits"], dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
-                          opset_version=17)
+        torch.onnx.export(
+            model,
+            (torch.from_numpy(example),),
+            str(out),
+            dynamo=False,
+            input_names=["x"],
+            output_names=["logits"],
+            dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=17,
+        )
 
 
 class Logits(torch.nn.Module):

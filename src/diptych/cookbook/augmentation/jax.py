@@ -28,8 +28,10 @@ def load_mnist():
     try:
         return load_dataset("mnist")
     except Exception as e:  # missing files: say where to put them, in one line
-        sys.exit(f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
-                 "$DIPTYCH_DATA/mnist/")
+        sys.exit(
+            f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
+            "$DIPTYCH_DATA/mnist/"
+        )
 
 
 @jax.jit
@@ -75,12 +77,13 @@ def main():
     x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test[:n_test], data.y_test[:n_test]
 
     rngs = nnx.Rngs(0)
-    model = nnx.Sequential(lambda x: x.reshape(x.shape[0], -1), nnx.Linear(784, 256, rngs=rngs), nnx.relu,
-                           nnx.Linear(256, 10, rngs=rngs))  # (B, 28, 28) -> (B, 10)
+    model = nnx.Sequential(
+        lambda x: x.reshape(x.shape[0], -1), nnx.Linear(784, 256, rngs=rngs), nnx.relu, nnx.Linear(256, 10, rngs=rngs)
+    )  # (B, 28, 28) -> (B, 10)
     optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
     order = np.random.default_rng(0).permutation(len(x_train))
     for step in range(150 if args.fast else 3000):
-        idx = order[(step * 128) % 59904:][:128]
+        idx = order[(step * 128) % 59904 :][:128]
         key, step_key = jax.random.split(key)
         loss = train_step(model, optimizer, x_train[idx], y_train[idx], step_key, background)
 
@@ -92,9 +95,18 @@ def main():
 
     plt.imsave(args.png, np.concatenate([np.concatenate(list(x[:8]), 1) for x in test_sets.values()], 0), cmap="gray")
     png = os.path.abspath(args.png)
-    print(json.dumps({"recipe": "augmentation", "framework": "jax", "png": png, "final_loss": round(float(loss), 4),
-                      **{f"{k}_accuracy": round(float(v.mean()), 4) for k, v in hits.items()},
-                      "flipped_accuracy_by_digit": per_digit}))
+    print(
+        json.dumps(
+            {
+                "recipe": "augmentation",
+                "framework": "jax",
+                "png": png,
+                "final_loss": round(float(loss), 4),
+                **{f"{k}_accuracy": round(float(v.mean()), 4) for k, v in hits.items()},
+                "flipped_accuracy_by_digit": per_digit,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

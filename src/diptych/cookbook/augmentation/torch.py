@@ -27,8 +27,10 @@ def load_mnist():
     try:
         return load_dataset("mnist")
     except Exception as e:  # missing files: say where to put them, in one line
-        sys.exit(f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
-                 "$DIPTYCH_DATA/mnist/")
+        sys.exit(
+            f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
+            "$DIPTYCH_DATA/mnist/"
+        )
 
 
 def augment(x, generator, background):  # (B, 1, 28, 28) -> (B, 1, 28, 28): rotate +-15 deg, shift +-3 px, erase
@@ -65,7 +67,7 @@ def main():
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     order = np.random.default_rng(0).permutation(len(x_train))
     for step in range(150 if args.fast else 3000):
-        idx = torch.from_numpy(order[(step * 128) % 59904:][:128])
+        idx = torch.from_numpy(order[(step * 128) % 59904 :][:128])
         loss = F.cross_entropy(model(augment(x_train[idx], generator, background)), y_train[idx])
         optimizer.zero_grad()
         loss.backward()
@@ -80,9 +82,17 @@ def main():
 
     plt.imsave(args.png, torch.cat([torch.cat(list(x[:8, 0]), 1) for x in test_sets.values()], 0).numpy(), cmap="gray")
     png = os.path.abspath(args.png)
-    print(json.dumps({"recipe": "augmentation", "framework": "torch", "png": png,
-                      **{f"{k}_accuracy": round(v.float().mean().item(), 4) for k, v in hits.items()},
-                      "flipped_accuracy_by_digit": per_digit}))
+    print(
+        json.dumps(
+            {
+                "recipe": "augmentation",
+                "framework": "torch",
+                "png": png,
+                **{f"{k}_accuracy": round(v.float().mean().item(), 4) for k, v in hits.items()},
+                "flipped_accuracy_by_digit": per_digit,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

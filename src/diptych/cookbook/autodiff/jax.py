@@ -37,8 +37,10 @@ def softplus(x):  # log(1 + e^x) with a hand-written gradient that stays finite
     return jnp.where(x > 30, x, jnp.log1p(jnp.exp(x)))  # exp overflows for large x
 
 
-softplus.defvjp(lambda x: (softplus(x), x),  # forward: value and what the backward needs
-                lambda x, g: (g * jax.nn.sigmoid(x),))  # backward: a tuple, one cotangent per input
+softplus.defvjp(
+    lambda x: (softplus(x), x),  # forward: value and what the backward needs
+    lambda x, g: (g * jax.nn.sigmoid(x),),
+)  # backward: a tuple, one cotangent per input
 
 
 def fd(fun, x, h=1e-6):  # central differences of a numpy function: (n,) -> (n,) for scalars, (m, n) for vectors
@@ -54,25 +56,48 @@ def main():
     f_np, g_np = (lambda a: np.asarray(f(jnp.asarray(a)))), (lambda a: np.asarray(g(jnp.asarray(a))))
 
     # no tape: grad(f) is a new function
-    got = {"grad": grad(f)(x), "value_and_grad": value_and_grad(f)(x)[1],
-           "jacfwd": jacfwd(g)(x), "jacrev": jacrev(g)(x),
-           "hessian": hessian(f)(x),
-           "hvp": jvp(grad(f), (x,), (v,))[1],  # forward-over-reverse: H v without forming H
-           "per_example": vmap(grad(loss), in_axes=(None, 0, 0))(w, jnp.asarray(xs), jnp.asarray(ys)),
-           "custom": grad(lambda t: softplus(t).sum())(ts)}  # elementwise: the gradient of the sum
+    got = {
+        "grad": grad(f)(x),
+        "value_and_grad": value_and_grad(f)(x)[1],
+        "jacfwd": jacfwd(g)(x),
+        "jacrev": jacrev(g)(x),
+        "hessian": hessian(f)(x),
+        "hvp": jvp(grad(f), (x,), (v,))[1],  # forward-over-reverse: H v without forming H
+        "per_example": vmap(grad(loss), in_axes=(None, 0, 0))(w, jnp.asarray(xs), jnp.asarray(ys)),
+        "custom": grad(lambda t: softplus(t).sum())(ts),
+    }  # elementwise: the gradient of the sum
     hess_fd = fd(lambda a: fd(f_np, a, 1e-4), x0, 1e-4)
-    want = {"grad": fd(f_np, x0), "value_and_grad": fd(f_np, x0), "jacfwd": fd(g_np, x0), "jacrev": fd(g_np, x0),
-            "hessian": hess_fd, "hvp": hess_fd @ v0,
-            "per_example": np.stack([fd(lambda a, xi=xi, yi=yi: np.asarray(loss(jnp.asarray(a), xi, yi)), w0)
-                                     for xi, yi in zip(xs, ys, strict=True)]),
-            "custom": np.asarray(softplus(ts + 1e-6) - softplus(ts - 1e-6)) / 2e-6}
+    want = {
+        "grad": fd(f_np, x0),
+        "value_and_grad": fd(f_np, x0),
+        "jacfwd": fd(g_np, x0),
+        "jacrev": fd(g_np, x0),
+        "hessian": hess_fd,
+        "hvp": hess_fd @ v0,
+        "per_example": np.stack(
+            [
+                fd(lambda a, xi=xi, yi=yi: np.asarray(loss(jnp.asarray(a), xi, yi)), w0)
+                for xi, yi in zip(xs, ys, strict=True)
+            ]
+        ),
+        "custom": np.asarray(softplus(ts + 1e-6) - softplus(ts - 1e-6)) / 2e-6,
+    }
     errors = {k: float(np.max(np.abs(np.asarray(got[k]) - want[k]))) for k in got}
 
     # the naive where() version: inf * 0 in the unused branch
     naive = grad(lambda t: jnp.where(t > 30, t, jnp.log1p(jnp.exp(t))))(1000.0)
-    print(json.dumps({"recipe": "autodiff", "framework": "jax", "max_error": max(errors.values()), "errors": errors,
-                      "naive_grad_at_1000": str(float(naive)),
-                      "values": {k: np.asarray(got[k]).tolist() for k in got}}))
+    print(
+        json.dumps(
+            {
+                "recipe": "autodiff",
+                "framework": "jax",
+                "max_error": max(errors.values()),
+                "errors": errors,
+                "naive_grad_at_1000": str(float(naive)),
+                "values": {k: np.asarray(got[k]).tolist() for k in got},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

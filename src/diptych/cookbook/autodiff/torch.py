@@ -60,25 +60,48 @@ def main():
 
     xg = x.clone().requires_grad_()  # the everyday way: record on a tape, then backward()
     f(xg).backward()
-    got = {"grad": xg.grad, "value_and_grad": grad_and_value(f)(x)[0],
-           "jacfwd": jacfwd(g)(x), "jacrev": jacrev(g)(x),
-           "hessian": hessian(f)(x),
-           "hvp": jvp(grad(f), (x,), (v,))[1],  # forward-over-reverse: H v without forming H
-           "per_example": vmap(grad(loss), in_dims=(None, 0, 0))(w, torch.tensor(xs), torch.tensor(ys)),
-           "custom": grad(lambda t: Softplus.apply(t).sum())(ts)}  # elementwise: the gradient of the sum
+    got = {
+        "grad": xg.grad,
+        "value_and_grad": grad_and_value(f)(x)[0],
+        "jacfwd": jacfwd(g)(x),
+        "jacrev": jacrev(g)(x),
+        "hessian": hessian(f)(x),
+        "hvp": jvp(grad(f), (x,), (v,))[1],  # forward-over-reverse: H v without forming H
+        "per_example": vmap(grad(loss), in_dims=(None, 0, 0))(w, torch.tensor(xs), torch.tensor(ys)),
+        "custom": grad(lambda t: Softplus.apply(t).sum())(ts),
+    }  # elementwise: the gradient of the sum
     hess_fd = fd(lambda a: fd(f_np, a, 1e-4), x0, 1e-4)
-    want = {"grad": fd(f_np, x0), "value_and_grad": fd(f_np, x0), "jacfwd": fd(g_np, x0), "jacrev": fd(g_np, x0),
-            "hessian": hess_fd, "hvp": hess_fd @ v0,
-            "per_example": np.stack([fd(lambda a, xi=xi, yi=yi: loss(*map(torch.tensor, (a, xi, yi))).numpy(), w0)
-                                     for xi, yi in zip(xs, ys, strict=True)]),
-            "custom": (Softplus.apply(ts + 1e-6) - Softplus.apply(ts - 1e-6)).numpy() / 2e-6}
+    want = {
+        "grad": fd(f_np, x0),
+        "value_and_grad": fd(f_np, x0),
+        "jacfwd": fd(g_np, x0),
+        "jacrev": fd(g_np, x0),
+        "hessian": hess_fd,
+        "hvp": hess_fd @ v0,
+        "per_example": np.stack(
+            [
+                fd(lambda a, xi=xi, yi=yi: loss(*map(torch.tensor, (a, xi, yi))).numpy(), w0)
+                for xi, yi in zip(xs, ys, strict=True)
+            ]
+        ),
+        "custom": (Softplus.apply(ts + 1e-6) - Softplus.apply(ts - 1e-6)).numpy() / 2e-6,
+    }
     errors = {k: float(np.max(np.abs(got[k].numpy() - want[k]))) for k in got}
 
     t = torch.tensor(1000.0, requires_grad=True)  # the naive where() version: inf * 0 in the unused branch
     torch.where(t > 30, t, torch.log1p(torch.exp(t))).backward()
-    print(json.dumps({"recipe": "autodiff", "framework": "torch", "max_error": max(errors.values()), "errors": errors,
-                      "naive_grad_at_1000": str(t.grad.item()),
-                      "values": {k: got[k].tolist() for k in got}}))
+    print(
+        json.dumps(
+            {
+                "recipe": "autodiff",
+                "framework": "torch",
+                "max_error": max(errors.values()),
+                "errors": errors,
+                "naive_grad_at_1000": str(t.grad.item()),
+                "values": {k: got[k].tolist() for k in got},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,10 @@ def load_mnist():
     try:
         return load_dataset("mnist")
     except Exception as e:  # missing files: say where to put them, in one line
-        sys.exit(f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
-                 "$DIPTYCH_DATA/mnist/")
+        sys.exit(
+            f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
+            "$DIPTYCH_DATA/mnist/"
+        )
 
 
 def max_pool2(x):  # (B, H, W, C) -> (B, H/2, W/2, C); a reshape-and-max: XLA:CPU's reduce_window backward is slow
@@ -71,16 +73,26 @@ def main():
     for epoch in range(epochs):
         order = np.random.default_rng(epoch).permutation(len(x_train))  # same batches in both twins
         for i in range(steps_per_epoch):
-            idx = order[i * batch:(i + 1) * batch]
+            idx = order[i * batch : (i + 1) * batch]
             x, y = x_train[idx], y_train[idx]  # (B, 28, 28, 1), (B,)
             loss = train_step(model, optimizer, x, y)
             step += 1
 
     predict = nnx.jit(lambda model, x: model(x).argmax(1))
-    accuracy = float(np.mean([(predict(model, x_test[i:i + 1000]) == y_test[i:i + 1000]).mean()
-                              for i in range(0, n_test, 1000)]))
-    print(json.dumps({"recipe": "cnn", "framework": "jax", "steps": step, "final_loss": round(float(loss), 4),
-                      "test_accuracy": round(accuracy, 4)}))
+    accuracy = float(
+        np.mean([(predict(model, x_test[i : i + 1000]) == y_test[i : i + 1000]).mean() for i in range(0, n_test, 1000)])
+    )
+    print(
+        json.dumps(
+            {
+                "recipe": "cnn",
+                "framework": "jax",
+                "steps": step,
+                "final_loss": round(float(loss), 4),
+                "test_accuracy": round(accuracy, 4),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

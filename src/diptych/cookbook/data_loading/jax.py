@@ -24,13 +24,15 @@ def load_mnist():
     try:
         return load_dataset("mnist")
     except Exception as e:  # missing files: say where to put them, in one line
-        sys.exit(f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
-                 "$DIPTYCH_DATA/mnist/")
+        sys.exit(
+            f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
+            "$DIPTYCH_DATA/mnist/"
+        )
 
 
 def batches(x, y, order, batch_size):  # yields device arrays; drops the last partial batch
     for i in range(len(order) // batch_size):
-        idx = order[i * batch_size:(i + 1) * batch_size]
+        idx = order[i * batch_size : (i + 1) * batch_size]
         yield jax.device_put(x[idx]), jax.device_put(y[idx].astype(np.int32))  # JAX prefers 32-bit ints
 
 
@@ -49,8 +51,18 @@ def main():
         n_batches += 1
         if args.fast and n_batches == 50:
             break
-    print(json.dumps({"recipe": "data-loading", "framework": "jax", "batches": n_batches, "batch_shape": list(x.shape),
-                      "dtypes": [str(x.dtype), str(y.dtype)], "sha256": digest.hexdigest()}))
+    print(
+        json.dumps(
+            {
+                "recipe": "data-loading",
+                "framework": "jax",
+                "batches": n_batches,
+                "batch_shape": list(x.shape),
+                "dtypes": [str(x.dtype), str(y.dtype)],
+                "sha256": digest.hexdigest(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

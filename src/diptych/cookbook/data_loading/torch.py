@@ -25,8 +25,10 @@ def load_mnist():
     try:
         return load_dataset("mnist")
     except Exception as e:  # missing files: say where to put them, in one line
-        sys.exit(f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
-                 "$DIPTYCH_DATA/mnist/")
+        sys.exit(
+            f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
+            "$DIPTYCH_DATA/mnist/"
+        )
 
 
 class ArrayDataset(Dataset):
@@ -46,8 +48,9 @@ def main():
     args = parser.parse_args()
     data = load_mnist()
     order = np.random.default_rng(0).permutation(len(data.x_train))  # epoch 0's order, shared with the JAX twin
-    loader = DataLoader(ArrayDataset(data.x_train, data.y_train), batch_size=128, sampler=order.tolist(),
-                        drop_last=True, num_workers=0)  # num_workers > 0: worker processes, same batches
+    loader = DataLoader(
+        ArrayDataset(data.x_train, data.y_train), batch_size=128, sampler=order.tolist(), drop_last=True, num_workers=0
+    )  # num_workers > 0: worker processes, same batches
 
     digest, n_batches = hashlib.sha256(), 0
     for x, y in loader:  # x: (128, 28, 28) float32, y: (128,) int64
@@ -56,9 +59,18 @@ def main():
         n_batches += 1
         if args.fast and n_batches == 50:
             break
-    print(json.dumps({"recipe": "data-loading", "framework": "torch", "batches": n_batches,
-                      "batch_shape": list(x.shape),
-                      "dtypes": [str(x.dtype), str(y.dtype)], "sha256": digest.hexdigest()}))
+    print(
+        json.dumps(
+            {
+                "recipe": "data-loading",
+                "framework": "torch",
+                "batches": n_batches,
+                "batch_shape": list(x.shape),
+                "dtypes": [str(x.dtype), str(y.dtype)],
+                "sha256": digest.hexdigest(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

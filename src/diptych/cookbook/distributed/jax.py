@@ -59,8 +59,19 @@ def main():
     one, _ = train(1)
     two, shards = train(2)
     rel = max(abs(a - b) / abs(a) for a, b in zip(one, two, strict=True))
-    print(json.dumps({"recipe": "distributed", "framework": "jax", "engine": "Mesh + NamedSharding, 2 CPU devices",
-                      "shards": shards, "max_rel_diff": rel, "loss_1_device": one, "loss_2_devices": two}))
+    print(
+        json.dumps(
+            {
+                "recipe": "distributed",
+                "framework": "jax",
+                "engine": "Mesh + NamedSharding, 2 CPU devices",
+                "shards": shards,
+                "max_rel_diff": rel,
+                "loss_1_device": one,
+                "loss_2_devices": two,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -71,8 +71,18 @@ def main():
     two = results.get()
     one = train(0, 1)
     rel = max(abs(a - b) / abs(a) for a, b in zip(one, two, strict=True))
-    print(json.dumps({"recipe": "distributed", "framework": "torch", "engine": "DDP, gloo, 2 processes",
-                      "max_rel_diff": rel, "loss_1_device": one, "loss_2_devices": two}))
+    print(
+        json.dumps(
+            {
+                "recipe": "distributed",
+                "framework": "torch",
+                "engine": "DDP, gloo, 2 processes",
+                "max_rel_diff": rel,
+                "loss_1_device": one,
+                "loss_2_devices": two,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -27,15 +27,20 @@ def load_mnist():
     try:
         return load_dataset("mnist")
     except Exception as e:  # missing files: say where to put them, in one line
-        sys.exit(f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
-                 "$DIPTYCH_DATA/mnist/")
+        sys.exit(
+            f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
+            "$DIPTYCH_DATA/mnist/"
+        )
 
 
 class Net(nnx.Module):  # one conv, one pool: 14 x 14 x 32 features; bf16 compute, float32 parameters
     def __init__(self, rngs: nnx.Rngs):
         mixed = dict(dtype=jnp.bfloat16, param_dtype=jnp.float32, rngs=rngs)
-        self.conv, self.fc1, self.fc2 = nnx.Conv(1, 32, (3, 3), **mixed), nnx.Linear(14 * 14 * 32, 128, **mixed), \
-            nnx.Linear(128, 10, **mixed)
+        self.conv, self.fc1, self.fc2 = (
+            nnx.Conv(1, 32, (3, 3), **mixed),
+            nnx.Linear(14 * 14 * 32, 128, **mixed),
+            nnx.Linear(128, 10, **mixed),
+        )
 
     def __call__(self, x):  # (B, 28, 28, 1) -> (B, 10)
         x = nnx.relu(self.conv(x))
@@ -66,7 +71,7 @@ def main():
     optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
     order = np.random.default_rng(0).permutation(len(x_train))
     for step in range(20 if args.fast else len(x_train) // 64):
-        idx = order[step * 64:(step + 1) * 64]
+        idx = order[step * 64 : (step + 1) * 64]
         x = jax.device_put(x_train[idx], device)  # (B, 28, 28, 1); asynchronous copy
         y = jax.device_put(y_train[idx], device)
         loss = train_step(model, optimizer, x, y)
@@ -74,10 +79,21 @@ def main():
     logits = nnx.jit(lambda m, x: m(x))(model, jax.device_put(data.x_test[:n_test, ..., None], device))
     accuracy = float((logits.argmax(1) == data.y_test[:n_test]).mean())
     on_cpu = jax.default_backend() == "cpu"
-    print(json.dumps({"recipe": "gpu", "framework": "jax", "device": str(device), "accelerator": not on_cpu,
-                      "note": "no GPU found: ran on the CPU" if on_cpu else f"ran on {device}",
-                      "compute_dtype": str(logits.dtype), "param_dtype": str(model.fc1.kernel[...].dtype),
-                      "test_accuracy": round(accuracy, 4), "final_loss": round(float(loss), 4)}))
+    print(
+        json.dumps(
+            {
+                "recipe": "gpu",
+                "framework": "jax",
+                "device": str(device),
+                "accelerator": not on_cpu,
+                "note": "no GPU found: ran on the CPU" if on_cpu else f"ran on {device}",
+                "compute_dtype": str(logits.dtype),
+                "param_dtype": str(model.fc1.kernel[...].dtype),
+                "test_accuracy": round(accuracy, 4),
+                "final_loss": round(float(loss), 4),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

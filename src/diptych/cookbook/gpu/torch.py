@@ -26,8 +26,10 @@ def load_mnist():
     try:
         return load_dataset("mnist")
     except Exception as e:  # missing files: say where to put them, in one line
-        sys.exit(f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
-                 "$DIPTYCH_DATA/mnist/")
+        sys.exit(
+            f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
+            "$DIPTYCH_DATA/mnist/"
+        )
 
 
 def pick_device():
@@ -62,7 +64,7 @@ def main():
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     order = np.random.default_rng(0).permutation(len(x_train))
     for step in range(20 if args.fast else len(x_train) // 64):
-        idx = order[step * 64:(step + 1) * 64]
+        idx = order[step * 64 : (step + 1) * 64]
         x = torch.from_numpy(x_train[idx]).to(device, non_blocking=True)  # (B, 1, 28, 28)
         y = torch.from_numpy(y_train[idx]).to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16):
@@ -74,10 +76,20 @@ def main():
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
         logits = model(torch.from_numpy(data.x_test[:n_test, None]).to(device))
     accuracy = (logits.argmax(1).cpu() == torch.from_numpy(data.y_test[:n_test].astype(np.int64))).float().mean().item()
-    print(json.dumps({"recipe": "gpu", "framework": "torch", "device": str(device), "accelerator": device.type != "cpu",
-                      "note": "no GPU found: ran on the CPU" if device.type == "cpu" else f"ran on {device}",
-                      "compute_dtype": str(logits.dtype), "param_dtype": str(model.fc1.weight.dtype),
-                      "test_accuracy": round(accuracy, 4)}))
+    print(
+        json.dumps(
+            {
+                "recipe": "gpu",
+                "framework": "torch",
+                "device": str(device),
+                "accelerator": device.type != "cpu",
+                "note": "no GPU found: ran on the CPU" if device.type == "cpu" else f"ran on {device}",
+                "compute_dtype": str(logits.dtype),
+                "param_dtype": str(model.fc1.weight.dtype),
+                "test_accuracy": round(accuracy, 4),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,10 @@ def main():
     tol = 1e-5 if parser.parse_args().fast else 1e-6  # near the minimum, error ~ |gradient| / 0.4 (smallest curvature)
     results = {}
     # the step size must stay below 2 / (largest curvature): 2/3.6 for the quadratic, ~2/1000 at Rosenbrock's minimum
-    for name, f, x0, lr, known in [("quadratic", quadratic, [5.0, -3.0], 0.25, np.linalg.solve(A, B)),
-                                   ("rosenbrock", rosenbrock, [-1.2, 1.0], 1.5e-3, np.array([1.0, 1.0]))]:
+    for name, f, x0, lr, known in [
+        ("quadratic", quadratic, [5.0, -3.0], 0.25, np.linalg.solve(A, B)),
+        ("rosenbrock", rosenbrock, [-1.2, 1.0], 1.5e-3, np.array([1.0, 1.0])),
+    ]:
         x, steps = minimise(f, x0, lr, tol)
         results[name] = {"x": x.tolist(), "steps": steps, "error": float(np.max(np.abs(x - known)))}
     print(json.dumps({"recipe": "gradient-descent", "framework": "jax", **results}))

@@ -53,11 +53,24 @@ def main():
     key = jax.random.key(0)
     a, b = jax.random.uniform(key, (2,)), jax.random.uniform(key, (2,))  # same key, same numbers: a == b
     k1, _ = jax.random.split(key)  # new numbers need a new key
-    rng = {"same_call_twice_equal": bool((a == b).all()),
-           "split_key_differs": bool((jax.random.uniform(k1, (2,)) != a).all())}
-    print(json.dumps({"recipe": "jit", "framework": "jax", "compiled_equals_eager": equal, **retrace,
-                      "global_changed_to_zeros_read_as": after, "global_before": before,
-                      "program_chars": chars, "rng": rng}))
+    rng = {
+        "same_call_twice_equal": bool((a == b).all()),
+        "split_key_differs": bool((jax.random.uniform(k1, (2,)) != a).all()),
+    }
+    print(
+        json.dumps(
+            {
+                "recipe": "jit",
+                "framework": "jax",
+                "compiled_equals_eager": equal,
+                **retrace,
+                "global_changed_to_zeros_read_as": after,
+                "global_before": before,
+                "program_chars": chars,
+                "rng": rng,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

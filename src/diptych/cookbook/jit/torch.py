@@ -42,8 +42,12 @@ def main():
     compiled_noisy = torch.compile(noisy, backend=counting_backend)
     for _ in range(3):
         compiled_noisy(torch.ones(3))  # replayed every call (and, as it mutates a global list, recompiled too)
-    retrace = {"calls": len(sizes), "compiles": n_compiles, "side_effect_runs_in_3_calls": len(body_runs),
-               "side_effect_compiles": len(compiles) - n_compiles}
+    retrace = {
+        "calls": len(sizes),
+        "compiles": n_compiles,
+        "side_effect_runs_in_3_calls": len(body_runs),
+        "side_effect_compiles": len(compiles) - n_compiles,
+    }
 
     data = torch.randn(1000, 100)  # a dataset the function reads as a global
     read_global = torch.compile(lambda: (data * 2).sum(), backend=counting_backend)
@@ -58,9 +62,20 @@ def main():
     a, b = torch.rand(2), torch.rand(2)  # the global generator advances: a != b
     torch.manual_seed(0)
     rng = {"same_call_twice_equal": torch.equal(a, b), "reseed_reproduces": torch.equal(torch.rand(2), a)}
-    print(json.dumps({"recipe": "jit", "framework": "torch", "compiled_equals_eager": equal, **retrace,
-                      "global_changed_to_zeros_read_as": after, "global_before": before,
-                      "program_chars": program_chars, "rng": rng}))
+    print(
+        json.dumps(
+            {
+                "recipe": "jit",
+                "framework": "torch",
+                "compiled_equals_eager": equal,
+                **retrace,
+                "global_changed_to_zeros_read_as": after,
+                "global_before": before,
+                "program_chars": program_chars,
+                "rng": rng,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def memmap_stream(path, rows):  # yields (BATCH, D + 1) device arrays
         n = min(CHUNK, rows - start)
         window = np.memmap(path, np.float32, "r", offset=start * (D + 1) * 4, shape=(n, D + 1))
         for i in range(0, n, BATCH):
-            yield jax.device_put(np.array(window[i:i + BATCH]))  # a copy: the window can go
+            yield jax.device_put(np.array(window[i : i + BATCH]))  # a copy: the window can go
         del window  # unmapped: its pages leave this process's memory
 
 
@@ -65,9 +65,19 @@ def main():
             baseline = baseline or rss  # after the first step: libraries and buffers already allocated
             peak = max(peak, rss)
         file_mb = os.path.getsize(path) / 2**20
-    print(json.dumps({"recipe": "large-data", "framework": "jax", "file_mb": round(file_mb, 1), "steps": steps,
-                      "rss_growth_mb": round((peak - baseline) / 2**20, 1),
-                      "weight_error": float(np.abs(np.asarray(w) - w_true).max()), "final_loss": float(loss)}))
+    print(
+        json.dumps(
+            {
+                "recipe": "large-data",
+                "framework": "jax",
+                "file_mb": round(file_mb, 1),
+                "steps": steps,
+                "rss_growth_mb": round((peak - baseline) / 2**20, 1),
+                "weight_error": float(np.abs(np.asarray(w) - w_true).max()),
+                "final_loss": float(loss),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ class MemmapStream(IterableDataset):
             n = min(CHUNK, self.rows - start)
             window = np.memmap(self.path, np.float32, "r", offset=start * (D + 1) * 4, shape=(n, D + 1))
             for i in range(0, n, BATCH):
-                yield torch.from_numpy(np.array(window[i:i + BATCH]))  # a copy: the window can go
+                yield torch.from_numpy(np.array(window[i : i + BATCH]))  # a copy: the window can go
             del window  # unmapped: its pages leave this process's memory
 
 
@@ -67,9 +67,19 @@ def main():
             baseline = baseline or rss  # after the first step: libraries and buffers already allocated
             peak = max(peak, rss)
         file_mb = os.path.getsize(path) / 2**20
-    print(json.dumps({"recipe": "large-data", "framework": "torch", "file_mb": round(file_mb, 1), "steps": steps,
-                      "rss_growth_mb": round((peak - baseline) / 2**20, 1),
-                      "weight_error": float(np.abs(w.detach().numpy() - w_true).max()), "final_loss": loss.item()}))
+    print(
+        json.dumps(
+            {
+                "recipe": "large-data",
+                "framework": "torch",
+                "file_mb": round(file_mb, 1),
+                "steps": steps,
+                "rss_growth_mb": round((peak - baseline) / 2**20, 1),
+                "weight_error": float(np.abs(w.detach().numpy() - w_true).max()),
+                "final_loss": loss.item(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -22,14 +22,19 @@ def load_mnist():
     try:
         return load_dataset("mnist")
     except Exception as e:  # missing files: say where to put them, in one line
-        sys.exit(f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
-                 "$DIPTYCH_DATA/mnist/")
+        sys.exit(
+            f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
+            "$DIPTYCH_DATA/mnist/"
+        )
 
 
 class MLP(nnx.Module):
     def __init__(self, rngs: nnx.Rngs):
-        self.fc1, self.fc2, self.fc3 = nnx.Linear(784, 256, rngs=rngs), nnx.Linear(256, 128, rngs=rngs), \
-            nnx.Linear(128, 10, rngs=rngs)
+        self.fc1, self.fc2, self.fc3 = (
+            nnx.Linear(784, 256, rngs=rngs),
+            nnx.Linear(256, 128, rngs=rngs),
+            nnx.Linear(128, 10, rngs=rngs),
+        )
 
     def __call__(self, x):  # (B, 784) -> (B, 10)
         return self.fc3(nnx.relu(self.fc2(nnx.relu(self.fc1(x)))))
@@ -62,14 +67,23 @@ def main():
     for epoch in range(epochs):
         order = np.random.default_rng(epoch).permutation(len(x_train))  # same batches in both twins
         for i in range(steps_per_epoch):
-            idx = order[i * batch:(i + 1) * batch]
+            idx = order[i * batch : (i + 1) * batch]
             x, y = x_train[idx], y_train[idx]  # (B, 784), (B,)
             loss = train_step(model, optimizer, x, y)
             step += 1
 
     accuracy = float((model(x_test).argmax(1) == y_test).mean())  # no dropout/batch norm: no eval mode needed
-    print(json.dumps({"recipe": "mlp", "framework": "jax", "steps": step, "final_loss": round(float(loss), 4),
-                      "test_accuracy": round(accuracy, 4)}))
+    print(
+        json.dumps(
+            {
+                "recipe": "mlp",
+                "framework": "jax",
+                "steps": step,
+                "final_loss": round(float(loss), 4),
+                "test_accuracy": round(accuracy, 4),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,10 @@ def load_mnist():
     try:
         return load_dataset("mnist")
     except Exception as e:  # missing files: say where to put them, in one line
-        sys.exit(f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
-                 "$DIPTYCH_DATA/mnist/")
+        sys.exit(
+            f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
+            "$DIPTYCH_DATA/mnist/"
+        )
 
 
 def main():
@@ -45,7 +47,7 @@ def main():
     for epoch in range(epochs):
         order = np.random.default_rng(epoch).permutation(len(x_train))  # same batches in both twins
         for i in range(steps_per_epoch):
-            idx = order[i * batch:(i + 1) * batch]
+            idx = order[i * batch : (i + 1) * batch]
             x, y = torch.from_numpy(x_train[idx]), torch.from_numpy(y_train[idx])  # (B, 784), (B,)
             loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad()
@@ -56,8 +58,17 @@ def main():
     model.eval()
     with torch.no_grad():
         accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
-    print(json.dumps({"recipe": "mlp", "framework": "torch", "steps": step, "final_loss": round(loss.item(), 4),
-                      "test_accuracy": round(accuracy, 4)}))
+    print(
+        json.dumps(
+            {
+                "recipe": "mlp",
+                "framework": "torch",
+                "steps": step,
+                "final_loss": round(loss.item(), 4),
+                "test_accuracy": round(accuracy, 4),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

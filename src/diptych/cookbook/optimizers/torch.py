@@ -90,8 +90,18 @@ def check(problems=tuple(PROBLEMS), **flip):  # the worst relative difference ov
 def main():
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).add_argument("--fast", action="store_true")
     worst = check()
-    print(json.dumps({"recipe": "optimizers", "framework": "torch", "library": "torch.optim", "steps": STEPS,
-                      "max_rel_error": max(worst.values()), "errors": worst}))
+    print(
+        json.dumps(
+            {
+                "recipe": "optimizers",
+                "framework": "torch",
+                "library": "torch.optim",
+                "steps": STEPS,
+                "max_rel_error": max(worst.values()),
+                "errors": worst,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ T = 20  # window length
 
 
 def windows(series):  # (N,) -> inputs (N - T, T), labels (N - T,): the label is the value right after the window
-    x = np.stack([series[i:i + T] for i in range(len(series) - T)])
+    x = np.stack([series[i : i + T] for i in range(len(series) - T)])
     y = series[T:]
     assert len(x) == len(y) and x[-1, -1] == series[-2] and y[-1] == series[-1]
     return x.astype(np.float32), y.astype(np.float32)
@@ -71,8 +71,18 @@ def main():
 
     test_mse = float(jnp.mean((model(x_test) - y_test) ** 2))
     naive_mse = float(np.mean((x_test[:, -1] - y_test) ** 2))  # forecast = the last value seen
-    print(json.dumps({"recipe": "rnn", "framework": "jax", "train_windows": len(x_train), "test_windows": len(x_test),
-                      "test_mse": round(test_mse, 5), "naive_mse": round(naive_mse, 5)}))
+    print(
+        json.dumps(
+            {
+                "recipe": "rnn",
+                "framework": "jax",
+                "train_windows": len(x_train),
+                "test_windows": len(x_test),
+                "test_mse": round(test_mse, 5),
+                "naive_mse": round(naive_mse, 5),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,10 @@ def load_mnist():
     try:
         return load_dataset("mnist")
     except Exception as e:  # missing files: say where to put them, in one line
-        sys.exit(f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
-                 "$DIPTYCH_DATA/mnist/")
+        sys.exit(
+            f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
+            "$DIPTYCH_DATA/mnist/"
+        )
 
 
 class MLP(nnx.Module):  # bf16 matmuls; parameters (and so gradients and optimizer state) stay float32
@@ -62,8 +64,10 @@ def main():
     warmup = steps // 10
 
     model = MLP(nnx.Rngs(0))
-    schedule = optax.join_schedules([optax.linear_schedule(PEAK_LR * 1e-3, PEAK_LR, warmup),
-                                     optax.cosine_decay_schedule(PEAK_LR, steps - warmup)], boundaries=[warmup])
+    schedule = optax.join_schedules(
+        [optax.linear_schedule(PEAK_LR * 1e-3, PEAK_LR, warmup), optax.cosine_decay_schedule(PEAK_LR, steps - warmup)],
+        boundaries=[warmup],
+    )
     tx = optax.chain(optax.clip_by_global_norm(CLIP), optax.adamw(schedule, weight_decay=WD))
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     lrs, clipped = [], 0
@@ -76,9 +80,19 @@ def main():
     n_test = 2000 if args.fast else len(data.x_test)
     accuracy = (np.asarray(model(data.x_test[:n_test].reshape(-1, 784)).argmax(1)) == data.y_test[:n_test]).mean()
     marks = [0, 1, warmup - 1, warmup, steps // 2, steps - 1]
-    print(json.dumps({"recipe": "schedules", "framework": "jax", "steps": steps, "lr_at": marks,
-                      "lr": [lrs[i] for i in marks], "clipped_fraction": clipped / steps,
-                      "test_accuracy": round(float(accuracy), 4)}))
+    print(
+        json.dumps(
+            {
+                "recipe": "schedules",
+                "framework": "jax",
+                "steps": steps,
+                "lr_at": marks,
+                "lr": [lrs[i] for i in marks],
+                "clipped_fraction": clipped / steps,
+                "test_accuracy": round(float(accuracy), 4),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

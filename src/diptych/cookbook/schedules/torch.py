@@ -28,8 +28,10 @@ def load_mnist():
     try:
         return load_dataset("mnist")
     except Exception as e:  # missing files: say where to put them, in one line
-        sys.exit(f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
-                 "$DIPTYCH_DATA/mnist/")
+        sys.exit(
+            f"MNIST not available ({' '.join(str(e).split())[:200]}); put the four IDX .gz files in "
+            "$DIPTYCH_DATA/mnist/"
+        )
 
 
 def main():
@@ -63,9 +65,19 @@ def main():
         logits = model(torch.from_numpy(data.x_test[:n_test].reshape(-1, 784)))
         accuracy = (logits.argmax(1).numpy() == data.y_test[:n_test]).mean()
     marks = [0, 1, warmup - 1, warmup, steps // 2, steps - 1]
-    print(json.dumps({"recipe": "schedules", "framework": "torch", "steps": steps, "lr_at": marks,
-                      "lr": [lrs[i] for i in marks], "clipped_fraction": clipped / steps,
-                      "test_accuracy": round(float(accuracy), 4)}))
+    print(
+        json.dumps(
+            {
+                "recipe": "schedules",
+                "framework": "torch",
+                "steps": steps,
+                "lr_at": marks,
+                "lr": [lrs[i] for i in marks],
+                "clipped_fraction": clipped / steps,
+                "test_accuracy": round(float(accuracy), 4),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,10 @@ def load_fsdd():
     try:
         return load_dataset("fsdd")
     except Exception as e:  # missing files: say where to put them, in one line
-        sys.exit(f"FSDD not available ({' '.join(str(e).split())[:200]}); put its 3,000 wav files in "
-                 "$DIPTYCH_DATA/fsdd/recordings/")
+        sys.exit(
+            f"FSDD not available ({' '.join(str(e).split())[:200]}); put its 3,000 wav files in "
+            "$DIPTYCH_DATA/fsdd/recordings/"
+        )
 
 
 def max_pool2(x):  # (B, H, W, C) -> (B, H/2, W/2, C)
@@ -66,12 +68,22 @@ def main():
     for epoch in range(2 if args.fast else 20):
         order = np.random.default_rng(epoch).permutation(len(x_train))
         for i in range(len(x_train) // 64):
-            idx = order[i * 64:(i + 1) * 64]
+            idx = order[i * 64 : (i + 1) * 64]
             loss = train_step(model, optimizer, x_train[idx], y_train[idx])
 
     accuracy = float((nnx.jit(lambda m, x: m(x).argmax(1))(model, x_test) == y_test).mean())
-    print(json.dumps({"recipe": "speech", "framework": "jax", "epochs": epoch + 1, "test_recordings": len(y_test),
-                      "final_loss": round(float(loss), 4), "test_accuracy": round(accuracy, 4)}))
+    print(
+        json.dumps(
+            {
+                "recipe": "speech",
+                "framework": "jax",
+                "epochs": epoch + 1,
+                "test_recordings": len(y_test),
+                "final_loss": round(float(loss), 4),
+                "test_accuracy": round(accuracy, 4),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

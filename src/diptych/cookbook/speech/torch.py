@@ -24,8 +24,10 @@ def load_fsdd():
     try:
         return load_dataset("fsdd")
     except Exception as e:  # missing files: say where to put them, in one line
-        sys.exit(f"FSDD not available ({' '.join(str(e).split())[:200]}); put its 3,000 wav files in "
-                 "$DIPTYCH_DATA/fsdd/recordings/")
+        sys.exit(
+            f"FSDD not available ({' '.join(str(e).split())[:200]}); put its 3,000 wav files in "
+            "$DIPTYCH_DATA/fsdd/recordings/"
+        )
 
 
 class SpeechCNN(nn.Module):
@@ -54,7 +56,7 @@ def main():
     for epoch in range(2 if args.fast else 20):
         order = np.random.default_rng(epoch).permutation(len(x_train))
         for i in range(len(x_train) // 64):
-            idx = order[i * 64:(i + 1) * 64]
+            idx = order[i * 64 : (i + 1) * 64]
             loss = F.cross_entropy(model(torch.from_numpy(x_train[idx])), torch.from_numpy(y_train[idx]))
             optimizer.zero_grad()
             loss.backward()
@@ -63,8 +65,18 @@ def main():
     model.eval()
     with torch.no_grad():
         accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
-    print(json.dumps({"recipe": "speech", "framework": "torch", "epochs": epoch + 1, "test_recordings": len(y_test),
-                      "final_loss": round(loss.item(), 4), "test_accuracy": round(accuracy, 4)}))
+    print(
+        json.dumps(
+            {
+                "recipe": "speech",
+                "framework": "torch",
+                "epochs": epoch + 1,
+                "test_recordings": len(y_test),
+                "final_loss": round(loss.item(), 4),
+                "test_accuracy": round(accuracy, 4),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
