@@ -37,6 +37,7 @@ from diptych.records import hardware, peak_rss_mb, versions, write_json
 from diptych.tasks import Task, get_task
 from diptych.weights import check_weights, save_weights
 
+WEIGHTS = "weights.safetensors"
 SYNC_EVERY = 20  # fetch losses from the device every N steps (JAX dispatches asynchronously)
 
 
@@ -141,7 +142,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     batch and returns the same record; only the lead prints and writes files.
     """
     workdir, backend = ensure_writable_dir(workdir), load_backend(config.framework)  # before any work
-    ckpt_path, weights_path = workdir / checkpoint.FILENAME, workdir / "weights.safetensors"
+    ckpt_path = workdir / checkpoint.FILENAME
     saved = _read_checkpoint(ckpt_path, config.task) if config.resume else None
     task, settings = resolve(config, saved and saved[2]["config"])
     objective = task.objective
@@ -151,24 +152,11 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     world = backend.distributed.init(config.device, task.budget.batch_size)
     batches = train_batches(data, task.budget.batch_size, settings["seed"]).shard(world.rank, world.size)
     epochs, steps = task.budget.epochs, batches.steps_per_epoch()
-    trainer = backend.train.Trainer(
-        task,
-        settings["seed"],
-        epochs * steps,
-        precision=config.precision,
-        device=world.device,
-        compile=True if config.compile else None,
-        world=world,
-    )
-    state = _start(trainer, config, saved, epochs, weights_path)
+    trainer = _make_trainer(backend, task, config, settings, world, epochs * steps)
+    state = _start(trainer, config, saved, epochs, workdir / WEIGHTS)
     augment = augmenter_for(task, data, settings["seed"])  # None unless the task augments
-    progress = TrainProgress(
-        enabled=config.progress and world.lead,
-        total=epochs * steps,
-        completed=state.epoch * steps,
-        label=f"{task.name} [{config.framework}]",
-        epochs=epochs,
-    )
+    progress = _progress(config, world, task.name, epochs, steps, state)
+    meta = _inference_meta(task, config.framework, objective.inference_meta(data, facts))  # the weights file's
     t_start = time.perf_counter() - state.wall_seconds
     with lost_peers_in_one_line(world, backend.distributed), progress:
         for epoch in range(state.epoch, epochs):
@@ -176,27 +164,62 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
             record |= objective.evaluate(trainer, data, facts)  # every worker: the same weights, the same scores
             _end_epoch(state, record, time.perf_counter() - t_start, progress, objective, epochs)
             if world.lead:
-                params = _finite_weights(trainer, epoch, ckpt_path)
-                if epoch + 1 == epochs:  # the final weights first: a checkpoint marked finished always has them
-                    _save_weights(params, weights_path, task, config.framework, objective.inference_meta(data, facts))
-                checkpoint.save(
-                    ckpt_path,
-                    params,
-                    trainer.export_opt_state(),
-                    task=task.name,
-                    framework=config.framework,
-                    config=settings,
-                    **state.to_meta(),
-                )
+                _save_epoch(trainer, state, workdir, meta, settings, final=epoch + 1 == epochs)
     run = _run_record(task, config, settings, data, facts, trainer, state, world, backend)
     if world.lead:
-        if not weights_path.exists():  # a run killed between its last checkpoint and its weights: finish it
-            _save_weights(
-                trainer.export_weights(), weights_path, task, config.framework, objective.inference_meta(data, facts)
-            )
+        if not (workdir / WEIGHTS).exists():  # a run killed between its last checkpoint and its weights
+            save_weights(trainer.export_weights(), workdir / WEIGHTS, **meta)
         write_json(workdir / "run.json", run)
     world.close()
     return run
+
+
+def _make_trainer(backend, task: Task, config: RunConfig, settings: dict, world, total_steps: int):
+    """The twin's Trainer for this run (data-parallel through ``world``; ``--compile`` or the twin's idiom)."""
+    compile = True if config.compile else None
+    return backend.train.Trainer(
+        task,
+        settings["seed"],
+        total_steps,
+        precision=config.precision,
+        device=world.device,
+        compile=compile,
+        world=world,
+    )
+
+
+def _progress(config: RunConfig, world, label: str, epochs: int, steps: int, state: RunState) -> TrainProgress:
+    return TrainProgress(
+        enabled=config.progress and world.lead,
+        total=epochs * steps,
+        completed=state.epoch * steps,
+        label=f"{label} [{config.framework}]",
+        epochs=epochs,
+    )
+
+
+def _inference_meta(task: Task, framework: str, extra: dict) -> dict:
+    """What ``weights.safetensors`` carries besides the weights (:class:`InferenceMeta`)."""
+    meta = InferenceMeta(task=task.name, framework=framework, model=dataclasses.asdict(task.model), **extra)
+    return meta.to_metadata()
+
+
+def _save_epoch(trainer, state: RunState, workdir: Path, meta: dict, settings: dict, final: bool) -> None:
+    """The lead's files after an epoch: the checkpoint, and after the last epoch the final weights
+    *first*, so that a checkpoint marked finished always has its weights beside it."""
+    ckpt_path = workdir / checkpoint.FILENAME
+    params = _finite_weights(trainer, state.epoch, ckpt_path)
+    if final:
+        save_weights(params, workdir / WEIGHTS, **meta)
+    checkpoint.save(
+        ckpt_path,
+        params,
+        trainer.export_opt_state(),
+        task=meta["task"],
+        framework=meta["framework"],
+        config=settings,
+        **state.to_meta(),
+    )
 
 
 def _read_checkpoint(path: Path, task: str) -> tuple:
@@ -268,7 +291,8 @@ def _train_epoch(
 
 
 def _finite_weights(trainer, epoch: int, ckpt_path: Path) -> dict[str, np.ndarray]:
-    """The weights to checkpoint, refusing non-finite ones: the last checkpoint must stay a good one."""
+    """The weights to checkpoint after ``epoch`` (counted from 1), refusing non-finite ones: the last
+    checkpoint must stay a good one."""
     params = trainer.export_weights()
     bad = next((k for k, v in params.items() if not np.isfinite(v).all()), None)
     if bad is not None:
@@ -278,12 +302,6 @@ def _finite_weights(trainer, epoch: int, ckpt_path: Path) -> dict[str, np.ndarra
             f"and {kept}; lower --lr and try again"
         )
     return params
-
-
-def _save_weights(params: dict, path: Path, task: Task, framework: str, extra: dict) -> None:
-    """``weights.safetensors``: the canonical weights with what prediction needs (:class:`InferenceMeta`)."""
-    meta = InferenceMeta(task=task.name, framework=framework, model=dataclasses.asdict(task.model), **extra)
-    save_weights(params, path, **meta.to_metadata())
 
 
 def _end_epoch(state: RunState, record: dict, wall: float, progress: TrainProgress, objective, epochs: int) -> None:
