@@ -48,6 +48,8 @@ def _training_options(f):
         click.option("--text", type=click.Path(dir_okay=False),
                      help="Language-model tasks: a UTF-8 text file (default: Python's bundled help text)."),
         click.option("--split", help="fsdd: official (default) or speaker:NAME (test on one held-out speaker)."),
+        click.option("--augment", help="Image tasks: none, default (the task's) or OPS, a comma list of "
+                     "shift, rotate, scale, erase, flip, mixup, cutmix with optional strengths, e.g. shift:2,rotate:10."),
         click.option("--compile", is_flag=True, help="torch: torch.compile the model (JAX always jit-compiles)."),
         click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
                      help="bf16: bfloat16 compute with float32 weights and optimizer state."),

@@ -33,7 +33,7 @@ from diptych.inference import InferenceMeta
 from diptych.launch import lost_peers_in_one_line
 from diptych.progress import TrainProgress
 from diptych.records import hardware, peak_rss_mb, versions, write_json
-from diptych.tasks import Task, get_task
+from diptych.tasks import ImageAugmentSpec, Task, choose_augment, get_task
 from diptych.weights import check_weights, save_weights
 
 SYNC_EVERY = 20  # fetch losses from the device every N steps (JAX dispatches asynchronously)
@@ -60,6 +60,7 @@ class RunConfig:
     progress: bool = True
     text: str | None = None  # language-model tasks: a UTF-8 corpus (default: Python's help text)
     split: str | None = None  # fsdd: "official" (default) or "speaker:NAME"
+    augment: str | None = None  # image tasks: "none", "default" or OPS (see tasks.ImageAugmentSpec)
 
 
 @dataclass
@@ -95,12 +96,20 @@ def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
                 raise DiptychError(f"cannot change --{key.replace('_', '-')} when resuming "
                                    f"(the run used {saved.get(key)}); start a new run with another --out")
         given = {k: given[k] if given[k] is not None else saved.get(k) for k in given}
-    task = task.with_overrides(**given)
+    augment = config.augment
+    if saved is not None and saved.get("augment") is not None:  # a resumed run keeps its augmentation
+        if augment is not None and choose_augment(task, augment).augment.describe() != saved["augment"]:
+            raise DiptychError(f"cannot change --augment when resuming (the run used {saved['augment']}); "
+                               f"start a new run with another --out")
+        augment = saved["augment"]
+    task = choose_augment(task.with_overrides(**given), augment)
     seed = given["seed"] if given["seed"] is not None else 0
     settings = {"epochs": task.budget.epochs, "batch_size": task.budget.batch_size, "lr": task.optimizer.lr,
                 "optimizer": task.optimizer.name, "schedule": task.optimizer.schedule,
                 "warmup_fraction": task.optimizer.warmup_fraction, "seed": seed, "compile": config.compile,
                 "precision": config.precision, "split": given["split"] or default_split(task.dataset)}
+    if isinstance(task.augment, ImageAugmentSpec):
+        settings["augment"] = task.augment.describe()  # what was applied, e.g. "shift:2,rotate:10" or "none"
     return task, settings
 
 
