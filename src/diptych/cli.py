@@ -228,14 +228,16 @@ def convert_cmd(src, dst, task):
               help="Compute precision of the twins (the seed baseline stays fp32, as written).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files.")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder (default runs/TASK/bench).")
-def bench(task, frameworks, repeats, seconds, baseline, no_train, precision, data_dir, out):
+@click.option("--augment", help="Image tasks: also time steps with this augmentation (default or OPS); train with it.")
+def bench(task, frameworks, repeats, seconds, baseline, no_train, precision, data_dir, out, augment):
     """Benchmark the twins side by side (interleaved); writes report.html and report.md."""
     from diptych.commands.bench import run_bench
     from diptych.progress import console
 
     out = Path(out or f"runs/{task}/bench")
     result = run_bench(task, frameworks, out, repeats=repeats, seconds=seconds, baseline=baseline, data_dir=data_dir,
-                       train=not no_train, log=lambda line: console.print(f"[dim]{line}[/]"), precision=precision)
+                       train=not no_train, log=lambda line: console.print(f"[dim]{line}[/]"), precision=precision,
+                       augment=augment)
     _print_bench(result)
     click.echo(f"report: {out / 'report.html'} and {out / 'report.md'}")
 

@@ -112,7 +112,7 @@ def draw_image(spec, shape: tuple[int, ...], fill: float, seed: int, epoch: int,
     half = np.array([w / 2, h / 2])
     theta = np.concatenate([a * half[None, None, :] / half[None, :, None],  # to normalized units
                             (-shift / half)[:, :, None]], axis=2)  # (B, 2, 3)
-    params = {"theta": theta.astype(np.float32), "fill": np.asarray(fill, np.float32)}
+    params = {"theta": theta.astype(np.float32), "fill": np.full(b, fill, np.float32)}  # per sample, so it splits by rows like the rest
     if spec.erase > 0:
         erased = (rng.random(b) < spec.erase)[:, None, None] & _box(rng, b, h, w, rng.uniform(0.02, 0.2, b))
         params["keep"] = (~erased).astype(np.float32)

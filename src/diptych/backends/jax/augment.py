@@ -77,17 +77,19 @@ def grid_sample(x: jax.Array, grid: jax.Array) -> jax.Array:
 
 
 def warp(x: jax.Array, theta: jax.Array, fill: jax.Array) -> jax.Array:
-    """Bilinear affine resampling of ``x`` ``(B, C, H, W)`` by ``theta`` ``(B, 2, 3)``; outside is ``fill``."""
+    """Bilinear affine resampling of ``x`` ``(B, C, H, W)`` by ``theta`` ``(B, 2, 3)``; pixels from outside
+    the image are ``fill`` ``(B, 1, 1, 1)``."""
     return grid_sample(x - fill, affine_grid(theta, x.shape[2], x.shape[3])) + fill
 
 
 def apply_image(x: jax.Array, p: dict[str, jax.Array]) -> jax.Array:
     """Warp, erase, mix: images ``(B, H, W)`` or ``(B, C, H, W)`` in, the same shape out."""
     four = x[:, None] if x.ndim == 3 else x  # (B, C, H, W)
-    four = warp(four, p["theta"], p["fill"])
+    fill = p["fill"][:, None, None, None]  # (B, 1, 1, 1) background
+    four = warp(four, p["theta"], fill)
     if "keep" in p:  # random erasing: the rectangle becomes background
         keep = p["keep"][:, None]  # (B, 1, H, W)
-        four = four * keep + p["fill"] * (1 - keep)
+        four = four * keep + fill * (1 - keep)
     if "perm" in p:  # mixup / cutmix with another sample of the batch
         mix = p["mix"][:, None]  # (B, 1, H, W)
         four = mix * four + (1 - mix) * four[p["perm"]]

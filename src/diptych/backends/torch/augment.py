@@ -35,7 +35,7 @@ def apply_audio(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def warp(x: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
     """Bilinear affine resampling of ``x`` ``(B, C, H, W)`` by ``theta`` ``(B, 2, 3)`` (PyTorch's
-    ``align_corners=False`` convention); pixels from outside the image are ``fill``."""
+    ``align_corners=False`` convention); pixels from outside the image are ``fill`` ``(B, 1, 1, 1)``."""
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (B, H, W, 2) source (x, y) in [-1, 1]
     # grid_sample pads with zeros: warp the difference from the background, then add it back.
     return F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
@@ -44,10 +44,11 @@ def warp(x: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor) -> torch.Tens
 def apply_image(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
     """Warp, erase, mix: images ``(B, H, W)`` or ``(B, C, H, W)`` in, the same shape out."""
     four = x.unsqueeze(1) if x.dim() == 3 else x  # (B, C, H, W)
-    four = warp(four, p["theta"], p["fill"])
+    fill = p["fill"][:, None, None, None]  # (B, 1, 1, 1) background
+    four = warp(four, p["theta"], fill)
     if "keep" in p:  # random erasing: the rectangle becomes background
         keep = p["keep"][:, None]  # (B, 1, H, W)
-        four = four * keep + p["fill"] * (1 - keep)
+        four = four * keep + fill * (1 - keep)
     if "perm" in p:  # mixup / cutmix with another sample of the batch
         mix = p["mix"][:, None]  # (B, 1, H, W)
         four = mix * four + (1 - mix) * four[p["perm"].long()]
