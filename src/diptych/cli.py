@@ -48,8 +48,12 @@ def _training_options(f):
         click.option("--text", type=click.Path(dir_okay=False),
                      help="Language-model tasks: a UTF-8 text file (default: Python's bundled help text)."),
         click.option("--split", help="fsdd: official (default) or speaker:NAME (test on one held-out speaker)."),
-        click.option("--augment", help="Image tasks: none, default (the task's) or OPS, a comma list of "
-                     "shift, rotate, scale, erase, flip, mixup, cutmix with optional strengths, e.g. shift:2,rotate:10."),
+        click.option("--augment", help="Image tasks: none, default (the task's) or OPS, a comma list of shift, "
+                     "rotate, scale, erase, flip, mixup, cutmix with optional strengths, e.g. shift:2,rotate:10."),
+        click.option("--image-size", type=int, help="image-cnn: resize your images to this side (default 32)."),
+        click.option("--channels", type=int, help="image-cnn: 1 (grey, default) or 3 (RGB)."),
+        click.option("--val-fraction", type=float,
+                     help="image-cnn on PATH/<class>/: the share of each class held out for testing (default 0.2)."),
         click.option("--compile", is_flag=True, help="torch: torch.compile the model (JAX always jit-compiles)."),
         click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
                      help="bf16: bfloat16 compute with float32 weights and optimizer state."),
@@ -289,6 +293,11 @@ def _print_bench(result: dict) -> None:
 
 def _one_line(message: str) -> str:
     return " ".join(message.split())
+
+
+from diptych.commands.images import predict_cmd  # noqa: E402  (no torch/jax at import)
+
+cli.add_command(predict_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,6 +61,9 @@ class RunConfig:
     text: str | None = None  # language-model tasks: a UTF-8 corpus (default: Python's help text)
     split: str | None = None  # fsdd: "official" (default) or "speaker:NAME"
     augment: str | None = None  # image tasks: "none", "default" or OPS (see tasks.ImageAugmentSpec)
+    image_size: int | None = None  # own images (image-cnn): the side images are resized to
+    channels: int | None = None  # own images: 1 (grey) or 3 (RGB)
+    val_fraction: float | None = None  # own images without train/ and test/: the share held out per class
 
 
 @dataclass
@@ -103,6 +106,7 @@ def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
                                f"start a new run with another --out")
         augment = saved["augment"]
     task = choose_augment(task.with_overrides(**given), augment)
+    task = _fit_images(task, config, saved)
     seed = given["seed"] if given["seed"] is not None else 0
     settings = {"epochs": task.budget.epochs, "batch_size": task.budget.batch_size, "lr": task.optimizer.lr,
                 "optimizer": task.optimizer.name, "schedule": task.optimizer.schedule,
@@ -110,7 +114,32 @@ def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
                 "precision": config.precision, "split": given["split"] or default_split(task.dataset)}
     if isinstance(task.augment, ImageAugmentSpec):
         settings["augment"] = task.augment.describe()  # what was applied, e.g. "shift:2,rotate:10" or "none"
+    if task.dataset == "folder":
+        settings |= {"image_size": task.model.input_shape()[0], "channels": task.model.in_channels,
+                     "val_fraction": task.objective.val_fraction}
     return task, settings
+
+
+def _fit_images(task: Task, config: RunConfig, saved: dict | None) -> Task:
+    """Own-image tasks: ``--image-size``, ``--channels`` and ``--val-fraction`` applied (or the saved ones)."""
+    given = {k: getattr(config, k) for k in ("image_size", "channels", "val_fraction")}
+    if task.dataset != "folder":
+        for key, value in given.items():
+            if value is not None:
+                raise DiptychError(f"--{key.replace('_', '-')} is for your own images (image-cnn --data-dir); "
+                                   f"{task.name} has its own data")
+        return task
+    given = {k: v if v is not None else (saved or {}).get(k) for k, v in given.items()}
+    if given["channels"] not in (None, 1, 3):
+        raise DiptychError(f"--channels must be 1 (grey) or 3 (RGB), got {given['channels']}")
+    if given["image_size"] is not None and not 8 <= given["image_size"] <= 512:
+        raise DiptychError(f"--image-size must be from 8 to 512 pixels, got {given['image_size']}")
+    if given["val_fraction"] is not None and not 0 < given["val_fraction"] < 1:
+        raise DiptychError(f"--val-fraction must be between 0 and 1, got {given['val_fraction']}")
+    model = dataclasses.replace(task.model, in_size=given["image_size"] or task.model.in_size,
+                                in_channels=given["channels"] or task.model.in_channels)
+    objective = dataclasses.replace(task.objective, val_fraction=given["val_fraction"] or task.objective.val_fraction)
+    return dataclasses.replace(task, model=model, objective=objective)
 
 
 def train_batches(data: Dataset, batch_size: int, seed: int) -> Batches:

@@ -122,6 +122,32 @@ class Classification(Objective):
         return f"{100 * self.target_accuracy:.1f}%"
 
 
+@dataclasses.dataclass(frozen=True)
+class FolderClassification(Classification):
+    """Classification of your own images (:mod:`diptych.data.images`): the data comes from ``--data-dir``,
+    and the model's input size, channels and class count from the task's model spec and the folder."""
+
+    val_fraction: float = 0.2  # held out per class when the folder has no train/ and test/
+
+    def load(self, task, data_dir=None, *, text=None, split=None, dataset=None):
+        from diptych.data.images import load_image_folder
+
+        if text is not None:
+            raise DiptychError(f"--text is for language-model tasks; {task.name} trains on your images")
+        if dataset is None:
+            if data_dir is None:
+                raise DiptychError(f"{task.name} trains on your own images: pass --data-dir PATH, a folder with "
+                                   f"one subfolder of images per class (or train/ and test/ folders of them)")
+            size = task.model.input_shape()[0]
+            dataset = load_image_folder(data_dir, size, task.model.in_channels, self.val_fraction)
+        model = dataclasses.replace(task.model, num_classes=dataset.num_classes)
+        facts = {"classes": dataset.classes} if dataset.classes else {}
+        return dataclasses.replace(task, model=model), dataset, facts
+
+    def inference_meta(self, data, facts):
+        return super().inference_meta(data, facts) | ({"classes": list(data.classes)} if data.classes else {})
+
+
 def predict_classes(trainer, x: np.ndarray) -> np.ndarray:
     """Predicted class per row of ``x``, in chunks of :data:`EVAL_BATCH` (the one place evaluation is chunked)."""
     return np.concatenate([trainer.predict(x[s]).argmax(-1) for s in eval_batches(len(x), EVAL_BATCH)])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from diptych.errors import DiptychError
 from diptych.language import LanguageModelling
-from diptych.objectives import Classification, Objective
+from diptych.objectives import Classification, FolderClassification, Objective
 
 # ----------------------------------------------------------------------------- models
 
@@ -98,6 +98,18 @@ class CNNSpec(_Spec):
     num_classes: int = 10
     in_channels: int = 1
     kind: str = "cnn"
+    sized_by_data: bool = False  # True: input size, channels and classes come from the data (own images)
+
+    def sized_like(self, params: dict) -> "CNNSpec":
+        """A data-sized CNN (``sized_by_data``) with its channels, classes and (square) input side read
+        from the weights: the smallest side whose features fit ``fc1``. Other CNNs come back unchanged."""
+        last = f"fc{len(self.hidden) + 1}.weight"
+        if not self.sized_by_data or "conv1.weight" not in params or last not in params or "fc1.weight" not in params:
+            return self
+        spec = dataclasses.replace(self, in_channels=params["conv1.weight"].shape[1], num_classes=params[last].shape[0])
+        flat = params["fc1.weight"].shape[1]
+        fits = (dataclasses.replace(spec, in_size=n) for n in range(1, 1025))
+        return next((s for s in fits if s.flat_features() == flat), spec)
 
     def input_shape(self) -> tuple[int, ...]:
         """``(L,)`` or ``(H, W)``: one sample, without the channel axis."""
@@ -505,6 +517,13 @@ FSDD_CNN = CNNSpec(
 FSDD_CRNN = CRNNSpec(FSDD_SHAPE, convs=(ConvSpec(16, 3, padding=1, pool=2), ConvSpec(32, 3, padding=1, pool=2)),
                      cell="gru", hidden=64)
 
+# Your own images (--data-dir): the size, channels and class count come from the options and the folder.
+IMAGE_CNN = CNNSpec(
+    dims=2, in_size=32,
+    convs=(ConvSpec(32, 3, padding=1, pool=2), ConvSpec(64, 3, padding=1, pool=2)),
+    hidden=(128,), num_classes=2, sized_by_data=True,
+)
+
 _ONECYCLE_ADAM = dict(name="adam", schedule="onecycle", warmup_fraction=0.2)
 
 TASKS: dict[str, Task] = {t.name: t for t in [
@@ -550,6 +569,9 @@ TASKS: dict[str, Task] = {t.name: t for t in [
          OptimizerSpec(lr=4e-3, schedule="onecycle", warmup_fraction=0.1, clip_norm=1.0), Budget(6, 32),
          LanguageModelling(0.5, "held-out bits/char at most half the unigram baseline's"),
          "character-level LSTM language model (default corpus: Python's bundled help text)"),
+    Task("image-cnn", "folder", IMAGE_CNN, OptimizerSpec(lr=2e-3, **_ONECYCLE_ADAM), Budget(10, 32),
+         FolderClassification(0.9, "a rule of thumb for a few distinct classes: your data decides"),
+         "CNN on your own images (--data-dir PATH of class folders)", augment=ImageAugmentSpec(shift=2)),
     Task("fsdd-cnn", "fsdd", FSDD_CNN, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(20, 64),
          Classification(0.98, "issue #6: official FSDD split, 98%"), "CNN over log-mel of spoken digits (FSDD)",
          augment=AugmentSpec(warp=0.15)),
