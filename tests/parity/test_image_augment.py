@@ -95,3 +95,42 @@ def test_bad_augment_options_are_one_line_errors():
     with pytest.raises(DiptychError, match="image tasks"):
         choose_augment(get_task("mnist1d-mlp"), "shift:2")
     assert choose_augment(get_task("fashion-mnist-cnn"), "flip").augment.describe() == "flip:0.5"
+
+
+@pytest.mark.parametrize("ops", ["shift:2,rotate:10,scale:0.1,erase:0.5,cutmix", "mixup"])
+def test_augmented_train_step_loss_is_the_same_in_both_twins(mnist, ops):
+    """One augmented step (mixed labels included) from the same weights gives the same loss in both twins."""
+    from diptych.backends.jax.train import Trainer as JaxTrainer
+    from diptych.backends.torch.train import Trainer as TorchTrainer
+
+    x, fill = mnist
+    x, y = x[:64], np.random.default_rng(0).integers(0, 10, 64).astype(np.int32)
+    task = choose_augment(get_task("mnist-cnn"), ops)
+    params = draw_image(task.augment, x.shape, fill, 0, 0, 0)
+    tt, jt = TorchTrainer(task, 0, 10), JaxTrainer(task, 0, 10)
+    jt.load_weights(tt.export_weights())
+    losses = [float(t.losses_to_numpy([t.train_step(x, y, params)])[0]) for t in (tt, jt)]
+    plain = float(tt.loss_and_grads(x, y)[0])  # after the step, without augmentation: a different number
+    assert abs(losses[0] - losses[1]) < 1e-4 and abs(losses[0] - plain) > 1e-3
+
+
+def test_three_channel_cnn_predicts_alike_in_both_twins():
+    import dataclasses
+
+    from diptych.backends.jax.train import Trainer as JaxTrainer
+    from diptych.backends.torch.train import Trainer as TorchTrainer
+
+    task = get_task("image-cnn")
+    task = dataclasses.replace(task, model=dataclasses.replace(task.model, in_size=20, in_channels=3, num_classes=4))
+    x = np.random.default_rng(0).normal(size=(5, 3, 20, 20)).astype(np.float32)  # (B, C, H, W)
+    tt, jt = TorchTrainer(task, 0, 1), JaxTrainer(task, 0, 1)
+    jt.load_weights(tt.export_weights())
+    assert np.abs(tt.predict(x) - jt.predict(x)).max() < 1e-5
+
+
+def test_bad_augment_on_the_command_line_is_one_line_exit_2(tmp_path):
+    from conftest import run_cli
+
+    proc = run_cli("train", "mnist-cnn", "--framework", "torch", "--augment", "shift:2,spin", "--out", str(tmp_path))
+    assert proc.returncode == 2 and "unknown operation 'spin'" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
