@@ -136,3 +136,12 @@ def test_no_images_is_one_line_and_exit_2(tmp_path):
                    "--out", str(tmp_path / "run"), "--no-progress")
     assert proc.returncode == 2 and "no class folders with images" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_augment_preview_writes_a_grid(trained, tmp_path):
+    root, _ = trained
+    proc = run_cli("augment-preview", "image-cnn", "--data-dir", str(root), "--augment", "shift:2,rotate:20,erase",
+                   "--out", str(tmp_path / "grid.png"))
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(tmp_path / "grid.png") as grid:
+        assert grid.size[0] > 400 and grid.size[1] > 200

@@ -295,9 +295,10 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
-from diptych.commands.images import predict_cmd  # noqa: E402  (no torch/jax at import)
+from diptych.commands.images import augment_preview_cmd, predict_cmd  # noqa: E402  (no torch/jax at import)
 
 cli.add_command(predict_cmd)
+cli.add_command(augment_preview_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:
