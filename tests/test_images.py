@@ -145,3 +145,12 @@ def test_augment_preview_writes_a_grid(trained, tmp_path):
     assert proc.returncode == 0, proc.stderr
     with Image.open(tmp_path / "grid.png") as grid:
         assert grid.size[0] > 400 and grid.size[1] > 200
+
+
+def test_eval_in_the_other_twin_gives_the_trained_accuracy(trained):
+    root, runs = trained
+    rec, weights = runs["torch"]
+    proc = run_cli("eval", "image-cnn", "--framework", "jax", "--weights", str(weights), "--data-dir", str(root),
+                   "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert abs(json.loads(proc.stdout)["test_accuracy"] - rec["test_accuracy"]) < 1e-9

@@ -283,7 +283,8 @@ def evaluate_weights(task_name: str, framework: str, weights_path: str | Path, d
                      dataset: Dataset | None = None, text: str | None = None, split: str | None = None) -> dict:
     """The objective's scores of a weights file (from either twin) evaluated by ``framework``."""
     task = get_task(task_name)
-    params, _, _ = read_any(weights_path)  # canonical, torch .pt or Flax .msgpack
+    params, _, meta = read_any(weights_path)  # canonical, torch .pt or Flax .msgpack
+    task = task.objective.for_weights(task, InferenceMeta.read(weights_path, meta))  # own images: their sizes
     check_weights(params, task.model.sized_like(params).param_shapes(), str(weights_path))  # before any data
     task, data, facts = task.objective.load(task, data_dir, text=text, split=split, dataset=dataset)
     check_weights(params, task.model.param_shapes(), str(weights_path))  # a language model: against its corpus

@@ -83,6 +83,11 @@ class Objective:
     def describe_target(self) -> str:
         raise NotImplementedError
 
+    def for_weights(self, task, meta):
+        """The task sized as a weights file's :class:`~diptych.inference.InferenceMeta` says, where the
+        data decides sizes the registry cannot know (own images); unchanged by default."""
+        return task
+
     def inference_meta(self, data: Dataset, facts: dict) -> dict:
         """What prediction needs besides the weights, saved in ``weights.safetensors``."""
         return {"features": data.features} if data.features else {}
@@ -128,6 +133,7 @@ class FolderClassification(Classification):
     and the model's input size, channels and class count from the task's model spec and the folder."""
 
     val_fraction: float = 0.2  # held out per class when the folder has no train/ and test/
+    classes: tuple[str, ...] | None = None  # set from trained weights: the folder must have these classes
 
     def load(self, task, data_dir=None, *, text=None, split=None, dataset=None):
         from diptych.data.images import load_image_folder
@@ -140,12 +146,23 @@ class FolderClassification(Classification):
                                    f"one subfolder of images per class (or train/ and test/ folders of them)")
             size = task.model.input_shape()[0]
             dataset = load_image_folder(data_dir, size, task.model.in_channels, self.val_fraction)
+        if self.classes is not None and tuple(dataset.classes or ()) != self.classes:
+            raise DiptychError(f"the folder's classes ({', '.join(dataset.classes or [])}) are not the ones the "
+                               f"weights were trained on ({', '.join(self.classes)}); use the training folder layout")
         model = dataclasses.replace(task.model, num_classes=dataset.num_classes)
         facts = {"classes": dataset.classes} if dataset.classes else {}
         return dataclasses.replace(task, model=model), dataset, facts
 
     def inference_meta(self, data, facts):
         return super().inference_meta(data, facts) | ({"classes": list(data.classes)} if data.classes else {})
+
+    def for_weights(self, task, meta):
+        if meta.features is None or meta.classes is None:
+            return task
+        fe = meta.features["frontend"]
+        model = dataclasses.replace(task.model, in_size=fe["size"], in_channels=fe["channels"],
+                                    num_classes=len(meta.classes))
+        return dataclasses.replace(task, model=model, objective=dataclasses.replace(self, classes=tuple(meta.classes)))
 
 
 def predict_classes(trainer, x: np.ndarray) -> np.ndarray:

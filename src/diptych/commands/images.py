@@ -7,7 +7,6 @@ channels, mean, std), so an image is converted exactly as the training images we
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -40,11 +39,11 @@ def predict(task_name: str, framework: str, weights_path: str, images: list[str]
         raise DiptychError(f"{weights_path} carries no class names or image settings; pass the "
                            f"weights.safetensors that `diptych train {task_name}` wrote")
     fe, classes = info.features["frontend"], info.classes
-    model = dataclasses.replace(task.model, in_size=fe["size"], in_channels=fe["channels"], num_classes=len(classes))
-    check_weights(params, model.param_shapes(), str(weights_path))
+    task = task.objective.for_weights(task, info)  # the size, channels and classes it was trained with
+    check_weights(params, task.model.param_shapes(), str(weights_path))
     x = np.stack([decode(Path(p), fe["size"], fe["channels"]) for p in images])  # (N, [C,] H, W) in [0, 1]
     x = ((x - info.features["mean"]) / info.features["std"]).astype(np.float32)
-    trainer = load_backend(framework).train.Trainer(dataclasses.replace(task, model=model), 0, 1)
+    trainer = load_backend(framework).train.Trainer(task, 0, 1)
     trainer.load_weights(params, str(weights_path))
     probs = np.exp(log_softmax(trainer.predict(x).astype(np.float64)))  # (N, classes)
     return [{"file": str(p), "class": classes[int(pr.argmax())], "probability": float(pr.max())}
