@@ -134,3 +134,16 @@ def test_bad_augment_on_the_command_line_is_one_line_exit_2(tmp_path):
     proc = run_cli("train", "mnist-cnn", "--framework", "torch", "--augment", "shift:2,spin", "--out", str(tmp_path))
     assert proc.returncode == 2 and "unknown operation 'spin'" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_run_settings_record_and_resume_keep_the_augmentation():
+    from diptych.driver import RunConfig, resolve
+
+    task, settings = resolve(RunConfig("mnist-cnn", "torch", augment="rotate:5,shift:1"))
+    assert settings["augment"] == "shift:1,rotate:5" and task.augment.rotate == 5
+    assert resolve(RunConfig("mnist-cnn-aug", "torch"))[1]["augment"] == "shift:2,rotate:10,scale:0.1"
+    saved = {**settings, "augment": "shift:1,rotate:5"}
+    task, _ = resolve(RunConfig("mnist-cnn", "torch", resume=True), saved)  # no --augment: the saved one
+    assert task.augment.describe() == "shift:1,rotate:5"
+    with pytest.raises(DiptychError, match="cannot change --augment"):
+        resolve(RunConfig("mnist-cnn", "torch", augment="none", resume=True), saved)
