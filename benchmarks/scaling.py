@@ -18,8 +18,25 @@ from pathlib import Path
 
 
 def run_once(task: str, framework: str, nproc: int, epochs: int, out: Path, port: int) -> float:
-    cmd = [sys.executable, "-m", "diptych", "train", task, "--framework", framework, "--epochs", str(epochs),
-           "--nproc", str(nproc), "--port", str(port), "--out", str(out), "--no-progress", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "diptych",
+        "train",
+        task,
+        "--framework",
+        framework,
+        "--epochs",
+        str(epochs),
+        "--nproc",
+        str(nproc),
+        "--port",
+        str(port),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--json",
+    ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return json.loads((out / "run.json").read_text())["samples_per_second"]
 

@@ -66,8 +66,12 @@ def main() -> None:
     results: dict[str, list[float]] = {v: [] for v in variants}
     for r in range(args.repeats):
         for v in variants:
-            out = subprocess.run([sys.executable, __file__, "--task", args.task, "--worker", v,
-                                  "--seconds", str(args.seconds)], capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--task", args.task, "--worker", v, "--seconds", str(args.seconds)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             results[v].append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(f"round {r + 1}: {v:8s} {results[v][-1]:10,.0f} samples/s", file=sys.stderr)
     base = statistics.median(results["torch"])

@@ -31,8 +31,10 @@ def real_data_dir(name: str) -> Path:
     """The folder of a real dataset from $DIPTYCH_DATA, or skip with how to provide it."""
     root = os.environ.get("DIPTYCH_DATA")
     if not root or not (Path(root) / name).is_dir():
-        pytest.skip(f"real {name} data not available: set DIPTYCH_DATA to a folder with {name}/ in it "
-                    f"(CI uses ../shared/data), or run `diptych train` once online to cache it")
+        pytest.skip(
+            f"real {name} data not available: set DIPTYCH_DATA to a folder with {name}/ in it "
+            f"(CI uses ../shared/data), or run `diptych train` once online to cache it"
+        )
     return Path(root) / name
 
 
@@ -40,8 +42,14 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
     """Run the real CLI in a subprocess, as a user would."""
     full_env = {**os.environ, **(env or {})}
     full_env = {k: v for k, v in full_env.items() if v is not None}  # None removes a variable
-    return subprocess.run([sys.executable, "-m", "diptych", *args], capture_output=True, text=True,
-                           timeout=timeout, env=full_env, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "diptych", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def cli_in_process(*args: str) -> subprocess.CompletedProcess:
@@ -77,8 +85,10 @@ def random_batch(task, n: int, rng: np.random.Generator):
     """Random inputs and labels shaped for ``task``'s model: images, MNIST-1D rows, or text ids."""
     if task.dataset == "text":
         spec = task.model
-        return (rng.integers(0, spec.vocab, (n, spec.seq_len)).astype(np.int32),
-                rng.integers(0, spec.vocab, (n, spec.seq_len)).astype(np.int32))
+        return (
+            rng.integers(0, spec.vocab, (n, spec.seq_len)).astype(np.int32),
+            rng.integers(0, spec.vocab, (n, spec.seq_len)).astype(np.int32),
+        )
     x = rng.standard_normal((n, *task.model.input_shape())).astype(np.float32)
     return x, rng.integers(0, getattr(task.model, "num_classes", 10), n).astype(np.int32)
 
@@ -107,8 +117,10 @@ def trained_mnist_cnn(mnist, tmp_path_factory):
     def get(framework: str):
         if framework not in runs:
             out = tmp_path_factory.mktemp(f"mnist-cnn-{framework}")
-            runs[framework] = (train_and_evaluate(RunConfig("mnist-cnn", framework, progress=False), out,
-                                                  dataset=mnist), out)
+            runs[framework] = (
+                train_and_evaluate(RunConfig("mnist-cnn", framework, progress=False), out, dataset=mnist),
+                out,
+            )
         return runs[framework]
 
     return get

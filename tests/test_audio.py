@@ -33,9 +33,11 @@ def test_mel_filterbank_follows_the_formulas():
     fb = audio.mel_filterbank(FE)  # (M, K)
     edges = audio.mel_to_hz(np.linspace(0, audio.hz_to_mel(4000.0), FE.n_mels + 2))
     m, f = 20, np.arange(FE.n_fft // 2 + 1) * 8000 / 256
-    lo, mid, hi = edges[m:m + 3]
-    by_hand = [2 / (hi - lo) * ((fk - lo) / (mid - lo) if fk <= mid else (hi - fk) / (hi - mid))
-               if lo < fk < hi else 0.0 for fk in f]
+    lo, mid, hi = edges[m : m + 3]
+    by_hand = [
+        2 / (hi - lo) * ((fk - lo) / (mid - lo) if fk <= mid else (hi - fk) / (hi - mid)) if lo < fk < hi else 0.0
+        for fk in f
+    ]
     np.testing.assert_allclose(fb[m], by_hand, rtol=1e-5, atol=1e-9)
     assert np.all(np.diff(fb.argmax(1)) >= 0)  # centres rise with the band index
 
@@ -57,9 +59,13 @@ def test_stereo_8bit_and_other_rates_are_converted(tmp_path):
     np.testing.assert_allclose(hi[100:-100], mono[100:-100], atol=1e-2)  # same tone after resampling
 
 
-@pytest.mark.parametrize("content,needle", [
-    (b"this is not audio", "not a PCM WAV file"), (b"", "not a PCM WAV file"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        (b"this is not audio", "not a PCM WAV file"),
+        (b"", "not a PCM WAV file"),
+    ],
+)
 def test_bad_files_are_refused_clearly(tmp_path, content, needle):
     (tmp_path / "bad.wav").write_bytes(content)
     with pytest.raises(DataError, match=needle):

@@ -30,11 +30,14 @@ def test_shards_are_disjoint_slices_of_the_global_batch():
         assert np.array_equal(np.concatenate(parts), global_batch)
 
 
-@pytest.mark.parametrize("kw,msg", [
-    (dict(num_samples=10, batch_size=0), "positive"),
-    (dict(num_samples=10, batch_size=20), "larger than the 10"),
-    (dict(num_samples=10, batch_size=5, world=2), "not divisible by 2"),
-])
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        (dict(num_samples=10, batch_size=0), "positive"),
+        (dict(num_samples=10, batch_size=20), "larger than the 10"),
+        (dict(num_samples=10, batch_size=5, world=2), "not divisible by 2"),
+    ],
+)
 def test_bad_batching(kw, msg):
     with pytest.raises(DiptychError, match=msg):
         Batches(**kw)

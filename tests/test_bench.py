@@ -27,8 +27,9 @@ def test_flops_by_hand():
     assert forward_flops(TASKS["mnist-mlp"].model) == 2 * (784 * 256 + 256 * 128 + 128 * 10)
     assert forward_flops(TASKS["mnist1d-mlp"].model) == 2 * (40 * 100 + 100 * 100 + 100 * 10)
     # mnist1d-cnn: lengths 40 -> 19 -> 10 -> 5 (k5 s2 p1, k3 s2 p1, k3 s2 p1), 25 channels, fc 125 -> 10
-    assert forward_flops(TASKS["mnist1d-cnn"].model) == 2 * (1 * 5 * 25 * 19 + 25 * 3 * 25 * 10
-                                                             + 25 * 3 * 25 * 5 + 125 * 10)
+    assert forward_flops(TASKS["mnist1d-cnn"].model) == 2 * (
+        1 * 5 * 25 * 19 + 25 * 3 * 25 * 10 + 25 * 3 * 25 * 5 + 125 * 10
+    )
     # mnist1d-gru: 40 steps of (x @ W_ih: 1 -> 3*128, h @ W_hh: 128 -> 3*128), then fc 128 -> 10
     assert forward_flops(TASKS["mnist1d-gru"].model) == 40 * 2 * 3 * 128 * (1 + 128) + 2 * 128 * 10
     # chars-lstm with 100 characters: per character 4 gates over (64 + 256) inputs, then 256 -> 100
@@ -40,36 +41,64 @@ def test_flops_by_hand():
 
 def test_interleaving_order():
     assert interleaved(["torch", "jax", "seed-baseline"], 2) == [
-        (0, "torch"), (0, "jax"), (0, "seed-baseline"), (1, "torch"), (1, "jax"), (1, "seed-baseline")]
+        (0, "torch"),
+        (0, "jax"),
+        (0, "seed-baseline"),
+        (1, "torch"),
+        (1, "jax"),
+        (1, "seed-baseline"),
+    ]
 
 
 def _burst(fw, sps, peak=200.0):
-    return {"framework": fw, "compile_seconds": 0.5, "train_samples_per_second": sps,
-            "eval_samples_per_second": 10 * sps, "peak_rss_mb": 300.0, "matmul_gflops": peak}
+    return {
+        "framework": fw,
+        "compile_seconds": 0.5,
+        "train_samples_per_second": sps,
+        "eval_samples_per_second": 10 * sps,
+        "peak_rss_mb": 300.0,
+        "matmul_gflops": peak,
+    }
 
 
 def _run(fw, accs, walls):
-    return {"task": "mnist-cnn", "framework": fw, "test_accuracy": accs[-1], "peak_rss_mb": 500.0,
-            "wall_seconds": walls[-1], "compile_seconds": 0.5, "samples_per_second": 1000.0,
-            "epochs": [{"epoch": i + 1, "test_accuracy": a, "wall_seconds": w, "train_loss": 0.1}
-                       for i, (a, w) in enumerate(zip(accs, walls))],
-            "loss_curve": [[20, 1.0], [40, 0.5], [60, 0.2]]}
+    return {
+        "task": "mnist-cnn",
+        "framework": fw,
+        "test_accuracy": accs[-1],
+        "peak_rss_mb": 500.0,
+        "wall_seconds": walls[-1],
+        "compile_seconds": 0.5,
+        "samples_per_second": 1000.0,
+        "epochs": [
+            {"epoch": i + 1, "test_accuracy": a, "wall_seconds": w, "train_loss": 0.1}
+            for i, (a, w) in enumerate(zip(accs, walls))
+        ],
+        "loss_curve": [[20, 1.0], [40, 0.5], [60, 0.2]],
+    }
 
 
 @pytest.fixture
 def result():
-    bursts = {"torch": [_burst("torch", s) for s in (3000, 3600, 3300)],
-              "jax": [_burst("jax", s, peak=180.0) for s in (1800, 2000, 1900)],
-              "seed-baseline": [_burst("seed-baseline", s) for s in (2400, 2600, 2500)]}
-    runs = {"torch": _run("torch", [0.985, 0.991, 0.992], [20, 39, 57]),
-            "jax": _run("jax", [0.984, 0.989, 0.9915], [34, 66, 98]),
-            "seed-baseline": _run("seed-baseline", [0.981, 0.9898, 0.9918], [26, 50, 77])}
+    bursts = {
+        "torch": [_burst("torch", s) for s in (3000, 3600, 3300)],
+        "jax": [_burst("jax", s, peak=180.0) for s in (1800, 2000, 1900)],
+        "seed-baseline": [_burst("seed-baseline", s) for s in (2400, 2600, 2500)],
+    }
+    runs = {
+        "torch": _run("torch", [0.985, 0.991, 0.992], [20, 39, 57]),
+        "jax": _run("jax", [0.984, 0.989, 0.9915], [34, 66, 98]),
+        "seed-baseline": _run("seed-baseline", [0.981, 0.9898, 0.9918], [26, 50, 77]),
+    }
     return summarize("mnist-cnn", bursts, runs)
 
 
 def test_summary_medians_mfu_and_ratios(result):
     torch_row = result["contestants"]["torch"]
-    assert torch_row["train_sps_median"] == 3300 and (torch_row["train_sps_min"], torch_row["train_sps_max"]) == (3000, 3600)
+    assert torch_row["train_sps_median"] == 3300 and (torch_row["train_sps_min"], torch_row["train_sps_max"]) == (
+        3000,
+        3600,
+    )
     assert torch_row["time_to_target_seconds"] == 39 and torch_row["time_to_target_epochs"] == 2
     assert result["matmul_peak_gflops"] == 200.0
     assert torch_row["mfu"] == pytest.approx(3300 * 3 * 8_482_304 / 1e9 / 200.0)
@@ -114,8 +143,9 @@ def test_report_contents(result, tmp_path):
 
 def test_report_command_on_saved_runs(tmp_path):
     for fw in ("torch", "jax"):
-        proc = run_cli("train", "mnist1d-mlp", "--framework", fw, "--epochs", "2", "--out", str(tmp_path / fw),
-                       "--no-progress")
+        proc = run_cli(
+            "train", "mnist1d-mlp", "--framework", fw, "--epochs", "2", "--out", str(tmp_path / fw), "--no-progress"
+        )
         assert proc.returncode == 0, proc.stderr
     proc = run_cli("report", str(tmp_path / "torch"), str(tmp_path / "jax"), "--out", str(tmp_path / "rep"))
     assert proc.returncode == 0, proc.stderr
@@ -131,8 +161,9 @@ def test_bench_runs_interleaved_bursts_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "bench.json").read_text())
     assert [len(result["bursts"][fw]) for fw in ("torch", "jax")] == [2, 2]
-    assert all(b["train_samples_per_second"] > 0 and b["matmul_gflops"] > 0
-               for bs in result["bursts"].values() for b in bs)
+    assert all(
+        b["train_samples_per_second"] > 0 and b["matmul_gflops"] > 0 for bs in result["bursts"].values() for b in bs
+    )
     assert (tmp_path / "report.html").exists() and "slower twin throughput vs faster" in proc.stdout
 
 
@@ -148,8 +179,12 @@ def test_seed_baseline_trains_until_the_target_then_stops(tmp_path):
 
     mnist = real_data_dir("mnist")
     cmd = [sys.executable, "-m", "diptych.cookbook.seed_baseline", "--data-dir", str(mnist), "--limit", "2000"]
-    proc = subprocess.run(cmd + ["--epochs", "3", "--stop-at", "0.5", "--out", str(tmp_path), "--json"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        cmd + ["--epochs", "3", "--stop-at", "0.5", "--out", str(tmp_path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     run = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(run["epochs"]) == 1 and run["test_accuracy"] >= 0.5 and run["reached_target"] is False  # 99% not reached

@@ -14,8 +14,9 @@ def test_list_shows_every_task():
     proc = run_cli("list", "--json")
     assert proc.returncode == 0
     rows = {r["task"]: r for r in json.loads(proc.stdout)}
-    assert {"mnist-mlp", "mnist-cnn", "fashion-mnist-mlp", "fashion-mnist-cnn", "mnist1d-mlp",
-            "mnist1d-cnn"} <= set(rows)
+    assert {"mnist-mlp", "mnist-cnn", "fashion-mnist-mlp", "fashion-mnist-cnn", "mnist1d-mlp", "mnist1d-cnn"} <= set(
+        rows
+    )
     assert rows["mnist-cnn"]["params"] == 421_642 and rows["mnist-cnn"]["target_accuracy"] == 0.99
     table = run_cli("list")
     assert table.returncode == 0 and "mnist1d-cnn" in table.stdout and "421,642" in table.stdout
@@ -28,16 +29,23 @@ def test_neutral_core_imports_no_framework():
     import diptych
 
     src = Path(diptych.__file__).parent
+
     def standalone(rel: Path) -> bool:  # the cookbook's programs import a framework by design
         return rel.parts[0] == "cookbook" and rel.name != "__init__.py"
 
-    names = sorted("diptych." + ".".join(p.relative_to(src).with_suffix("").parts).removesuffix(".__init__")
-                   for p in src.rglob("*.py") if not {"torch", "jax"} & set(p.relative_to(src).parts)
-                   and p.name != "__main__.py" and not standalone(p.relative_to(src)))
+    names = sorted(
+        "diptych." + ".".join(p.relative_to(src).with_suffix("").parts).removesuffix(".__init__")
+        for p in src.rglob("*.py")
+        if not {"torch", "jax"} & set(p.relative_to(src).parts)
+        and p.name != "__main__.py"
+        and not standalone(p.relative_to(src))
+    )
     assert "diptych.driver" in names and "diptych.backends" in names and len(names) > 10
-    code = (f"import sys, importlib\nfor m in {names!r}: importlib.import_module(m)\n"
-            "bad = [m for m in ('torch', 'jax', 'flax', 'optax') if m in sys.modules]\n"
-            "assert not bad, bad\n")
+    code = (
+        f"import sys, importlib\nfor m in {names!r}: importlib.import_module(m)\n"
+        "bad = [m for m in ('torch', 'jax', 'flax', 'optax') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -47,8 +55,19 @@ def test_train_json_then_eval_in_other_twin(tmp_path, framework, other):
     proc = run_cli("train", "mnist1d-mlp", "--framework", framework, "--epochs", "3", "--out", str(out), "--json")
     assert proc.returncode == 0, proc.stderr
     run = json.loads(proc.stdout)
-    for key in ("task", "framework", "versions", "hardware", "config", "epochs", "test_accuracy",
-                "compile_seconds", "samples_per_second", "wall_seconds", "peak_rss_mb"):
+    for key in (
+        "task",
+        "framework",
+        "versions",
+        "hardware",
+        "config",
+        "epochs",
+        "test_accuracy",
+        "compile_seconds",
+        "samples_per_second",
+        "wall_seconds",
+        "peak_rss_mb",
+    ):
         assert key in run, key
     assert run == json.loads((out / "run.json").read_text())
     assert [e["epoch"] for e in run["epochs"]] == [1, 2, 3]
@@ -57,8 +76,7 @@ def test_train_json_then_eval_in_other_twin(tmp_path, framework, other):
     assert run["framework"] == framework and framework in run["versions"]
     assert 0.3 < run["test_accuracy"] <= 1  # 3 epochs of mnist1d-mlp are far above chance (10%)
 
-    ev = run_cli("eval", "mnist1d-mlp", "--framework", other, "--weights", str(out / "weights.safetensors"),
-                 "--json")
+    ev = run_cli("eval", "mnist1d-mlp", "--framework", other, "--weights", str(out / "weights.safetensors"), "--json")
     assert ev.returncode == 0, ev.stderr
     result = json.loads(ev.stdout)
     assert result["total"] == 1000 and result["correct"] == round(result["test_accuracy"] * 1000)
@@ -75,15 +93,30 @@ def test_compare_prints_table_and_writes_plot(tmp_path):
     runs = {fw: json.loads((tmp_path / fw / "run.json").read_text()) for fw in ("torch", "jax")}
     # identical batches: same seed, same config, both frameworks
     assert runs["torch"]["config"] == runs["jax"]["config"]
-    w_t, w_j = load_file(tmp_path / "torch" / "weights.safetensors"), load_file(tmp_path / "jax" / "weights.safetensors")
+    w_t, w_j = (
+        load_file(tmp_path / "torch" / "weights.safetensors"),
+        load_file(tmp_path / "jax" / "weights.safetensors"),
+    )
     assert set(w_t) == set(w_j) and all(w_t[k].shape == w_j[k].shape for k in w_t)
     assert not np.array_equal(w_t["fc1.weight"], w_j["fc1.weight"])  # each twin initialised itself
 
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_bf16_precision_trains_with_float32_master_weights(tmp_path, framework):
-    proc = run_cli("train", "mnist1d-cnn", "--framework", framework, "--precision", "bf16", "--epochs", "20",
-                   "--out", str(tmp_path), "--json", "--no-progress")
+    proc = run_cli(
+        "train",
+        "mnist1d-cnn",
+        "--framework",
+        framework,
+        "--precision",
+        "bf16",
+        "--epochs",
+        "20",
+        "--out",
+        str(tmp_path),
+        "--json",
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stderr
     run = json.loads(proc.stdout)
     assert run["config"]["precision"] == "bf16"

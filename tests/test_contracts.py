@@ -18,13 +18,22 @@ from diptych.tasks import TASKS
 def public_api(cls) -> dict[str, str]:
     """Every public method (and ``__init__``) of ``cls`` with its parameters: names, kinds and defaults.
     (Annotations are left out: a tensor is ``torch.Tensor`` in one twin and ``jax.Array`` in the other.)"""
-    members = {name: member for name, member in vars(cls).items()
-               if callable(member) and (not name.startswith("_") or name == "__init__")}
-    return {name: str(inspect.signature(member).replace(
-                parameters=[p.replace(annotation=inspect.Parameter.empty)
-                            for p in inspect.signature(member).parameters.values()],
-                return_annotation=inspect.Signature.empty))
-            for name, member in members.items()}
+    members = {
+        name: member
+        for name, member in vars(cls).items()
+        if callable(member) and (not name.startswith("_") or name == "__init__")
+    }
+    return {
+        name: str(
+            inspect.signature(member).replace(
+                parameters=[
+                    p.replace(annotation=inspect.Parameter.empty) for p in inspect.signature(member).parameters.values()
+                ],
+                return_annotation=inspect.Signature.empty,
+            )
+        )
+        for name, member in members.items()
+    }
 
 
 def protocol_api() -> dict[str, str]:
@@ -35,8 +44,18 @@ def test_both_twins_implement_exactly_the_trainer_protocol():
     from diptych.backends import load_backend
 
     expected = protocol_api()
-    assert {"__init__", "train_step", "predict", "losses_to_numpy", "reset_state", "export_weights",
-            "load_weights", "export_opt_state", "load_opt_state", "num_params"} <= set(expected)
+    assert {
+        "__init__",
+        "train_step",
+        "predict",
+        "losses_to_numpy",
+        "reset_state",
+        "export_weights",
+        "load_weights",
+        "export_opt_state",
+        "load_opt_state",
+        "num_params",
+    } <= set(expected)
     for framework in ("torch", "jax"):
         got = public_api(load_backend(framework).train.Trainer)
         assert set(got) == set(expected), (framework, set(got) ^ set(expected))
@@ -81,7 +100,7 @@ def _imports(path: Path, name: str, is_package: bool, modules: set[str]) -> set[
             base = node.module or ""
             if node.level:  # relative: resolve against this module's package
                 package = name.split(".") if is_package else name.split(".")[:-1]
-                base = ".".join(package[:len(package) - node.level + 1] + ([base] if base else []))
+                base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
             found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
     return {m for m in found if m in modules and m != name}
 
@@ -99,7 +118,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt]
+                return path[path.index(nxt) :] + [nxt] if nxt in path else [node, nxt]
             if nxt not in state:
                 found = visit(nxt, path + [nxt])
                 if found:

@@ -51,8 +51,9 @@ def test_unreachable_mirror_fails_in_one_line(tmp_path, monkeypatch):
     monkeypatch.delenv("DIPTYCH_DATA", raising=False)
     monkeypatch.setenv("DIPTYCH_CACHE", str(tmp_path / "cache"))
     with pytest.raises(DataError) as e:
-        datasets.locate_idx_files("mnist", datasets.IDX_SOURCES["mnist"], tmp_path / "empty",
-                                  mirrors=("http://127.0.0.1:9/",))  # closed port: refused at once
+        datasets.locate_idx_files(
+            "mnist", datasets.IDX_SOURCES["mnist"], tmp_path / "empty", mirrors=("http://127.0.0.1:9/",)
+        )  # closed port: refused at once
     msg = str(e.value)
     assert "\n" not in msg and "could not download train-images-idx3-ubyte.gz" in msg
     assert f"put the four IDX files (.gz) in {tmp_path / 'cache' / 'mnist'}" in msg

@@ -42,13 +42,16 @@ def test_trailing_bytes(tmp_path):
         read_idx(tmp_path / "x")
 
 
-@pytest.mark.parametrize("raw,msg", [
-    (b"", "truncated IDX file"),
-    (b"\x00\x00\x08", "truncated IDX file"),
-    (b"\x00\x00\x08\x03\x00\x00", "truncated IDX header"),
-    (b"\x00\x00\x0d\x01\x00\x00\x00\x01\x00\x00\x00\x00", "not an IDX ubyte file"),  # float32 dtype
-    (b"PK\x03\x04" + b"\0" * 20, "not an IDX ubyte file"),
-])
+@pytest.mark.parametrize(
+    "raw,msg",
+    [
+        (b"", "truncated IDX file"),
+        (b"\x00\x00\x08", "truncated IDX file"),
+        (b"\x00\x00\x08\x03\x00\x00", "truncated IDX header"),
+        (b"\x00\x00\x0d\x01\x00\x00\x00\x01\x00\x00\x00\x00", "not an IDX ubyte file"),  # float32 dtype
+        (b"PK\x03\x04" + b"\0" * 20, "not an IDX ubyte file"),
+    ],
+)
 def test_corrupt_headers(raw, msg):
     with pytest.raises(DataError, match=msg):
         parse_idx(raw, name="f")

@@ -24,8 +24,9 @@ def trained(tmp_path_factory):
     runs = {}
     for fw in ("torch", "jax"):
         out = tmp_path_factory.mktemp(fw)
-        rec = train_and_evaluate(RunConfig("image-cnn", fw, data_dir=str(root), image_size=24, epochs=10,
-                                           batch_size=16, progress=False), out)
+        rec = train_and_evaluate(
+            RunConfig("image-cnn", fw, data_dir=str(root), image_size=24, epochs=10, batch_size=16, progress=False), out
+        )
         runs[fw] = (rec, out / "weights.safetensors")
     return root, runs
 
@@ -44,8 +45,7 @@ def test_both_twins_learn_the_shapes(trained):
 def test_predict_with_the_other_twins_weights(trained, trainer, runner):
     root, runs = trained
     images = [str(p) for shape in SHAPES for p in sorted((root / "test" / shape).iterdir())[:3]]
-    proc = run_cli("predict", "image-cnn", "--weights", str(runs[trainer][1]), "--framework", runner, "--json",
-                   *images)
+    proc = run_cli("predict", "image-cnn", "--weights", str(runs[trainer][1]), "--framework", runner, "--json", *images)
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
     right = sum(r["class"] == r["file"].split("/")[-2] for r in results)
@@ -102,6 +102,7 @@ def test_a_truncated_image_names_the_file(tmp_path):
     def truncate(root):
         path = root / "train" / "circle" / "circle001.png"
         path.write_bytes(path.read_bytes()[:60])
+
     assert "circle001.png" in _bad(tmp_path, truncate)
 
 
@@ -117,6 +118,7 @@ def test_a_test_class_unseen_in_training(tmp_path):
     def extra(root):
         (root / "test" / "star").mkdir()
         save(draw("cross", np.random.default_rng(0), 28), root / "test" / "star" / "s.png", "L")
+
     assert "'star' has no training images" in _bad(tmp_path, extra)
 
 
@@ -132,16 +134,33 @@ def test_a_single_class(tmp_path):
 
 def test_no_images_is_one_line_and_exit_2(tmp_path):
     (tmp_path / "empty").mkdir()
-    proc = run_cli("train", "image-cnn", "--framework", "torch", "--data-dir", str(tmp_path / "empty"),
-                   "--out", str(tmp_path / "run"), "--no-progress")
+    proc = run_cli(
+        "train",
+        "image-cnn",
+        "--framework",
+        "torch",
+        "--data-dir",
+        str(tmp_path / "empty"),
+        "--out",
+        str(tmp_path / "run"),
+        "--no-progress",
+    )
     assert proc.returncode == 2 and "no class folders with images" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
 
 def test_augment_preview_writes_a_grid(trained, tmp_path):
     root, _ = trained
-    proc = run_cli("augment-preview", "image-cnn", "--data-dir", str(root), "--augment", "shift:2,rotate:20,erase",
-                   "--out", str(tmp_path / "grid.png"))
+    proc = run_cli(
+        "augment-preview",
+        "image-cnn",
+        "--data-dir",
+        str(root),
+        "--augment",
+        "shift:2,rotate:20,erase",
+        "--out",
+        str(tmp_path / "grid.png"),
+    )
     assert proc.returncode == 0, proc.stderr
     with Image.open(tmp_path / "grid.png") as grid:
         assert grid.size[0] > 400 and grid.size[1] > 200
@@ -150,7 +169,8 @@ def test_augment_preview_writes_a_grid(trained, tmp_path):
 def test_eval_in_the_other_twin_gives_the_trained_accuracy(trained):
     root, runs = trained
     rec, weights = runs["torch"]
-    proc = run_cli("eval", "image-cnn", "--framework", "jax", "--weights", str(weights), "--data-dir", str(root),
-                   "--json")
+    proc = run_cli(
+        "eval", "image-cnn", "--framework", "jax", "--weights", str(weights), "--data-dir", str(root), "--json"
+    )
     assert proc.returncode == 0, proc.stderr
     assert abs(json.loads(proc.stdout)["test_accuracy"] - rec["test_accuracy"]) < 1e-9

@@ -53,8 +53,23 @@ def trained_lms(small_corpus, tmp_path_factory):
     out = {}
     for fw in ("torch", "jax"):
         folder = tmp_path_factory.mktemp(f"lm-{fw}")
-        proc = run_cli("train", "chars-lstm", "--framework", fw, "--text", str(small_corpus), "--epochs", "3",
-                       "--batch-size", "16", "--lr", "0.01", "--out", str(folder), "--no-progress")
+        proc = run_cli(
+            "train",
+            "chars-lstm",
+            "--framework",
+            fw,
+            "--text",
+            str(small_corpus),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "16",
+            "--lr",
+            "0.01",
+            "--out",
+            str(folder),
+            "--no-progress",
+        )
         assert proc.returncode == 0, proc.stderr
         out[fw] = folder
     return out
@@ -81,8 +96,20 @@ def test_greedy_and_seeded_generation_agree_across_twins(trained_in, trained_lms
 
 
 def test_generate_cli_prints_the_text(trained_lms):
-    proc = run_cli("generate", "chars-lstm", "--weights", str(trained_lms["jax"] / "weights.safetensors"),
-                   "--framework", "torch", "--prompt", "if ", "--length", "20", "--temperature", "0")
+    proc = run_cli(
+        "generate",
+        "chars-lstm",
+        "--weights",
+        str(trained_lms["jax"] / "weights.safetensors"),
+        "--framework",
+        "torch",
+        "--prompt",
+        "if ",
+        "--length",
+        "20",
+        "--temperature",
+        "0",
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("if ") and len(proc.stdout) == len("if ") + 20 + 1  # and a newline
 
@@ -110,8 +137,9 @@ def test_generate_refuses_classifier_weights(tmp_path):
     assert proc.returncode == 2 and "not a diptych language model" in proc.stderr, proc.stderr
 
 
-@pytest.mark.parametrize("content,message", [(b"", "is empty"), (b"  \n\n ", "is empty"),
-                                              (b"caf\xe9 au lait", "is not UTF-8")])
+@pytest.mark.parametrize(
+    "content,message", [(b"", "is empty"), (b"  \n\n ", "is empty"), (b"caf\xe9 au lait", "is not UTF-8")]
+)
 def test_bad_text_files_fail_with_one_line(content, message, tmp_path):
     path = tmp_path / "bad.txt"
     path.write_bytes(content)

@@ -32,9 +32,12 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, framework):
     assert full.returncode == 0, full.stderr
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "diptych", "train", *ARGS, "--framework", framework,
-                             "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=os.environ.copy())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "diptych", "train", *ARGS, "--framework", framework, "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )
     deadline = time.time() + 300
     while _checkpoint_epoch(out / "checkpoint.safetensors") < 3 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
@@ -44,15 +47,15 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, framework):
     killed_at = _checkpoint_epoch(out / "checkpoint.safetensors")
     assert 3 <= killed_at < 16 and not (out / "run.json").exists()
 
-    resumed = run_cli("train", "mnist1d-mlp", "--framework", framework, "--resume", "--out", str(out),
-                      "--no-progress")
+    resumed = run_cli("train", "mnist1d-mlp", "--framework", framework, "--resume", "--out", str(out), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
     run = json.loads((out / "run.json").read_text())
     full_run = json.loads((tmp_path / "full" / "run.json").read_text())
     assert [e["epoch"] for e in run["epochs"]] == list(range(1, 17))
     # Epochs before the kill come from the checkpoint; the first resumed epoch continues exactly.
     assert run["epochs"][:killed_at] == full_run["epochs"][:killed_at] or all(
-        a["train_loss"] == b["train_loss"] for a, b in zip(run["epochs"][:killed_at], full_run["epochs"]))
+        a["train_loss"] == b["train_loss"] for a, b in zip(run["epochs"][:killed_at], full_run["epochs"])
+    )
     first = killed_at  # index of the first epoch trained after resuming
     assert run["epochs"][first]["train_loss"] == pytest.approx(full_run["epochs"][first]["train_loss"], rel=1e-5)
     a, b = load_file(tmp_path / "full" / "weights.safetensors"), load_file(out / "weights.safetensors")

@@ -62,8 +62,11 @@ def tones(tmp_path_factory):
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_short_run_learns_tone_digits_with_augmentation(framework, tones, tmp_path):
     folder, data = tones
-    rec = train_and_evaluate(RunConfig("fsdd-cnn", framework, epochs=5, batch_size=10, progress=False,
-                                       split="speaker:bert"), tmp_path, dataset=data)
+    rec = train_and_evaluate(
+        RunConfig("fsdd-cnn", framework, epochs=5, batch_size=10, progress=False, split="speaker:bert"),
+        tmp_path,
+        dataset=data,
+    )
     losses = [e["train_loss"] for e in rec["epochs"]]
     assert losses[-1] < 0.7 * losses[0] and rec["test_accuracy"] >= 0.6, (losses, rec["test_accuracy"])
     assert rec["config"]["split"] == "speaker:bert"
@@ -89,15 +92,37 @@ def test_transcribe_cli_and_bad_audio(tones, tmp_path):
     (row,) = json.loads(proc.stdout)
     assert row["file"] == str(good) and row["digit"] in range(10) and 0 < row["probability"] <= 1
     (tmp_path / "notes.wav").write_text("not audio")
-    assert_one_line_error(run_cli("transcribe", "fsdd-cnn", "--weights", str(tmp_path / "w.safetensors"),
-                                  str(good), str(tmp_path / "notes.wav")), "notes.wav: not a PCM WAV file")
+    assert_one_line_error(
+        run_cli(
+            "transcribe",
+            "fsdd-cnn",
+            "--weights",
+            str(tmp_path / "w.safetensors"),
+            str(good),
+            str(tmp_path / "notes.wav"),
+        ),
+        "notes.wav: not a PCM WAV file",
+    )
     with pytest.raises(DiptychError, match="not a speech task"):
         transcribe("mnist-cnn", "torch", str(tmp_path / "w.safetensors"), [str(good)])
 
 
 def test_train_cli_refuses_a_folder_without_recordings(tmp_path):
-    assert_one_line_error(run_cli("train", "fsdd-cnn", "--framework", "torch", "--data-dir", str(tmp_path),
-                                  "--split", "speaker:anna", "--out", str(tmp_path / "r")), "no recordings named")
+    assert_one_line_error(
+        run_cli(
+            "train",
+            "fsdd-cnn",
+            "--framework",
+            "torch",
+            "--data-dir",
+            str(tmp_path),
+            "--split",
+            "speaker:anna",
+            "--out",
+            str(tmp_path / "r"),
+        ),
+        "no recordings named",
+    )
     assert not (tmp_path / "r" / "run.json").exists()
 
 

@@ -15,8 +15,9 @@ def test_mnist1d_tasks_reach_their_targets(task, framework, mnist1d, tmp_path):
     assert run["test_accuracy"] >= get_task(task).objective.target_accuracy, run["epochs"][-1]
     # The trained weights predict the same in the other twin (a float32 near-tie may flip one of 1,000).
     other = {"torch": "jax", "jax": "torch"}[framework]
-    same, cross = (evaluate_weights(task, fw, tmp_path / "weights.safetensors", dataset=mnist1d)
-                   for fw in (framework, other))
+    same, cross = (
+        evaluate_weights(task, fw, tmp_path / "weights.safetensors", dataset=mnist1d) for fw in (framework, other)
+    )
     assert (same["predictions"] != cross["predictions"]).sum() <= 1
     assert same["correct"] == round(run["test_accuracy"] * len(mnist1d.y_test))
 

@@ -1,9 +1,9 @@
 """diptych: every classic deep-learning task twice, in idiomatic PyTorch and idiomatic JAX.
 
-    >>> from diptych import RunConfig, train_and_evaluate
-    >>> record = train_and_evaluate(RunConfig("mnist1d-cnn", "jax"), "runs/demo")  # doctest: +SKIP
-    >>> record["test_accuracy"] >= 0.94  # 150 epochs: the README's result, not run here  # doctest: +SKIP
-    True
+>>> from diptych import RunConfig, train_and_evaluate
+>>> record = train_and_evaluate(RunConfig("mnist1d-cnn", "jax"), "runs/demo")  # doctest: +SKIP
+>>> record["test_accuracy"] >= 0.94  # 150 epochs: the README's result, not run here  # doctest: +SKIP
+True
 """
 
 __version__ = "0.1.0"

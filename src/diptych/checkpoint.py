@@ -33,8 +33,10 @@ def load(path: str | Path, task: str):
     if meta.get("format") != FORMAT:
         raise DiptychError(f"{path} is not a diptych checkpoint; pass the --out folder of a diptych train run")
     if meta.get("task") != task:
-        raise DiptychError(f"{path} is a checkpoint of task {meta.get('task')!r}, not {task!r}; "
-                           f"resume with `diptych train {meta.get('task')}` or use another --out folder")
-    params = {k[len("params."):]: v for k, v in tensors.items() if k.startswith("params.")}
-    opt = {k[len("opt."):]: v for k, v in tensors.items() if k.startswith("opt.")}
+        raise DiptychError(
+            f"{path} is a checkpoint of task {meta.get('task')!r}, not {task!r}; "
+            f"resume with `diptych train {meta.get('task')}` or use another --out folder"
+        )
+    params = {k[len("params.") :]: v for k, v in tensors.items() if k.startswith("params.")}
+    opt = {k[len("opt.") :]: v for k, v in tensors.items() if k.startswith("opt.")}
     return params, opt, meta

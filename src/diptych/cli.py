@@ -27,13 +27,19 @@ def _frameworks(ctx, param, value: str) -> list[str]:
     names = [f.strip() for f in value.split(",") if f.strip()]
     bad = [f for f in names if f not in FRAMEWORKS]
     if bad or not names:
-        raise DiptychError(f"unknown framework {bad[0] if bad else value!r} in --frameworks; "
-                           f"choose from {', '.join(FRAMEWORKS)}")
+        raise DiptychError(
+            f"unknown framework {bad[0] if bad else value!r} in --frameworks; choose from {', '.join(FRAMEWORKS)}"
+        )
     return names
 
 
-FRAMEWORKS_OPTION = click.option("--frameworks", default=",".join(FRAMEWORKS), show_default=True,
-                                 callback=_frameworks, help="Comma-separated twins to run.")
+FRAMEWORKS_OPTION = click.option(
+    "--frameworks",
+    default=",".join(FRAMEWORKS),
+    show_default=True,
+    callback=_frameworks,
+    help="Comma-separated twins to run.",
+)
 
 
 def _training_options(f):
@@ -45,18 +51,32 @@ def _training_options(f):
         click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule."),
         click.option("--seed", type=int, help="Seed for initialization and batch order (default 0)."),
         click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files."),
-        click.option("--text", type=click.Path(dir_okay=False),
-                     help="Language-model tasks: a UTF-8 text file (default: Python's bundled help text)."),
+        click.option(
+            "--text",
+            type=click.Path(dir_okay=False),
+            help="Language-model tasks: a UTF-8 text file (default: Python's bundled help text).",
+        ),
         click.option("--split", help="fsdd: official (default) or speaker:NAME (test on one held-out speaker)."),
-        click.option("--augment", help="Image tasks: none, default (the task's) or OPS, a comma list of shift, "
-                     "rotate, scale, erase, flip, mixup, cutmix with optional strengths, e.g. shift:2,rotate:10."),
+        click.option(
+            "--augment",
+            help="Image tasks: none, default (the task's) or OPS, a comma list of shift, "
+            "rotate, scale, erase, flip, mixup, cutmix with optional strengths, e.g. shift:2,rotate:10.",
+        ),
         click.option("--image-size", type=int, help="image-cnn: resize your images to this side (default 32)."),
         click.option("--channels", type=int, help="image-cnn: 1 (grey, default) or 3 (RGB)."),
-        click.option("--val-fraction", type=float,
-                     help="image-cnn on PATH/<class>/: the share of each class held out for testing (default 0.2)."),
+        click.option(
+            "--val-fraction",
+            type=float,
+            help="image-cnn on PATH/<class>/: the share of each class held out for testing (default 0.2).",
+        ),
         click.option("--compile", is_flag=True, help="torch: torch.compile the model (JAX always jit-compiles)."),
-        click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
-                     help="bf16: bfloat16 compute with float32 weights and optimizer state."),
+        click.option(
+            "--precision",
+            type=click.Choice(["fp32", "bf16"]),
+            default="fp32",
+            show_default=True,
+            help="bf16: bfloat16 compute with float32 weights and optimizer state.",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables."),
         click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
     ]
@@ -76,10 +96,22 @@ def cli():
 def list_tasks(as_json):
     """Show the tasks: dataset, model, parameter count, target and reference result."""
     sized = [t.objective.sized(t) for t in TASKS.values()]  # a language model: the default corpus's vocabulary
-    rows = [{"task": t.name, "dataset": t.dataset, "model": t.model.describe(), "params": t.model.num_params(),
-             "target": t.objective.describe_target(), "target_accuracy": t.objective.target_accuracy,
-             "reference": t.objective.reference, "epochs": t.budget.epochs, "batch_size": t.budget.batch_size,
-             "optimizer": t.optimizer.name, "lr": t.optimizer.lr} for t in sized]
+    rows = [
+        {
+            "task": t.name,
+            "dataset": t.dataset,
+            "model": t.model.describe(),
+            "params": t.model.num_params(),
+            "target": t.objective.describe_target(),
+            "target_accuracy": t.objective.target_accuracy,
+            "reference": t.objective.reference,
+            "epochs": t.budget.epochs,
+            "batch_size": t.budget.batch_size,
+            "optimizer": t.optimizer.name,
+            "lr": t.optimizer.lr,
+        }
+        for t in sized
+    ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -91,8 +123,15 @@ def list_tasks(as_json):
     for col in ("task", "dataset", "model", "params", "target", "reference", "defaults"):
         table.add_column(col, justify="right" if col == "params" else "left")
     for r in rows:
-        table.add_row(r["task"], r["dataset"], r["model"], f"{r['params']:,}", r["target"],
-                      r["reference"], f"{r['optimizer']} lr {r['lr']:g}, {r['epochs']} ep x {r['batch_size']}")
+        table.add_row(
+            r["task"],
+            r["dataset"],
+            r["model"],
+            f"{r['params']:,}",
+            r["target"],
+            r["reference"],
+            f"{r['optimizer']} lr {r['lr']:g}, {r['epochs']} ep x {r['batch_size']}",
+        )
     table_console().print(table)
 
 
@@ -103,12 +142,27 @@ def list_tasks(as_json):
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default runs/TASK/FRAMEWORK).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--init-from", type=click.Path(dir_okay=False), help="Start from these weights (either twin's).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True,
-              help="auto: a GPU when the framework sees one, else the CPU.")
-@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Data-parallel workers on this machine (torch: torchrun + DDP; jax: jax.distributed).")
-@click.option("--port", type=click.IntRange(1, 65535), default=29500, show_default=True,
-              help="Coordinator port on 127.0.0.1 for --nproc > 1.")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "gpu"]),
+    default="auto",
+    show_default=True,
+    help="auto: a GPU when the framework sees one, else the CPU.",
+)
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Data-parallel workers on this machine (torch: torchrun + DDP; jax: jax.distributed).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=29500,
+    show_default=True,
+    help="Coordinator port on 127.0.0.1 for --nproc > 1.",
+)
 @click.pass_context
 def train(ctx, task, framework, out, as_json, no_progress, nproc, port, **kw):
     """Train TASK with one framework; writes run.json, weights.safetensors and a checkpoint."""
@@ -116,8 +170,9 @@ def train(ctx, task, framework, out, as_json, no_progress, nproc, port, **kw):
     from diptych.launch import launch_workers
 
     out = Path(out or f"runs/{task}/{framework}")
-    if nproc > 1 and launch_workers(framework, ctx.obj["argv"], nproc, port, out,
-                                    kw["batch_size"] or TASKS[task].budget.batch_size):
+    if nproc > 1 and launch_workers(
+        framework, ctx.obj["argv"], nproc, port, out, kw["batch_size"] or TASKS[task].budget.batch_size
+    ):
         return  # this was the launcher: the workers ran the command, and the lead printed the result
     record = train_and_evaluate(RunConfig(task, framework, progress=not no_progress, **kw), out)
     if record["world"]["rank"] != 0:  # another worker of a data-parallel run: the lead reports
@@ -125,8 +180,10 @@ def train(ctx, task, framework, out, as_json, no_progress, nproc, port, **kw):
     if as_json:
         click.echo(json.dumps(record))
     else:
-        click.echo(f"{task} [{framework}]: {TASKS[task].objective.score_line(record)}, "
-                   f"{record['samples_per_second']:,.0f} samples/s, wall {record['wall_seconds']:.1f}s -> {out}/run.json")
+        click.echo(
+            f"{task} [{framework}]: {TASKS[task].objective.score_line(record)}, "
+            f"{record['samples_per_second']:,.0f} samples/s, wall {record['wall_seconds']:.1f}s -> {out}/run.json"
+        )
 
 
 @cli.command()
@@ -138,8 +195,9 @@ def compare(task, frameworks, out, as_json, no_progress, **kw):
     """Train TASK in both twins on identical batches, one after the other; table + plot."""
     from diptych.commands.compare import compare_frameworks
 
-    compare_frameworks(task, frameworks, Path(out or f"runs/{task}/compare"), kw, as_json=as_json,
-                       progress=not no_progress)
+    compare_frameworks(
+        task, frameworks, Path(out or f"runs/{task}/compare"), kw, as_json=as_json, progress=not no_progress
+    )
 
 
 @cli.command("eval")
@@ -147,7 +205,9 @@ def compare(task, frameworks, out, as_json, no_progress, **kw):
 @click.option("--framework", type=click.Choice(FRAMEWORKS), required=True, help="Which twin evaluates.")
 @click.option("--weights", type=click.Path(dir_okay=False), required=True, help="A weights.safetensors file.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files.")
-@click.option("--text", type=click.Path(dir_okay=False), help="Language-model tasks: the text the model was trained on.")
+@click.option(
+    "--text", type=click.Path(dir_okay=False), help="Language-model tasks: the text the model was trained on."
+)
 @click.option("--split", help="fsdd: official (default) or speaker:NAME.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def eval_cmd(task, framework, weights, data_dir, text, split, as_json):
@@ -165,13 +225,23 @@ def eval_cmd(task, framework, weights, data_dir, text, split, as_json):
 @cli.command()
 @TASK
 @click.argument("audio", nargs=-1, type=click.Path(), metavar="AUDIO.wav...")
-@click.option("--weights", type=click.Path(dir_okay=False), required=True,
-              help="Weights from either twin (.safetensors from `diptych train` carry the feature statistics).")
-@click.option("--framework", type=click.Choice(FRAMEWORKS), default="torch", show_default=True,
-              help="Which twin runs the model.")
-@click.option("--data-dir", type=click.Path(file_okay=False),
-              help="FSDD recordings, only for .pt/.msgpack weights (to recompute the feature statistics).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of FILE<TAB>DIGIT<TAB>PROBABILITY lines.")
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Weights from either twin (.safetensors from `diptych train` carry the feature statistics).",
+)
+@click.option(
+    "--framework", type=click.Choice(FRAMEWORKS), default="torch", show_default=True, help="Which twin runs the model."
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="FSDD recordings, only for .pt/.msgpack weights (to recompute the feature statistics).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON list instead of FILE<TAB>DIGIT<TAB>PROBABILITY lines."
+)
 def transcribe(task, audio, weights, framework, data_dir, as_json):
     """Name the spoken digit in each AUDIO.wav: one line per file, FILE<TAB>DIGIT<TAB>PROBABILITY."""
     from diptych.commands.transcribe import transcribe as run
@@ -202,8 +272,9 @@ def parity(task, steps, optimizer, lr, seed, data_dir, as_json):
         print_report(report)
     if not report.ok:
         w = report.worst()
-        click.echo(f"diptych: parity failed: {w.check} {w.tensor}: {w.metric} diff {w.value:.2e} "
-                   f"> {w.tolerance:.0e}", err=True)
+        click.echo(
+            f"diptych: parity failed: {w.check} {w.tensor}: {w.metric} diff {w.value:.2e} > {w.tolerance:.0e}", err=True
+        )
         return 1
     return 0
 
@@ -224,12 +295,23 @@ def convert_cmd(src, dst, task):
 @TASK
 @FRAMEWORKS_OPTION
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True, help="Interleaved rounds.")
-@click.option("--burst", "seconds", type=click.FloatRange(min=0.1), default=3.0, show_default=True,
-              help="Seconds of steady-state training per burst.")
+@click.option(
+    "--burst",
+    "seconds",
+    type=click.FloatRange(min=0.1),
+    default=3.0,
+    show_default=True,
+    help="Seconds of steady-state training per burst.",
+)
 @click.option("--baseline", is_flag=True, help="Add the seed-faithful PyTorch recipe (mnist-cnn only).")
 @click.option("--no-train", is_flag=True, help="Bursts only: skip the time-to-target runs.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
-              help="Compute precision of the twins (the seed baseline stays fp32, as written).")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="Compute precision of the twins (the seed baseline stays fp32, as written).",
+)
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files.")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder (default runs/TASK/bench).")
 @click.option("--augment", help="Image tasks: also time steps with this augmentation (default or OPS); train with it.")
@@ -239,9 +321,19 @@ def bench(task, frameworks, repeats, seconds, baseline, no_train, precision, dat
     from diptych.progress import console
 
     out = Path(out or f"runs/{task}/bench")
-    result = run_bench(task, frameworks, out, repeats=repeats, seconds=seconds, baseline=baseline, data_dir=data_dir,
-                       train=not no_train, log=lambda line: console.print(f"[dim]{line}[/]"), precision=precision,
-                       augment=augment)
+    result = run_bench(
+        task,
+        frameworks,
+        out,
+        repeats=repeats,
+        seconds=seconds,
+        baseline=baseline,
+        data_dir=data_dir,
+        train=not no_train,
+        log=lambda line: console.print(f"[dim]{line}[/]"),
+        precision=precision,
+        augment=augment,
+    )
     _print_bench(result)
     click.echo(f"report: {out / 'report.html'} and {out / 'report.md'}")
 

@@ -34,8 +34,17 @@ class Trainer(Protocol):
     framework: str  # "torch" or "jax"
     task: Task
 
-    def __init__(self, task: Task, seed: int, total_steps: int, *, precision: str = "fp32", device: str = "cpu",
-                 compile: bool | None = None, world: World | None = None) -> None:
+    def __init__(
+        self,
+        task: Task,
+        seed: int,
+        total_steps: int,
+        *,
+        precision: str = "fp32",
+        device: str = "cpu",
+        compile: bool | None = None,
+        world: World | None = None,
+    ) -> None:
         """Build the model from ``task.model`` with initialization seed ``seed`` and the optimizer
         from ``task.optimizer`` with a schedule over ``total_steps``.
 

@@ -79,14 +79,27 @@ class RunState:
     steady_seconds: float = 0.0  # ... and the time they took: steady throughput
 
     def to_meta(self) -> dict:
-        return {"epoch": self.epoch, "epochs": self.history, "loss_curve": self.loss_curve,
-                "wall_seconds": self.wall_seconds, "compile_seconds": self.compile_seconds,
-                "steady_samples": self.steady_samples, "steady_seconds": self.steady_seconds}
+        return {
+            "epoch": self.epoch,
+            "epochs": self.history,
+            "loss_curve": self.loss_curve,
+            "wall_seconds": self.wall_seconds,
+            "compile_seconds": self.compile_seconds,
+            "steady_samples": self.steady_samples,
+            "steady_seconds": self.steady_seconds,
+        }
 
     @classmethod
     def from_meta(cls, meta: dict) -> RunState:
-        return cls(meta["epoch"], meta["epochs"], meta.get("loss_curve", []), meta["wall_seconds"],
-                   meta["compile_seconds"], meta["steady_samples"], meta["steady_seconds"])
+        return cls(
+            meta["epoch"],
+            meta["epochs"],
+            meta.get("loss_curve", []),
+            meta["wall_seconds"],
+            meta["compile_seconds"],
+            meta["steady_samples"],
+            meta["steady_seconds"],
+        )
 
 
 def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
@@ -96,27 +109,42 @@ def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
     if saved is not None:
         for key in ("batch_size", "optimizer", "schedule", "seed", "split"):
             if given[key] is not None and given[key] != saved.get(key):
-                raise DiptychError(f"cannot change --{key.replace('_', '-')} when resuming "
-                                   f"(the run used {saved.get(key)}); start a new run with another --out")
+                raise DiptychError(
+                    f"cannot change --{key.replace('_', '-')} when resuming "
+                    f"(the run used {saved.get(key)}); start a new run with another --out"
+                )
         given = {k: given[k] if given[k] is not None else saved.get(k) for k in given}
     augment = config.augment
     if saved is not None and saved.get("augment") is not None:  # a resumed run keeps its augmentation
         if augment is not None and choose_augment(task, augment).augment.describe() != saved["augment"]:
-            raise DiptychError(f"cannot change --augment when resuming (the run used {saved['augment']}); "
-                               f"start a new run with another --out")
+            raise DiptychError(
+                f"cannot change --augment when resuming (the run used {saved['augment']}); "
+                f"start a new run with another --out"
+            )
         augment = saved["augment"]
     task = choose_augment(task.with_overrides(**given), augment)
     task = _fit_images(task, config, saved)
     seed = given["seed"] if given["seed"] is not None else 0
-    settings = {"epochs": task.budget.epochs, "batch_size": task.budget.batch_size, "lr": task.optimizer.lr,
-                "optimizer": task.optimizer.name, "schedule": task.optimizer.schedule,
-                "warmup_fraction": task.optimizer.warmup_fraction, "seed": seed, "compile": config.compile,
-                "precision": config.precision, "split": given["split"] or default_split(task.dataset)}
+    settings = {
+        "epochs": task.budget.epochs,
+        "batch_size": task.budget.batch_size,
+        "lr": task.optimizer.lr,
+        "optimizer": task.optimizer.name,
+        "schedule": task.optimizer.schedule,
+        "warmup_fraction": task.optimizer.warmup_fraction,
+        "seed": seed,
+        "compile": config.compile,
+        "precision": config.precision,
+        "split": given["split"] or default_split(task.dataset),
+    }
     if isinstance(task.augment, ImageAugmentSpec):
         settings["augment"] = task.augment.describe()  # what was applied, e.g. "shift:2,rotate:10" or "none"
     if task.dataset == "folder":
-        settings |= {"image_size": task.model.input_shape()[0], "channels": task.model.in_channels,
-                     "val_fraction": task.objective.val_fraction}
+        settings |= {
+            "image_size": task.model.input_shape()[0],
+            "channels": task.model.in_channels,
+            "val_fraction": task.objective.val_fraction,
+        }
     return task, settings
 
 
@@ -126,8 +154,10 @@ def _fit_images(task: Task, config: RunConfig, saved: dict | None) -> Task:
     if task.dataset != "folder":
         for key, value in given.items():
             if value is not None:
-                raise DiptychError(f"--{key.replace('_', '-')} is for your own images (image-cnn --data-dir); "
-                                   f"{task.name} has its own data")
+                raise DiptychError(
+                    f"--{key.replace('_', '-')} is for your own images (image-cnn --data-dir); "
+                    f"{task.name} has its own data"
+                )
         return task
     given = {k: v if v is not None else (saved or {}).get(k) for k, v in given.items()}
     if given["channels"] not in (None, 1, 3):
@@ -136,8 +166,11 @@ def _fit_images(task: Task, config: RunConfig, saved: dict | None) -> Task:
         raise DiptychError(f"--image-size must be from 8 to 512 pixels, got {given['image_size']}")
     if given["val_fraction"] is not None and not 0 < given["val_fraction"] < 1:
         raise DiptychError(f"--val-fraction must be between 0 and 1, got {given['val_fraction']}")
-    model = dataclasses.replace(task.model, in_size=given["image_size"] or task.model.in_size,
-                                in_channels=given["channels"] or task.model.in_channels)
+    model = dataclasses.replace(
+        task.model,
+        in_size=given["image_size"] or task.model.in_size,
+        in_channels=given["channels"] or task.model.in_channels,
+    )
     objective = dataclasses.replace(task.objective, val_fraction=given["val_fraction"] or task.objective.val_fraction)
     return dataclasses.replace(task, model=model, objective=objective)
 
@@ -159,17 +192,30 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     saved = _read_checkpoint(ckpt_path, config.task) if config.resume else None
     task, settings = resolve(config, saved and saved[2]["config"])
     objective = task.objective
-    task, data, facts = objective.load(task, config.data_dir, text=config.text, split=settings["split"],
-                                       dataset=dataset)
+    task, data, facts = objective.load(
+        task, config.data_dir, text=config.text, split=settings["split"], dataset=dataset
+    )
     world = backend.distributed.init(config.device, task.budget.batch_size)
     batches = train_batches(data, task.budget.batch_size, settings["seed"]).shard(world.rank, world.size)
     epochs, steps = task.budget.epochs, batches.steps_per_epoch()
-    trainer = backend.train.Trainer(task, settings["seed"], epochs * steps, precision=config.precision,
-                                    device=world.device, compile=True if config.compile else None, world=world)
+    trainer = backend.train.Trainer(
+        task,
+        settings["seed"],
+        epochs * steps,
+        precision=config.precision,
+        device=world.device,
+        compile=True if config.compile else None,
+        world=world,
+    )
     state = _start(trainer, config, saved, epochs)
     augment = augmenter_for(task, data, settings["seed"])  # None unless the task augments
-    progress = TrainProgress(enabled=config.progress and world.lead, total=epochs * steps,
-                             completed=state.epoch * steps, label=f"{task.name} [{config.framework}]", epochs=epochs)
+    progress = TrainProgress(
+        enabled=config.progress and world.lead,
+        total=epochs * steps,
+        completed=state.epoch * steps,
+        label=f"{task.name} [{config.framework}]",
+        epochs=epochs,
+    )
     t_start = time.perf_counter() - state.wall_seconds
     with lost_peers_in_one_line(world, backend.distributed), progress:
         for epoch in range(state.epoch, epochs):
@@ -177,12 +223,23 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
             record |= objective.evaluate(trainer, data, facts)  # every worker: the same weights, the same scores
             _end_epoch(state, record, time.perf_counter() - t_start, progress, objective, epochs)
             if world.lead:
-                checkpoint.save(ckpt_path, trainer.export_weights(), trainer.export_opt_state(),
-                                task=task.name, framework=config.framework, config=settings, **state.to_meta())
+                checkpoint.save(
+                    ckpt_path,
+                    trainer.export_weights(),
+                    trainer.export_opt_state(),
+                    task=task.name,
+                    framework=config.framework,
+                    config=settings,
+                    **state.to_meta(),
+                )
     run = _run_record(task, config, settings, data, facts, trainer, state, world, backend)
     if world.lead:
-        meta = InferenceMeta(task=task.name, framework=config.framework, model=dataclasses.asdict(task.model),
-                             **objective.inference_meta(data, facts))
+        meta = InferenceMeta(
+            task=task.name,
+            framework=config.framework,
+            model=dataclasses.asdict(task.model),
+            **objective.inference_meta(data, facts),
+        )
         save_weights(trainer.export_weights(), workdir / "weights.safetensors", **meta.to_metadata())
         write_json(workdir / "run.json", run)
     world.close()
@@ -206,15 +263,25 @@ def _start(trainer, config: RunConfig, saved: tuple | None, epochs: int) -> RunS
     params, opt_state, meta = saved
     state = RunState.from_meta(meta)
     if state.epoch >= epochs:
-        raise DiptychError(f"the checkpoint already finished {state.epoch} epochs; "
-                           f"pass a larger --epochs to train further")
+        raise DiptychError(
+            f"the checkpoint already finished {state.epoch} epochs; pass a larger --epochs to train further"
+        )
     trainer.load_weights(params, "checkpoint")
     trainer.load_opt_state(opt_state)
     return state
 
 
-def _train_epoch(trainer, data: Dataset, batches: Batches, epoch: int, augment, world, state: RunState,
-                 progress: TrainProgress, ckpt_path: Path) -> dict:
+def _train_epoch(
+    trainer,
+    data: Dataset,
+    batches: Batches,
+    epoch: int,
+    augment,
+    world,
+    state: RunState,
+    progress: TrainProgress,
+    ckpt_path: Path,
+) -> dict:
     """One pass over this worker's shard of the epoch's batches; updates ``state``'s curve and timing."""
     steps, batch = batches.steps_per_epoch(), batches.batch_size
     t_epoch, pending, losses, first_seconds = time.perf_counter(), [], [], 0.0
@@ -229,12 +296,13 @@ def _train_epoch(trainer, data: Dataset, batches: Batches, epoch: int, augment, 
             if first:
                 state.compile_seconds = first_seconds = time.perf_counter() - t0
             else:
-                state.loss_curve.append([epoch * steps + step + 1, float(np.mean(losses[-len(pending):]))])
+                state.loss_curve.append([epoch * steps + step + 1, float(np.mean(losses[-len(pending) :]))])
             pending = []
             _check_finite(losses, epoch, steps, ckpt_path)
             rate = (step + 1) * batch / max(time.perf_counter() - t_epoch, 1e-9)
-            progress.update(epoch * steps + step + 1, loss=float(np.mean(losses[-SYNC_EVERY:])), rate=rate,
-                            epoch=epoch + 1)
+            progress.update(
+                epoch * steps + step + 1, loss=float(np.mean(losses[-SYNC_EVERY:])), rate=rate, epoch=epoch + 1
+            )
     seconds = time.perf_counter() - t_epoch - first_seconds
     state.steady_seconds += seconds
     state.steady_samples += (steps - (1 if first_seconds else 0)) * batch
@@ -248,8 +316,10 @@ def _end_epoch(state: RunState, record: dict, wall: float, progress: TrainProgre
     state.epoch, state.wall_seconds = record["epoch"], wall
     epoch = record["epoch"]
     if epochs <= 20 or epoch % (epochs // 10) == 0 or epoch == epochs:
-        progress.log(f"epoch {epoch}/{epochs}  loss {record['train_loss']:.4f}  test acc "
-                     f"{100 * record['test_accuracy']:.2f}%{objective.epoch_note(record)}  wall {wall:.1f}s")
+        progress.log(
+            f"epoch {epoch}/{epochs}  loss {record['train_loss']:.4f}  test acc "
+            f"{100 * record['test_accuracy']:.2f}%{objective.epoch_note(record)}  wall {wall:.1f}s"
+        )
 
 
 def _check_finite(losses: list[float], epoch: int, steps_per_epoch: int, ckpt_path: Path) -> None:
@@ -257,30 +327,49 @@ def _check_finite(losses: list[float], epoch: int, steps_per_epoch: int, ckpt_pa
     if bad.size:
         step = epoch * steps_per_epoch + int(bad[0]) + 1
         kept = f"the last good checkpoint {ckpt_path} is kept" if ckpt_path.exists() else "no checkpoint was written"
-        raise NonFiniteLossError(f"loss became {losses[bad[0]]} at step {step} (epoch {epoch + 1}); "
-                                 f"training stopped and {kept}; lower --lr and try again")
+        raise NonFiniteLossError(
+            f"loss became {losses[bad[0]]} at step {step} (epoch {epoch + 1}); "
+            f"training stopped and {kept}; lower --lr and try again"
+        )
 
 
-def _run_record(task: Task, config: RunConfig, settings: dict, data: Dataset, facts: dict, trainer,
-                state: RunState, world, backend) -> dict:
+def _run_record(
+    task: Task, config: RunConfig, settings: dict, data: Dataset, facts: dict, trainer, state: RunState, world, backend
+) -> dict:
     """``run.json``: what ran, on what, and how it went (the objective adds its scores and target)."""
     return {
-        "task": task.name, "framework": config.framework,
-        "versions": versions(backend.train.versions()), "hardware": hardware(backend.train.device_name()),
+        "task": task.name,
+        "framework": config.framework,
+        "versions": versions(backend.train.versions()),
+        "hardware": hardware(backend.train.device_name()),
         "config": settings,
-        "dataset": {"name": data.name, "train": len(data.y_train), "test": len(data.y_test),
-                    **{k: v for k, v in facts.items() if k != "unigram_bpc"}},
-        "num_params": trainer.num_params(), "epochs": state.history,
+        "dataset": {
+            "name": data.name,
+            "train": len(data.y_train),
+            "test": len(data.y_test),
+            **{k: v for k, v in facts.items() if k != "unigram_bpc"},
+        },
+        "num_params": trainer.num_params(),
+        "epochs": state.history,
         **task.objective.record(state.history, facts),
         "compile_seconds": round(state.compile_seconds, 3),
         "samples_per_second": round(state.steady_samples / max(state.steady_seconds, 1e-9), 1),
-        "wall_seconds": state.history[-1]["wall_seconds"], "peak_rss_mb": peak_rss_mb(),
-        "loss_curve": state.loss_curve, "world": world.record(),
+        "wall_seconds": state.history[-1]["wall_seconds"],
+        "peak_rss_mb": peak_rss_mb(),
+        "loss_curve": state.loss_curve,
+        "world": world.record(),
     }
 
 
-def evaluate_weights(task_name: str, framework: str, weights_path: str | Path, data_dir: str | None = None,
-                     dataset: Dataset | None = None, text: str | None = None, split: str | None = None) -> dict:
+def evaluate_weights(
+    task_name: str,
+    framework: str,
+    weights_path: str | Path,
+    data_dir: str | None = None,
+    dataset: Dataset | None = None,
+    text: str | None = None,
+    split: str | None = None,
+) -> dict:
     """The objective's scores of a weights file (from either twin) evaluated by ``framework``."""
     task = get_task(task_name)
     params, _, meta = read_any(weights_path)  # canonical, torch .pt or Flax .msgpack
@@ -290,5 +379,6 @@ def evaluate_weights(task_name: str, framework: str, weights_path: str | Path, d
     check_weights(params, task.model.param_shapes(), str(weights_path))  # a language model: against its corpus
     trainer = load_backend(framework).train.Trainer(task, 0, 1)
     trainer.load_weights(params, str(weights_path))
-    return ({"task": task.name, "framework": framework, "weights": str(weights_path)}
-            | task.objective.evaluate(trainer, data, facts, detail=True))
+    return {"task": task.name, "framework": framework, "weights": str(weights_path)} | task.objective.evaluate(
+        trainer, data, facts, detail=True
+    )

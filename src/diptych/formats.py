@@ -28,8 +28,9 @@ def file_format(path: Path) -> str:
     try:
         return FORMATS[path.suffix]
     except KeyError:
-        raise DiptychError(f"{path}: unknown weights format {path.suffix or '(no suffix)'!r}; "
-                           f"use one of {', '.join(FORMATS)}") from None
+        raise DiptychError(
+            f"{path}: unknown weights format {path.suffix or '(no suffix)'!r}; use one of {', '.join(FORMATS)}"
+        ) from None
 
 
 def _specs():
@@ -46,8 +47,9 @@ def _match_spec(params: dict[str, np.ndarray], source: str):
         shapes = spec.param_shapes()
         if set(params) == set(shapes) and all(tuple(params[k].shape) == shapes[k] for k in shapes):
             return spec
-    raise DiptychError(f"{source}: these tensors match no diptych model "
-                       f"(see `diptych list`); was it written by diptych?")
+    raise DiptychError(
+        f"{source}: these tensors match no diptych model (see `diptych list`); was it written by diptych?"
+    )
 
 
 def read_any(path: str | Path):

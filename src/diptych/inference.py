@@ -43,12 +43,16 @@ class InferenceMeta:
         for key, kind in _TYPES.items():
             value = meta.get(key)
             if value is not None and not isinstance(value, kind):
-                raise DiptychError(f"{source}: metadata {key!r} should be {kind.__name__}, not "
-                                   f"{type(value).__name__}; the file was not written by diptych train")
+                raise DiptychError(
+                    f"{source}: metadata {key!r} should be {kind.__name__}, not "
+                    f"{type(value).__name__}; the file was not written by diptych train"
+                )
             fields[key] = value
         if fields["features"] is not None and not {"frontend", "mean", "std"} <= set(fields["features"]):
-            raise DiptychError(f"{source}: metadata 'features' lacks the front end or its statistics; "
-                               f"retrain, or pass the original weights.safetensors")
+            raise DiptychError(
+                f"{source}: metadata 'features' lacks the front end or its statistics; "
+                f"retrain, or pass the original weights.safetensors"
+            )
         return cls(**fields)
 
     @classmethod

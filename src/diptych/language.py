@@ -31,8 +31,13 @@ def text_dataset(task, text: str | None, batch_size: int) -> tuple:
     task = dataclasses.replace(task, model=task.model.with_vocab(len(corpus.vocab)))  # V from the corpus
     x_train, y_train = windows(corpus.train, batch_size, task.model.seq_len)
     x_val, y_val = windows(corpus.val, EVAL_STREAMS, EVAL_WINDOW)
-    info = {"corpus": corpus.name, "vocab": corpus.vocab, "train_chars": len(corpus.train),
-            "val_chars": len(corpus.val), "unigram_bpc": unigram_bpc(corpus.train, corpus.val, len(corpus.vocab))}
+    info = {
+        "corpus": corpus.name,
+        "vocab": corpus.vocab,
+        "train_chars": len(corpus.train),
+        "val_chars": len(corpus.val),
+        "unigram_bpc": unigram_bpc(corpus.train, corpus.val, len(corpus.vocab)),
+    }
     return task, Dataset(corpus.name, x_train, y_train, x_val, y_val, num_classes=len(corpus.vocab), ordered=True), info
 
 
@@ -46,13 +51,11 @@ def evaluate_lm(trainer, x: np.ndarray, y: np.ndarray, streams: int = EVAL_STREA
     each window in order with the recurrent state carried across windows."""
     state, nll, correct = None, 0.0, 0
     for start in range(0, len(x), streams):
-        logits, state = trainer.predict_sequence(x[start:start + streams], state)  # (B, T, V)
-        target = y[start:start + streams]  # (B, T)
+        logits, state = trainer.predict_sequence(x[start : start + streams], state)  # (B, T, V)
+        target = y[start : start + streams]  # (B, T)
         nll -= float(np.take_along_axis(log_softmax(logits), target[..., None], -1).sum())
         correct += int((logits.argmax(-1) == target).sum())
     return {"bpc": float(nll / np.log(2) / y.size), "accuracy": correct / y.size}
-
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +80,12 @@ class LanguageModelling(Objective):
         scores = evaluate_lm(trainer, data.x_test, data.y_test)
         metrics = {"test_accuracy": scores["accuracy"], "test_bpc": scores["bpc"]}
         if detail:
-            metrics |= {"unigram_bpc": facts["unigram_bpc"], "correct": None, "total": int(data.y_test.size),
-                        "predictions": None}
+            metrics |= {
+                "unigram_bpc": facts["unigram_bpc"],
+                "correct": None,
+                "total": int(data.y_test.size),
+                "predictions": None,
+            }
         return metrics
 
     def bar(self, facts):
@@ -86,19 +93,28 @@ class LanguageModelling(Objective):
 
     def record(self, history, facts):
         bar = self.bar(facts)
-        return {"test_accuracy": history[-1]["test_accuracy"], "test_bpc": history[-1]["test_bpc"],
-                "unigram_bpc": facts["unigram_bpc"], "target_bpc": bar, "target_accuracy": None,
-                "reached_target": self.reached(history[-1], bar)}
+        return {
+            "test_accuracy": history[-1]["test_accuracy"],
+            "test_bpc": history[-1]["test_bpc"],
+            "unigram_bpc": facts["unigram_bpc"],
+            "target_bpc": bar,
+            "target_accuracy": None,
+            "reached_target": self.reached(history[-1], bar),
+        }
 
     def epoch_note(self, metrics):
         return f"  bits/char {metrics['test_bpc']:.3f}"
 
     def score_line(self, record):
         if "target_bpc" not in record:  # an evaluation of saved weights
-            return (f"held-out {record['test_bpc']:.3f} bits/char (unigram {record['unigram_bpc']:.3f}), "
-                    f"next-char accuracy {100 * record['test_accuracy']:.1f}%")
-        return (f"held-out {record['test_bpc']:.3f} bits/char (target <= {record['target_bpc']:.3f}; "
-                f"unigram {record['unigram_bpc']:.3f}), next-char accuracy {100 * record['test_accuracy']:.1f}%")
+            return (
+                f"held-out {record['test_bpc']:.3f} bits/char (unigram {record['unigram_bpc']:.3f}), "
+                f"next-char accuracy {100 * record['test_accuracy']:.1f}%"
+            )
+        return (
+            f"held-out {record['test_bpc']:.3f} bits/char (target <= {record['target_bpc']:.3f}; "
+            f"unigram {record['unigram_bpc']:.3f}), next-char accuracy {100 * record['test_accuracy']:.1f}%"
+        )
 
     def describe_target(self):
         return f"<= {self.bpc_vs_unigram:g}x unigram bits/char"

@@ -53,8 +53,7 @@ class World:
         return self.rank == 0
 
     def record(self) -> dict:
-        return {"processes": self.size, "rank": self.rank, "devices": self.devices, "device": self.device,
-                **self.info}
+        return {"processes": self.size, "rank": self.rank, "devices": self.devices, "device": self.device, **self.info}
 
 
 def usable_cores() -> int:
@@ -70,24 +69,34 @@ def check_port(port: int, host: str = "127.0.0.1") -> None:
         try:
             s.bind((host, port))
         except OSError:
-            raise DiptychError(f"coordinator port {port} on {host} is already in use (another distributed run?); "
-                               f"pass --port with a free port") from None
+            raise DiptychError(
+                f"coordinator port {port} on {host} is already in use (another distributed run?); "
+                f"pass --port with a free port"
+            ) from None
 
 
 def warn_oversubscription(nproc: int, capacity: int, what: str) -> None:
     """More workers than cores/devices run, but slower: 2 processes x 2 threads on 2 cores halved throughput."""
     if nproc > capacity:
-        console.print(f"[yellow]diptych: warning: --nproc {nproc} is more than the {capacity} {what} here; "
-                      f"the workers will share them and run slower than fewer workers would[/]")
+        console.print(
+            f"[yellow]diptych: warning: --nproc {nproc} is more than the {capacity} {what} here; "
+            f"the workers will share them and run slower than fewer workers would[/]"
+        )
 
 
 def failure_message(rank: int, nproc: int, exitcode: int, out: str) -> str:
     """One line for a worker that died: which one, how, and what is left on disk."""
-    how = (f"was killed by {signal.Signals(-exitcode).name}" if exitcode < 0 and -exitcode in signal.valid_signals()
-           else f"exited with code {exitcode}")
+    how = (
+        f"was killed by {signal.Signals(-exitcode).name}"
+        if exitcode < 0 and -exitcode in signal.valid_signals()
+        else f"exited with code {exitcode}"
+    )
     ckpt = os.path.join(out, "checkpoint.safetensors")
-    kept = (f"the last checkpoint {ckpt} is intact: continue with --resume" if os.path.exists(ckpt)
-            else "no checkpoint was written yet: start the run again")
+    kept = (
+        f"the last checkpoint {ckpt} is intact: continue with --resume"
+        if os.path.exists(ckpt)
+        else "no checkpoint was written yet: start the run again"
+    )
     return f"worker {rank} of {nproc} {how}, so the run was stopped; {kept}"
 
 
@@ -128,8 +137,10 @@ def launch_workers(framework: str, argv: list[str], nproc: int, port: int, out, 
     if dist.is_worker():
         return False
     if batch_size % nproc:  # say it once here, not once per worker
-        raise DiptychError(f"--batch-size {batch_size} is not divisible by --nproc {nproc}: each worker takes an "
-                           f"equal shard of the global batch; pick a multiple of {nproc}")
+        raise DiptychError(
+            f"--batch-size {batch_size} is not divisible by --nproc {nproc}: each worker takes an "
+            f"equal shard of the global batch; pick a multiple of {nproc}"
+        )
     dist.launch(argv, nproc, port, str(out))
     return True
 
@@ -149,8 +160,9 @@ def lost_peers_in_one_line(world: World, dist):
 def lost_peer_error(error: BaseException) -> DiptychError:
     """What a surviving worker says when a collective fails because a peer died (the launcher names which)."""
     first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-    return DiptychError(f"this worker lost contact with the other workers ({first}); "
-                        f"the launcher reports which worker failed")
+    return DiptychError(
+        f"this worker lost contact with the other workers ({first}); the launcher reports which worker failed"
+    )
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:

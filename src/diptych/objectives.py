@@ -43,8 +43,15 @@ class Objective:
     reference: str  # where the bar comes from
     target_accuracy: float | None  # an accuracy bar, where the objective has one (else None)
 
-    def load(self, task, data_dir: str | None = None, *, text: str | None = None, split: str | None = None,
-             dataset: Dataset | None = None) -> tuple:
+    def load(
+        self,
+        task,
+        data_dir: str | None = None,
+        *,
+        text: str | None = None,
+        split: str | None = None,
+        dataset: Dataset | None = None,
+    ) -> tuple:
         """``(task, data, facts)``: the task with data-dependent sizes filled in, its data, and facts
         about the data that go into the run record (``{}`` when there are none)."""
         raise NotImplementedError
@@ -69,8 +76,11 @@ class Objective:
     def record(self, history: list[dict], facts: dict) -> dict:
         """The run record's fields about the result and the target."""
         bar = self.bar(facts)
-        return {"test_accuracy": history[-1]["test_accuracy"], "target_accuracy": self.target_accuracy,
-                "reached_target": self.reached(history[-1], bar)}
+        return {
+            "test_accuracy": history[-1]["test_accuracy"],
+            "target_accuracy": self.target_accuracy,
+            "reached_target": self.reached(history[-1], bar),
+        }
 
     def epoch_note(self, metrics: dict) -> str:
         """Extra words for an epoch's progress line beyond the test accuracy."""
@@ -142,13 +152,17 @@ class FolderClassification(Classification):
             raise DiptychError(f"--text is for language-model tasks; {task.name} trains on your images")
         if dataset is None:
             if data_dir is None:
-                raise DiptychError(f"{task.name} trains on your own images: pass --data-dir PATH, a folder with "
-                                   f"one subfolder of images per class (or train/ and test/ folders of them)")
+                raise DiptychError(
+                    f"{task.name} trains on your own images: pass --data-dir PATH, a folder with "
+                    f"one subfolder of images per class (or train/ and test/ folders of them)"
+                )
             size = task.model.input_shape()[0]
             dataset = load_image_folder(data_dir, size, task.model.in_channels, self.val_fraction)
         if self.classes is not None and tuple(dataset.classes or ()) != self.classes:
-            raise DiptychError(f"the folder's classes ({', '.join(dataset.classes or [])}) are not the ones the "
-                               f"weights were trained on ({', '.join(self.classes)}); use the training folder layout")
+            raise DiptychError(
+                f"the folder's classes ({', '.join(dataset.classes or [])}) are not the ones the "
+                f"weights were trained on ({', '.join(self.classes)}); use the training folder layout"
+            )
         model = dataclasses.replace(task.model, num_classes=dataset.num_classes)
         facts = {"classes": dataset.classes} if dataset.classes else {}
         return dataclasses.replace(task, model=model), dataset, facts
@@ -160,8 +174,9 @@ class FolderClassification(Classification):
         if meta.features is None or meta.classes is None:
             return task
         fe = meta.features["frontend"]
-        model = dataclasses.replace(task.model, in_size=fe["size"], in_channels=fe["channels"],
-                                    num_classes=len(meta.classes))
+        model = dataclasses.replace(
+            task.model, in_size=fe["size"], in_channels=fe["channels"], num_classes=len(meta.classes)
+        )
         return dataclasses.replace(task, model=model, objective=dataclasses.replace(self, classes=tuple(meta.classes)))
 
 

@@ -83,8 +83,16 @@ class Row:
         return not self.gating or (bool(np.isfinite(self.value)) and self.value <= self.tolerance)
 
     def as_dict(self) -> dict:
-        return {"check": self.check, "tensor": self.tensor, "max_abs": self.max_abs, "max_rel": self.max_rel,
-                "floor": self.floor, "metric": self.metric, "tolerance": self.tolerance, "ok": self.ok}
+        return {
+            "check": self.check,
+            "tensor": self.tensor,
+            "max_abs": self.max_abs,
+            "max_rel": self.max_rel,
+            "floor": self.floor,
+            "metric": self.metric,
+            "tolerance": self.tolerance,
+            "ok": self.ok,
+        }
 
 
 @dataclass
@@ -103,8 +111,15 @@ class ParityReport:
         return max((r for r in self.rows if r.gating), key=lambda r: r.value / r.tolerance)
 
     def as_dict(self) -> dict:
-        return {"task": self.task, "optimizer": self.optimizer, "steps": self.steps, "ok": self.ok,
-                "worst": self.worst().as_dict(), "rows": [r.as_dict() for r in self.rows], "losses": self.losses}
+        return {
+            "task": self.task,
+            "optimizer": self.optimizer,
+            "steps": self.steps,
+            "ok": self.ok,
+            "worst": self.worst().as_dict(),
+            "rows": [r.as_dict() for r in self.rows],
+            "losses": self.losses,
+        }
 
 
 def diff(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -115,9 +130,16 @@ def diff(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return d, d / scale if scale > 0 else (0.0 if d == 0 else float("inf"))
 
 
-def run_parity(task_name: str, steps: int = 100, optimizer: str = "adam", seed: int = 0,
-               data_dir: str | None = None, dataset: Dataset | None = None, lr: float = 1e-3,
-               schedule: str = "constant") -> ParityReport:
+def run_parity(
+    task_name: str,
+    steps: int = 100,
+    optimizer: str = "adam",
+    seed: int = 0,
+    data_dir: str | None = None,
+    dataset: Dataset | None = None,
+    lr: float = 1e-3,
+    schedule: str = "constant",
+) -> ParityReport:
     """Run checks (a)-(d) for ``task_name``; see the module docstring.
 
     Defaults: Adam at lr 1e-3 (the default of both torch.optim.Adam and the optax examples) with a
@@ -129,8 +151,8 @@ def run_parity(task_name: str, steps: int = 100, optimizer: str = "adam", seed: 
     task, data, _ = task.objective.load(task, data_dir, dataset=dataset)
     pt, jx = load_backend("torch").train, load_backend("jax").train
     torch_t = pt.Trainer(task, seed, total_steps=steps)
-    jax_t = jx.Trainer(task, seed, total_steps=steps)     # re-synced to torch before every step
-    free_t = jx.Trainer(task, seed, total_steps=steps)    # trains on its own: the free trajectory
+    jax_t = jx.Trainer(task, seed, total_steps=steps)  # re-synced to torch before every step
+    free_t = jx.Trainer(task, seed, total_steps=steps)  # trains on its own: the free trajectory
     ref_t = pt.Trainer(task, seed, total_steps=steps, precision="fp64")  # exact reference
     init = torch_t.export_weights()
     for t in (jax_t, free_t, ref_t):
@@ -184,11 +206,19 @@ def run_parity(task_name: str, steps: int = 100, optimizer: str = "adam", seed: 
     jl = free_t.losses_to_numpy(free["jax"])
     rl = ref_t.losses_to_numpy(free["torch_fp64"])
     floor = max(diff(a, b)[1] for a, b in zip(tl, rl))
-    report.rows.append(Row("free-running loss", f"max over {steps} steps",
-                           *max((diff(a, b) for a, b in zip(jl, tl)), key=lambda d: d[1]), floor=floor))
+    report.rows.append(
+        Row(
+            "free-running loss",
+            f"max over {steps} steps",
+            *max((diff(a, b) for a, b in zip(jl, tl)), key=lambda d: d[1]),
+            floor=floor,
+        )
+    )
     tw, fw, rw = torch_t.export_weights(), free_t.export_weights(), ref_t.export_weights()
-    report.rows += [Row("free-running param", f"{k} after {steps} steps", *diff(fw[k], tw[k]),
-                        floor=diff(tw[k], rw[k])[1]) for k in tw]
+    report.rows += [
+        Row("free-running param", f"{k} after {steps} steps", *diff(fw[k], tw[k]), floor=diff(tw[k], rw[k])[1])
+        for k in tw
+    ]
     report.losses = {"torch": tl.tolist(), "jax": jl.tolist(), "torch_fp64": rl.tolist()}
     return report
 
@@ -196,15 +226,23 @@ def run_parity(task_name: str, steps: int = 100, optimizer: str = "adam", seed: 
 def print_report(report: ParityReport) -> None:
     from rich.table import Table
 
-    table = Table(title=f"parity {report.task}: torch vs jax, same weights, same batches, "
-                        f"{report.optimizer}, {report.steps} steps (float32)")
+    table = Table(
+        title=f"parity {report.task}: torch vs jax, same weights, same batches, "
+        f"{report.optimizer}, {report.steps} steps (float32)"
+    )
     for col in ("check", "tensor", "max abs", "max rel", "tolerance", "", "float64 floor"):
         table.add_column(col, justify="right" if col.startswith(("max", "tol", "float")) else "left")
     for r in report.rows:
         verdict = "info" if not r.gating else "[green]ok[/]" if r.ok else "[red]FAIL[/]"
-        table.add_row(r.check, r.tensor, f"{r.max_abs:.2e}", f"{r.max_rel:.2e}",
-                      f"{r.metric} <= {r.tolerance:.0e}" if r.gating else "", verdict,
-                      "" if r.floor is None else f"{r.floor:.2e}")
+        table.add_row(
+            r.check,
+            r.tensor,
+            f"{r.max_abs:.2e}",
+            f"{r.max_rel:.2e}",
+            f"{r.metric} <= {r.tolerance:.0e}" if r.gating else "",
+            verdict,
+            "" if r.floor is None else f"{r.floor:.2e}",
+        )
     table_console().print(table)
     w = report.worst()
     verdict = "[green]PASS[/]" if report.ok else "[red]FAIL[/]"

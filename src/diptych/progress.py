@@ -19,12 +19,20 @@ class TrainProgress:
     def __init__(self, enabled: bool, total: int, completed: int, label: str, epochs: int):
         self.enabled, self.label, self.epochs = enabled, label, epochs
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), TextColumn("epoch {task.fields[epoch]}"), BarColumn(),
-            MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
-            TextColumn("{task.fields[rate]:,.0f} samples/s"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=console, disable=not enabled)
-        self._task = self._progress.add_task(label, total=total, completed=completed, loss=float("nan"),
-                                             rate=0.0, epoch="-")
+            TextColumn("[bold]{task.description}"),
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("{task.fields[rate]:,.0f} samples/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not enabled,
+        )
+        self._task = self._progress.add_task(
+            label, total=total, completed=completed, loss=float("nan"), rate=0.0, epoch="-"
+        )
 
     def __enter__(self):
         self._progress.__enter__()

@@ -30,8 +30,13 @@ def hardware(device: str) -> dict:
         mem_gb = round(psutil.virtual_memory().total / 2**30, 1)
     except ImportError:  # pragma: no cover - psutil is a core dependency
         mem_gb = None
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gb": mem_gb,
-            "platform": platform.platform(), "device": device}
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gb": mem_gb,
+        "platform": platform.platform(),
+        "device": device,
+    }
 
 
 def versions(backend_versions: dict[str, str]) -> dict[str, str]:
@@ -39,8 +44,7 @@ def versions(backend_versions: dict[str, str]) -> dict[str, str]:
         version = importlib.metadata.version("diptych")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
         version = "unknown"
-    return {"diptych": version, "python": sys.version.split()[0], "numpy": np.__version__,
-            **backend_versions}
+    return {"diptych": version, "python": sys.version.split()[0], "numpy": np.__version__, **backend_versions}
 
 
 def peak_rss_mb() -> float:

@@ -263,8 +263,15 @@ class CRNNSpec(_Spec):
 
     def rnn_spec(self) -> RNNSpec:
         c, h, w = self.conv_spec().feature_shape()
-        return RNNSpec(self.cell, input_size=c * h, seq_len=w, hidden=self.hidden, num_layers=self.num_layers,
-                       bidirectional=self.bidirectional, num_classes=self.num_classes)
+        return RNNSpec(
+            self.cell,
+            input_size=c * h,
+            seq_len=w,
+            hidden=self.hidden,
+            num_layers=self.num_layers,
+            bidirectional=self.bidirectional,
+            num_classes=self.num_classes,
+        )
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         convs = {k: v for k, v in self.conv_spec().param_shapes().items() if k.startswith("conv")}
@@ -284,8 +291,9 @@ def _describe_convs(convs: tuple[ConvSpec, ...]) -> str:
     return " ".join(f"conv{c.kernel}({c.out_channels})" + (f"/pool{c.pool}" if c.pool > 1 else "") for c in convs)
 
 
-def _rnn_shapes(cell: str, input_size: int, hidden: int, num_layers: int,
-                directions: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+def _rnn_shapes(
+    cell: str, input_size: int, hidden: int, num_layers: int, directions: tuple[str, ...]
+) -> dict[str, tuple[int, ...]]:
     """PyTorch's ``nn.RNN/LSTM/GRU`` parameter shapes under ``rnn.``."""
     g, h, d = GATES[cell], hidden, len(directions)
     shapes: dict[str, tuple[int, ...]] = {}
@@ -401,17 +409,22 @@ class ImageAugmentSpec:
         for part in filter(None, (p.strip() for p in ops.split(","))):
             name, _, value = part.partition(":")
             if name not in IMAGE_OPS:
-                raise DiptychError(f"--augment: unknown operation {name!r}; use none, default or a comma list "
-                                   f"of {', '.join(IMAGE_OPS)} with optional strengths, e.g. shift:2,rotate:10")
+                raise DiptychError(
+                    f"--augment: unknown operation {name!r}; use none, default or a comma list "
+                    f"of {', '.join(IMAGE_OPS)} with optional strengths, e.g. shift:2,rotate:10"
+                )
             try:
                 strength = float(value) if value else float(IMAGE_OPS[name])
             except ValueError:
-                raise DiptychError(f"--augment: {part!r} needs a number after the colon, e.g. {name}:"
-                                   f"{IMAGE_OPS[name]}") from None
+                raise DiptychError(
+                    f"--augment: {part!r} needs a number after the colon, e.g. {name}:{IMAGE_OPS[name]}"
+                ) from None
             limits = {"shift": 64, "rotate": 180, "scale": 0.9, "erase": 1, "flip": 1, "mixup": 100, "cutmix": 100}
             if not 0 <= strength <= limits[name] or (name == "shift" and strength != int(strength)):
-                raise DiptychError(f"--augment: {part!r} is out of range; {name} takes "
-                                   f"{'whole pixels ' if name == 'shift' else ''}from 0 to {limits[name]}")
+                raise DiptychError(
+                    f"--augment: {part!r} is out of range; {name} takes "
+                    f"{'whole pixels ' if name == 'shift' else ''}from 0 to {limits[name]}"
+                )
             fields[name] = int(strength) if name == "shift" else strength
         spec = cls(**fields)
         if spec.mixup and spec.cutmix:
@@ -427,12 +440,16 @@ def choose_augment(task: "Task", value: str | None) -> "Task":
     if not is_image:
         if value == "none" and task.augment is None:
             return task
-        raise DiptychError(f"--augment is for image tasks; {task.name} trains on {task.dataset} "
-                           f"({'its audio augmentation is part of the task' if task.augment else 'not images'})")
+        raise DiptychError(
+            f"--augment is for image tasks; {task.name} trains on {task.dataset} "
+            f"({'its audio augmentation is part of the task' if task.augment else 'not images'})"
+        )
     spec = ImageAugmentSpec() if value == "none" else ImageAugmentSpec.parse(value)
     if spec.flip and task.dataset in DIGIT_DATASETS:
-        raise DiptychError(f"--augment: no flip for {task.dataset}: a mirrored digit is not a digit "
-                           f"(a flipped 2, 3 or 7 looks like no class); drop flip")
+        raise DiptychError(
+            f"--augment: no flip for {task.dataset}: a mirrored digit is not a digit "
+            f"(a flipped 2, 3 or 7 looks like no class); drop flip"
+        )
     return dataclasses.replace(task, augment=spec)
 
 
@@ -485,7 +502,8 @@ def validate(opt: OptimizerSpec, budget: Budget) -> None:
 
 MNIST_MLP = MLPSpec(in_features=784, hidden=(256, 128))
 MNIST_CNN = CNNSpec(
-    dims=2, in_size=28,
+    dims=2,
+    in_size=28,
     convs=(ConvSpec(32, 3, padding=1, pool=2), ConvSpec(64, 3, padding=1, pool=2)),
     hidden=(128,),
 )
@@ -493,9 +511,13 @@ MNIST_CNN = CNNSpec(
 # ConvBase: three stride-2 convs of 25 channels, then one linear layer (125 -> 10).
 MNIST1D_MLP = MLPSpec(in_features=40, hidden=(100, 100))
 MNIST1D_CNN = CNNSpec(
-    dims=1, in_size=40,
-    convs=(ConvSpec(25, 5, stride=2, padding=1), ConvSpec(25, 3, stride=2, padding=1),
-           ConvSpec(25, 3, stride=2, padding=1)),
+    dims=1,
+    in_size=40,
+    convs=(
+        ConvSpec(25, 5, stride=2, padding=1),
+        ConvSpec(25, 3, stride=2, padding=1),
+        ConvSpec(25, 3, stride=2, padding=1),
+    ),
 )
 
 # MNIST-1D as a sequence of 40 scalars, classified from the last hidden state.
@@ -509,76 +531,183 @@ CHARS_LSTM = CharLMSpec("lstm", embed=64, hidden=256, seq_len=64)
 # Spoken digits (FSDD): log-mel images of 32 mel bands x 64 frames (~1.04 s at 8 kHz, hop 16 ms).
 FSDD_SHAPE = (32, 64)
 FSDD_CNN = CNNSpec(
-    dims=2, in_size=FSDD_SHAPE,
-    convs=(ConvSpec(16, 3, padding=1, pool=2), ConvSpec(32, 3, padding=1, pool=2),
-           ConvSpec(64, 3, padding=1, pool=2)),
+    dims=2,
+    in_size=FSDD_SHAPE,
+    convs=(ConvSpec(16, 3, padding=1, pool=2), ConvSpec(32, 3, padding=1, pool=2), ConvSpec(64, 3, padding=1, pool=2)),
     hidden=(128,),
 )
-FSDD_CRNN = CRNNSpec(FSDD_SHAPE, convs=(ConvSpec(16, 3, padding=1, pool=2), ConvSpec(32, 3, padding=1, pool=2)),
-                     cell="gru", hidden=64)
+FSDD_CRNN = CRNNSpec(
+    FSDD_SHAPE, convs=(ConvSpec(16, 3, padding=1, pool=2), ConvSpec(32, 3, padding=1, pool=2)), cell="gru", hidden=64
+)
 
 # Your own images (--data-dir): the size, channels and class count come from the options and the folder.
 IMAGE_CNN = CNNSpec(
-    dims=2, in_size=32,
+    dims=2,
+    in_size=32,
     convs=(ConvSpec(32, 3, padding=1, pool=2), ConvSpec(64, 3, padding=1, pool=2)),
-    hidden=(128,), num_classes=2, sized_by_data=True,
+    hidden=(128,),
+    num_classes=2,
+    sized_by_data=True,
 )
 
 _ONECYCLE_ADAM = dict(name="adam", schedule="onecycle", warmup_fraction=0.2)
 
-TASKS: dict[str, Task] = {t.name: t for t in [
-    Task("mnist-mlp", "mnist", MNIST_MLP, OptimizerSpec(lr=2e-3, **_ONECYCLE_ADAM), Budget(8, 128),
-         Classification(0.98, "classic 2-hidden-layer MLP, ~98%"), "MLP on MNIST digits", augment=ImageAugmentSpec()),
-    # One epoch is enough for 99% with small batches (1,875 Adam steps) and a longer warm-up:
-    # seeds 0/1/2 gave 99.19/99.02/99.16% (torch) and 99.12/99.01% (JAX, seeds 0/1); batch 64-256
-    # stayed at 98.8-98.9% after one epoch. Benchmarks time to 99% on this recipe (BENCHMARKS.md).
-    Task("mnist-cnn", "mnist", MNIST_CNN, OptimizerSpec(lr=3e-3, name="adam", schedule="onecycle",
-                                                       warmup_fraction=0.3), Budget(1, 32),
-         Classification(0.99, "the classic 2-conv Keras/PyTorch CNN, 99%+ in 3 epochs"), "CNN on MNIST digits",
-         augment=ImageAugmentSpec()),
-    # The same CNN with shifts, small rotations and scaling, drawn anew each step: the recipe for 99.4%+
-    # (issue #13). Not yet measured here: see BENCHMARKS.md for the run that sets its epochs.
-    Task("mnist-cnn-aug", "mnist", MNIST_CNN, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(15, 128),
-         Classification(0.994, "2-conv CNNs with augmentation, 99.4-99.5%"), "CNN on MNIST digits, augmented",
-         augment=ImageAugmentSpec(shift=2, rotate=10.0, scale=0.1)),
-    Task("fashion-mnist-mlp", "fashion-mnist", MNIST_MLP, OptimizerSpec(lr=2e-3, **_ONECYCLE_ADAM),
-         Budget(10, 128), Classification(0.88, "Zalando benchmark MLPs, 87-89%"), "MLP on Fashion-MNIST",
-         augment=ImageAugmentSpec()),
-    Task("fashion-mnist-cnn", "fashion-mnist", MNIST_CNN, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM),
-         Budget(10, 128), Classification(0.91, "Zalando benchmark 2-conv CNNs, ~91%"), "CNN on Fashion-MNIST",
-         augment=ImageAugmentSpec(shift=2, flip=0.5, erase=0.25)),
-    # The paper's MLP overfits MNIST-1D; small batches and decoupled weight decay give 70-73%.
-    Task("mnist1d-mlp", "mnist1d", MNIST1D_MLP,
-         OptimizerSpec(name="adamw", lr=1e-2, weight_decay=0.1, schedule="onecycle", warmup_fraction=0.2),
-         Budget(30, 16),
-         Classification(0.68, "MNIST-1D paper: MLP 68%"), "MLP on MNIST-1D (generated offline)"),
-    Task("mnist1d-cnn", "mnist1d", MNIST1D_CNN, OptimizerSpec(lr=2e-2, **_ONECYCLE_ADAM), Budget(150, 100),
-         Classification(0.94, "MNIST-1D paper: CNN 94%"), "CNN on MNIST-1D (generated offline)"),
-    Task("mnist1d-gru", "mnist1d", MNIST1D_GRU, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(30, 100),
-         Classification(0.91, "MNIST-1D paper: GRU 91%"), "GRU over MNIST-1D as 40 steps"),
-    Task("mnist1d-lstm", "mnist1d", MNIST1D_LSTM, OptimizerSpec(lr=5e-3, **_ONECYCLE_ADAM), Budget(50, 100),
-         Classification(0.91, "MNIST-1D paper: GRU 91% (LSTM bar set equal)"), "LSTM over MNIST-1D as 40 steps"),
-    # No published bar for an Elman RNN here; 70% is above the paper's MLP (68%), below its GRU (91%).
-    Task("mnist1d-rnn", "mnist1d", MNIST1D_RNN, OptimizerSpec(lr=5e-3, clip_norm=1.0, **_ONECYCLE_ADAM),
-         Budget(80, 100), Classification(0.70, "between the MNIST-1D paper's MLP (68%) and GRU (91%)"),
-         "Elman (tanh) RNN over MNIST-1D as 10 steps of 4"),
-    Task("mnist-rnn", "mnist", MNIST_LSTM, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(5, 128),
-         Classification(0.985, "row-by-row LSTM on MNIST, ~98.5-99%"), "LSTM reading MNIST row by row (28 steps of 28)"),
-    # Truncated BPTT over 32 parallel streams of 64 characters, state carried across batches.
-    Task("chars-lstm", "text", CHARS_LSTM,
-         OptimizerSpec(lr=4e-3, schedule="onecycle", warmup_fraction=0.1, clip_norm=1.0), Budget(6, 32),
-         LanguageModelling(0.5, "held-out bits/char at most half the unigram baseline's"),
-         "character-level LSTM language model (default corpus: Python's bundled help text)"),
-    Task("image-cnn", "folder", IMAGE_CNN, OptimizerSpec(lr=2e-3, **_ONECYCLE_ADAM), Budget(10, 32),
-         FolderClassification(0.9, "a rule of thumb for a few distinct classes: your data decides"),
-         "CNN on your own images (--data-dir PATH of class folders)", augment=ImageAugmentSpec(shift=2)),
-    Task("fsdd-cnn", "fsdd", FSDD_CNN, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(20, 64),
-         Classification(0.98, "issue #6: official FSDD split, 98%"), "CNN over log-mel of spoken digits (FSDD)",
-         augment=AugmentSpec(warp=0.15)),
-    Task("fsdd-crnn", "fsdd", FSDD_CRNN, OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM), Budget(30, 64),
-         Classification(0.98, "set equal to fsdd-cnn's"), "conv + GRU over log-mel of spoken digits (FSDD)",
-         augment=AugmentSpec(warp=0.15)),
-]}
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in [
+        Task(
+            "mnist-mlp",
+            "mnist",
+            MNIST_MLP,
+            OptimizerSpec(lr=2e-3, **_ONECYCLE_ADAM),
+            Budget(8, 128),
+            Classification(0.98, "classic 2-hidden-layer MLP, ~98%"),
+            "MLP on MNIST digits",
+            augment=ImageAugmentSpec(),
+        ),
+        # One epoch is enough for 99% with small batches (1,875 Adam steps) and a longer warm-up:
+        # seeds 0/1/2 gave 99.19/99.02/99.16% (torch) and 99.12/99.01% (JAX, seeds 0/1); batch 64-256
+        # stayed at 98.8-98.9% after one epoch. Benchmarks time to 99% on this recipe (BENCHMARKS.md).
+        Task(
+            "mnist-cnn",
+            "mnist",
+            MNIST_CNN,
+            OptimizerSpec(lr=3e-3, name="adam", schedule="onecycle", warmup_fraction=0.3),
+            Budget(1, 32),
+            Classification(0.99, "the classic 2-conv Keras/PyTorch CNN, 99%+ in 3 epochs"),
+            "CNN on MNIST digits",
+            augment=ImageAugmentSpec(),
+        ),
+        # The same CNN with shifts, small rotations and scaling, drawn anew each step: the recipe for 99.4%+
+        # (issue #13). Not yet measured here: see BENCHMARKS.md for the run that sets its epochs.
+        Task(
+            "mnist-cnn-aug",
+            "mnist",
+            MNIST_CNN,
+            OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM),
+            Budget(15, 128),
+            Classification(0.994, "2-conv CNNs with augmentation, 99.4-99.5%"),
+            "CNN on MNIST digits, augmented",
+            augment=ImageAugmentSpec(shift=2, rotate=10.0, scale=0.1),
+        ),
+        Task(
+            "fashion-mnist-mlp",
+            "fashion-mnist",
+            MNIST_MLP,
+            OptimizerSpec(lr=2e-3, **_ONECYCLE_ADAM),
+            Budget(10, 128),
+            Classification(0.88, "Zalando benchmark MLPs, 87-89%"),
+            "MLP on Fashion-MNIST",
+            augment=ImageAugmentSpec(),
+        ),
+        Task(
+            "fashion-mnist-cnn",
+            "fashion-mnist",
+            MNIST_CNN,
+            OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM),
+            Budget(10, 128),
+            Classification(0.91, "Zalando benchmark 2-conv CNNs, ~91%"),
+            "CNN on Fashion-MNIST",
+            augment=ImageAugmentSpec(shift=2, flip=0.5, erase=0.25),
+        ),
+        # The paper's MLP overfits MNIST-1D; small batches and decoupled weight decay give 70-73%.
+        Task(
+            "mnist1d-mlp",
+            "mnist1d",
+            MNIST1D_MLP,
+            OptimizerSpec(name="adamw", lr=1e-2, weight_decay=0.1, schedule="onecycle", warmup_fraction=0.2),
+            Budget(30, 16),
+            Classification(0.68, "MNIST-1D paper: MLP 68%"),
+            "MLP on MNIST-1D (generated offline)",
+        ),
+        Task(
+            "mnist1d-cnn",
+            "mnist1d",
+            MNIST1D_CNN,
+            OptimizerSpec(lr=2e-2, **_ONECYCLE_ADAM),
+            Budget(150, 100),
+            Classification(0.94, "MNIST-1D paper: CNN 94%"),
+            "CNN on MNIST-1D (generated offline)",
+        ),
+        Task(
+            "mnist1d-gru",
+            "mnist1d",
+            MNIST1D_GRU,
+            OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM),
+            Budget(30, 100),
+            Classification(0.91, "MNIST-1D paper: GRU 91%"),
+            "GRU over MNIST-1D as 40 steps",
+        ),
+        Task(
+            "mnist1d-lstm",
+            "mnist1d",
+            MNIST1D_LSTM,
+            OptimizerSpec(lr=5e-3, **_ONECYCLE_ADAM),
+            Budget(50, 100),
+            Classification(0.91, "MNIST-1D paper: GRU 91% (LSTM bar set equal)"),
+            "LSTM over MNIST-1D as 40 steps",
+        ),
+        # No published bar for an Elman RNN here; 70% is above the paper's MLP (68%), below its GRU (91%).
+        Task(
+            "mnist1d-rnn",
+            "mnist1d",
+            MNIST1D_RNN,
+            OptimizerSpec(lr=5e-3, clip_norm=1.0, **_ONECYCLE_ADAM),
+            Budget(80, 100),
+            Classification(0.70, "between the MNIST-1D paper's MLP (68%) and GRU (91%)"),
+            "Elman (tanh) RNN over MNIST-1D as 10 steps of 4",
+        ),
+        Task(
+            "mnist-rnn",
+            "mnist",
+            MNIST_LSTM,
+            OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM),
+            Budget(5, 128),
+            Classification(0.985, "row-by-row LSTM on MNIST, ~98.5-99%"),
+            "LSTM reading MNIST row by row (28 steps of 28)",
+        ),
+        # Truncated BPTT over 32 parallel streams of 64 characters, state carried across batches.
+        Task(
+            "chars-lstm",
+            "text",
+            CHARS_LSTM,
+            OptimizerSpec(lr=4e-3, schedule="onecycle", warmup_fraction=0.1, clip_norm=1.0),
+            Budget(6, 32),
+            LanguageModelling(0.5, "held-out bits/char at most half the unigram baseline's"),
+            "character-level LSTM language model (default corpus: Python's bundled help text)",
+        ),
+        Task(
+            "image-cnn",
+            "folder",
+            IMAGE_CNN,
+            OptimizerSpec(lr=2e-3, **_ONECYCLE_ADAM),
+            Budget(10, 32),
+            FolderClassification(0.9, "a rule of thumb for a few distinct classes: your data decides"),
+            "CNN on your own images (--data-dir PATH of class folders)",
+            augment=ImageAugmentSpec(shift=2),
+        ),
+        Task(
+            "fsdd-cnn",
+            "fsdd",
+            FSDD_CNN,
+            OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM),
+            Budget(20, 64),
+            Classification(0.98, "issue #6: official FSDD split, 98%"),
+            "CNN over log-mel of spoken digits (FSDD)",
+            augment=AugmentSpec(warp=0.15),
+        ),
+        Task(
+            "fsdd-crnn",
+            "fsdd",
+            FSDD_CRNN,
+            OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM),
+            Budget(30, 64),
+            Classification(0.98, "set equal to fsdd-cnn's"),
+            "conv + GRU over log-mel of spoken digits (FSDD)",
+            augment=AugmentSpec(warp=0.15),
+        ),
+    ]
+}
 
 
 def fit_vocab(task: Task, vocab_size: int) -> Task:

@@ -47,8 +47,11 @@ def atomic_path(path: str | Path):
 def atomic_save(tensors: dict[str, np.ndarray], path: str | Path, metadata: dict) -> None:
     """Write a safetensors file atomically (see :func:`atomic_path`)."""
     with atomic_path(path) as tmp:
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp,
-                  metadata={k: json.dumps(v) for k, v in metadata.items()})
+        save_file(
+            {k: np.ascontiguousarray(v) for k, v in tensors.items()},
+            tmp,
+            metadata={k: json.dumps(v) for k, v in metadata.items()},
+        )
 
 
 def read_safetensors(path: str | Path, what: str = "weights") -> tuple[dict[str, np.ndarray], dict]:
@@ -82,8 +85,10 @@ def check_weights(params: dict[str, np.ndarray], expected: dict[str, tuple[int, 
             raise DiptychError(f"{source}: missing tensor {name!r}; these weights belong to another model")
         got = params[name]
         if tuple(got.shape) != tuple(shape):
-            raise DiptychError(f"{source}: tensor {name!r} has shape {tuple(got.shape)}, the model expects "
-                               f"{tuple(shape)}; these weights belong to another model")
+            raise DiptychError(
+                f"{source}: tensor {name!r} has shape {tuple(got.shape)}, the model expects "
+                f"{tuple(shape)}; these weights belong to another model"
+            )
         if got.dtype != np.float32:
             raise DiptychError(f"{source}: tensor {name!r} has dtype {got.dtype}, expected float32")
     extra = sorted(set(params) - set(expected))

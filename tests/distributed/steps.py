@@ -28,8 +28,10 @@ def train(backend, world, parallel: bool, out: str) -> None:
     rank, size = (world.rank, world.size) if parallel else (0, 1)
     batches = Batches(len(data.x_train), task.budget.batch_size, seed=0).shard(rank, size)
     trainer = backend.train.Trainer(task, 0, STEPS, device=world.device, world=world if parallel else None)
-    losses = [trainer.train_step(data.x_train[idx], data.y_train[idx])  # (B / size, 40), (B / size,)
-              for _, idx in zip(range(STEPS), batches.epoch(0))]
+    losses = [
+        trainer.train_step(data.x_train[idx], data.y_train[idx])  # (B / size, 40), (B / size,)
+        for _, idx in zip(range(STEPS), batches.epoch(0))
+    ]
     losses = trainer.losses_to_numpy(losses)  # (STEPS,)
     losses = world.mean(losses) if parallel else losses  # global-batch losses
     devices = world.devices if parallel else 1

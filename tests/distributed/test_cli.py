@@ -41,10 +41,24 @@ def _worker(launcher: psutil.Process, framework: str, rank: int) -> psutil.Proce
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_killed_worker_stops_the_run_and_resume_finishes_it(framework, tmp_path, mnist1d):
     out = tmp_path / "run"
-    args = ["train", "mnist1d-cnn", "--framework", framework, "--nproc", "2", "--port", str(free_port()),
-            "--epochs", str(EPOCHS[framework]), "--out", str(out), "--no-progress"]
-    launcher = subprocess.Popen([sys.executable, "-m", "diptych", *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+    args = [
+        "train",
+        "mnist1d-cnn",
+        "--framework",
+        framework,
+        "--nproc",
+        "2",
+        "--port",
+        str(free_port()),
+        "--epochs",
+        str(EPOCHS[framework]),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "diptych", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 120
     while _checkpoint_epoch(out / "checkpoint.safetensors") < 1 and launcher.poll() is None and time.time() < deadline:
         time.sleep(0.01)
@@ -75,8 +89,21 @@ def test_port_in_use_and_oversubscription(framework, tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        r = run_cli("train", "mnist1d-cnn", "--framework", framework, "--nproc", str(too_many), "--port", str(port),
-                    "--batch-size", str(10 * too_many), "--out", str(tmp_path), timeout=120)
+        r = run_cli(
+            "train",
+            "mnist1d-cnn",
+            "--framework",
+            framework,
+            "--nproc",
+            str(too_many),
+            "--port",
+            str(port),
+            "--batch-size",
+            str(10 * too_many),
+            "--out",
+            str(tmp_path),
+            timeout=120,
+        )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"warning: --nproc {too_many} is more than the" in " ".join(r.stderr.split())
     assert f"coordinator port {port} on 127.0.0.1 is already in use" in r.stderr and "--port" in r.stderr
@@ -85,8 +112,19 @@ def test_port_in_use_and_oversubscription(framework, tmp_path):
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_device_gpu_without_a_gpu_is_one_line(framework, tmp_path):
-    r = run_cli("train", "mnist1d-cnn", "--framework", framework, "--device", "gpu", "--epochs", "1",
-                "--out", str(tmp_path), "--no-progress")
+    r = run_cli(
+        "train",
+        "mnist1d-cnn",
+        "--framework",
+        framework,
+        "--device",
+        "gpu",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--no-progress",
+    )
     if r.returncode == 0:  # a GPU machine: then it must really have trained there
         assert json.loads((tmp_path / "run.json").read_text())["world"]["device"].startswith(("cuda", "gpu"))
         return
@@ -95,8 +133,9 @@ def test_device_gpu_without_a_gpu_is_one_line(framework, tmp_path):
 
 
 def test_batch_not_divisible_by_workers_is_one_line(tmp_path):
-    r = run_cli("train", "mnist1d-cnn", "--framework", "torch", "--nproc", "3", "--batch-size", "100",
-                "--out", str(tmp_path))
+    r = run_cli(
+        "train", "mnist1d-cnn", "--framework", "torch", "--nproc", "3", "--batch-size", "100", "--out", str(tmp_path)
+    )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "--batch-size 100 is not divisible by --nproc 3" in r.stderr
 

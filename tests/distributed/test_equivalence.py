@@ -22,8 +22,10 @@ STEPS = Path(__file__).with_name("steps.py")
 def _run(cmds, out, envs):
     """Run the commands together (one env each, or one env for all); return the lead's .npz."""
     envs = envs if isinstance(envs, list) else [envs] * len(cmds)
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for cmd, env in zip(cmds, envs)]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for cmd, env in zip(cmds, envs)
+    ]
     logs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), "\n".join(logs)
     return dict(np.load(out))
@@ -36,15 +38,23 @@ def launch(framework: str, form: str, out: Path) -> dict:
     if form == "single":
         return _run([[sys.executable, *script]], out, env)
     if form == "torchrun":
-        return _run([[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                      *script]], out, env)
+        return _run(
+            [[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *script]],
+            out,
+            env,
+        )
     if form == "virtual-devices":  # also writes the 1-device reference, from the same process
         script.append(str(out.with_name("one.npz")))
         return _run([[sys.executable, *script]], out, {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     port = free_port()  # two jax.distributed processes on loopback
-    return _run([[sys.executable, *script]] * 2, out, [
-        {**env, "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(r)}
-        for r in range(2)])
+    return _run(
+        [[sys.executable, *script]] * 2,
+        out,
+        [
+            {**env, "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(r)}
+            for r in range(2)
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +78,9 @@ def runs(tmp_path_factory, mnist1d):  # mnist1d: the dataset is cached before wo
     return get
 
 
-@pytest.mark.parametrize("framework,form", [("torch", "torchrun"), ("jax", "virtual-devices"),
-                                            ("jax", "jax.distributed")])
+@pytest.mark.parametrize(
+    "framework,form", [("torch", "torchrun"), ("jax", "virtual-devices"), ("jax", "jax.distributed")]
+)
 def test_two_workers_match_one(framework, form, runs):
     one, two = runs(framework, form)
     assert list(one["world"]) == [1, 1] and two["world"][1] == 2  # it really ran on 2 devices

@@ -21,8 +21,17 @@ jax.config.update("jax_default_matmul_precision", "float32")
 torch.backends.cudnn.allow_tf32 = False
 torch.backends.cuda.matmul.allow_tf32 = False
 
-OPS = ["none", "shift:2", "rotate:10", "scale:0.1", "erase:0.5", "flip:1", "mixup:0.2", "cutmix:1",
-       "shift:2,rotate:10,scale:0.1,erase:0.5"]
+OPS = [
+    "none",
+    "shift:2",
+    "rotate:10",
+    "scale:0.1",
+    "erase:0.5",
+    "flip:1",
+    "mixup:0.2",
+    "cutmix:1",
+    "shift:2,rotate:10,scale:0.1,erase:0.5",
+]
 
 
 @pytest.fixture(scope="module")
@@ -78,16 +87,21 @@ def test_mixed_labels_give_the_same_loss_in_both_twins():
     rng = np.random.default_rng(0)
     logits, y = rng.normal(size=(8, 10)).astype(np.float32), rng.integers(0, 10, 8).astype(np.int32)
     params = draw_image(ImageAugmentSpec(mixup=0.2), (8, 28, 28), 0.0, 0, 0, 0)
-    t = torch_aug.mixed_loss(torch.from_numpy(logits), torch.from_numpy(y).long(),
-                             {k: torch.from_numpy(v) for k, v in params.items()}).item()
+    t = torch_aug.mixed_loss(
+        torch.from_numpy(logits), torch.from_numpy(y).long(), {k: torch.from_numpy(v) for k, v in params.items()}
+    ).item()
     j = float(jax_aug.mixed_loss(jnp.asarray(logits), jnp.asarray(y), {k: jnp.asarray(v) for k, v in params.items()}))
     plain = float(torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y).long()))
     assert abs(t - j) < 1e-5 and abs(t - plain) > 1e-3  # mixed labels change the loss, alike in both
 
 
 def test_bad_augment_options_are_one_line_errors():
-    for bad, words in [("spin:3", "unknown operation"), ("shift:1.5", "whole pixels"), ("rotate:x", "number"),
-                       ("mixup,cutmix", "not both")]:
+    for bad, words in [
+        ("spin:3", "unknown operation"),
+        ("shift:1.5", "whole pixels"),
+        ("rotate:x", "number"),
+        ("mixup,cutmix", "not both"),
+    ]:
         with pytest.raises(DiptychError, match=words):
             choose_augment(get_task("mnist-cnn"), bad)
     with pytest.raises(DiptychError, match="mirrored digit"):

@@ -13,8 +13,9 @@ from diptych.tasks import TASKS
 
 @pytest.mark.slow
 @pytest.mark.parametrize("trained_in,evaluated_in", [("torch", "jax"), ("jax", "torch")])
-def test_trained_weights_give_identical_predictions_in_the_other_twin(trained_in, evaluated_in,
-                                                                     trained_mnist_cnn, mnist):
+def test_trained_weights_give_identical_predictions_in_the_other_twin(
+    trained_in, evaluated_in, trained_mnist_cnn, mnist
+):
     run, folder = trained_mnist_cnn(trained_in)
     weights = folder / "weights.safetensors"
     same = evaluate_weights("mnist-cnn", trained_in, weights, dataset=mnist)
@@ -71,12 +72,31 @@ def test_native_files_load_the_way_each_framework_loads_them(tmp_path):
 
 def test_init_from_other_twins_weights(tmp_path):
     src = tmp_path / "torch"
-    assert run_cli("train", "mnist1d-mlp", "--framework", "torch", "--epochs", "1", "--out", str(src),
-                   "--no-progress").returncode == 0
+    assert (
+        run_cli(
+            "train", "mnist1d-mlp", "--framework", "torch", "--epochs", "1", "--out", str(src), "--no-progress"
+        ).returncode
+        == 0
+    )
     run_cli("convert", str(src / "weights.safetensors"), str(tmp_path / "w.pt"))
-    proc = run_cli("train", "mnist1d-mlp", "--framework", "jax", "--epochs", "1", "--lr", "1e-12",
-                   "--optimizer", "sgd", "--init-from", str(tmp_path / "w.pt"), "--out", str(tmp_path / "jax"),
-                   "--json", "--no-progress")
+    proc = run_cli(
+        "train",
+        "mnist1d-mlp",
+        "--framework",
+        "jax",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-12",
+        "--optimizer",
+        "sgd",
+        "--init-from",
+        str(tmp_path / "w.pt"),
+        "--out",
+        str(tmp_path / "jax"),
+        "--json",
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stderr
     a, b = load_file(src / "weights.safetensors"), load_file(tmp_path / "jax" / "weights.safetensors")
     for k in a:  # lr 1e-12: the JAX run ends where the torch weights started it
@@ -85,10 +105,25 @@ def test_init_from_other_twins_weights(tmp_path):
 
 def test_checkpoint_resumes_in_the_other_framework(tmp_path):
     out = tmp_path / "run"
-    assert run_cli("train", "mnist1d-mlp", "--framework", "torch", "--epochs", "2", "--out", str(out),
-                   "--no-progress").returncode == 0
-    proc = run_cli("train", "mnist1d-mlp", "--framework", "jax", "--epochs", "4", "--resume", "--out", str(out),
-                   "--json", "--no-progress")
+    assert (
+        run_cli(
+            "train", "mnist1d-mlp", "--framework", "torch", "--epochs", "2", "--out", str(out), "--no-progress"
+        ).returncode
+        == 0
+    )
+    proc = run_cli(
+        "train",
+        "mnist1d-mlp",
+        "--framework",
+        "jax",
+        "--epochs",
+        "4",
+        "--resume",
+        "--out",
+        str(out),
+        "--json",
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stderr
     run = json.loads(proc.stdout)
     assert [e["epoch"] for e in run["epochs"]] == [1, 2, 3, 4] and run["framework"] == "jax"
@@ -103,18 +138,23 @@ def _one_line_exit_2(proc, needle):
 def test_refuses_wrong_dtype(tmp_path, framework):
     w = {k: v.astype(np.float64) for k, v in _random_weights("mnist1d-cnn").items()}
     save_file(w, tmp_path / "w.safetensors")
-    _one_line_exit_2(run_cli("eval", "mnist1d-cnn", "--framework", framework, "--weights",
-                             str(tmp_path / "w.safetensors")), "dtype float64, expected float32")
+    _one_line_exit_2(
+        run_cli("eval", "mnist1d-cnn", "--framework", framework, "--weights", str(tmp_path / "w.safetensors")),
+        "dtype float64, expected float32",
+    )
 
 
 def test_refuses_weights_of_another_model_and_truncation(tmp_path):
     save_file(_random_weights("mnist1d-mlp"), tmp_path / "mlp.safetensors")
-    _one_line_exit_2(run_cli("eval", "mnist1d-cnn", "--framework", "jax", "--weights",
-                             str(tmp_path / "mlp.safetensors")), "another model")
+    _one_line_exit_2(
+        run_cli("eval", "mnist1d-cnn", "--framework", "jax", "--weights", str(tmp_path / "mlp.safetensors")),
+        "another model",
+    )
     raw = (tmp_path / "mlp.safetensors").read_bytes()
     (tmp_path / "cut.safetensors").write_bytes(raw[:-100])
-    _one_line_exit_2(run_cli("convert", str(tmp_path / "cut.safetensors"), str(tmp_path / "x.pt")),
-                     "truncated or corrupt")
+    _one_line_exit_2(
+        run_cli("convert", str(tmp_path / "cut.safetensors"), str(tmp_path / "x.pt")), "truncated or corrupt"
+    )
     assert not (tmp_path / "x.pt").exists()
 
 

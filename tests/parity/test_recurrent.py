@@ -13,7 +13,8 @@ from diptych.tasks import Budget, OptimizerSpec, RNNSpec, Task
 
 T, J = load_backend("torch"), load_backend("jax")
 SPECS = [RNNSpec(cell, 1, 40, 16) for cell in ("rnn", "lstm", "gru")] + [
-    RNNSpec(cell, 4, 10, 8, num_layers=2, bidirectional=True) for cell in ("rnn", "lstm", "gru")]
+    RNNSpec(cell, 4, 10, 8, num_layers=2, bidirectional=True) for cell in ("rnn", "lstm", "gru")
+]
 
 
 def _task(spec):

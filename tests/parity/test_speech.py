@@ -51,7 +51,9 @@ def test_both_twins_augment_a_batch_identically():
 def test_augmentation_inside_the_train_step_matches():
     """One Adam step with augmentation on a small log-mel CNN: same loss and weights in both twins."""
     spec = CNNSpec(dims=2, in_size=(32, 64), convs=(ConvSpec(4, 3, padding=1, pool=4),))
-    task = Task("test-aug", "fsdd", spec, OptimizerSpec(), Budget(1, 16), Classification(0.0, "test"), augment=AugmentSpec())
+    task = Task(
+        "test-aug", "fsdd", spec, OptimizerSpec(), Budget(1, 16), Classification(0.0, "test"), augment=AugmentSpec()
+    )
     x, p = _batch(16, seed=1)
     y = np.arange(16, dtype=np.int32) % 10
     torch_t, jax_t, plain = T.train.Trainer(task, 0, 10), J.train.Trainer(task, 0, 10), T.train.Trainer(task, 0, 10)

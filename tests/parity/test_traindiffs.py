@@ -6,11 +6,18 @@ from conftest import run_cli
 from diptych.parity import run_parity
 
 
-@pytest.mark.parametrize("task,optimizer,lr", [
-    ("mnist1d-cnn", "adam", 1e-3), ("mnist1d-cnn", "sgd", 0.05),
-    ("mnist1d-mlp", "adam", 1e-3), ("mnist1d-mlp", "sgd", 0.05),
-    ("mnist1d-gru", "adam", 1e-3), ("mnist1d-lstm", "adam", 1e-3), ("mnist1d-rnn", "adam", 1e-3),
-])
+@pytest.mark.parametrize(
+    "task,optimizer,lr",
+    [
+        ("mnist1d-cnn", "adam", 1e-3),
+        ("mnist1d-cnn", "sgd", 0.05),
+        ("mnist1d-mlp", "adam", 1e-3),
+        ("mnist1d-mlp", "sgd", 0.05),
+        ("mnist1d-gru", "adam", 1e-3),
+        ("mnist1d-lstm", "adam", 1e-3),
+        ("mnist1d-rnn", "adam", 1e-3),
+    ],
+)
 def test_parity_passes(task, optimizer, lr, mnist1d):
     report = run_parity(task, steps=100, optimizer=optimizer, lr=lr, dataset=mnist1d)
     bad = [r.as_dict() for r in report.rows if not r.ok]
@@ -57,6 +64,11 @@ def test_cli_parity_exit_codes_and_json(tmp_path):
     assert ok.returncode == 0, ok.stderr
     report = json.loads(ok.stdout)
     assert report["ok"] and {r["check"] for r in report["rows"]} >= {
-        "logits", "gradient", "param after 1 step", "loss at every step", "param after every step"}
+        "logits",
+        "gradient",
+        "param after 1 step",
+        "loss at every step",
+        "param after every step",
+    }
     table = run_cli("parity", "mnist1d-cnn", "--steps", "10")
     assert table.returncode == 0 and "PASS" in table.stdout and "conv2.weight" in table.stdout

@@ -33,6 +33,8 @@ def load_backend(framework: str) -> ModuleType:
         except ImportError:
             missing.append(module)
     if missing:
-        raise DiptychError(f"the {framework} twin needs {', '.join(missing)}, which is not installed; "
-                           f"install it with: pip install 'diptych[{framework}]'")
+        raise DiptychError(
+            f"the {framework} twin needs {', '.join(missing)}, which is not installed; "
+            f"install it with: pip install 'diptych[{framework}]'"
+        )
     return importlib.import_module(f"diptych.backends.{framework}")

@@ -44,8 +44,15 @@ def interleaved(contestants: list[str], repeats: int) -> list[tuple[int, str]]:
 # ----------------------------------------------------------------------------- one burst (subprocess)
 
 
-def burst(task_name: str, framework: str, seconds: float, data_dir: str | None, seed: int = 0,
-          precision: str = "fp32", augment: str | None = None) -> dict:
+def burst(
+    task_name: str,
+    framework: str,
+    seconds: float,
+    data_dir: str | None,
+    seed: int = 0,
+    precision: str = "fp32",
+    augment: str | None = None,
+) -> dict:
     """Runs inside a fresh process: first-step time, steady throughput, eval throughput, matmul peak;
     with an image ``augment`` (OPS or ``default``) also the steady throughput with augmentation on."""
     from diptych.backends import load_backend
@@ -59,8 +66,9 @@ def burst(task_name: str, framework: str, seconds: float, data_dir: str | None, 
     batches = train_batches(data, task.budget.batch_size, seed)
     stream = (idx for epoch in range(10**9) for idx in batches.epoch(epoch))
     world = backend.distributed.init("auto", task.budget.batch_size)  # the same device set-up as `diptych train`
-    trainer = backend.train.Trainer(task, seed, total_steps=10**6, precision=precision, device=world.device,
-                                    world=world)
+    trainer = backend.train.Trainer(
+        task, seed, total_steps=10**6, precision=precision, device=world.device, world=world
+    )
 
     idx = next(stream)
     t0 = time.perf_counter()
@@ -82,15 +90,22 @@ def burst(task_name: str, framework: str, seconds: float, data_dir: str | None, 
     t2 = time.perf_counter()
     task.objective.evaluate(trainer, data, facts)
     eval_sps = len(data.y_test) / (time.perf_counter() - t2)
-    return {"framework": framework, "compile_seconds": first, "train_samples_per_second": train_sps,
-            "eval_samples_per_second": eval_sps, "peak_rss_mb": peak_rss_mb(),
-            "matmul_gflops": backend.train.matmul_gflops(), "versions": backend.train.versions(),
-            "device": backend.train.device_name(),
-            **({"augment": task.augment.describe(), "augmented_samples_per_second": aug_sps} if aug_sps else {})}
+    return {
+        "framework": framework,
+        "compile_seconds": first,
+        "train_samples_per_second": train_sps,
+        "eval_samples_per_second": eval_sps,
+        "peak_rss_mb": peak_rss_mb(),
+        "matmul_gflops": backend.train.matmul_gflops(),
+        "versions": backend.train.versions(),
+        "device": backend.train.device_name(),
+        **({"augment": task.augment.describe(), "augmented_samples_per_second": aug_sps} if aug_sps else {}),
+    }
 
 
 def _augmented_rate(trainer, data, stream, augmenter, seconds: float, batch: int) -> float:
     """Steady training samples per second with the augmentation drawn and applied, first step untimed."""
+
     def step(n):
         idx = next(stream)
         x = data.x_train[idx]
@@ -112,24 +127,50 @@ def _run(cmd: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _burst_cmd(task: str, contestant: str, seconds: float, data_dir: str | None, precision: str,
-               augment: str | None = None) -> list[str]:
+def _burst_cmd(
+    task: str, contestant: str, seconds: float, data_dir: str | None, precision: str, augment: str | None = None
+) -> list[str]:
     if contestant == BASELINE:
         cmd = [sys.executable, "-m", BASELINE_MODULE, "--burst", str(seconds)]
     else:
-        cmd = [sys.executable, "-m", "diptych.commands.bench", "--task", task, "--framework", contestant,
-               "--seconds", str(seconds), "--precision", precision]
+        cmd = [
+            sys.executable,
+            "-m",
+            "diptych.commands.bench",
+            "--task",
+            task,
+            "--framework",
+            contestant,
+            "--seconds",
+            str(seconds),
+            "--precision",
+            precision,
+        ]
         cmd += ["--augment", augment] if augment else []
     return cmd + (["--data-dir", data_dir] if data_dir else [])
 
 
-def _train_cmd(task: str, contestant: str, out: Path, data_dir: str | None, precision: str,
-               augment: str | None = None) -> list[str]:
+def _train_cmd(
+    task: str, contestant: str, out: Path, data_dir: str | None, precision: str, augment: str | None = None
+) -> list[str]:
     if contestant == BASELINE:
         cmd = [sys.executable, "-m", BASELINE_MODULE, "--out", str(out), "--json"]
     else:
-        cmd = [sys.executable, "-m", "diptych", "train", task, "--framework", contestant, "--out", str(out),
-               "--json", "--no-progress", "--precision", precision]
+        cmd = [
+            sys.executable,
+            "-m",
+            "diptych",
+            "train",
+            task,
+            "--framework",
+            contestant,
+            "--out",
+            str(out),
+            "--json",
+            "--no-progress",
+            "--precision",
+            precision,
+        ]
         cmd += ["--augment", augment] if augment else []
     return cmd + (["--data-dir", data_dir] if data_dir else [])
 
@@ -137,9 +178,19 @@ def _train_cmd(task: str, contestant: str, out: Path, data_dir: str | None, prec
 # ----------------------------------------------------------------------------- the whole benchmark
 
 
-def run_bench(task_name: str, frameworks: list[str], out: Path, repeats: int = 3, seconds: float = 3.0,
-              baseline: bool = False, data_dir: str | None = None, train: bool = True, log=print,
-              precision: str = "fp32", augment: str | None = None) -> dict:
+def run_bench(
+    task_name: str,
+    frameworks: list[str],
+    out: Path,
+    repeats: int = 3,
+    seconds: float = 3.0,
+    baseline: bool = False,
+    data_dir: str | None = None,
+    train: bool = True,
+    log=print,
+    precision: str = "fp32",
+    augment: str | None = None,
+) -> dict:
     task = choose_augment(get_task(task_name), augment)  # a bad --augment fails here, before any burst
     if baseline and task.name != "mnist-cnn":
         raise DiptychError("--baseline is the seed MNIST CNN recipe: use it with the mnist-cnn task")
@@ -153,17 +204,37 @@ def run_bench(task_name: str, frameworks: list[str], out: Path, repeats: int = 3
     if train:
         for c in contestants:
             log(f"training {c} to the end of its budget")
-            runs[c] = _run(_train_cmd(task.name, c, out / "runs" / c, data_dir, precision,
-                                      augment if c != BASELINE else None))
+            runs[c] = _run(
+                _train_cmd(task.name, c, out / "runs" / c, data_dir, precision, augment if c != BASELINE else None)
+            )
     result = summarize(task.name, bursts, runs)
     result["precision"] = precision
     if augment is not None:  # the augmentation's step cost: steady throughput without / with it, per twin
-        result["augment"] = {"ops": task.augment.describe(), "slowdown": {
-            c: round(float(np.median([b["train_samples_per_second"] / b["augmented_samples_per_second"]
-                                      for b in bursts[c] if b.get("augmented_samples_per_second")] or [np.nan])), 3)
-            for c in frameworks}}
-        log("augmentation " + result["augment"]["ops"] + ": step time x" + ", x".join(
-            f"{v} ({c})" for c, v in result["augment"]["slowdown"].items()))
+        result["augment"] = {
+            "ops": task.augment.describe(),
+            "slowdown": {
+                c: round(
+                    float(
+                        np.median(
+                            [
+                                b["train_samples_per_second"] / b["augmented_samples_per_second"]
+                                for b in bursts[c]
+                                if b.get("augmented_samples_per_second")
+                            ]
+                            or [np.nan]
+                        )
+                    ),
+                    3,
+                )
+                for c in frameworks
+            },
+        }
+        log(
+            "augmentation "
+            + result["augment"]["ops"]
+            + ": step time x"
+            + ", x".join(f"{v} ({c})" for c, v in result["augment"]["slowdown"].items())
+        )
     write_json(out / "bench.json", result)
     write_report(result, out)
     return result
@@ -179,8 +250,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--precision", default="fp32")
     p.add_argument("--augment")
     args = p.parse_args(argv)
-    print(json.dumps(burst(args.task, args.framework, args.seconds, args.data_dir, precision=args.precision,
-                           augment=args.augment)))
+    print(
+        json.dumps(
+            burst(
+                args.task, args.framework, args.seconds, args.data_dir, precision=args.precision, augment=args.augment
+            )
+        )
+    )
 
 
 if __name__ == "__main__":

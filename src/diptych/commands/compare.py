@@ -38,12 +38,23 @@ def _cli_args(options: dict) -> list[str]:
     return args
 
 
-def compare_frameworks(task: str, frameworks: list[str], out: Path, options: dict, as_json: bool = False,
-                       progress: bool = True) -> dict:
+def compare_frameworks(
+    task: str, frameworks: list[str], out: Path, options: dict, as_json: bool = False, progress: bool = True
+) -> dict:
     runs = {}
     for fw in frameworks:
-        cmd = [sys.executable, "-m", "diptych", "train", task, "--framework", fw, "--out", str(out / fw),
-               *_cli_args(options)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "diptych",
+            "train",
+            task,
+            "--framework",
+            fw,
+            "--out",
+            str(out / fw),
+            *_cli_args(options),
+        ]
         if not progress:
             cmd.append("--no-progress")
         proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
@@ -89,8 +100,11 @@ def plot_accuracy(runs: dict[str, dict], path: Path) -> Path:
     if target:
         ax.axhline(100 * target, color="gray", linestyle="--", linewidth=1, label=f"target {100 * target:.1f}%")
     task = next(iter(runs.values()))["task"]
-    ax.set(title=f"{task}: test accuracy vs wall time (compile included)", xlabel="wall time (s)",
-           ylabel="test accuracy (%)")
+    ax.set(
+        title=f"{task}: test accuracy vs wall time (compile included)",
+        xlabel="wall time (s)",
+        ylabel="test accuracy (%)",
+    )
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()

@@ -33,5 +33,4 @@ def convert(src: str | Path, dst: str | Path, task: str | None = None) -> dict:
         load_backend("torch").weights.save_native(params, dst)
     else:
         load_backend("jax").weights.save_native(params, dst, spec)
-    return {"source": str(src), "output": str(dst), "format": fmt, "model": spec.describe(),
-            "tensors": len(params)}
+    return {"source": str(src), "output": str(dst), "format": fmt, "model": spec.describe(), "tensors": len(params)}

@@ -29,8 +29,10 @@ def load_lm(weights: str | Path) -> tuple[Task, dict[str, np.ndarray], str]:
     params, raw = read_safetensors(weights)
     meta = InferenceMeta.read(weights, raw)
     if meta.task not in LM_TASKS or meta.vocab is None:
-        raise DiptychError(f"{weights} is not a diptych language model's weights.safetensors "
-                           "(it has no vocabulary); train one with `diptych train chars-lstm`")
+        raise DiptychError(
+            f"{weights} is not a diptych language model's weights.safetensors "
+            "(it has no vocabulary); train one with `diptych train chars-lstm`"
+        )
     task = fit_vocab(get_task(meta.task), len(meta.vocab))
     check_weights(params, task.model.param_shapes(), str(weights))
     return task, params, meta.vocab
@@ -44,8 +46,15 @@ def sample(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> 
     return int(rng.choice(len(p), p=p / p.sum()))
 
 
-def generate(weights: str | Path, framework: str, prompt: str, length: int, temperature: float = 1.0,
-             seed: int = 0, task: str | None = None) -> str:
+def generate(
+    weights: str | Path,
+    framework: str,
+    prompt: str,
+    length: int,
+    temperature: float = 1.0,
+    seed: int = 0,
+    task: str | None = None,
+) -> str:
     """``prompt`` followed by ``length`` characters sampled from the model, one at a time
     (``task``, when given, must be the one the weights were trained for)."""
     if not prompt:

@@ -36,8 +36,10 @@ def predict(task_name: str, framework: str, weights_path: str, images: list[str]
     params, _, meta = read_any(weights_path)  # canonical, torch .pt or Flax .msgpack
     info = InferenceMeta.read(weights_path, meta)
     if info.features is None or info.classes is None:
-        raise DiptychError(f"{weights_path} carries no class names or image settings; pass the "
-                           f"weights.safetensors that `diptych train {task_name}` wrote")
+        raise DiptychError(
+            f"{weights_path} carries no class names or image settings; pass the "
+            f"weights.safetensors that `diptych train {task_name}` wrote"
+        )
     fe, classes = info.features["frontend"], info.classes
     task = task.objective.for_weights(task, info)  # the size, channels and classes it was trained with
     check_weights(params, task.model.param_shapes(), str(weights_path))
@@ -46,17 +48,28 @@ def predict(task_name: str, framework: str, weights_path: str, images: list[str]
     trainer = load_backend(framework).train.Trainer(task, 0, 1)
     trainer.load_weights(params, str(weights_path))
     probs = np.exp(log_softmax(trainer.predict(x).astype(np.float64)))  # (N, classes)
-    return [{"file": str(p), "class": classes[int(pr.argmax())], "probability": float(pr.max())}
-            for p, pr in zip(images, probs)]
+    return [
+        {"file": str(p), "class": classes[int(pr.argmax())], "probability": float(pr.max())}
+        for p, pr in zip(images, probs)
+    ]
 
 
 @click.command("predict")
 @click.argument("task", type=click.Choice(IMAGE_TASKS), metavar="TASK")
 @click.argument("images", nargs=-1, type=click.Path(), metavar="IMAGE...")
-@click.option("--weights", type=click.Path(dir_okay=False), required=True,
-              help="weights.safetensors from `diptych train TASK --data-dir ...` (either twin).")
-@click.option("--framework", type=click.Choice(["torch", "jax"]), default="torch", show_default=True,
-              help="Which twin runs the model.")
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="weights.safetensors from `diptych train TASK --data-dir ...` (either twin).",
+)
+@click.option(
+    "--framework",
+    type=click.Choice(["torch", "jax"]),
+    default="torch",
+    show_default=True,
+    help="Which twin runs the model.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of FILE<TAB>CLASS<TAB>PROBABILITY.")
 def predict_cmd(task, images, weights, framework, as_json):
     """Name the class of each IMAGE: one line per file, FILE<TAB>CLASS<TAB>PROBABILITY."""
@@ -67,8 +80,16 @@ def predict_cmd(task, images, weights, framework, as_json):
         click.echo(f"{r['file']}\t{r['class']}\t{r['probability']:.4f}")
 
 
-def augment_preview(task_name: str, out: str | Path, augment: str | None = None, framework: str = "torch",
-                    data_dir: str | None = None, columns: int = 8, rows: int = 3, seed: int = 0) -> Path:
+def augment_preview(
+    task_name: str,
+    out: str | Path,
+    augment: str | None = None,
+    framework: str = "torch",
+    data_dir: str | None = None,
+    columns: int = 8,
+    rows: int = 3,
+    seed: int = 0,
+) -> Path:
     """A PNG grid: the first ``columns`` training images on top, then ``rows`` augmented draws of them
     (steps 0, 1, ...) as ``framework`` applies them in training."""
     import matplotlib
@@ -82,8 +103,10 @@ def augment_preview(task_name: str, out: str | Path, augment: str | None = None,
 
     task = choose_augment(get_task(task_name), augment)
     if not isinstance(task.augment, ImageAugmentSpec) or not task.augment.active():
-        raise DiptychError(f"{task_name} has no image augmentation to show; pass --augment OPS, e.g. "
-                           f"--augment shift:2,rotate:10,erase:0.25")
+        raise DiptychError(
+            f"{task_name} has no image augmentation to show; pass --augment OPS, e.g. "
+            f"--augment shift:2,rotate:10,erase:0.25"
+        )
     task, data, _ = task.objective.load(task, data_dir)
     x = data.x_train[:columns]  # (N, [C,] H, W)
     draw = augmenter_for(task, data, seed)
@@ -93,8 +116,11 @@ def augment_preview(task_name: str, out: str | Path, augment: str | None = None,
     for r, batch in enumerate(batches):
         for c, img in enumerate(batch):
             ax = axes[r][c]
-            shown = img if img.ndim == 2 else np.clip(img.transpose(1, 2, 0) * data.features["std"]
-                                                      + data.features["mean"], 0, 1)  # (H, W, 3) in [0, 1]
+            shown = (
+                img
+                if img.ndim == 2
+                else np.clip(img.transpose(1, 2, 0) * data.features["std"] + data.features["mean"], 0, 1)
+            )  # (H, W, 3) in [0, 1]
             ax.imshow(shown, cmap="gray" if img.ndim == 2 else None)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -120,14 +146,22 @@ def _apply(aug, framework: str, x: np.ndarray, params: dict) -> np.ndarray:
 
 
 @click.command("augment-preview")
-@click.argument("task", type=click.Choice([n for n, t in TASKS.items() if t.dataset in ("mnist", "fashion-mnist",
-                                                                                          "folder")]),
-                metavar="TASK")
-@click.option("--out", type=click.Path(dir_okay=False), default="augment.png", show_default=True,
-              help="The PNG to write.")
+@click.argument(
+    "task",
+    type=click.Choice([n for n, t in TASKS.items() if t.dataset in ("mnist", "fashion-mnist", "folder")]),
+    metavar="TASK",
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default="augment.png", show_default=True, help="The PNG to write."
+)
 @click.option("--augment", help="default (the task's) or OPS, e.g. shift:2,rotate:10,erase:0.25.")
-@click.option("--framework", type=click.Choice(["torch", "jax"]), default="torch", show_default=True,
-              help="Which twin applies the augmentation.")
+@click.option(
+    "--framework",
+    type=click.Choice(["torch", "jax"]),
+    default="torch",
+    show_default=True,
+    help="Which twin applies the augmentation.",
+)
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset (or your images).")
 @click.option("--seed", type=int, default=0, show_default=True, help="The run seed the draws come from.")
 def augment_preview_cmd(task, out, augment, framework, data_dir, seed):

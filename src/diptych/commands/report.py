@@ -63,11 +63,18 @@ def _figures(result: dict) -> dict[str, bytes]:
     if runs:
         fig, ax = plt.subplots(figsize=(7, 4))
         for name, run in runs.items():
-            ax.plot([e["wall_seconds"] for e in run["epochs"]], [100 * e["test_accuracy"] for e in run["epochs"]],
-                    marker="o", label=name)
+            ax.plot(
+                [e["wall_seconds"] for e in run["epochs"]],
+                [100 * e["test_accuracy"] for e in run["epochs"]],
+                marker="o",
+                label=name,
+            )
         ax.axhline(100 * result["target_accuracy"], color="gray", ls="--", lw=1, label="target")
-        ax.set(xlabel="wall time (s, compile included)", ylabel="test accuracy (%)",
-               title=f"{result['task']}: test accuracy vs wall time")
+        ax.set(
+            xlabel="wall time (s, compile included)",
+            ylabel="test accuracy (%)",
+            title=f"{result['task']}: test accuracy vs wall time",
+        )
         ax.grid(alpha=0.3), ax.legend()
         figs["accuracy_vs_time"] = png(fig)
 
@@ -94,8 +101,11 @@ def _figures(result: dict) -> dict[str, bytes]:
 
 def _machine_lines(result: dict) -> list[str]:
     m = result.get("machine", {})
-    lines = [f"CPU: {m.get('cpu')} ({m.get('cores')} cores, {m.get('memory_gb')} GB)",
-             f"device: {m.get('device')}", f"platform: {m.get('platform')}"]
+    lines = [
+        f"CPU: {m.get('cpu')} ({m.get('cores')} cores, {m.get('memory_gb')} GB)",
+        f"device: {m.get('device')}",
+        f"platform: {m.get('platform')}",
+    ]
     lines += [f"{k}: {v}" for k, v in m.get("versions", {}).items()]
     if result.get("matmul_peak_gflops"):
         lines.append(f"measured float32 matmul peak: {result['matmul_peak_gflops']:.0f} GFLOP/s")
@@ -110,8 +120,7 @@ def write_report(result: dict, out: str | Path) -> tuple[Path, Path]:
     headers, rows = table_rows(result)
     ratios = result.get("ratios", {})
 
-    md = [f"# diptych bench: {result['task']}", "",
-          "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    md = [f"# diptych bench: {result['task']}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     md += ["| " + " | ".join(r) + " |" for r in rows]
     if ratios:
         md += ["", "Ratios (same run):", ""] + [f"- {k.replace('_', ' ')}: {v:.2f}x" for k, v in ratios.items()]
@@ -126,15 +135,18 @@ def write_report(result: dict, out: str | Path) -> tuple[Path, Path]:
     table = "<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead><tbody>"
     table += "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows) + "</tbody></table>"
     ratio_html = "".join(f"<li>{esc(k.replace('_', ' '))}: <b>{v:.2f}x</b></li>" for k, v in ratios.items())
-    imgs = "".join(f'<figure><img alt="{esc(n)}" src="data:image/png;base64,{base64.b64encode(d).decode()}">'
-                   f"<figcaption>{esc(n.replace('_', ' '))}</figcaption></figure>" for n, d in figs.items())
+    imgs = "".join(
+        f'<figure><img alt="{esc(n)}" src="data:image/png;base64,{base64.b64encode(d).decode()}">'
+        f"<figcaption>{esc(n.replace('_', ' '))}</figcaption></figure>"
+        for n, d in figs.items()
+    )
     machine = "".join(f"<li>{esc(line)}</li>" for line in _machine_lines(result))
     page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>diptych bench: {esc(result['task'])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>diptych bench: {esc(result["task"])}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
 img{{max-width:100%}}figure{{margin:1em 0}}</style></head>
-<body><h1>diptych bench: {esc(result['task'])}</h1>{table}<ul>{ratio_html}</ul>{imgs}
+<body><h1>diptych bench: {esc(result["task"])}</h1>{table}<ul>{ratio_html}</ul>{imgs}
 <h2>Machine</h2><ul>{machine}</ul></body></html>
 """
     (out / "report.html").write_text(page)
@@ -149,7 +161,7 @@ def rebuild(dirs: list[str | Path], out: str | Path) -> dict:
         if not d.exists():
             raise DiptychError(f"{d} does not exist; pass bench or run folders")
         benches += sorted(d.rglob("bench.json")) if d.is_dir() else [d] if d.name == "bench.json" else []
-        for p in (sorted(d.rglob("run.json")) if d.is_dir() else [d] if d.name == "run.json" else []):
+        for p in sorted(d.rglob("run.json")) if d.is_dir() else [d] if d.name == "run.json" else []:
             run = read_json(p)
             if "task" not in run or "framework" not in run:
                 raise DiptychError(f"{p} is not a diptych run record")
@@ -162,9 +174,18 @@ def rebuild(dirs: list[str | Path], out: str | Path) -> dict:
         tasks = {r["task"] for r in runs.values()}
         if len(tasks) > 1:
             raise DiptychError(f"these runs are of different tasks ({', '.join(sorted(tasks))}); report one task")
-        bursts = {fw: [{"framework": fw, "compile_seconds": r["compile_seconds"],
-                        "train_samples_per_second": r["samples_per_second"], "eval_samples_per_second": float("nan"),
-                        "peak_rss_mb": r["peak_rss_mb"]}] for fw, r in runs.items()}
+        bursts = {
+            fw: [
+                {
+                    "framework": fw,
+                    "compile_seconds": r["compile_seconds"],
+                    "train_samples_per_second": r["samples_per_second"],
+                    "eval_samples_per_second": float("nan"),
+                    "peak_rss_mb": r["peak_rss_mb"],
+                }
+            ]
+            for fw, r in runs.items()
+        }
         result = summarize(tasks.pop(), bursts, runs)
     else:
         raise DiptychError(f"no bench.json or run.json under {', '.join(map(str, dirs))}")

@@ -39,22 +39,37 @@ def summarize(task_name: str, bursts: dict[str, list[dict]], runs: dict[str, dic
     task = objective.sized(task)  # a language model's FLOPs depend on its vocabulary: the default corpus's
     flops = train_flops(task.model)
     peaks = [b["matmul_gflops"] for bs in bursts.values() for b in bs if b.get("matmul_gflops")]
-    peak = max(statistics.median([b["matmul_gflops"] for b in bs if b.get("matmul_gflops")])
-               for bs in bursts.values() if any(b.get("matmul_gflops") for b in bs)) if peaks else None
+    peak = (
+        max(
+            statistics.median([b["matmul_gflops"] for b in bs if b.get("matmul_gflops")])
+            for bs in bursts.values()
+            if any(b.get("matmul_gflops") for b in bs)
+        )
+        if peaks
+        else None
+    )
     rows = {}
     for c, bs in bursts.items():
         sps = [b["train_samples_per_second"] for b in bs]
-        row = {"train_sps_median": statistics.median(sps), "train_sps_min": min(sps), "train_sps_max": max(sps),
-               "eval_sps_median": statistics.median(b["eval_samples_per_second"] for b in bs),
-               "compile_seconds_median": statistics.median(b["compile_seconds"] for b in bs),
-               "burst_peak_rss_mb": max(b["peak_rss_mb"] for b in bs)}
+        row = {
+            "train_sps_median": statistics.median(sps),
+            "train_sps_min": min(sps),
+            "train_sps_max": max(sps),
+            "eval_sps_median": statistics.median(b["eval_samples_per_second"] for b in bs),
+            "compile_seconds_median": statistics.median(b["compile_seconds"] for b in bs),
+            "burst_peak_rss_mb": max(b["peak_rss_mb"] for b in bs),
+        }
         row["achieved_gflops"] = row["train_sps_median"] * flops / 1e9
         row["mfu"] = row["achieved_gflops"] / peak if peak else None
         if c in runs:
             ttt, epochs = time_to_target(runs[c], objective)
-            row.update(time_to_target_seconds=ttt, time_to_target_epochs=epochs,
-                       final_accuracy=runs[c]["test_accuracy"], run_peak_rss_mb=runs[c]["peak_rss_mb"],
-                       run_wall_seconds=runs[c]["wall_seconds"])
+            row.update(
+                time_to_target_seconds=ttt,
+                time_to_target_epochs=epochs,
+                final_accuracy=runs[c]["test_accuracy"],
+                run_peak_rss_mb=runs[c]["peak_rss_mb"],
+                run_wall_seconds=runs[c]["wall_seconds"],
+            )
         rows[c] = row
     ratios = {}
     if BASELINE in rows:
@@ -75,6 +90,14 @@ def summarize(task_name: str, bursts: dict[str, list[dict]], runs: dict[str, dic
         ratios["slower_twin_throughput_vs_faster"] = rows[slow]["train_sps_median"] / rows[fast]["train_sps_median"]
     any_versions = {k: v for bs in bursts.values() for b in bs for k, v in b.get("versions", {}).items()}
     device = next((b["device"] for bs in bursts.values() for b in bs if b.get("device")), "cpu")
-    return {"task": task.name, "target_accuracy": objective.target_accuracy, "train_flops_per_sample": flops,
-            "matmul_peak_gflops": peak, "contestants": rows, "ratios": ratios, "bursts": bursts, "runs": runs,
-            "machine": {**hardware(device), "versions": versions(any_versions)}}
+    return {
+        "task": task.name,
+        "target_accuracy": objective.target_accuracy,
+        "train_flops_per_sample": flops,
+        "matmul_peak_gflops": peak,
+        "contestants": rows,
+        "ratios": ratios,
+        "bursts": bursts,
+        "runs": runs,
+        "machine": {**hardware(device), "versions": versions(any_versions)},
+    }

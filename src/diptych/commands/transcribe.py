@@ -31,12 +31,15 @@ def _features(meta: InferenceMeta, weights_path: str, data_dir: str | None) -> d
     try:
         return load_fsdd(data_dir, "official", download=False).features
     except DiptychError as e:
-        raise DiptychError(f"{weights_path} carries no feature statistics (only the weights.safetensors "
-                           f"that `diptych train` writes do) and recomputing them failed: {e}") from None
+        raise DiptychError(
+            f"{weights_path} carries no feature statistics (only the weights.safetensors "
+            f"that `diptych train` writes do) and recomputing them failed: {e}"
+        ) from None
 
 
-def transcribe(task_name: str, framework: str, weights_path: str, audio: list[str],
-               data_dir: str | None = None) -> list[dict]:
+def transcribe(
+    task_name: str, framework: str, weights_path: str, audio: list[str], data_dir: str | None = None
+) -> list[dict]:
     """``[{"file", "digit", "probability"}]`` for each wav file, in order."""
     task = get_task(task_name)
     if task.dataset not in AUDIO_DATASETS:
@@ -53,5 +56,6 @@ def transcribe(task_name: str, framework: str, weights_path: str, audio: list[st
     trainer = load_backend(framework).train.Trainer(task, 0, 1)
     trainer.load_weights(params, str(weights_path))
     probs = np.exp(log_softmax(trainer.predict(x).astype(np.float64)))  # (N, classes)
-    return [{"file": str(Path(p)), "digit": int(pr.argmax()), "probability": float(pr.max())}
-            for p, pr in zip(audio, probs)]
+    return [
+        {"file": str(Path(p)), "digit": int(pr.argmax()), "probability": float(pr.max())} for p, pr in zip(audio, probs)
+    ]

@@ -65,8 +65,7 @@ class MNIST(Dataset):
 def load(data_dir):
     paths = locate_idx_files("mnist", IDX_SOURCES["mnist"], data_dir)
     arrays = {k: read_idx(p) for k, p in paths.items()}
-    return (MNIST(arrays["train_images"], arrays["train_labels"]),
-            MNIST(arrays["test_images"], arrays["test_labels"]))
+    return (MNIST(arrays["train_images"], arrays["train_labels"]), MNIST(arrays["test_images"], arrays["test_labels"]))
 
 
 def evaluate(model, loader):
@@ -98,8 +97,13 @@ def burst(args, train_set, test_set):
     t2 = time.perf_counter()
     evaluate(model, DataLoader(test_set, batch_size=1000))
     eval_sps = len(test_set) / (time.perf_counter() - t2)
-    return {"framework": "seed-baseline", "compile_seconds": first, "train_samples_per_second": train_sps,
-            "eval_samples_per_second": eval_sps, "peak_rss_mb": peak_rss_mb()}
+    return {
+        "framework": "seed-baseline",
+        "compile_seconds": first,
+        "train_samples_per_second": train_sps,
+        "eval_samples_per_second": eval_sps,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def train(args, train_set, test_set):
@@ -129,27 +133,56 @@ def train(args, train_set, test_set):
                 curve.append([step, float(np.mean(losses[-20:]))])
         steady_seconds += time.perf_counter() - t_epoch - (compile_seconds if epoch == 0 else 0)
         acc = evaluate(model, test_loader)
-        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "test_accuracy": acc,
-                        "wall_seconds": round(time.perf_counter() - t_start, 3)})
-        print(f"seed-baseline epoch {epoch + 1}: loss {history[-1]['train_loss']:.4f} test acc {100 * acc:.2f}% "
-              f"wall {history[-1]['wall_seconds']:.1f}s", flush=True)
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": float(np.mean(losses)),
+                "test_accuracy": acc,
+                "wall_seconds": round(time.perf_counter() - t_start, 3),
+            }
+        )
+        print(
+            f"seed-baseline epoch {epoch + 1}: loss {history[-1]['train_loss']:.4f} test acc {100 * acc:.2f}% "
+            f"wall {history[-1]['wall_seconds']:.1f}s",
+            flush=True,
+        )
         if args.stop_at and acc >= args.stop_at:
             break
-    return {"task": "mnist-cnn", "framework": "seed-baseline", "versions": versions({"torch": torch.__version__}),
-            "hardware": hardware("cpu"), "config": {"epochs": len(history), "batch_size": 64, "lr": 1e-3,
-                                                   "optimizer": "adam", "recipe": "seed-faithful"},
-            "epochs": history, "test_accuracy": history[-1]["test_accuracy"], "target_accuracy": 0.99,
-            "reached_target": history[-1]["test_accuracy"] >= 0.99, "num_params": sum(p.numel() for p in model.parameters()),
-            "compile_seconds": compile_seconds, "samples_per_second": steady_samples / steady_seconds,
-            "wall_seconds": history[-1]["wall_seconds"], "peak_rss_mb": peak_rss_mb(), "loss_curve": curve}
+    return {
+        "task": "mnist-cnn",
+        "framework": "seed-baseline",
+        "versions": versions({"torch": torch.__version__}),
+        "hardware": hardware("cpu"),
+        "config": {
+            "epochs": len(history),
+            "batch_size": 64,
+            "lr": 1e-3,
+            "optimizer": "adam",
+            "recipe": "seed-faithful",
+        },
+        "epochs": history,
+        "test_accuracy": history[-1]["test_accuracy"],
+        "target_accuracy": 0.99,
+        "reached_target": history[-1]["test_accuracy"] >= 0.99,
+        "num_params": sum(p.numel() for p in model.parameters()),
+        "compile_seconds": compile_seconds,
+        "samples_per_second": steady_samples / steady_seconds,
+        "wall_seconds": history[-1]["wall_seconds"],
+        "peak_rss_mb": peak_rss_mb(),
+        "loss_curve": curve,
+    }
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir")
     p.add_argument("--epochs", type=int, default=8, help="at most this many epochs")
-    p.add_argument("--stop-at", type=float, default=0.99, help="stop after the first epoch at this test accuracy "
-                   "(0: train all --epochs)")
+    p.add_argument(
+        "--stop-at",
+        type=float,
+        default=0.99,
+        help="stop after the first epoch at this test accuracy (0: train all --epochs)",
+    )
     p.add_argument("--burst", type=float, help="measure a burst of this many seconds instead of training")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, help="use only the first N images of each split (quick checks)")
@@ -159,8 +192,8 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     train_set, test_set = load(args.data_dir)
     if args.limit:  # quick checks: the first N images of each split
-        train_set.images, train_set.labels = train_set.images[:args.limit], train_set.labels[:args.limit]
-        test_set.images, test_set.labels = test_set.images[:args.limit], test_set.labels[:args.limit]
+        train_set.images, train_set.labels = train_set.images[: args.limit], train_set.labels[: args.limit]
+        test_set.images, test_set.labels = test_set.images[: args.limit], test_set.labels[: args.limit]
     if args.burst:
         print(json.dumps(burst(args, train_set, test_set)))
         return

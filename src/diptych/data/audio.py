@@ -76,8 +76,10 @@ def read_wav(path: str | Path, sample_rate: int) -> np.ndarray:
             channels, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
             raw = w.readframes(n)
     except (wave.Error, EOFError) as e:
-        raise DataError(f"{path}: not a PCM WAV file ({e or 'empty'}); convert it, e.g. "
-                        f"`ffmpeg -i IN -ac 1 -ar {sample_rate} -sample_fmt s16 OUT.wav`") from None
+        raise DataError(
+            f"{path}: not a PCM WAV file ({e or 'empty'}); convert it, e.g. "
+            f"`ffmpeg -i IN -ac 1 -ar {sample_rate} -sample_fmt s16 OUT.wav`"
+        ) from None
     if n == 0 or not raw:
         raise DataError(f"{path}: the WAV file holds no samples; record or export it again")
     x = _pcm_to_float(raw, width, path)  # (n * channels,)
@@ -97,7 +99,7 @@ def _pcm_to_float(raw: bytes, width: int, path: Path) -> np.ndarray:
         return np.frombuffer(raw, "<i2").astype(np.float32) / 2**15
     if width == 3:  # 24-bit little endian: widen each sample to 32 bits
         b = np.frombuffer(raw[: len(raw) // 3 * 3], np.uint8).reshape(-1, 3)
-        ints = (b[:, 0].astype(np.int32) | b[:, 1].astype(np.int32) << 8 | b[:, 2].astype(np.int32) << 16)
+        ints = b[:, 0].astype(np.int32) | b[:, 1].astype(np.int32) << 8 | b[:, 2].astype(np.int32) << 16
         return (np.where(ints >= 2**23, ints - 2**24, ints)).astype(np.float32) / 2**23
     if width == 4:
         return np.frombuffer(raw, "<i4").astype(np.float32) / 2**31
@@ -108,7 +110,7 @@ def fix_length(x: np.ndarray, n: int) -> np.ndarray:
     """Centre ``x`` in ``n`` samples: zero-pad both sides equally, or keep the middle ``n``."""
     if len(x) >= n:
         start = (len(x) - n) // 2
-        return x[start:start + n]
+        return x[start : start + n]
     left = (n - len(x)) // 2
     return np.pad(x, (left, n - len(x) - left))
 
@@ -183,9 +185,14 @@ def feature_stats(train_logmel: np.ndarray, fe: FrontEnd) -> dict:
     std = train_logmel.std(axis=(0, 2), dtype=np.float64) + 1e-5
     fb = mel_filterbank(fe).astype(np.float64)
     area = fb.sum(axis=1)
-    stats = {"mean": mean, "std": std, "silence": (np.log(fe.floor) - mean) / std,
-             "noise_shape": area / area.mean(), "noise_bins": area**2 / (fb**2).sum(axis=1),
-             "floor": np.full_like(mean, fe.floor)}
+    stats = {
+        "mean": mean,
+        "std": std,
+        "silence": (np.log(fe.floor) - mean) / std,
+        "noise_shape": area / area.mean(),
+        "noise_bins": area**2 / (fb**2).sum(axis=1),
+        "floor": np.full_like(mean, fe.floor),
+    }
     return {k: np.asarray(v, np.float32) for k, v in stats.items()}
 
 

@@ -51,10 +51,20 @@ def draw(spec: AugmentSpec, features: dict, x: np.ndarray, seed: int, epoch: int
     g = rng.gamma(k, 1.0 / k, (b, m, t))
     scale = energy / 10 ** (snr_db / 10) * noisy  # (B,)
     noise = scale[:, None, None] * np.asarray(features["noise_shape"])[None, :, None] * g  # (B, M, T)
-    masked = _bands(rng, b, spec.freq_masks, spec.freq_width, m)[:, :, None] \
-        | _bands(rng, b, spec.time_masks, spec.time_width, t)[:, None, :]  # (B, M, T)
-    return {"warp_lo": lo.astype(np.int32), "warp_w": (src - lo).astype(np.float32), "shift": shift.astype(np.int32), "noise": noise.astype(np.float32),
-            "keep": (~masked).astype(np.float32), "mean": mean, "std": std, "silence": silence}
+    masked = (
+        _bands(rng, b, spec.freq_masks, spec.freq_width, m)[:, :, None]
+        | _bands(rng, b, spec.time_masks, spec.time_width, t)[:, None, :]
+    )  # (B, M, T)
+    return {
+        "warp_lo": lo.astype(np.int32),
+        "warp_w": (src - lo).astype(np.float32),
+        "shift": shift.astype(np.int32),
+        "noise": noise.astype(np.float32),
+        "keep": (~masked).astype(np.float32),
+        "mean": mean,
+        "std": std,
+        "silence": silence,
+    }
 
 
 class Augmenter:
@@ -93,8 +103,12 @@ def _box(rng: np.random.Generator, b: int, h: int, w: int, area: np.ndarray) -> 
     top = rng.integers(0, h - side_h + 1)  # (B,)
     left = rng.integers(0, w - side_w + 1)
     rows, cols = np.arange(h)[None, :, None], np.arange(w)[None, None, :]
-    return ((rows >= top[:, None, None]) & (rows < (top + side_h)[:, None, None])
-            & (cols >= left[:, None, None]) & (cols < (left + side_w)[:, None, None]))
+    return (
+        (rows >= top[:, None, None])
+        & (rows < (top + side_h)[:, None, None])
+        & (cols >= left[:, None, None])
+        & (cols < (left + side_w)[:, None, None])
+    )
 
 
 def draw_image(spec, shape: tuple[int, ...], fill: float, seed: int, epoch: int, step: int) -> dict[str, np.ndarray]:
@@ -110,9 +124,17 @@ def draw_image(spec, shape: tuple[int, ...], fill: float, seed: int, epoch: int,
     cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
     a = np.stack([np.stack([cos * flip, sin], -1), np.stack([-sin * flip, cos], -1)], -2)  # (B, 2, 2)
     half = np.array([w / 2, h / 2])
-    theta = np.concatenate([a * half[None, None, :] / half[None, :, None],  # to normalized units
-                            (-shift / half)[:, :, None]], axis=2)  # (B, 2, 3)
-    params = {"theta": theta.astype(np.float32), "fill": np.full(b, fill, np.float32)}  # per sample, so it splits by rows like the rest
+    theta = np.concatenate(
+        [
+            a * half[None, None, :] / half[None, :, None],  # to normalized units
+            (-shift / half)[:, :, None],
+        ],
+        axis=2,
+    )  # (B, 2, 3)
+    params = {
+        "theta": theta.astype(np.float32),
+        "fill": np.full(b, fill, np.float32),
+    }  # per sample, so it splits by rows like the rest
     if spec.erase > 0:
         erased = (rng.random(b) < spec.erase)[:, None, None] & _box(rng, b, h, w, rng.uniform(0.02, 0.2, b))
         params["keep"] = (~erased).astype(np.float32)

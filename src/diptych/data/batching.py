@@ -35,8 +35,10 @@ class Batches:
         if self.batch_size <= 0:
             raise DiptychError(f"--batch-size must be a positive integer, got {self.batch_size}")
         if self.drop_last and self.batch_size > self.num_samples:
-            raise DiptychError(f"--batch-size {self.batch_size} is larger than the {self.num_samples} "
-                               "training samples; choose a smaller batch size")
+            raise DiptychError(
+                f"--batch-size {self.batch_size} is larger than the {self.num_samples} "
+                "training samples; choose a smaller batch size"
+            )
         if self.batch_size % self.world:
             raise DiptychError(f"--batch-size {self.batch_size} is not divisible by {self.world} workers")
 
@@ -56,9 +58,9 @@ class Batches:
         """Yield this worker's index array for each step of ``epoch``."""
         order = self.permutation(epoch)
         for step in range(self.steps_per_epoch()):
-            batch = order[step * self.batch_size:(step + 1) * self.batch_size]
+            batch = order[step * self.batch_size : (step + 1) * self.batch_size]
             per = len(batch) // self.world
-            yield batch[self.rank * per:(self.rank + 1) * per]
+            yield batch[self.rank * per : (self.rank + 1) * per]
 
 
 def eval_batches(num_samples: int, batch_size: int) -> Iterator[slice]:

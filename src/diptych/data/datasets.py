@@ -36,23 +36,49 @@ class IdxSource:
 
 
 _ROLES = ("train_images", "train_labels", "test_images", "test_labels")
-_MNIST_FILES = dict(zip(_ROLES, ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")))
+_MNIST_FILES = dict(
+    zip(
+        _ROLES,
+        ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    )
+)
 
 IDX_SOURCES = {
     "mnist": IdxSource(
         files=_MNIST_FILES,
-        md5=dict(zip(_ROLES, ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
-                              "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"))),
-        mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/",
-                 "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+        md5=dict(
+            zip(
+                _ROLES,
+                (
+                    "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                    "d53e105ee54ea40749a09fcbcd1e9432",
+                    "9fb629c4189551a2d022fa330f9573f3",
+                    "ec29112dd5afa0611ce80d1b7f02629c",
+                ),
+            )
+        ),
+        mirrors=(
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        ),
     ),
     "fashion-mnist": IdxSource(
         files=_MNIST_FILES,
-        md5=dict(zip(_ROLES, ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
-                              "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"))),
-        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-                 "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/"),
+        md5=dict(
+            zip(
+                _ROLES,
+                (
+                    "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                    "25c81989df183df01b3e8a0aad5dffbe",
+                    "bef4ecab320f06d8554ea6380940ec79",
+                    "bb300cfdad3c16e7a12a480ee83cd310",
+                ),
+            )
+        ),
+        mirrors=(
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+        ),
     ),
 }
 
@@ -65,8 +91,9 @@ def default_split(name: str) -> str | None:
     return "official" if name == "fsdd" else None
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True,
-                 split: str | None = None) -> Dataset:
+def load_dataset(
+    name: str, data_dir: str | Path | None = None, download: bool = True, split: str | None = None
+) -> Dataset:
     """``split``: ``None`` is the dataset's official split; fsdd also takes ``speaker:NAME``."""
     if name == "fsdd":
         return load_fsdd(data_dir, split, download)
@@ -107,8 +134,9 @@ def _find(stem: str, dirs: list[Path]) -> Path | None:
     return None
 
 
-def locate_idx_files(name: str, source: IdxSource, data_dir=None, download: bool = True,
-                     mirrors: tuple[str, ...] | None = None) -> dict[str, Path]:
+def locate_idx_files(
+    name: str, source: IdxSource, data_dir=None, download: bool = True, mirrors: tuple[str, ...] | None = None
+) -> dict[str, Path]:
     """Find (or fetch) the four IDX files; gzipped ones are MD5-checked before use."""
     dirs = candidate_dirs(name, data_dir)
     found = {}
@@ -116,17 +144,23 @@ def locate_idx_files(name: str, source: IdxSource, data_dir=None, download: bool
         path = _find(stem, dirs)
         if path is None:
             if not download or os.environ.get("DIPTYCH_OFFLINE"):
-                raise DataError(f"{name}: {stem}.gz not found in {', '.join(map(str, dirs))} and downloads are off "
-                                f"(DIPTYCH_OFFLINE is set); put the four IDX files (.gz) in {cache_dir() / name} "
-                                f"or pass --data-dir DIR")
+                raise DataError(
+                    f"{name}: {stem}.gz not found in {', '.join(map(str, dirs))} and downloads are off "
+                    f"(DIPTYCH_OFFLINE is set); put the four IDX files (.gz) in {cache_dir() / name} "
+                    f"or pass --data-dir DIR"
+                )
             try:
                 path = fetch(stem + ".gz", source.md5[role], list(mirrors or source.mirrors), cache_dir() / name)
             except DataError as e:
-                raise DataError(f"{name}: {stem}.gz is not in {', '.join(map(str, dirs))} and {e}; "
-                                f"put the four IDX files (.gz) in {cache_dir() / name} or pass --data-dir DIR") from None
+                raise DataError(
+                    f"{name}: {stem}.gz is not in {', '.join(map(str, dirs))} and {e}; "
+                    f"put the four IDX files (.gz) in {cache_dir() / name} or pass --data-dir DIR"
+                ) from None
         elif path.suffix == ".gz" and (got := md5sum(path)) != source.md5[role]:
-            raise DataError(f"{path}: MD5 {got} does not match the official {source.md5[role]}; "
-                            "the file is corrupt or not the official one: delete it and download it again")
+            raise DataError(
+                f"{path}: MD5 {got} does not match the official {source.md5[role]}; "
+                "the file is corrupt or not the official one: delete it and download it again"
+            )
         found[role] = path
     return found
 
@@ -137,11 +171,14 @@ def _load_idx(name: str, source: IdxSource, data_dir, download: bool) -> Dataset
     for split in ("train", "test"):
         xi, yi = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if xi.ndim != 3 or yi.ndim != 1 or len(xi) != len(yi):
-            raise DataError(f"{name}: {split} images {xi.shape} and labels {yi.shape} do not match; "
-                            f"check {paths[f'{split}_images'].parent}")
+            raise DataError(
+                f"{name}: {split} images {xi.shape} and labels {yi.shape} do not match; "
+                f"check {paths[f'{split}_images'].parent}"
+            )
     x_train, x_test = _standardize(arrays["train_images"], arrays["test_images"])
-    return Dataset(name, x_train, arrays["train_labels"].astype(np.int32),
-                   x_test, arrays["test_labels"].astype(np.int32))
+    return Dataset(
+        name, x_train, arrays["train_labels"].astype(np.int32), x_test, arrays["test_labels"].astype(np.int32)
+    )
 
 
 # ----------------------------------------------------------------------------- MNIST-1D

@@ -48,8 +48,9 @@ def parse_name(name: str) -> tuple[int, str, int] | None:
 
 
 def recordings_in(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.glob("*.wav") if parse_name(p.name)), key=lambda p: p.name) \
-        if folder.is_dir() else []
+    return (
+        sorted((p for p in folder.glob("*.wav") if parse_name(p.name)), key=lambda p: p.name) if folder.is_dir() else []
+    )
 
 
 def content_sha256(files: list[Path]) -> str:
@@ -64,27 +65,32 @@ def cache_dir() -> Path:
     return data_cache_dir() / "fsdd"
 
 
-def locate_recordings(data_dir: str | Path | None = None, download: bool = True,
-                      mirrors: tuple[str, ...] | None = None) -> list[Path]:
+def locate_recordings(
+    data_dir: str | Path | None = None, download: bool = True, mirrors: tuple[str, ...] | None = None
+) -> list[Path]:
     """The recordings' paths (sorted by name), found or downloaded as the module docstring says."""
     if data_dir is not None:
         d = Path(data_dir)
         for folder in (d, d / "recordings", d / "fsdd", d / "fsdd" / "recordings"):
             if found := recordings_in(folder):
                 return found
-        raise DataError(f"--data-dir {d}: no recordings named {{digit}}_{{speaker}}_{{take}}.wav "
-                        f"(e.g. 7_jackson_32.wav) in it or its recordings/ subfolder; point it at the FSDD "
-                        f"recordings folder")
-    dirs = ([Path(os.environ["DIPTYCH_DATA"]) / "fsdd" / "recordings"] if os.environ.get("DIPTYCH_DATA") else [])
+        raise DataError(
+            f"--data-dir {d}: no recordings named {{digit}}_{{speaker}}_{{take}}.wav "
+            f"(e.g. 7_jackson_32.wav) in it or its recordings/ subfolder; point it at the FSDD "
+            f"recordings folder"
+        )
+    dirs = [Path(os.environ["DIPTYCH_DATA"]) / "fsdd" / "recordings"] if os.environ.get("DIPTYCH_DATA") else []
     dirs.append(cache_dir() / "recordings")
     for folder in dirs:
         if found := recordings_in(folder):
             return found
     if not download or os.environ.get("DIPTYCH_OFFLINE"):
         why = "DIPTYCH_OFFLINE is set" if os.environ.get("DIPTYCH_OFFLINE") else "this command does not download"
-        raise DataError(f"fsdd: no recordings in {', '.join(map(str, dirs))} and downloads are off "
-                        f"({why}); put the .wav files of FSDD {TAG} in "
-                        f"{cache_dir() / 'recordings'} or pass --data-dir DIR")
+        raise DataError(
+            f"fsdd: no recordings in {', '.join(map(str, dirs))} and downloads are off "
+            f"({why}); put the .wav files of FSDD {TAG} in "
+            f"{cache_dir() / 'recordings'} or pass --data-dir DIR"
+        )
     return download_recordings(mirrors or ARCHIVE_MIRRORS)
 
 
@@ -96,8 +102,10 @@ def download_recordings(mirrors: tuple[str, ...], expected_sha256: str = CONTENT
     try:
         archive = fetch(ARCHIVE, None, list(mirrors), dest)
     except DataError as e:
-        raise DataError(f"fsdd: {e}; download {mirrors[0]}{ARCHIVE} yourself and put its recordings/*.wav "
-                        f"in {dest / 'recordings'}, or pass --data-dir DIR") from None
+        raise DataError(
+            f"fsdd: {e}; download {mirrors[0]}{ARCHIVE} yourself and put its recordings/*.wav "
+            f"in {dest / 'recordings'}, or pass --data-dir DIR"
+        ) from None
     tmp = Path(tempfile.mkdtemp(prefix=".recordings.", dir=dest))
     try:
         with tarfile.open(archive) as tar:
@@ -108,9 +116,11 @@ def download_recordings(mirrors: tuple[str, ...], expected_sha256: str = CONTENT
         files = recordings_in(tmp)
         got = content_sha256(files)
         if got != expected_sha256:
-            raise DataError(f"fsdd: the downloaded {ARCHIVE} holds {len(files)} recordings whose content hash "
-                            f"{got[:16]}... is not {TAG}'s {expected_sha256[:16]}...; nothing was cached; "
-                            f"try again later or pass --data-dir DIR")
+            raise DataError(
+                f"fsdd: the downloaded {ARCHIVE} holds {len(files)} recordings whose content hash "
+                f"{got[:16]}... is not {TAG}'s {expected_sha256[:16]}...; nothing was cached; "
+                f"try again later or pass --data-dir DIR"
+            )
         os.replace(tmp, dest / "recordings")
     except (tarfile.TarError, OSError) as e:
         raise DataError(f"fsdd: {archive} is not a readable tar.gz archive ({e}); delete it and try again") from None
@@ -125,17 +135,20 @@ def split_masks(speakers: np.ndarray, takes: np.ndarray, split: str) -> tuple[np
     if split == "official":
         test = takes <= 4
     elif split.startswith("speaker:"):
-        name = split[len("speaker:"):]
+        name = split[len("speaker:") :]
         known = sorted(set(speakers.tolist()))
         if name not in known:
-            raise DiptychError(f"--split {split}: no speaker {name!r} in the recordings; choose one of "
-                               f"{', '.join(known)}")
+            raise DiptychError(
+                f"--split {split}: no speaker {name!r} in the recordings; choose one of {', '.join(known)}"
+            )
         test = speakers == name
     else:
         raise DiptychError(f"unknown --split {split!r} for fsdd; use {SPLITS_HELP}")
     if test.all() or not test.any():
-        raise DiptychError(f"--split {split} leaves the {'training' if test.all() else 'test'} set empty; "
-                           f"these recordings need takes 0-4 and 5-49 (official) or several speakers")
+        raise DiptychError(
+            f"--split {split} leaves the {'training' if test.all() else 'test'} set empty; "
+            f"these recordings need takes 0-4 and 5-49 (official) or several speakers"
+        )
     return ~test, test
 
 
@@ -153,8 +166,12 @@ def _features(files: list[Path], fe: FrontEnd) -> np.ndarray:
             pass  # a corrupt cache entry is recomputed below
     from rich.progress import track
 
-    feats = np.stack([wav_features(p, fe) for p in track(files, description="fsdd: log-mel features",
-                                                         console=console, transient=True)])
+    feats = np.stack(
+        [
+            wav_features(p, fe)
+            for p in track(files, description="fsdd: log-mel features", console=console, transient=True)
+        ]
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
     np.save(tmp, feats)
@@ -162,8 +179,9 @@ def _features(files: list[Path], fe: FrontEnd) -> np.ndarray:
     return feats
 
 
-def load_fsdd(data_dir: str | Path | None = None, split: str | None = None, download: bool = True,
-              fe: FrontEnd = FSDD_FRONTEND):
+def load_fsdd(
+    data_dir: str | Path | None = None, split: str | None = None, download: bool = True, fe: FrontEnd = FSDD_FRONTEND
+):
     """FSDD as a :class:`~diptych.data.datasets.Dataset` of normalized log-mel images ``(N, M, T)``.
 
     Normalization statistics come from the training split only; they travel in
@@ -178,7 +196,12 @@ def load_fsdd(data_dir: str | Path | None = None, split: str | None = None, down
     train, test = split_masks(speakers, takes, split)
     logmel = _features(files, fe)  # (N, M, T)
     stats = feature_stats(logmel[train], fe)
-    features = {"frontend": dataclasses.asdict(fe), "split": split,
-                **{k: v.tolist() for k, v in stats.items()}}
-    return Dataset("fsdd", normalize(logmel[train], stats), digits[train], normalize(logmel[test], stats),
-                   digits[test], features=features)
+    features = {"frontend": dataclasses.asdict(fe), "split": split, **{k: v.tolist() for k, v in stats.items()}}
+    return Dataset(
+        "fsdd",
+        normalize(logmel[train], stats),
+        digits[train],
+        normalize(logmel[test], stats),
+        digits[test],
+        features=features,
+    )

@@ -33,8 +33,10 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
         raise DataError(f"{name}: truncated IDX file ({len(raw)} bytes, no header); delete it and download it again")
     zero, dtype, ndim = raw[:2], raw[2], raw[3]
     if zero != b"\x00\x00" or dtype != 0x08 or not 1 <= ndim <= 4:
-        raise DataError(f"{name}: not an IDX ubyte file (magic {raw[:4].hex()}, expected 0000080N); "
-                        "check that it is an MNIST-format file")
+        raise DataError(
+            f"{name}: not an IDX ubyte file (magic {raw[:4].hex()}, expected 0000080N); "
+            "check that it is an MNIST-format file"
+        )
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{name}: truncated IDX header; delete it and download it again")
@@ -43,8 +45,10 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     got = len(raw) - header
     if got != expected:
         what = "truncated" if got < expected else "has trailing bytes"
-        raise DataError(f"{name}: {what}: header says {shape} = {expected} bytes of data, found {got}; "
-                        "delete it and download it again")
+        raise DataError(
+            f"{name}: {what}: header says {shape} = {expected} bytes of data, found {got}; "
+            "delete it and download it again"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 

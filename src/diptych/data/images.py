@@ -78,13 +78,17 @@ def find_splits(root: Path, val_fraction: float, seed: int) -> tuple[list[str], 
         raise DiptychError(f"--data-dir {root} is not a folder; pass a folder with one subfolder per class")
     if (root / "train").is_dir():
         if not (root / "test").is_dir():
-            raise DiptychError(f"{root} has train/ but no test/; add test/<class>/ folders, or put the class "
-                               f"folders directly in {root} and use --val-fraction")
+            raise DiptychError(
+                f"{root} has train/ but no test/; add test/<class>/ folders, or put the class "
+                f"folders directly in {root} and use --val-fraction"
+            )
         train, test = _images(root / "train"), _images(root / "test")
         unseen = sorted(set(test) - set(train))
         if unseen:
-            raise DiptychError(f"test class {unseen[0]!r} has no training images ({root / 'train' / unseen[0]} "
-                               f"is missing); add them or remove {root / 'test' / unseen[0]}")
+            raise DiptychError(
+                f"test class {unseen[0]!r} has no training images ({root / 'train' / unseen[0]} "
+                f"is missing); add them or remove {root / 'test' / unseen[0]}"
+            )
         names = sorted(train)
     else:
         every = _images(root)
@@ -93,18 +97,23 @@ def find_splits(root: Path, val_fraction: float, seed: int) -> tuple[list[str], 
         test = {c: [f for f in every[c] if split_side(f"{c}/{f.name}", val_fraction, seed) == "test"] for c in names}
         starved = [c for c in names if not train[c]]
         if starved:
-            raise DiptychError(f"class {starved[0]!r} has no training images after holding out --val-fraction "
-                               f"{val_fraction}; add images or lower --val-fraction")
+            raise DiptychError(
+                f"class {starved[0]!r} has no training images after holding out --val-fraction "
+                f"{val_fraction}; add images or lower --val-fraction"
+            )
     if not names:
-        raise DiptychError(f"no class folders with images in {root}; expected {root}/<class>/*.png (or train/ "
-                           f"and test/ folders of classes)")
+        raise DiptychError(
+            f"no class folders with images in {root}; expected {root}/<class>/*.png (or train/ "
+            f"and test/ folders of classes)"
+        )
     if len(names) < 2:
         raise DiptychError(f"only one class ({names[0]!r}) in {root}; a classifier needs two or more class folders")
     if not any(test.values()):
         raise DiptychError(f"no test images in {root}; add test/<class>/ images or raise --val-fraction")
     label = {c: i for i, c in enumerate(names)}
-    return names, {side: [(f, label[c]) for c in sorted(d) for f in d[c]] for side, d in (("train", train),
-                                                                                          ("test", test))}
+    return names, {
+        side: [(f, label[c]) for c in sorted(d) for f in d[c]] for side, d in (("train", train), ("test", test))
+    }
 
 
 def _key(files: list[Path], size: int, channels: int) -> str:
@@ -137,8 +146,7 @@ def decode_all(files: list[Path], size: int, channels: int, progress: bool = Tru
     return arr
 
 
-def load_image_folder(root: str | Path, size: int, channels: int, val_fraction: float = 0.2,
-                      seed: int = 0) -> Dataset:
+def load_image_folder(root: str | Path, size: int, channels: int, val_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """The folder as a standardized :class:`Dataset` with ``classes`` and the statistics in ``features``."""
     names, splits = find_splits(Path(root), val_fraction, seed)
     files = [f for side in ("train", "test") for f, _ in splits[side]]
@@ -148,5 +156,6 @@ def load_image_folder(root: str | Path, size: int, channels: int, val_fraction: 
     arr = (arr - mean) / std
     labels = np.array([y for side in ("train", "test") for _, y in splits[side]], np.int32)
     features = {"frontend": {"kind": "image", "size": size, "channels": channels}, "mean": mean, "std": std}
-    return Dataset("folder", arr[:n], labels[:n], arr[n:], labels[n:], num_classes=len(names),
-                   features=features, classes=names)
+    return Dataset(
+        "folder", arr[:n], labels[:n], arr[n:], labels[n:], num_classes=len(names), features=features, classes=names
+    )

@@ -49,8 +49,9 @@ def read_text(path: str | Path) -> str:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text (bad byte at offset {e.start}); "
-                        f"convert it, e.g. `iconv -t UTF-8 {path.name}`") from None
+        raise DataError(
+            f"{path} is not UTF-8 text (bad byte at offset {e.start}); convert it, e.g. `iconv -t UTF-8 {path.name}`"
+        ) from None
     if not text.strip():
         raise DataError(f"{path} is empty; give a text file with some content")
     return text
@@ -72,8 +73,10 @@ def encode(text: str, vocab: str) -> np.ndarray:
     missing = sorted({c for c in text if c not in index})
     if missing:
         shown = ", ".join(repr(c) for c in missing[:10])
-        raise DiptychError(f"{len(missing)} character(s) not in the model's vocabulary: {shown}; "
-                           f"use only characters the model was trained on ({len(vocab)} of them)")
+        raise DiptychError(
+            f"{len(missing)} character(s) not in the model's vocabulary: {shown}; "
+            f"use only characters the model was trained on ({len(vocab)} of them)"
+        )
     return np.fromiter((index[c] for c in text), dtype=np.int32, count=len(text))
 
 
@@ -86,8 +89,10 @@ def windows(ids: np.ndarray, streams: int, seq_len: int) -> tuple[np.ndarray, np
     per = (len(ids) - 1) // streams  # characters per stream (one extra for the last target)
     count = per // seq_len  # W: windows per stream
     if count == 0:
-        raise DiptychError(f"a text of {len(ids)} characters is too short for {streams} streams of "
-                           f"{seq_len}-character windows; use a longer text or a smaller --batch-size")
+        raise DiptychError(
+            f"a text of {len(ids)} characters is too short for {streams} streams of "
+            f"{seq_len}-character windows; use a longer text or a smaller --batch-size"
+        )
     starts = np.arange(streams) * per  # (B,)
     offsets = starts[None, :, None] + np.arange(count)[:, None, None] * seq_len + np.arange(seq_len)  # (W, B, T)
     x = ids[offsets].reshape(-1, seq_len)

@@ -46,8 +46,11 @@ def one_device_per_core() -> None:
     ``--xla_force_host_platform_device_count``), in a ``jax.distributed`` worker (its launcher
     decides), and once a JAX computation has run in this process (the device set is then fixed).
     """
-    if ("JAX_NUM_CPU_DEVICES" in os.environ or is_worker()
-            or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")):
+    if (
+        "JAX_NUM_CPU_DEVICES" in os.environ
+        or is_worker()
+        or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+    ):
         return
     try:
         jax.config.update("jax_num_cpu_devices", usable_cores())
@@ -73,8 +76,9 @@ def resolve_device(device: str) -> str:
         return "gpu"
     except RuntimeError:
         if device == "gpu":
-            raise DiptychError("--device gpu: JAX sees no GPU here (is jax[cuda] installed?); "
-                               "use --device cpu (or auto)") from None
+            raise DiptychError(
+                "--device gpu: JAX sees no GPU here (is jax[cuda] installed?); use --device cpu (or auto)"
+            ) from None
         return "cpu"
 
 
@@ -85,15 +89,23 @@ def init(device: str = "auto", batch_size: int | None = None) -> World:
     if is_worker() and not jax.distributed.is_initialized():
         # Must come before anything touches a device. gloo: XLA:CPU has no collectives across processes by default.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(num_processes=_env_int("JAX_NUM_PROCESSES"),
-                                   process_id=_env_int("JAX_PROCESS_ID"))
+        jax.distributed.initialize(num_processes=_env_int("JAX_NUM_PROCESSES"), process_id=_env_int("JAX_PROCESS_ID"))
     platform = resolve_device(device)
     devices = _mesh_devices(jax.devices(platform), batch_size)  # global: every process's, ordered by process
-    info = {"engine": "jax.sharding Mesh" + (" + jax.distributed" if jax.process_count() > 1 else ""),
-            "platform": platform}
+    info = {
+        "engine": "jax.sharding Mesh" + (" + jax.distributed" if jax.process_count() > 1 else ""),
+        "platform": platform,
+    }
     mesh = Mesh(np.array(devices), (AXIS,)) if len(devices) > 1 else None
-    return World(rank=jax.process_index(), size=jax.process_count(), devices=len(devices), device=platform,
-                 mesh=mesh, close=_close, info=info)
+    return World(
+        rank=jax.process_index(),
+        size=jax.process_count(),
+        devices=len(devices),
+        device=platform,
+        mesh=mesh,
+        close=_close,
+        info=info,
+    )
 
 
 def _mesh_devices(devices: list, batch: int | None) -> list:
@@ -102,9 +114,11 @@ def _mesh_devices(devices: list, batch: int | None) -> list:
     if batch is None or batch % len(devices) == 0:
         return devices
     if jax.process_count() > 1:
-        raise DiptychError(f"--batch-size {batch} is not divisible by the {len(devices)} devices of the data "
-                           f"mesh; pick a multiple of {len(devices)}")
-    return devices[:max(k for k in range(1, len(devices) + 1) if batch % k == 0)]
+        raise DiptychError(
+            f"--batch-size {batch} is not divisible by the {len(devices)} devices of the data "
+            f"mesh; pick a multiple of {len(devices)}"
+        )
+    return devices[: max(k for k in range(1, len(devices) + 1) if batch % k == 0)]
 
 
 def _close() -> None:
@@ -129,6 +143,13 @@ def launch(argv: list[str], nproc: int, port: int, out: str) -> None:
     warn_oversubscription(nproc, usable_cores(), "CPU cores")
     check_port(port)
     cores = str(max(1, usable_cores() // nproc))  # each worker: its share of the cores, one device each
-    envs = [{"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": str(nproc),
-             "JAX_PROCESS_ID": str(rank), "JAX_NUM_CPU_DEVICES": cores} for rank in range(nproc)]
+    envs = [
+        {
+            "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+            "JAX_NUM_PROCESSES": str(nproc),
+            "JAX_PROCESS_ID": str(rank),
+            "JAX_NUM_CPU_DEVICES": cores,
+        }
+        for rank in range(nproc)
+    ]
     run_workers(argv, envs, out)

@@ -62,10 +62,20 @@ def add_convs(module: nnx.Module, spec: CNNSpec, rngs: nnx.Rngs) -> None:
     cin = spec.in_channels
     for i, c in enumerate(spec.convs, start=1):
         fan_in = cin * c.kernel**spec.dims
-        setattr(module, f"conv{i}", nnx.Conv(
-            cin, c.out_channels, kernel_size=(c.kernel,) * spec.dims, strides=(c.stride,) * spec.dims,
-            padding=[(c.padding, c.padding)] * spec.dims,
-            kernel_init=_kernel_init, bias_init=_bias_init(fan_in), rngs=rngs))
+        setattr(
+            module,
+            f"conv{i}",
+            nnx.Conv(
+                cin,
+                c.out_channels,
+                kernel_size=(c.kernel,) * spec.dims,
+                strides=(c.stride,) * spec.dims,
+                padding=[(c.padding, c.padding)] * spec.dims,
+                kernel_init=_kernel_init,
+                bias_init=_bias_init(fan_in),
+                rngs=rngs,
+            ),
+        )
         cin = c.out_channels
 
 
@@ -155,8 +165,9 @@ class RecurrentLayer(nnx.Module):
             return h, h
 
         carry = self.initial_carry(x.shape[0], x.dtype) if carry is None else carry
-        carry, ys = jax.lax.scan(step, carry, jnp.swapaxes(xi, 0, 1), reverse=reverse,
-                                 unroll=SCAN_UNROLL)  # ys (T, B, H)
+        carry, ys = jax.lax.scan(
+            step, carry, jnp.swapaxes(xi, 0, 1), reverse=reverse, unroll=SCAN_UNROLL
+        )  # ys (T, B, H)
         return jnp.swapaxes(ys, 0, 1), carry
 
 

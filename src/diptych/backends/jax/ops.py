@@ -64,7 +64,7 @@ def _max_pool_bwd(p, res, g):
     grads = [jnp.where(first == k, g, 0.0) for k in range(p ** (len(shape) - 2))]  # one per view
     # Back in the window layout: (B, H/p, p, W/p, p, C) <- views ordered row-major in the window.
     for axis in reversed(range(2, len(shape))):
-        grads = [jnp.stack(grads[i:i + p], axis=axis) for i in range(0, len(grads), p)]
+        grads = [jnp.stack(grads[i : i + p], axis=axis) for i in range(0, len(grads), p)]
     dx = grads[0].reshape(shape[0], *(s // p * p for s in shape[1:-1]), shape[-1])
     pad = [(0, 0)] + [(0, s - s // p * p) for s in shape[1:-1]] + [(0, 0)]
     return (jnp.pad(dx, pad),)

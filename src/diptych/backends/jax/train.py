@@ -74,8 +74,9 @@ def logits_fn(graphdef, params, x, carry=None, compute_dtype=None):
     return logits.astype(jnp.float32), carry
 
 
-def loss_fn(params: nnx.State, graphdef: nnx.GraphDef, x: jax.Array, y: jax.Array, carry=None, compute_dtype=None,
-            aug=None):
+def loss_fn(
+    params: nnx.State, graphdef: nnx.GraphDef, x: jax.Array, y: jax.Array, carry=None, compute_dtype=None, aug=None
+):
     """Mean softmax cross-entropy over every prediction, with ``(logits, carry)`` as auxiliary output.
 
     With ``compute_dtype=jnp.bfloat16`` the forward runs in bfloat16 on a bfloat16 copy of the
@@ -101,8 +102,9 @@ def train_step(graphdef, tx, params, opt_state, x, y, carry=None, aug=None, comp
     """
     if aug is not None:
         x = augment.apply(x, aug)
-    (loss, (_, carry)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, graphdef, x, y, carry,
-                                                                         compute_dtype, aug)
+    (loss, (_, carry)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, graphdef, x, y, carry, compute_dtype, aug
+    )
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     return params, opt_state, loss, carry
@@ -139,8 +141,9 @@ def _map_states(fn, state):
 def local(tree):
     """This process's copy of replicated (data-parallel) state, as single-device arrays: evaluation
     and export then run on one device, with no collective that the other workers would have to join."""
-    return jax.tree.map(lambda a: a.addressable_data(0) if isinstance(a, jax.Array) and len(a.devices()) > 1
-                        else a, tree)
+    return jax.tree.map(
+        lambda a: a.addressable_data(0) if isinstance(a, jax.Array) and len(a.devices()) > 1 else a, tree
+    )
 
 
 def _eager(fn, **_):
@@ -153,8 +156,17 @@ class Trainer:
 
     framework = "jax"
 
-    def __init__(self, task: Task, seed: int, total_steps: int, *, precision: str = "fp32", device: str = "cpu",
-                 compile: bool | None = None, world: World | None = None) -> None:
+    def __init__(
+        self,
+        task: Task,
+        seed: int,
+        total_steps: int,
+        *,
+        precision: str = "fp32",
+        device: str = "cpu",
+        compile: bool | None = None,
+        world: World | None = None,
+    ) -> None:
         """``precision``: ``fp32``, or ``bf16`` (bfloat16 compute, float32 parameters and optimizer state).
         ``device``: a JAX platform (``cpu``, ``gpu``); the state lives on its first local device.
         ``compile``: ``jax.jit`` the steps (default; ``False`` runs them op by op). ``world``: a world whose
@@ -178,8 +190,12 @@ class Trainer:
             self._step = jit(step, donate_argnums=(0, 1))
         else:  # (params, opt_state, x, y, carry, aug): the carry and the per-sample augmentation split by rows
             rep, rows = self._state_at, self._batch_at
-            self._step = jit(step, in_shardings=(rep, rep, rows, rows, rows, rows),
-                             out_shardings=(rep, rep, rep, rows), donate_argnums=(0, 1))
+            self._step = jit(
+                step,
+                in_shardings=(rep, rep, rows, rows, rows, rows),
+                out_shardings=(rep, rep, rep, rows),
+                donate_argnums=(0, 1),
+            )
         self._logits = jit(functools.partial(logits_fn, self.graphdef, compute_dtype=dt))
         self._grads = jit(functools.partial(grads_fn, self.graphdef, compute_dtype=dt))
         # Language models carry their recurrent state from one batch to the next (truncated BPTT).
@@ -258,8 +274,12 @@ class Trainer:
                 for key, tree in (("exp_avg", s.mu), ("exp_avg_sq", s.nu)):
                     out.update({f"{key}.{k}": v for k, v in weights.to_canonical(spec, nnx.to_pure_dict(tree)).items()})
             elif isinstance(s, optax.TraceState):
-                out.update({f"momentum_buffer.{k}": v
-                            for k, v in weights.to_canonical(spec, nnx.to_pure_dict(s.trace)).items()})
+                out.update(
+                    {
+                        f"momentum_buffer.{k}": v
+                        for k, v in weights.to_canonical(spec, nnx.to_pure_dict(s.trace)).items()
+                    }
+                )
             elif isinstance(s, optax.ScaleByScheduleState):
                 out["step"] = np.asarray(s.count, np.int64)
         out.setdefault("step", np.asarray(0, np.int64))
@@ -270,7 +290,7 @@ class Trainer:
 
         def tree(key):
             state = jax.tree.map(jnp.zeros_like, self.params)  # same structure as the parameters
-            part = {k[len(key) + 1:]: v for k, v in flat.items() if k.startswith(key + ".")}
+            part = {k[len(key) + 1 :]: v for k, v in flat.items() if k.startswith(key + ".")}
             nnx.replace_by_pure_dict(state, weights.from_canonical(spec, part))
             return state
 
@@ -295,14 +315,12 @@ def versions() -> dict[str, str]:
     import flax
     import jaxlib
 
-    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__,
-            "optax": optax.__version__}
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__, "optax": optax.__version__}
 
 
 def device_name() -> str:
     d = jax.devices()[0]
     return f"{d.platform} ({d.device_kind})"
-
 
 
 def matmul_gflops(n: int = 1024, seconds: float = 1.0) -> float:

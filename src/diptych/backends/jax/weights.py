@@ -54,7 +54,7 @@ _RNN_NAMES = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih", "b_hh
 
 def _rnn_name(layer: str, key: str) -> str:
     """``("rnn_l0_reverse", "w_ih")`` -> ``"rnn.weight_ih_l0_reverse"``."""
-    return f"rnn.{_RNN_NAMES[key]}_{layer[len('rnn_'):]}"
+    return f"rnn.{_RNN_NAMES[key]}_{layer[len('rnn_') :]}"
 
 
 def to_canonical(spec: MLPSpec | CNNSpec | RNNSpec, tree: dict) -> dict[str, np.ndarray]:
@@ -86,7 +86,7 @@ def from_canonical(spec: MLPSpec | CNNSpec | RNNSpec, params: dict[str, np.ndarr
     tree: dict = {}
     for name in params:
         if name.startswith("rnn."):  # rnn.weight_ih_l0_reverse -> rnn_l0_reverse / w_ih
-            kind, _, rest = name[len("rnn."):].partition("_l")
+            kind, _, rest = name[len("rnn.") :].partition("_l")
             key = {v: k for k, v in _RNN_NAMES.items()}[kind]
             v = params[name]
             tree.setdefault(f"rnn_l{rest}", {})[key] = np.ascontiguousarray(v.T if key.startswith("w_") else v)
@@ -124,9 +124,9 @@ def load(model: nnx.Module, params: dict[str, np.ndarray], source: str = "weight
 def save_native(params: dict[str, np.ndarray], path, spec: MLPSpec | CNNSpec | RNNSpec) -> None:
     """Write Flax NNX parameters as msgpack (``flax.serialization``), as a Flax user loads them::
 
-        state = nnx.state(model, nnx.Param)
-        nnx.replace_by_pure_dict(state, flax.serialization.msgpack_restore(open(path, "rb").read()))
-        nnx.update(model, state)
+    state = nnx.state(model, nnx.Param)
+    nnx.replace_by_pure_dict(state, flax.serialization.msgpack_restore(open(path, "rb").read()))
+    nnx.update(model, state)
     """
     from flax import serialization
 
@@ -145,5 +145,4 @@ def read_native(path, spec: MLPSpec | CNNSpec | RNNSpec) -> dict[str, np.ndarray
         tree = serialization.msgpack_restore(open(path, "rb").read())
         return to_canonical(spec, tree)
     except Exception as e:  # msgpack errors, wrong structure: all one line
-        raise DiptychError(f"{path} is not a Flax msgpack parameter file for this model "
-                           f"({type(e).__name__})") from None
+        raise DiptychError(f"{path} is not a Flax msgpack parameter file for this model ({type(e).__name__})") from None

@@ -37,8 +37,11 @@ def is_worker() -> bool:
 def lost_peer(error: BaseException) -> bool:
     """Is ``error`` a collective that failed because another worker is gone (gloo/NCCL connection errors)?"""
     text = str(error)
-    return isinstance(error, dist.DistError) or isinstance(error, RuntimeError) and (
-        "gloo" in text or "NCCL" in text or "Connection closed by peer" in text)
+    return (
+        isinstance(error, dist.DistError)
+        or isinstance(error, RuntimeError)
+        and ("gloo" in text or "NCCL" in text or "Connection closed by peer" in text)
+    )
 
 
 def resolve_device(device: str) -> torch.device:
@@ -71,7 +74,15 @@ def init(device: str = "auto", batch_size: int | None = None) -> World:
         dist.barrier()  # rank 0 has written run.json and the weights before anyone leaves
         dist.destroy_process_group()
 
-    return World(rank=rank, size=size, devices=size, device=str(dev), mean=mean, close=close, info={"engine": "torch.distributed DDP", "backend": dist.get_backend()})
+    return World(
+        rank=rank,
+        size=size,
+        devices=size,
+        device=str(dev),
+        mean=mean,
+        close=close,
+        info={"engine": "torch.distributed DDP", "backend": dist.get_backend()},
+    )
 
 
 def parallelize(model: torch.nn.Module, compile: bool = False) -> torch.nn.Module:
@@ -98,9 +109,16 @@ def launch(argv: list[str], nproc: int, port: int, out: str) -> None:
     # As torchrun does: one thread per worker unless the user chose, so N workers do not fight over cores.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // nproc)))
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # our one line says it all
-    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=uuid.uuid4().hex,
-                          rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{port}", max_restarts=0,
-                          monitor_interval=0.2)
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=uuid.uuid4().hex,
+        rdzv_backend="c10d",
+        rdzv_endpoint=f"127.0.0.1:{port}",
+        max_restarts=0,
+        monitor_interval=0.2,
+    )
     try:
         elastic_launch(config, entrypoint=sys.executable)("-m", "diptych", *argv)
     except ChildFailedError as e:

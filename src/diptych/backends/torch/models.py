@@ -84,8 +84,9 @@ class RecurrentNet(nn.Module):
     def __init__(self, spec: RNNSpec):
         super().__init__()
         self.spec = self.rnn_spec = spec
-        self.rnn = RECURRENT[spec.cell](spec.input_size, spec.hidden, num_layers=spec.num_layers, batch_first=True,
-                         bidirectional=spec.bidirectional)
+        self.rnn = RECURRENT[spec.cell](
+            spec.input_size, spec.hidden, num_layers=spec.num_layers, batch_first=True, bidirectional=spec.bidirectional
+        )
         self.fc1 = nn.Linear(spec.hidden * len(spec.directions()), spec.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -51,8 +51,17 @@ class Trainer:
 
     framework = "torch"
 
-    def __init__(self, task: Task, seed: int, total_steps: int, *, precision: str = "fp32", device: str = "cpu",
-                 compile: bool | None = None, world: World | None = None) -> None:
+    def __init__(
+        self,
+        task: Task,
+        seed: int,
+        total_steps: int,
+        *,
+        precision: str = "fp32",
+        device: str = "cpu",
+        compile: bool | None = None,
+        world: World | None = None,
+    ) -> None:
         """``precision``: ``fp32``; ``bf16`` (autocast: bfloat16 compute, float32 master weights and
         optimizer state); ``fp64`` (float64 throughout: parity's exact reference trajectory).
         ``device``: a torch device string (``cpu``, ``cuda:0``). ``compile``: ``torch.compile`` the model
@@ -99,8 +108,12 @@ class Trainer:
         here on device."""
         xb, yb = self._input(x), torch.from_numpy(y).to(self.device).long()  # (B, ...), (B,) or (B, T)
         if aug is not None:
-            aug = {k: torch.from_numpy(v).to(self.device, self.dtype) if v.dtype.kind == "f"
-                   else torch.from_numpy(v).to(self.device) for k, v in aug.items()}
+            aug = {
+                k: torch.from_numpy(v).to(self.device, self.dtype)
+                if v.dtype.kind == "f"
+                else torch.from_numpy(v).to(self.device)
+                for k, v in aug.items()
+            }
             xb = augment.apply(xb, aug)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
@@ -171,8 +184,11 @@ class Trainer:
     def load_opt_state(self, flat: dict[str, np.ndarray]) -> None:
         step = int(np.asarray(flat["step"]).reshape(-1)[0])
         for name, p in self.model.named_parameters():
-            state = {k: torch.from_numpy(np.array(flat[f"{k}.{name}"])).to(self.device, self.dtype)
-                     for k in ("exp_avg", "exp_avg_sq", "momentum_buffer") if f"{k}.{name}" in flat}
+            state = {
+                k: torch.from_numpy(np.array(flat[f"{k}.{name}"])).to(self.device, self.dtype)
+                for k in ("exp_avg", "exp_avg_sq", "momentum_buffer")
+                if f"{k}.{name}" in flat
+            }
             if "exp_avg" in state:
                 state["step"] = torch.tensor(float(step))
             self.optimizer.state[p] = state

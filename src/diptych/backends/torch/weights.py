@@ -13,8 +13,10 @@ def export(model: nn.Module) -> dict[str, np.ndarray]:
     """``{name: float32 array}`` in canonical (PyTorch) layout."""
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
     # A C-ordered copy: channels-last tensors have other strides, and a view would alias live weights.
-    return {k: np.array(v.detach().cpu().numpy(), dtype=np.float32, order="C", copy=True)
-            for k, v in model.state_dict().items()}
+    return {
+        k: np.array(v.detach().cpu().numpy(), dtype=np.float32, order="C", copy=True)
+        for k, v in model.state_dict().items()
+    }
 
 
 def load(model: nn.Module, params: dict[str, np.ndarray], source: str = "weights") -> None:
@@ -43,8 +45,10 @@ def read_native(path) -> dict[str, np.ndarray]:
             warnings.simplefilter("ignore")
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors, truncation, foreign objects: all one line
-        raise DiptychError(f"{path} is not a readable PyTorch state_dict ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0] if str(e) else 'corrupt'})") from None
+        raise DiptychError(
+            f"{path} is not a readable PyTorch state_dict ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else 'corrupt'})"
+        ) from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
