@@ -90,7 +90,7 @@ def random_batch(task, n: int, rng: np.random.Generator):
             rng.integers(0, spec.vocab, (n, spec.seq_len)).astype(np.int32),
         )
     x = rng.standard_normal((n, *task.model.input_shape())).astype(np.float32)
-    return x, rng.integers(0, 10, n).astype(np.int32)
+    return x, rng.integers(0, getattr(task.model, "num_classes", 10), n).astype(np.int32)
 
 
 @pytest.fixture(scope="session")

@@ -49,7 +49,7 @@ def test_output_shapes_and_same_function_given_same_weights(name):
     if task.dataset == "text":  # a language model also returns its recurrent state
         (t_out, _), (j_out, _) = t_out, j_out
     t_out, j_out = t_out.numpy(), np.asarray(j_out)
-    expected = (3, task.model.seq_len, 37) if task.dataset == "text" else (3, 10)
+    expected = (3, task.model.seq_len, 37) if task.dataset == "text" else (3, task.model.num_classes)
     assert t_out.shape == j_out.shape == expected
     np.testing.assert_allclose(j_out, t_out, atol=1e-5, rtol=0)
 

@@ -67,6 +67,18 @@ def _training_options(f):
             help="Language-model tasks: a UTF-8 text file (default: Python's bundled help text).",
         ),
         click.option("--split", help="fsdd: official (default) or speaker:NAME (test on one held-out speaker)."),
+        click.option(
+            "--augment",
+            help="Image tasks: none, default (the task's) or OPS, a comma list of shift, "
+            "rotate, scale, erase, flip, mixup, cutmix with optional strengths, e.g. shift:2,rotate:10.",
+        ),
+        click.option("--image-size", type=int, help="image-cnn: resize your images to this side (default 32)."),
+        click.option("--channels", type=int, help="image-cnn: 1 (grey, default) or 3 (RGB)."),
+        click.option(
+            "--val-fraction",
+            type=float,
+            help="image-cnn on PATH/<class>/: the share of each class held out for testing (default 0.2).",
+        ),
         click.option("--compile", is_flag=True, help="torch: torch.compile the model (JAX always jit-compiles)."),
         click.option(
             "--precision",
@@ -318,7 +330,8 @@ def convert_cmd(src, dst, task):
 )
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files.")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder (default runs/TASK/bench).")
-def bench(task, frameworks, repeats, seconds, baseline, no_train, precision, data_dir, out):
+@click.option("--augment", help="Image tasks: also time steps with this augmentation (default or OPS); train with it.")
+def bench(task, frameworks, repeats, seconds, baseline, no_train, precision, data_dir, out, augment):
     """Benchmark the twins side by side (interleaved); writes report.html and report.md."""
     from diptych.commands.bench import run_bench
     from diptych.progress import console
@@ -335,6 +348,7 @@ def bench(task, frameworks, repeats, seconds, baseline, no_train, precision, dat
         train=not no_train,
         log=lambda line: console.print(f"[dim]{line}[/]"),
         precision=precision,
+        augment=augment,
     )
     _print_bench(result)
     click.echo(f"report: {out / 'report.html'} and {out / 'report.md'}")
@@ -402,6 +416,12 @@ register_port(cli)  # `diptych port check|convert|export` and `diptych export`
 
 def _one_line(message: str) -> str:
     return " ".join(message.split())
+
+
+from diptych.commands.images import augment_preview_cmd, predict_cmd  # noqa: E402  (no torch/jax at import)
+
+cli.add_command(predict_cmd)
+cli.add_command(augment_preview_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,7 @@ from diptych.inference import InferenceMeta
 from diptych.launch import lost_peers_in_one_line
 from diptych.progress import TrainProgress
 from diptych.records import hardware, peak_rss_mb, versions, write_json
-from diptych.tasks import Task, get_task
+from diptych.tasks import Task, choose_augment, get_task
 from diptych.weights import check_weights, save_weights
 
 WEIGHTS = "weights.safetensors"
@@ -62,6 +62,10 @@ class RunConfig:
     progress: bool = True
     text: str | None = None  # language-model tasks: a UTF-8 corpus (default: Python's help text)
     split: str | None = None  # fsdd: "official" (default) or "speaker:NAME"
+    augment: str | None = None  # image tasks: "none", "default" or OPS (see tasks.ImageAugmentSpec)
+    image_size: int | None = None  # own images (image-cnn): the side images are resized to
+    channels: int | None = None  # own images: 1 (grey) or 3 (RGB)
+    val_fraction: float | None = None  # own images without train/ and test/: the share held out per class
 
 
 @dataclass
@@ -112,7 +116,17 @@ def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
                     f"(the run used {saved.get(key)}); start a new run with another --out"
                 )
         given = {k: given[k] if given[k] is not None else saved.get(k) for k in given}
-    task = task.with_overrides(**given)
+    augment = config.augment
+    if saved is not None and saved.get("augment") is not None:  # a resumed run keeps its augmentation
+        if augment is not None and choose_augment(task, augment).augment.describe() != saved["augment"]:
+            raise DiptychError(
+                f"cannot change --augment when resuming (the run used {saved['augment']}); "
+                f"start a new run with another --out"
+            )
+        augment = saved["augment"]
+    task = choose_augment(task.with_overrides(**given), augment)
+    options = {k: getattr(config, k) for k in ("image_size", "channels", "val_fraction")}
+    task = task.objective.fit(task, options, saved)  # the kind of task's own options (or the saved ones)
     seed = given["seed"] if given["seed"] is not None else 0
     settings = {
         "epochs": task.budget.epochs,
@@ -126,6 +140,9 @@ def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
         "precision": config.precision,
         "split": given["split"] or default_split(task.dataset),
     }
+    if hasattr(task.augment, "describe"):  # an image augmentation, as OPS: what was applied, e.g. "shift:2,rotate:10"
+        settings["augment"] = task.augment.describe()
+    settings |= task.objective.settings(task)  # e.g. an image folder's size, channels and held-out share
     return task, settings
 
 
@@ -367,7 +384,8 @@ def evaluate_weights(
 ) -> dict:
     """The objective's scores of a weights file (from either twin) evaluated by ``framework``."""
     task = get_task(task_name)
-    params, _, _ = read_any(weights_path)  # canonical, torch .pt or Flax .msgpack
+    params, _, meta = read_any(weights_path)  # canonical, torch .pt or Flax .msgpack
+    task = task.objective.for_weights(task, InferenceMeta.read(weights_path, meta))  # own images: their sizes
     check_weights(params, task.model.sized_like(params).param_shapes(), str(weights_path))  # before any data
     task, data, facts = task.objective.load(task, data_dir, text=text, split=split, dataset=dataset)
     check_weights(params, task.model.param_shapes(), str(weights_path))  # a language model: against its corpus

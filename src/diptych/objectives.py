@@ -93,6 +93,26 @@ class Objective:
     def describe_target(self) -> str:
         raise NotImplementedError
 
+    def for_weights(self, task, meta):
+        """The task sized as a weights file's :class:`~diptych.inference.InferenceMeta` says, where the
+        data decides sizes the registry cannot know (own images); unchanged by default."""
+        return task
+
+    def fit(self, task, options: dict, saved: dict | None):
+        """The task with this kind of task's own options applied (``options``: name -> value or None;
+        ``saved``: a resumed run's settings). Tasks with none refuse any that is given."""
+        for key, value in options.items():
+            if value is not None:
+                raise DiptychError(
+                    f"--{key.replace('_', '-')} is for your own images (image-cnn --data-dir); "
+                    f"{task.name} has its own data"
+                )
+        return task
+
+    def settings(self, task) -> dict:
+        """This kind of task's settings, recorded in run.json and the checkpoint (and kept on resume)."""
+        return {}
+
     def inference_meta(self, data: Dataset, facts: dict) -> dict:
         """What prediction needs besides the weights, saved in ``weights.safetensors``."""
         return {"features": data.features} if data.features else {}
@@ -130,6 +150,73 @@ class Classification(Objective):
 
     def describe_target(self):
         return f"{100 * self.target_accuracy:.1f}%"
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderClassification(Classification):
+    """Classification of your own images (:mod:`diptych.data.images`): the data comes from ``--data-dir``,
+    and the model's input size, channels and class count from the task's model spec and the folder."""
+
+    val_fraction: float = 0.2  # held out per class when the folder has no train/ and test/
+    classes: tuple[str, ...] | None = None  # set from trained weights: the folder must have these classes
+
+    def load(self, task, data_dir=None, *, text=None, split=None, dataset=None):
+        from diptych.data.images import load_image_folder
+
+        if text is not None:
+            raise DiptychError(f"--text is for language-model tasks; {task.name} trains on your images")
+        if dataset is None:
+            if data_dir is None:
+                raise DiptychError(
+                    f"{task.name} trains on your own images: pass --data-dir PATH, a folder with "
+                    f"one subfolder of images per class (or train/ and test/ folders of them)"
+                )
+            size = task.model.input_shape()[0]
+            dataset = load_image_folder(data_dir, size, task.model.in_channels, self.val_fraction)
+        if self.classes is not None and tuple(dataset.classes or ()) != self.classes:
+            raise DiptychError(
+                f"the folder's classes ({', '.join(dataset.classes or [])}) are not the ones the "
+                f"weights were trained on ({', '.join(self.classes)}); use the training folder layout"
+            )
+        model = dataclasses.replace(task.model, num_classes=dataset.num_classes)
+        facts = {"classes": dataset.classes} if dataset.classes else {}
+        return dataclasses.replace(task, model=model), dataset, facts
+
+    def fit(self, task, options, saved):
+        """``--image-size``, ``--channels`` and ``--val-fraction`` applied (or a resumed run's)."""
+        given = {k: v if v is not None else (saved or {}).get(k) for k, v in options.items()}
+        if given["channels"] not in (None, 1, 3):
+            raise DiptychError(f"--channels must be 1 (grey) or 3 (RGB), got {given['channels']}")
+        if given["image_size"] is not None and not 8 <= given["image_size"] <= 512:
+            raise DiptychError(f"--image-size must be from 8 to 512 pixels, got {given['image_size']}")
+        if given["val_fraction"] is not None and not 0 < given["val_fraction"] < 1:
+            raise DiptychError(f"--val-fraction must be between 0 and 1, got {given['val_fraction']}")
+        model = dataclasses.replace(
+            task.model,
+            in_size=given["image_size"] or task.model.in_size,
+            in_channels=given["channels"] or task.model.in_channels,
+        )
+        objective = dataclasses.replace(self, val_fraction=given["val_fraction"] or self.val_fraction)
+        return dataclasses.replace(task, model=model, objective=objective)
+
+    def settings(self, task):
+        return {
+            "image_size": task.model.input_shape()[0],
+            "channels": task.model.in_channels,
+            "val_fraction": self.val_fraction,
+        }
+
+    def inference_meta(self, data, facts):
+        return super().inference_meta(data, facts) | ({"classes": list(data.classes)} if data.classes else {})
+
+    def for_weights(self, task, meta):
+        if meta.features is None or meta.classes is None:
+            return task
+        fe = meta.features["frontend"]
+        model = dataclasses.replace(
+            task.model, in_size=fe["size"], in_channels=fe["channels"], num_classes=len(meta.classes)
+        )
+        return dataclasses.replace(task, model=model, objective=dataclasses.replace(self, classes=tuple(meta.classes)))
 
 
 def predict_classes(trainer, x: np.ndarray) -> np.ndarray:

@@ -25,11 +25,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from diptych.commands.report import write_report
 from diptych.commands.summary import BASELINE, summarize
 from diptych.errors import DiptychError
 from diptych.records import write_json
-from diptych.tasks import get_task
+from diptych.tasks import choose_augment, get_task
 
 BASELINE_MODULE = "diptych.cookbook.seed_baseline"  # the seed article's recipe, as written (torch)
 
@@ -43,14 +45,22 @@ def interleaved(contestants: list[str], repeats: int) -> list[tuple[int, str]]:
 
 
 def burst(
-    task_name: str, framework: str, seconds: float, data_dir: str | None, seed: int = 0, precision: str = "fp32"
+    task_name: str,
+    framework: str,
+    seconds: float,
+    data_dir: str | None,
+    seed: int = 0,
+    precision: str = "fp32",
+    augment: str | None = None,
 ) -> dict:
-    """Runs inside a fresh process: first-step time, steady throughput, eval throughput, matmul peak."""
+    """Runs inside a fresh process: first-step time, steady throughput, eval throughput, matmul peak;
+    with an image ``augment`` (OPS or ``default``) also the steady throughput with augmentation on."""
     from diptych.backends import load_backend
+    from diptych.data.augment import augmenter_for
     from diptych.driver import train_batches
     from diptych.records import peak_rss_mb
 
-    task = get_task(task_name)
+    task = choose_augment(get_task(task_name), augment)
     task, data, facts = task.objective.load(task, data_dir)
     backend = load_backend(framework)
     batches = train_batches(data, task.budget.batch_size, seed)
@@ -73,6 +83,8 @@ def burst(
             steps += 1
         trainer.losses_to_numpy(pending)
     train_sps = steps * task.budget.batch_size / (time.perf_counter() - t1)
+    augmenter = augmenter_for(task, data, seed) if augment is not None else None
+    aug_sps = _augmented_rate(trainer, data, stream, augmenter, seconds, task.budget.batch_size) if augmenter else None
     head = dataclasses.replace(data, x_test=data.x_test[:1000], y_test=data.y_test[:1000])
     task.objective.evaluate(trainer, head, facts)  # compile the eval path outside the timing
     t2 = time.perf_counter()
@@ -87,7 +99,24 @@ def burst(
         "matmul_gflops": backend.train.matmul_gflops(),
         "versions": backend.train.versions(),
         "device": backend.train.device_name(),
+        **({"augment": task.augment.describe(), "augmented_samples_per_second": aug_sps} if aug_sps else {}),
     }
+
+
+def _augmented_rate(trainer, data, stream, augmenter, seconds: float, batch: int) -> float:
+    """Steady training samples per second with the augmentation drawn and applied, first step untimed."""
+
+    def step(n):
+        idx = next(stream)
+        x = data.x_train[idx]
+        return trainer.train_step(x, data.y_train[idx], augmenter(x, 0, n))
+
+    trainer.losses_to_numpy([step(0)])  # JAX traces the augmented step here
+    steps, t0 = 0, time.perf_counter()
+    while steps < 10 or time.perf_counter() - t0 < seconds:
+        trainer.losses_to_numpy([step(steps + i) for i in range(10)])
+        steps += 10
+    return steps * batch / (time.perf_counter() - t0)
 
 
 def _run(cmd: list[str]) -> dict:
@@ -98,7 +127,9 @@ def _run(cmd: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _burst_cmd(task: str, contestant: str, seconds: float, data_dir: str | None, precision: str) -> list[str]:
+def _burst_cmd(
+    task: str, contestant: str, seconds: float, data_dir: str | None, precision: str, augment: str | None = None
+) -> list[str]:
     if contestant == BASELINE:
         cmd = [sys.executable, "-m", BASELINE_MODULE, "--burst", str(seconds)]
     else:
@@ -115,10 +146,13 @@ def _burst_cmd(task: str, contestant: str, seconds: float, data_dir: str | None,
             "--precision",
             precision,
         ]
+        cmd += ["--augment", augment] if augment else []
     return cmd + (["--data-dir", data_dir] if data_dir else [])
 
 
-def _train_cmd(task: str, contestant: str, out: Path, data_dir: str | None, precision: str) -> list[str]:
+def _train_cmd(
+    task: str, contestant: str, out: Path, data_dir: str | None, precision: str, augment: str | None = None
+) -> list[str]:
     if contestant == BASELINE:
         cmd = [sys.executable, "-m", BASELINE_MODULE, "--out", str(out), "--json"]
     else:
@@ -137,6 +171,7 @@ def _train_cmd(task: str, contestant: str, out: Path, data_dir: str | None, prec
             "--precision",
             precision,
         ]
+        cmd += ["--augment", augment] if augment else []
     return cmd + (["--data-dir", data_dir] if data_dir else [])
 
 
@@ -154,22 +189,52 @@ def run_bench(
     train: bool = True,
     log=print,
     precision: str = "fp32",
+    augment: str | None = None,
 ) -> dict:
-    task = get_task(task_name)
+    task = choose_augment(get_task(task_name), augment)  # a bad --augment fails here, before any burst
     if baseline and task.name != "mnist-cnn":
         raise DiptychError("--baseline is the seed MNIST CNN recipe: use it with the mnist-cnn task")
     contestants = frameworks + ([BASELINE] if baseline else [])
     bursts: dict[str, list[dict]] = {c: [] for c in contestants}
     for r, c in interleaved(contestants, repeats):
         log(f"burst {r + 1}/{repeats}: {c}")
-        bursts[c].append(_run(_burst_cmd(task.name, c, seconds, data_dir, precision)))
+        aug = augment if c != BASELINE else None
+        bursts[c].append(_run(_burst_cmd(task.name, c, seconds, data_dir, precision, aug)))
     runs = {}
     if train:
         for c in contestants:
             log(f"training {c} to the end of its budget")
-            runs[c] = _run(_train_cmd(task.name, c, out / "runs" / c, data_dir, precision))
+            runs[c] = _run(
+                _train_cmd(task.name, c, out / "runs" / c, data_dir, precision, augment if c != BASELINE else None)
+            )
     result = summarize(task.name, bursts, runs)
     result["precision"] = precision
+    if augment is not None:  # the augmentation's step cost: steady throughput without / with it, per twin
+        result["augment"] = {
+            "ops": task.augment.describe(),
+            "slowdown": {
+                c: round(
+                    float(
+                        np.median(
+                            [
+                                b["train_samples_per_second"] / b["augmented_samples_per_second"]
+                                for b in bursts[c]
+                                if b.get("augmented_samples_per_second")
+                            ]
+                            or [np.nan]
+                        )
+                    ),
+                    3,
+                )
+                for c in frameworks
+            },
+        }
+        log(
+            "augmentation "
+            + result["augment"]["ops"]
+            + ": step time x"
+            + ", x".join(f"{v} ({c})" for c, v in result["augment"]["slowdown"].items())
+        )
     write_json(out / "bench.json", result)
     write_report(result, out)
     return result
@@ -183,8 +248,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--data-dir")
     p.add_argument("--precision", default="fp32")
+    p.add_argument("--augment")
     args = p.parse_args(argv)
-    print(json.dumps(burst(args.task, args.framework, args.seconds, args.data_dir, precision=args.precision)))
+    print(
+        json.dumps(
+            burst(
+                args.task, args.framework, args.seconds, args.data_dir, precision=args.precision, augment=args.augment
+            )
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from diptych.tasks import AugmentSpec
+from diptych.tasks import AugmentSpec, ImageAugmentSpec
 
 SALT = 0x5EEC  # keeps these streams apart from the batch-order stream [seed, epoch]
 
@@ -77,8 +77,94 @@ class Augmenter:
         return draw(self.spec, self.features, x, self.seed, epoch, step)
 
 
-def augmenter_for(task, dataset, seed: int) -> Augmenter | None:
-    """The task's augmenter, or ``None`` when the task has none (every non-audio task)."""
+# ----------------------------------------------------------------------------- images
+#
+# Images ``(B, H, W)`` or ``(B, C, H, W)`` are augmented by one affine warp and a few masks, all drawn
+# here; each twin's ``augment.apply_image`` is plain tensor maths on them:
+#
+# * ``theta`` ``(B, 2, 3)``: PyTorch's ``F.affine_grid`` convention with ``align_corners=False``. Output
+#   pixel ``(i, j)`` sits at normalized ``(u, v) = ((2j + 1) / W - 1, (2i + 1) / H - 1)`` (pixel centres;
+#   the image spans ``[-1, 1]`` edge to edge) and reads the input at ``theta @ (u, v, 1)``, bilinearly,
+#   with pixels outside the image equal to the background ``fill``. Rotation by ``a`` degrees, scale
+#   ``s``, a flip and a translation by whole pixels are one matrix, so the image is resampled once;
+# * ``keep`` ``(B, H, W)``: 0 inside the erased rectangle (random erasing, Zhong et al. 2017), which
+#   becomes background;
+# * ``mix`` ``(B, H, W)`` and ``perm`` ``(B,)``: ``x' = mix x + (1 - mix) x[perm]`` (mixup: ``mix`` is the
+#   constant ``lam``; cutmix: 0 inside a box); the loss is then ``lam ce(y) + (1 - lam) ce(y[perm])`` with
+#   ``lam`` ``(B,)`` the mean of ``mix``, the fraction of the image that is the sample's own.
+
+IMAGE_SALT = 0x1A6E
+
+
+def _box(rng: np.random.Generator, b: int, h: int, w: int, area: np.ndarray) -> np.ndarray:
+    """``(B, H, W)`` bool, True inside a rectangle of about ``area`` (B,) of the image, at a random place."""
+    side_h = np.clip(np.round(h * np.sqrt(area)), 0, h).astype(int)  # square-ish, clipped to the image
+    side_w = np.clip(np.round(w * np.sqrt(area)), 0, w).astype(int)
+    top = rng.integers(0, h - side_h + 1)  # (B,)
+    left = rng.integers(0, w - side_w + 1)
+    rows, cols = np.arange(h)[None, :, None], np.arange(w)[None, None, :]
+    return (
+        (rows >= top[:, None, None])
+        & (rows < (top + side_h)[:, None, None])
+        & (cols >= left[:, None, None])
+        & (cols < (left + side_w)[:, None, None])
+    )
+
+
+def draw_image(spec, shape: tuple[int, ...], fill: float, seed: int, epoch: int, step: int) -> dict[str, np.ndarray]:
+    """Parameters for an image batch of ``shape`` ``(B, [C,] H, W)`` (see the section comment above)."""
+    rng = np.random.default_rng([seed, epoch, step, IMAGE_SALT])
+    b, h, w = shape[0], shape[-2], shape[-1]
+    angle = np.deg2rad(rng.uniform(-spec.rotate, spec.rotate, b))  # positive: clockwise on screen (y points down)
+    scale = rng.uniform(1 - spec.scale, 1 + spec.scale, b)
+    flip = np.where(rng.random(b) < spec.flip, -1.0, 1.0)
+    shift = rng.integers(-spec.shift, spec.shift + 1, (b, 2))  # (dx, dy) pixels; positive: right, down
+    # In pixel units (x right, y down) the output at p reads the input at A p + t, with A = R(-a) F / s
+    # (an image rotated by +a on screen reads its source rotated back) and t = -shift.
+    cos, sin = np.cos(angle) / scale, np.sin(angle) / scale
+    a = np.stack([np.stack([cos * flip, sin], -1), np.stack([-sin * flip, cos], -1)], -2)  # (B, 2, 2)
+    half = np.array([w / 2, h / 2])
+    theta = np.concatenate(
+        [
+            a * half[None, None, :] / half[None, :, None],  # to normalized units
+            (-shift / half)[:, :, None],
+        ],
+        axis=2,
+    )  # (B, 2, 3)
+    params = {
+        "theta": theta.astype(np.float32),
+        "fill": np.full(b, fill, np.float32),
+    }  # per sample, so it splits by rows like the rest
+    if spec.erase > 0:
+        erased = (rng.random(b) < spec.erase)[:, None, None] & _box(rng, b, h, w, rng.uniform(0.02, 0.2, b))
+        params["keep"] = (~erased).astype(np.float32)
+    if spec.mixup > 0 or spec.cutmix > 0:
+        perm = rng.permutation(b)
+        if spec.cutmix > 0:
+            lam = rng.beta(spec.cutmix, spec.cutmix, b)
+            mix = (~_box(rng, b, h, w, 1 - lam)).astype(np.float32)  # the pasted box covers ~1 - lam
+        else:
+            lam = rng.beta(spec.mixup, spec.mixup, b)
+            mix = np.broadcast_to(lam[:, None, None], (b, h, w)).astype(np.float32)
+        params |= {"perm": perm.astype(np.int32), "mix": mix, "lam": mix.mean(axis=(1, 2), dtype=np.float32)}
+    return params
+
+
+class ImageAugmenter:
+    """Binds a task's :class:`~diptych.tasks.ImageAugmentSpec`, the background value and the run's seed."""
+
+    def __init__(self, spec, fill: float, seed: int):
+        self.spec, self.fill, self.seed = spec, fill, seed
+
+    def __call__(self, x: np.ndarray, epoch: int, step: int) -> dict[str, np.ndarray]:
+        return draw_image(self.spec, x.shape, self.fill, self.seed, epoch, step)
+
+
+def augmenter_for(task, dataset, seed: int):
+    """The task's augmenter (audio or image), or ``None`` when the task augments nothing."""
+    if isinstance(task.augment, ImageAugmentSpec):
+        # The background: the smallest value (a blank pixel, standardized), what warps and erasing fill in.
+        return ImageAugmenter(task.augment, float(dataset.x_train.min()), seed) if task.augment.active() else None
     if task.augment is None or not dataset.features:
         return None
     return Augmenter(task.augment, dataset.features, seed)

@@ -25,6 +25,7 @@ class Dataset:
     num_classes: int = 10
     features: dict | None = None  # audio: front-end settings and train-split statistics (JSON-ready)
     ordered: bool = False  # True: rows must be read in order (a language model's TBPTT windows)
+    classes: list[str] | None = None  # class names in label order, where the data has them (own image folders)
 
 
 def cache_dir() -> Path:

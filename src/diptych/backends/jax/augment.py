@@ -1,4 +1,5 @@
-"""Audio augmentation on device, JAX twin: applies the parameters drawn by :mod:`diptych.data.augment`.
+"""Augmentation on device, JAX twin: applies the parameters drawn by :mod:`diptych.data.augment`
+(audio: a normalized log-mel batch; images: an affine warp, erasing and mixing).
 
 Pure and jit-friendly: it runs inside the jitted train step."""
 
@@ -6,6 +7,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 
 
 def shift_time(x: jax.Array, shift: jax.Array, fill: jax.Array) -> jax.Array:
@@ -24,10 +27,84 @@ def warp_freq(x: jax.Array, lo: jax.Array, w: jax.Array) -> jax.Array:
     return below + w[:, :, None] * (above - below)
 
 
-def apply(x: jax.Array, p: dict[str, jax.Array]) -> jax.Array:
+def apply_audio(x: jax.Array, p: dict[str, jax.Array]) -> jax.Array:
     """Warp, shift, add noise in the mel-power domain, mask: normalized log-mel ``(B, M, T)`` in and out."""
     x = warp_freq(x, p["warp_lo"], p["warp_w"])
     x = shift_time(x, p["shift"], p["silence"])  # (B, M, T)
     power = jnp.exp(x * p["std"] + p["mean"]) + p["noise"]  # (B, M, T) mel energy + noise
     x = (jnp.log(power) - p["mean"]) / p["std"]
     return x * p["keep"]  # SpecAugment: masked cells become 0, the training mean
+
+
+def pixel_centres(n: int) -> np.ndarray:
+    """Normalized coordinates of ``n`` pixel centres, ``(2k + 1) / n - 1`` (``align_corners=False``: the
+    image spans ``[-1, 1]`` edge to edge). A constant of the shape, computed bit for bit as torch's
+    ``F.affine_grid`` does: ``linspace(-1, 1, n)`` (from both ends, each value one fused multiply-add
+    from a float32 step) times ``n - 1``, divided by ``n``, so that both twins sample the same points."""
+    k = np.arange(n, dtype=np.float64)
+    step = np.float64(np.float32(2) / np.float32(max(n - 1, 1)))
+    line = np.where(k < n // 2, -1 + step * k, 1 - step * (n - 1 - k)).astype(np.float32)  # one rounding: FMA
+    return line * np.float32(n - 1) / np.float32(n)
+
+
+def affine_grid(theta: jax.Array, h: int, w: int) -> jax.Array:
+    """``(B, H, W, 2)`` source ``(x, y)`` of each output pixel: ``theta @ (u, v, 1)``, like ``F.affine_grid``."""
+    u, v = pixel_centres(w)[None, None, :], pixel_centres(h)[None, :, None]  # (1, 1, W), (1, H, 1)
+    t = theta[:, :, :, None, None]  # (B, 2, 3, 1, 1)
+    # The sum in bmm's order (u, v, then 1), so both twins round alike.
+    return jnp.stack([t[:, r, 0] * u + t[:, r, 1] * v + t[:, r, 2] for r in (0, 1)], axis=-1)  # (B, H, W, 2)
+
+
+def grid_sample(x: jax.Array, grid: jax.Array) -> jax.Array:
+    """Bilinear sampling of ``x`` ``(B, C, H, W)`` at ``grid`` ``(B, H', W', 2)``, zeros outside, as torch's
+    ``F.grid_sample(..., align_corners=False)``: normalized ``g`` is pixel ``((g + 1) n - 1) / 2``."""
+    b, c, h, w = x.shape
+    # Written as torch's CPU kernel writes it, so both twins round alike.
+    ix = (grid[..., 0] + 1) * (w / 2) - 0.5  # (B, H', W') source column
+    iy = (grid[..., 1] + 1) * (h / 2) - 0.5
+    x0, y0 = jnp.floor(ix), jnp.floor(iy)
+    fx, fy = ix - x0, iy - y0  # east and south weights; west and north are 1 minus them
+    flat = x.reshape(b, c, h * w)
+    out = 0.0
+    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):  # nw, ne, sw, se
+        cx, cy = x0 + dx, y0 + dy
+        weight = (fy if dy else 1 - fy) * (fx if dx else 1 - fx)  # (B, H', W') bilinear weight
+        inside = (cx >= 0) & (cx <= w - 1) & (cy >= 0) & (cy <= h - 1)
+        idx = (jnp.clip(cy, 0, h - 1) * w + jnp.clip(cx, 0, w - 1)).astype(jnp.int32).reshape(b, 1, -1)
+        corner = jnp.take_along_axis(flat, jnp.broadcast_to(idx, (b, c, idx.shape[-1])), axis=2)
+        out = out + corner.reshape(b, c, *ix.shape[1:]) * jnp.where(inside, weight, 0.0)[:, None]
+    return out  # (B, C, H', W')
+
+
+def warp(x: jax.Array, theta: jax.Array, fill: jax.Array) -> jax.Array:
+    """Bilinear affine resampling of ``x`` ``(B, C, H, W)`` by ``theta`` ``(B, 2, 3)``; pixels from outside
+    the image are ``fill`` ``(B, 1, 1, 1)``."""
+    return grid_sample(x - fill, affine_grid(theta, x.shape[2], x.shape[3])) + fill
+
+
+def apply_image(x: jax.Array, p: dict[str, jax.Array]) -> jax.Array:
+    """Warp, erase, mix: images ``(B, H, W)`` or ``(B, C, H, W)`` in, the same shape out."""
+    four = x[:, None] if x.ndim == 3 else x  # (B, C, H, W)
+    fill = p["fill"][:, None, None, None]  # (B, 1, 1, 1) background
+    four = warp(four, p["theta"], fill)
+    if "keep" in p:  # random erasing: the rectangle becomes background
+        keep = p["keep"][:, None]  # (B, 1, H, W)
+        four = four * keep + fill * (1 - keep)
+    if "perm" in p:  # mixup / cutmix with another sample of the batch
+        mix = p["mix"][:, None]  # (B, 1, H, W)
+        four = mix * four + (1 - mix) * four[p["perm"]]
+    return four.reshape(x.shape)
+
+
+def apply(x: jax.Array, p: dict[str, jax.Array]) -> jax.Array:
+    """The augmentation that ``p`` describes: images when it has a ``theta``, else audio."""
+    return apply_image(x, p) if "theta" in p else apply_audio(x, p)
+
+
+def mixed_loss(logits: jax.Array, y: jax.Array, p: dict[str, jax.Array] | None) -> jax.Array:
+    """Mean cross-entropy; under mixup/cutmix ``lam ce(y) + (1 - lam) ce(y[perm])`` per sample."""
+    own = optax.softmax_cross_entropy_with_integer_labels(logits, y)  # (B,) or (B, T)
+    if p is None or "perm" not in p:
+        return own.mean()
+    other = optax.softmax_cross_entropy_with_integer_labels(logits, y[p["perm"]])
+    return (p["lam"] * own + (1 - p["lam"]) * other).mean()

@@ -80,13 +80,14 @@ def add_convs(module: nnx.Module, spec: CNNSpec, rngs: nnx.Rngs) -> None:
 
 
 def run_convs(module: nnx.Module, spec: CNNSpec, x: jax.Array) -> jax.Array:
-    """``(B, H, W)`` or ``(B, L)`` -> conv -> ReLU [-> max pool] per layer -> ``(B, H', W', C)``.
+    """``(B, H, W)`` or ``(B, L)`` (one channel) or ``(B, C, H, W)`` -> conv -> ReLU [-> max pool] per layer
+    -> ``(B, H', W', C')``.
 
     The ReLU is applied after the pool: max and ReLU commute, and so do their gradients (the first
     maximum of a window is the first maximum after ReLU whenever it is positive; otherwise both
     gradients are zero), so this is the same function with a p*p times smaller ReLU.
     """
-    x = x[..., None]  # (B, H, W, 1) or (B, L, 1)
+    x = x[..., None] if x.ndim == spec.dims + 1 else jnp.moveaxis(x, 1, -1)  # (B, H, W, C) or (B, L, C)
     for i, c in enumerate(spec.convs, start=1):
         x = getattr(module, f"conv{i}")(x)  # (B, H', W', C)
         if c.pool > 1:

@@ -74,15 +74,17 @@ def logits_fn(graphdef, params, x, carry=None, compute_dtype=None):
     return logits.astype(jnp.float32), carry
 
 
-def loss_fn(params: nnx.State, graphdef: nnx.GraphDef, x: jax.Array, y: jax.Array, carry=None, compute_dtype=None):
+def loss_fn(
+    params: nnx.State, graphdef: nnx.GraphDef, x: jax.Array, y: jax.Array, carry=None, compute_dtype=None, aug=None
+):
     """Mean softmax cross-entropy over every prediction, with ``(logits, carry)`` as auxiliary output.
 
     With ``compute_dtype=jnp.bfloat16`` the forward runs in bfloat16 on a bfloat16 copy of the
     float32 parameters (the cast is differentiated, so gradients arrive in float32); the loss is
-    always taken in float32.
+    always taken in float32. ``aug`` with a ``perm`` (mixup/cutmix) mixes each sample's label with its partner's.
     """
     logits, carry = logits_fn(graphdef, params, x, carry, compute_dtype)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), (logits, carry)
+    return augment.mixed_loss(logits, y, aug), (logits, carry)
 
 
 def grads_fn(graphdef, params, x, y, compute_dtype=None):
@@ -100,7 +102,9 @@ def train_step(graphdef, tx, params, opt_state, x, y, carry=None, aug=None, comp
     """
     if aug is not None:
         x = augment.apply(x, aug)
-    (loss, (_, carry)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, graphdef, x, y, carry, compute_dtype)
+    (loss, (_, carry)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, graphdef, x, y, carry, compute_dtype, aug
+    )
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     return params, opt_state, loss, carry

@@ -1,8 +1,10 @@
-"""Audio augmentation on device, torch twin: applies the parameters drawn by :mod:`diptych.data.augment`."""
+"""Augmentation on device, torch twin: applies the parameters drawn by :mod:`diptych.data.augment`
+(audio: a normalized log-mel batch; images: an affine warp, erasing and mixing)."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def shift_time(x: torch.Tensor, shift: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
@@ -22,10 +24,47 @@ def warp_freq(x: torch.Tensor, lo: torch.Tensor, w: torch.Tensor) -> torch.Tenso
     return below + w[:, :, None] * (above - below)
 
 
-def apply(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+def apply_audio(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
     """Warp, shift, add noise in the mel-power domain, mask: normalized log-mel ``(B, M, T)`` in and out."""
     x = warp_freq(x, p["warp_lo"].long(), p["warp_w"])
     x = shift_time(x, p["shift"].long(), p["silence"])  # (B, M, T)
     power = torch.exp(x * p["std"] + p["mean"]) + p["noise"]  # (B, M, T) mel energy + noise
     x = (torch.log(power) - p["mean"]) / p["std"]
     return x * p["keep"]  # SpecAugment: masked cells become 0, the training mean
+
+
+def warp(x: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """Bilinear affine resampling of ``x`` ``(B, C, H, W)`` by ``theta`` ``(B, 2, 3)`` (PyTorch's
+    ``align_corners=False`` convention); pixels from outside the image are ``fill`` ``(B, 1, 1, 1)``."""
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (B, H, W, 2) source (x, y) in [-1, 1]
+    # grid_sample pads with zeros: warp the difference from the background, then add it back.
+    return F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
+
+
+def apply_image(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Warp, erase, mix: images ``(B, H, W)`` or ``(B, C, H, W)`` in, the same shape out."""
+    four = x.unsqueeze(1) if x.dim() == 3 else x  # (B, C, H, W)
+    fill = p["fill"][:, None, None, None]  # (B, 1, 1, 1) background
+    four = warp(four, p["theta"], fill)
+    if "keep" in p:  # random erasing: the rectangle becomes background
+        keep = p["keep"][:, None]  # (B, 1, H, W)
+        four = four * keep + fill * (1 - keep)
+    if "perm" in p:  # mixup / cutmix with another sample of the batch
+        mix = p["mix"][:, None]  # (B, 1, H, W)
+        four = mix * four + (1 - mix) * four[p["perm"].long()]
+    return four.reshape(x.shape)
+
+
+def apply(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The augmentation that ``p`` describes: images when it has a ``theta``, else audio."""
+    return apply_image(x, p) if "theta" in p else apply_audio(x, p)
+
+
+def mixed_loss(logits: torch.Tensor, y: torch.Tensor, p: dict[str, torch.Tensor] | None) -> torch.Tensor:
+    """Mean cross-entropy; under mixup/cutmix ``lam ce(y) + (1 - lam) ce(y[perm])`` per sample."""
+    if p is None or "perm" not in p:
+        return F.cross_entropy(logits, y)
+    lam = p["lam"].float()  # (B,)
+    own = F.cross_entropy(logits, y, reduction="none")  # (B,)
+    other = F.cross_entropy(logits, y[p["perm"].long()], reduction="none")
+    return (lam * own + (1 - lam) * other).mean()

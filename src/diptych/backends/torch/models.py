@@ -51,8 +51,9 @@ def add_convs(module: nn.Module, spec: CNNSpec) -> None:
 
 
 def run_convs(module: nn.Module, spec: CNNSpec, x: torch.Tensor) -> torch.Tensor:
-    """``(B, H, W)`` or ``(B, L)`` -> conv -> ReLU [-> max pool] per layer -> ``(B, C, H', W')``."""
-    x = x.unsqueeze(1)  # (B, 1, H, W) or (B, 1, L)
+    """``(B, H, W)`` or ``(B, L)`` (one channel) or ``(B, C, H, W)`` -> conv -> ReLU [-> max pool] per layer
+    -> ``(B, C', H', W')``."""
+    x = x.unsqueeze(1) if x.dim() == spec.dims + 1 else x  # (B, C, H, W) or (B, C, L)
     for i, c in enumerate(spec.convs, start=1):
         x = F.relu(getattr(module, f"conv{i}")(x))  # (B, C, H', W')
         if c.pool > 1:

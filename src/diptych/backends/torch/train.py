@@ -108,15 +108,13 @@ class Trainer:
         here on device."""
         xb, yb = self._input(x), torch.from_numpy(y).to(self.device).long()  # (B, ...), (B,) or (B, T)
         if aug is not None:
-            xb = augment.apply(
-                xb,
-                {
-                    k: torch.from_numpy(v).to(self.device, self.dtype)
-                    if v.dtype.kind == "f"
-                    else torch.from_numpy(v).to(self.device)
-                    for k, v in aug.items()
-                },
-            )
+            aug = {
+                k: torch.from_numpy(v).to(self.device, self.dtype)
+                if v.dtype.kind == "f"
+                else torch.from_numpy(v).to(self.device)
+                for k, v in aug.items()
+            }
+            xb = augment.apply(xb, aug)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
@@ -126,8 +124,8 @@ class Trainer:
                 self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
             else:
                 logits = self.forward(xb)  # (B, classes)
-        # Mean over every prediction (B, or B*T for a language model), in float32.
-        loss = F.cross_entropy(logits.float().flatten(0, -2), yb.flatten())
+        # Mean over every prediction (B, or B*T for a language model), in float32; mixup/cutmix mix two labels.
+        loss = augment.mixed_loss(logits.float().flatten(0, -2), yb.flatten(), aug)
         loss.backward()
         if self.task.optimizer.clip_norm:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.task.optimizer.clip_norm)

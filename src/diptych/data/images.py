@@ -1,0 +1,161 @@
+"""Your own images: a class-per-subfolder tree decoded with Pillow into a :class:`Dataset`.
+
+Layouts (``PATH`` is ``--data-dir``):
+
+* ``PATH/train/<class>/*.png|jpg|...`` and ``PATH/test/<class>/...``: the split is yours;
+* ``PATH/<class>/...``: a ``val_fraction`` of each class is held out for testing, chosen by a seeded
+  hash of the file's name, so the split is stable as files are added (a file never changes side).
+
+Every image is converted to ``channels`` (1: grey, 3: RGB; transparency composited onto black,
+palette images expanded, 16-bit images scaled to 8 bits' range) and resized to ``size`` x ``size``
+(bilinear), then scaled to ``[0, 1]`` and standardized with the training split's mean and std.
+Decoded arrays are cached under :func:`~diptych.data.base.cache_dir`, keyed by a hash of every file's
+name and bytes and the size and channels, so a changed image is never served stale.
+
+    >>> class_of("a/cat/1.png"), split_side("cat/1.png", 0.0, 0)
+    ('cat', 'train')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from diptych.data.base import Dataset, cache_dir
+from diptych.errors import DiptychError
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def class_of(path: str | Path) -> str:
+    return Path(path).parent.name
+
+
+def split_side(name: str, val_fraction: float, seed: int) -> str:
+    """``"test"`` for about ``val_fraction`` of names, by a seeded hash of ``name`` (``class/file``)."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return "test" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
+
+
+def decode(path: Path, size: int, channels: int) -> np.ndarray:
+    """One image as float32 ``(size, size)`` (1 channel) or ``(channels, size, size)``, values in ``[0, 1]``."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now: a truncated file fails here, not later
+            if img.mode in SIXTEEN_BIT:  # 16-bit grey: scale to 8 bits' range before converting
+                arr = np.asarray(img, np.float32)
+                img = Image.fromarray((arr / max(arr.max(), 1.0) * 255 if arr.max() > 255 else arr).astype(np.uint8))
+            if img.mode == "P" or "A" in img.getbands() or img.mode == "PA":
+                rgba = img.convert("RGBA")  # palette and transparency: composite onto black
+                img = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+            img = img.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BILINEAR)
+            arr = np.asarray(img, np.float32) / 255.0  # (H, W) or (H, W, 3)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DiptychError(f"cannot read image {path}: {e}; fix or remove the file") from None
+    return arr if channels == 1 else arr.transpose(2, 0, 1)  # (C, H, W)
+
+
+def _images(folder: Path) -> dict[str, list[Path]]:
+    """``{class: [image files]}`` for every subfolder of ``folder``, sorted."""
+    classes = {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(f for f in sub.iterdir() if f.suffix.lower() in EXTENSIONS and f.is_file())
+        if not files:
+            raise DiptychError(f"class folder {sub} has no images ({', '.join(EXTENSIONS)}); add some or remove it")
+        classes[sub.name] = files
+    return classes
+
+
+def find_splits(root: Path, val_fraction: float, seed: int) -> tuple[list[str], dict[str, list[tuple[Path, int]]]]:
+    """Class names and ``{"train": [(file, label)], "test": [...]}``, with every layout check made."""
+    if not root.is_dir():
+        raise DiptychError(f"--data-dir {root} is not a folder; pass a folder with one subfolder per class")
+    if (root / "train").is_dir():
+        if not (root / "test").is_dir():
+            raise DiptychError(
+                f"{root} has train/ but no test/; add test/<class>/ folders, or put the class "
+                f"folders directly in {root} and use --val-fraction"
+            )
+        train, test = _images(root / "train"), _images(root / "test")
+        unseen = sorted(set(test) - set(train))
+        if unseen:
+            raise DiptychError(
+                f"test class {unseen[0]!r} has no training images ({root / 'train' / unseen[0]} "
+                f"is missing); add them or remove {root / 'test' / unseen[0]}"
+            )
+        names = sorted(train)
+    else:
+        every = _images(root)
+        names = sorted(every)
+        train = {c: [f for f in every[c] if split_side(f"{c}/{f.name}", val_fraction, seed) == "train"] for c in names}
+        test = {c: [f for f in every[c] if split_side(f"{c}/{f.name}", val_fraction, seed) == "test"] for c in names}
+        starved = [c for c in names if not train[c]]
+        if starved:
+            raise DiptychError(
+                f"class {starved[0]!r} has no training images after holding out --val-fraction "
+                f"{val_fraction}; add images or lower --val-fraction"
+            )
+    if not names:
+        raise DiptychError(
+            f"no class folders with images in {root}; expected {root}/<class>/*.png (or train/ "
+            f"and test/ folders of classes)"
+        )
+    if len(names) < 2:
+        raise DiptychError(f"only one class ({names[0]!r}) in {root}; a classifier needs two or more class folders")
+    if not any(test.values()):
+        raise DiptychError(f"no test images in {root}; add test/<class>/ images or raise --val-fraction")
+    label = {c: i for i, c in enumerate(names)}
+    return names, {
+        side: [(f, label[c]) for c in sorted(d) for f in d[c]] for side, d in (("train", train), ("test", test))
+    }
+
+
+def _key(files: list[Path], size: int, channels: int) -> str:
+    """A hash of every file's name and bytes, and of the conversion: the cache entry's name."""
+    h = hashlib.sha256(f"v1 {size} {channels}".encode())
+    for f in files:
+        h.update(f"{f.parent.name}/{f.name}\0".encode())
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()[:32]
+
+
+def decode_all(files: list[Path], size: int, channels: int, progress: bool = True) -> np.ndarray:
+    """``(N, [C,] size, size)`` float32 in ``[0, 1]``, from the cache when the same bytes were decoded before."""
+    from rich.progress import track
+
+    from diptych.progress import console
+
+    path = cache_dir() / "images" / f"{_key(files, size, channels)}.npy"
+    if path.exists():
+        try:
+            return np.load(path)
+        except (OSError, ValueError):
+            pass  # a corrupt cache entry is decoded again below
+    it = track(files, description="images: decoding", console=console, transient=True) if progress else files
+    arr = np.stack([decode(f, size, channels) for f in it])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(tmp, arr)
+    os.replace(tmp, path)
+    return arr
+
+
+def load_image_folder(root: str | Path, size: int, channels: int, val_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """The folder as a standardized :class:`Dataset` with ``classes`` and the statistics in ``features``."""
+    names, splits = find_splits(Path(root), val_fraction, seed)
+    files = [f for side in ("train", "test") for f, _ in splits[side]]
+    arr = decode_all(files, size, channels)
+    n = len(splits["train"])
+    mean, std = float(arr[:n].mean()), float(arr[:n].std()) or 1.0
+    arr = (arr - mean) / std
+    labels = np.array([y for side in ("train", "test") for _, y in splits[side]], np.int32)
+    features = {"frontend": {"kind": "image", "size": size, "channels": channels}, "mean": mean, "std": std}
+    return Dataset(
+        "folder", arr[:n], labels[:n], arr[n:], labels[n:], num_classes=len(names), features=features, classes=names
+    )
