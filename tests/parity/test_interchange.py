@@ -135,12 +135,14 @@ def _one_line_exit_2(proc, needle):
 
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])
-def test_refuses_wrong_dtype(tmp_path, framework):
+def test_refuses_float64_weights_that_float32_cannot_hold(tmp_path, framework):
+    """float64 weights are converted only when the conversion is lossless (#16); others are refused."""
     w = {k: v.astype(np.float64) for k, v in _random_weights("mnist1d-cnn").items()}
+    w["fc1.bias"][0] += 1e-12  # no float32 holds this value exactly
     save_file(w, tmp_path / "w.safetensors")
     _one_line_exit_2(
         run_cli("eval", "mnist1d-cnn", "--framework", framework, "--weights", str(tmp_path / "w.safetensors")),
-        "dtype float64, expected float32",
+        "float32 cannot hold exactly",
     )
 
 
