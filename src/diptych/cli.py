@@ -153,6 +153,23 @@ def list_tasks(as_json):
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--init-from", type=click.Path(dir_okay=False), help="Start from these weights (either twin's).")
 @click.option(
+    "--checkpoint-every",
+    type=int,
+    help="Steps between checkpoints within an epoch (default: about every 90 s of training; 0: epoch ends only).",
+)
+@click.option(
+    "--keep",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Checkpoints kept: the newest (checkpoint.safetensors) and K-1 older ones (checkpoint-step<N>).",
+)
+@click.option(
+    "--data-workers",
+    type=int,
+    help="Packed data (diptych data pack): background reader processes (default: chosen from the cores).",
+)
+@click.option(
     "--device",
     type=click.Choice(["auto", "cpu", "gpu"]),
     default="auto",

@@ -212,6 +212,24 @@ class Trainer:
         """Forget the carried recurrent state (the driver calls this at each epoch start)."""
         self.state = None
 
+    def export_carry(self) -> dict[str, np.ndarray]:
+        if self.state is None:
+            return {}
+        # Per layer h (B, H) or (h, c); rows split over this process's devices like the batch (all addressable).
+        layers = [c if isinstance(c, tuple) else (c,) for c in self.state]
+        return {k: np.stack([np.asarray(c[j]) for c in layers]) for j, k in enumerate(("h", "c")[: len(layers[0])])}
+
+    def load_carry(self, carry: dict[str, np.ndarray]) -> None:
+        if not carry:
+            self.state = None
+            return
+        n = len(carry["h"])  # (L, B, H) -> per layer h, or (h, c) for an LSTM
+        state = tuple((carry["h"][k], carry["c"][k]) if "c" in carry else carry["h"][k] for k in range(n))
+        if self._batch_at is not None:  # rows sharded like the batch
+            self.state = distributed.to_global(state, self._batch_at)
+        else:
+            self.state = _on_device(jax.device_put(state, self.device))  # fresh buffers: see _on_device
+
     def _carry(self, batch: int, state=None):
         if not self.stateful:
             return None

@@ -102,6 +102,16 @@ class Trainer:
         """Forget the carried recurrent state (the driver calls this at each epoch start)."""
         self.state = None
 
+    def export_carry(self) -> dict[str, np.ndarray]:
+        if self.state is None:
+            return {}
+        h, c = self.state if isinstance(self.state, tuple) else (self.state, None)  # (L, B, H) each
+        return {"h": h.float().cpu().numpy().copy()} | ({"c": c.float().cpu().numpy().copy()} if c is not None else {})
+
+    def load_carry(self, carry: dict[str, np.ndarray]) -> None:
+        state = tuple(torch.from_numpy(np.array(carry[k])).to(self.device, self.dtype) for k in "hc" if k in carry)
+        self.state = None if not state else state if len(state) == 2 else state[0]
+
     def train_step(self, x: np.ndarray, y: np.ndarray, aug: dict[str, np.ndarray] | None = None) -> torch.Tensor:
         """One optimizer step on a batch ``x`` ``(B, ...)`` float32 (or int ids), ``y`` ``(B,)`` or ``(B, T)``
         int. Returns the loss. ``aug``: augmentation parameters from :mod:`diptych.data.augment`, applied
