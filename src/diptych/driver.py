@@ -382,13 +382,14 @@ def _train_epoch(
             if step < steps - 1:
                 saver.at_sync(state, done)
             t_sync = time.perf_counter()
-    state.steady_seconds += state.epoch_seconds
-    state.step = 0
-    return {
+    record = {
         "epoch": epoch + 1,
         "train_loss": float(np.mean(state.epoch_losses)),
         "train_seconds": round(state.epoch_seconds, 3),
     }
+    state.steady_seconds += state.epoch_seconds
+    state.step, state.epoch_losses, state.epoch_seconds = 0, [], 0.0  # at the boundary: nothing under way
+    return record
 
 
 def _finite_weights(trainer, epoch: int, ckpt_path: Path) -> dict[str, np.ndarray]:
