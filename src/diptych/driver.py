@@ -15,6 +15,7 @@ resumed run continues exactly where the checkpoint left off.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from diptych.backends import load_backend
 from diptych.data import Batches, Dataset
 from diptych.data.augment import augmenter_for
 from diptych.data.datasets import default_split
+from diptych.data.feed import make_feed
 from diptych.errors import DiptychError, NonFiniteLossError
 from diptych.formats import read_any
 from diptych.fsio import ensure_writable_dir
@@ -66,6 +68,7 @@ class RunConfig:
     image_size: int | None = None  # own images (image-cnn): the side images are resized to
     channels: int | None = None  # own images: 1 (grey) or 3 (RGB)
     val_fraction: float | None = None  # own images without train/ and test/: the share held out per class
+    data_workers: int | None = None  # packed data: Grain's background reader processes (None: from the cores)
 
 
 @dataclass
@@ -175,9 +178,10 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     progress = _progress(config, world, task.name, epochs, steps, state)
     meta = _inference_meta(task, config.framework, objective.inference_meta(data, facts))  # the weights file's
     t_start = time.perf_counter() - state.wall_seconds
-    with lost_peers_in_one_line(world, backend.distributed), progress:
+    feed = make_feed(data, batches, config.data_workers)  # from memory, or streamed from a pack
+    with lost_peers_in_one_line(world, backend.distributed), progress, contextlib.closing(feed):
         for epoch in range(state.epoch, epochs):
-            record = _train_epoch(trainer, data, batches, epoch, augment, world, state, progress, ckpt_path)
+            record = _train_epoch(trainer, feed, batches, epoch, augment, world, state, progress, ckpt_path)
             record |= objective.evaluate(trainer, data, facts)  # every worker: the same weights, the same scores
             _end_epoch(state, record, time.perf_counter() - t_start, progress, objective, epochs)
             if world.lead:
@@ -271,7 +275,7 @@ def _start(trainer, config: RunConfig, saved: tuple | None, epochs: int, weights
 
 def _train_epoch(
     trainer,
-    data: Dataset,
+    feed,
     batches: Batches,
     epoch: int,
     augment,
@@ -284,8 +288,7 @@ def _train_epoch(
     steps, batch = batches.steps_per_epoch(), batches.batch_size
     t_epoch, pending, losses, first_seconds = time.perf_counter(), [], [], 0.0
     trainer.reset_state()  # language models: each epoch's streams start from a zero state
-    for step, idx in enumerate(batches.epoch(epoch)):
-        x, y = data.x_train[idx], data.y_train[idx]  # (B, ...) float32, (B,) int32
+    for step, (x, y) in enumerate(feed.epoch(epoch)):  # (B, ...) float32, (B,) int32
         t0 = time.perf_counter()
         pending.append(trainer.train_step(x, y, augment(x, epoch, step) if augment else None))  # aug on device
         first = state.compile_seconds is None  # the first step of the run pays for tracing/compilation
