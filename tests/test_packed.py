@@ -191,3 +191,42 @@ def test_killed_pack_is_not_a_dataset(packed, tmp_path):
     proc = cli_in_process("data", "pack", "mnist1d", "--out", str(tmp_path / "p"), "--no-progress")
     assert proc.returncode == 0 and is_packed(tmp_path / "p") and not leftover.exists(), proc.stderr
     assert_one_line_error(cli_in_process("data", "pack", "mnist1d", "--out", str(tmp_path / "p")), "already exists")
+
+
+def test_image_folder_pack(tmp_path):
+    """Your own images pack with their class names and statistics; image-cnn's loader reads the pack."""
+    from diptych.data.images import load_image_folder
+    from image_helpers import make_folder
+
+    folder = make_folder(tmp_path / "images", per_class=4)
+    proc = cli_in_process(
+        "data",
+        "pack",
+        "folder",
+        "--data-dir",
+        str(folder),
+        "--out",
+        str(tmp_path / "p"),
+        "--image-size",
+        "16",
+        "--no-progress",
+    )
+    assert proc.returncode == 0, proc.stderr
+    want, got = load_image_folder(folder, 16, 1), load_image_folder(tmp_path / "p", 16, 1)
+    assert got.classes == want.classes and got.features == want.features
+    assert np.array_equal(got.x_train[np.arange(len(want.y_train))], want.x_train)
+    assert_one_line_error(
+        cli_in_process(
+            "train",
+            "image-cnn",
+            "--framework",
+            "torch",
+            "--data-dir",
+            str(tmp_path / "p"),
+            "--image-size",
+            "32",
+            "--out",
+            str(tmp_path / "r"),
+        ),
+        "packed at 16px",
+    )

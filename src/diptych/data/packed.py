@@ -332,9 +332,10 @@ class Pack:
             records = self._source(split).__getitems__(indices.tolist())
         except Exception as e:  # riegeli reports a damaged chunk as its own error type
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            where = ", ".join(sorted({self.shard_of(split, int(i)) for i in indices[:1024]}))
             raise DataError(
-                f"{self.folder}: reading {split} records failed ({first}); the pack is damaged: "
-                f"run `diptych data verify {self.folder}` to find the shard, then pack again"
+                f"{self.folder}: reading {split} records from {where} failed ({first}); the pack is damaged: "
+                f"run `diptych data verify {self.folder}` to name the shard, then pack again"
             ) from None
         size = self.rec.itemsize
         for j, r in enumerate(records):
