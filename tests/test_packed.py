@@ -63,10 +63,13 @@ def test_grain_stream_equals_memory_batches(packed, mnist1d, rank, world, worker
     assert isinstance(feed, GrainFeed)
     memory = MemoryFeed(mnist1d, batches)
     try:
-        assert_same_stream(feed, memory, 0, 0)
-        assert_same_stream(feed, memory, 1, 0)
-        assert_same_stream(feed, memory, 2, 29)
-        assert feed.state()["epoch"] == 3 and feed.state()["step"] == 0 and feed.state()["grain"] is not None
+        first = 0 if workers == 0 else 29  # worker processes start once: one position in that case
+        assert_same_stream(feed, memory, 0, first)
+        assert_same_stream(feed, memory, 1, 0)  # the running iterator continues into the next epoch
+        if workers == 0:
+            assert_same_stream(feed, memory, 2, 29)  # a restart mid-epoch
+        assert feed.state()["step"] == 0 and feed.state()["grain"] is not None
+        assert feed.state()["epoch"] == (3 if workers == 0 else 2)
     finally:
         feed.close()
     assert isinstance(make_feed(mnist1d, batches), MemoryFeed)  # in-memory data stays in memory
@@ -75,7 +78,7 @@ def test_grain_stream_equals_memory_batches(packed, mnist1d, rank, world, worker
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_training_from_a_pack_equals_training_from_memory(mnist1d, tmp_path, framework):
     """The driver streams a pack through Grain and ends with the very weights of the in-memory run
-    (a 1,000-row slice of MNIST-1D, one epoch: the equality, not the accuracy, is under test)."""
+    (a 320-row slice of MNIST-1D, one epoch: the equality, not the accuracy, is under test)."""
     from diptych import RunConfig, train_and_evaluate
     from diptych.weights import read_safetensors
 
@@ -88,15 +91,16 @@ def test_training_from_a_pack_equals_training_from_memory(mnist1d, tmp_path, fra
 
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    part = Dataset("mnist1d", mnist1d.x_train[:1000], mnist1d.y_train[:1000], mnist1d.x_test, mnist1d.y_test)
+    x, y = mnist1d.x_train[:320], mnist1d.y_train[:320]  # 20 steps of 16
+    part = Dataset("mnist1d", x, y, mnist1d.x_test[:300], mnist1d.y_test[:300])
     pack_dataset(part, tmp_path / "pack", shards=2, progress=False)
     runs = {}
     for name, data_dir, data in (("memory", None, part), ("pack", str(tmp_path / "pack"), None)):
         config = RunConfig("mnist1d-mlp", framework, epochs=1, progress=False, data_dir=data_dir, data_workers=0)
         record = train_and_evaluate(config, tmp_path / name, dataset=data)
         runs[name] = record, read_safetensors(tmp_path / name / "weights.safetensors")[0]
-    assert runs["pack"][0]["dataset"]["train"] == 1000
-    assert runs["pack"][0]["test_accuracy"] == runs["memory"][0]["test_accuracy"] > 0.15  # chance: 0.1
+    assert runs["pack"][0]["dataset"]["train"] == 320
+    assert runs["pack"][0]["test_accuracy"] == runs["memory"][0]["test_accuracy"]
     mem, pk = runs["memory"][1], runs["pack"][1]
     assert mem.keys() == pk.keys() and all(np.array_equal(mem[k], pk[k]) for k in mem)
 
@@ -156,7 +160,7 @@ def test_truncated_record(packed, tmp_path):
     reader = ArrayRecordReader(str(packed / name))
     records = reader.read_all()
     reader.close()
-    records[5] = records[5][:-3]
+    records = [r[:-3] for r in records]  # every record of the shard: the first batch meets one
     (bad / name).unlink()
     writer = ArrayRecordWriter(str(bad / name), "group_size:1,uncompressed")
     for r in records:
@@ -167,6 +171,7 @@ def test_truncated_record(packed, tmp_path):
     entry["bytes"], entry["sha256"] = (bad / name).stat().st_size, sha256_file(bad / name)
     (bad / MANIFEST).write_text(json.dumps(manifest))
     assert_one_line_error(cli_in_process("data", "verify", str(bad)), name, "truncated record")
+    assert_one_line_error(train_on(bad), name, "truncated record")  # met by Grain's reader, mid-training
     data = load_dataset("mnist1d", bad)  # size and checksum agree: found when the record is read
     with pytest.raises(Exception, match=f"{name}: record 1338 is"):
         data.x_train[np.array([1338])]
