@@ -79,6 +79,11 @@ def _training_options(f):
             type=float,
             help="image-cnn on PATH/<class>/: the share of each class held out for testing (default 0.2).",
         ),
+        click.option(
+            "--data-workers",
+            type=click.IntRange(min=0),
+            help="Packed data (--data-dir from `diptych data pack`): background reader processes (default: by cores).",
+        ),
         click.option("--compile", is_flag=True, help="torch: torch.compile the model (JAX always jit-compiles)."),
         click.option(
             "--precision",
@@ -163,11 +168,6 @@ def list_tasks(as_json):
     default=1,
     show_default=True,
     help="Checkpoints kept: the newest (checkpoint.safetensors) and K-1 older ones (checkpoint-step<N>).",
-)
-@click.option(
-    "--data-workers",
-    type=int,
-    help="Packed data (diptych data pack): background reader processes (default: chosen from the cores).",
 )
 @click.option(
     "--device",
@@ -439,6 +439,7 @@ from diptych.commands.images import augment_preview_cmd, predict_cmd  # noqa: E4
 
 cli.add_command(predict_cmd)
 cli.add_command(augment_preview_cmd)
+cli.add_command(__import__("diptych.commands.data", fromlist=["data_group"]).data_group)  # `diptych data pack|verify`
 
 
 def main(argv: list[str] | None = None) -> int:

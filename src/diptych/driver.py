@@ -16,7 +16,9 @@ bit for bit where the checkpoint left off.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -190,16 +192,15 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     augment = augmenter_for(task, data, settings["seed"])  # None unless the task augments
     progress = _progress(config, world, task.name, epochs, steps, state)
     meta = _inference_meta(task, config.framework, objective.inference_meta(data, facts))  # the weights file's
+    feed = make_feed(data, batches, config.data_workers)  # from memory, or streamed from a pack
     t0 = time.perf_counter() - state.wall_seconds  # the run's clock; a resumed run continues its time
-    saver = Checkpoints(workdir, trainer, meta, settings, config, world, steps, t0)
-    feed = make_feed(data, batches, config.data_workers)
-    with lost_peers_in_one_line(world, backend.distributed), progress:
+    saver = Checkpoints(workdir, trainer, feed, meta, settings, config, world, steps, t0)
+    with lost_peers_in_one_line(world, backend.distributed), progress, contextlib.closing(feed):
         for epoch in range(state.epoch, epochs):
             record = _train_epoch(trainer, feed, epoch, augment, world, state, progress, saver)
             record |= objective.evaluate(trainer, data, facts)  # every worker: the same weights, the same scores
             _end_epoch(state, record, saver.clock(), progress, objective, epochs)
             saver.save(state, final=epoch + 1 == epochs)
-    feed.close()
     run = _run_record(task, config, settings, data, facts, trainer, state, world, backend)
     if world.lead:
         if not (workdir / WEIGHTS).exists():  # a run killed between its last checkpoint and its weights
@@ -247,14 +248,23 @@ class Checkpoints:
     ``checkpoint-step<N>.safetensors`` (hard links: no copy)."""
 
     def __init__(
-        self, workdir: Path, trainer, meta: dict, settings: dict, config: RunConfig, world, steps: int, t0: float
+        self,
+        workdir: Path,
+        trainer,
+        feed: Feed,
+        meta: dict,
+        settings: dict,
+        config: RunConfig,
+        world,
+        steps: int,
+        t0: float,
     ):
         if config.checkpoint_every is not None and config.checkpoint_every < 0:
             raise DiptychError(f"--checkpoint-every {config.checkpoint_every}: give a number of steps >= 0")
         if config.keep < 1:
             raise DiptychError(f"--keep {config.keep}: keep at least 1 checkpoint")
         self.path, self.weights = workdir / checkpoint.FILENAME, workdir / WEIGHTS
-        self.trainer, self.meta, self.settings, self.world = trainer, meta, settings, world
+        self.trainer, self.feed, self.meta, self.settings, self.world = trainer, feed, meta, settings, world
         self.every, self.keep, self.steps = config.checkpoint_every, config.keep, steps
         # A language model's carried state is split over the workers of a data-parallel run: such a
         # run checkpoints at epoch ends only, where no state is carried.
@@ -302,8 +312,19 @@ class Checkpoints:
             framework=self.meta["framework"],
             config=self.settings,
             global_step=self.trainer_steps(state),
+            data=self._data_state(),
             **state.to_meta(),
         )
+
+    def _data_state(self) -> dict | None:
+        """The streamed feed's position, Grain's iterator state included, for the record: a resume needs
+        only ``(epoch, step)``, which the feed continues from exactly (the order is a function of them)."""
+        state = self.feed.state() if hasattr(self.feed, "state") else None
+        try:
+            json.dumps(state)
+        except (TypeError, ValueError):
+            state = {k: v for k, v in state.items() if k != "grain"}
+        return state
 
     def _keep_previous(self) -> None:
         """Hard-link the current newest checkpoint under its step before it is replaced; drop the oldest."""

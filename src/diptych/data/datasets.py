@@ -25,6 +25,7 @@ from diptych.data.base import Dataset, cache_dir, check_data_dir
 from diptych.data.download import fetch, md5sum
 from diptych.data.fsdd import load_fsdd
 from diptych.data.idx import is_gzip, read_idx
+from diptych.data.packed import MANIFEST, is_packed, open_pack, unfinished_pack
 from diptych.errors import DataError, DiptychError
 from diptych.fsio import atomic_write, clean_stale_temps
 
@@ -95,8 +96,11 @@ def default_split(name: str) -> str | None:
 def load_dataset(
     name: str, data_dir: str | Path | None = None, download: bool = True, split: str | None = None
 ) -> Dataset:
-    """``split``: ``None`` is the dataset's official split; fsdd also takes ``speaker:NAME``."""
+    """``split``: ``None`` is the dataset's official split; fsdd also takes ``speaker:NAME``.
+    A packed folder (``diptych data pack``) is read record by record (:mod:`diptych.data.packed`)."""
     check_data_dir(data_dir)
+    if is_packed(data_dir) or unfinished_pack(data_dir):
+        return load_packed(data_dir, name, split or default_split(name))
     if name == "fsdd":
         return load_fsdd(data_dir, split, download)
     if split not in (None, "official"):
@@ -106,6 +110,16 @@ def load_dataset(
     if name == "mnist1d":
         return load_mnist1d()
     raise DiptychError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def load_packed(folder, name: str, split: str | None = None) -> Dataset:
+    """A pack of ``name`` (training rows read lazily); one line if it is unfinished or of another dataset."""
+    if not is_packed(folder):
+        raise DataError(
+            f"{folder} holds ArrayRecord shards but no {MANIFEST}: an unfinished or partly copied pack; "
+            f"pack the dataset again (`diptych data pack {name} --out DIR`)"
+        )
+    return open_pack(folder, name, split)
 
 
 def _standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
