@@ -13,6 +13,41 @@ from pathlib import Path
 
 import click
 
+from diptych.errors import DiptychError
+
+
+def pack(
+    name: str,
+    out,
+    data_dir=None,
+    shards: int | None = None,
+    split: str | None = None,
+    image_size: int = 32,
+    channels: int = 1,
+    val_fraction: float = 0.2,
+    progress: bool = True,
+) -> dict:
+    """Load dataset ``name`` as training would (a built-in one, ``folder``: your images at ``data_dir``)
+    and write it to a pack at ``out``; the manifest."""
+    from diptych.data.datasets import DATASETS, default_split, load_dataset
+    from diptych.data.packed import check_out, pack_dataset
+
+    out = Path(out)
+    check_out(out)  # refuse a taken --out before loading anything
+    if name == "folder":
+        from diptych.data.images import load_image_folder
+
+        if data_dir is None:
+            raise DiptychError("folder: pass --data-dir PATH, a folder with one subfolder of images per class")
+        data = load_image_folder(data_dir, image_size, channels, val_fraction)
+    elif name in DATASETS:
+        split = split or default_split(name)
+        data = load_dataset(name, data_dir, split=split)
+    else:
+        raise DiptychError(f"unknown dataset {name!r}; choose one of {', '.join((*DATASETS, 'folder'))}")
+    source = str(Path(data_dir).resolve()) if data_dir is not None else None
+    return pack_dataset(data, out, shards, split=split, source=source, progress=progress)
+
 
 @click.group("data")
 def data_group():
@@ -37,8 +72,6 @@ def data_group():
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def pack_cmd(dataset, data_dir, out, shards, split, image_size, channels, val_fraction, no_progress):
     """Write DATASET (mnist, fashion-mnist, mnist1d, fsdd, or folder: your images) to ArrayRecord shards."""
-    from diptych.data.packed import pack
-
     manifest = pack(
         dataset,
         out,
