@@ -32,6 +32,7 @@ from diptych.formats import read_any
 from diptych.fsio import ensure_writable_dir
 from diptych.inference import InferenceMeta
 from diptych.launch import lost_peers_in_one_line
+from diptych.observe import Observer
 from diptych.progress import TrainProgress
 from diptych.records import hardware, peak_rss_mb, versions, write_json
 from diptych.tasks import Task, choose_augment, get_task
@@ -66,6 +67,7 @@ class RunConfig:
     image_size: int | None = None  # own images (image-cnn): the side images are resized to
     channels: int | None = None  # own images: 1 (grey) or 3 (RGB)
     val_fraction: float | None = None  # own images without train/ and test/: the share held out per class
+    tensorboard: str | None = None  # a folder: TensorBoard event files in <it>/<task>-<framework> (observe.py)
 
 
 @dataclass
@@ -174,12 +176,23 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     augment = augmenter_for(task, data, settings["seed"])  # None unless the task augments
     progress = _progress(config, world, task.name, epochs, steps, state)
     meta = _inference_meta(task, config.framework, objective.inference_meta(data, facts))  # the weights file's
+    # observe.py: metrics.jsonl (and TensorBoard with --tensorboard) from the lead; the same points in both twins.
+    observer = Observer(
+        workdir,
+        task,
+        config.framework,
+        epochs * steps,
+        tensorboard=config.tensorboard,
+        start_step=state.epoch * steps,
+        enabled=world.lead,
+    )
     t_start = time.perf_counter() - state.wall_seconds
-    with lost_peers_in_one_line(world, backend.distributed), progress:
+    with lost_peers_in_one_line(world, backend.distributed), progress, observer:
         for epoch in range(state.epoch, epochs):
-            record = _train_epoch(trainer, data, batches, epoch, augment, world, state, progress, ckpt_path)
+            record = _train_epoch(trainer, data, batches, epoch, augment, world, state, progress, ckpt_path, observer)
             record |= objective.evaluate(trainer, data, facts)  # every worker: the same weights, the same scores
             _end_epoch(state, record, time.perf_counter() - t_start, progress, objective, epochs)
+            observer.on_epoch((epoch + 1) * steps, record)  # observe.py: test/<metric>
             if world.lead:
                 _save_epoch(trainer, state, workdir, meta, settings, final=epoch + 1 == epochs)
     run = _run_record(task, config, settings, data, facts, trainer, state, world, backend)
@@ -279,6 +292,7 @@ def _train_epoch(
     state: RunState,
     progress: TrainProgress,
     ckpt_path: Path,
+    observer: Observer,
 ) -> dict:
     """One pass over this worker's shard of the epoch's batches; updates ``state``'s curve and timing."""
     steps, batch = batches.steps_per_epoch(), batches.batch_size
@@ -301,6 +315,7 @@ def _train_epoch(
             progress.update(
                 epoch * steps + step + 1, loss=float(np.mean(losses[-SYNC_EVERY:])), rate=rate, epoch=epoch + 1
             )
+            observer.on_losses(epoch * steps + step + 1, losses, rate)  # observe.py: train/loss, lr, samples/s
     seconds = time.perf_counter() - t_epoch - first_seconds
     state.steady_seconds += seconds
     state.steady_samples += (steps - (1 if first_seconds else 0)) * batch
