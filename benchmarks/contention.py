@@ -7,12 +7,13 @@ process spinning on one core (pure Python, ``while True: pass``), the order flip
 and the table gives the medians and the slowdown ratio quiet / loaded. Aim: <= 2x.
 
 Settings: ``policy`` is what diptych does by default (the torch twin picks its intra-op threads by the
-work in a step, with OpenMP's passive wait; JAX one XLA:CPU device per core); the others pin one knob,
-to show what the policy avoids, e.g. ``torch:threads=2`` (every core, the old default) or
-``torch:threads=2,OMP_WAIT_POLICY=ACTIVE``, ``jax:JAX_NUM_CPU_DEVICES=1``.
+work in a step, with OpenMP's passive wait; JAX one XLA:CPU device per core); the others pin one knob
+to show what the policy avoids: ``torch:threads=cores+OMPDEFAULT`` (every core with libgomp's default
+wait: diptych before this policy), ``torch:threads=1+ACTIVE``, ``jax:JAX_NUM_CPU_DEVICES=1``,
+``jax:XLA_FLAGS=--xla_cpu_multi_thread_eigen=false``.
 
     python benchmarks/contention.py --tasks mnist1d-cnn,mnist-cnn --repeats 3 --seconds 3
-    python benchmarks/contention.py --tasks mnist1d-cnn --settings torch:policy,torch:threads=2
+    python benchmarks/contention.py --tasks mnist1d-cnn --settings torch:policy,torch:threads=2+ACTIVE
 
 On a machine that other programs load as well the numbers are noisy: quote ``uptime`` with them.
 """
@@ -28,11 +29,13 @@ import sys
 import time
 
 SPIN = "while True: pass"
-DEFAULT_SETTINGS = "torch:policy,torch:threads=cores,torch:threads=cores+ACTIVE,jax:policy,jax:JAX_NUM_CPU_DEVICES=1"
+DEFAULT_SETTINGS = "torch:policy,torch:threads=cores+OMPDEFAULT,torch:threads=1,jax:policy,jax:JAX_NUM_CPU_DEVICES=1"
 
 
 def worker(task_name: str, framework: str, threads: str, seconds: float) -> dict:
     """In the measuring process: steady samples/s of ``seconds`` of training (after a warm-up)."""
+    if os.environ.pop("CONTENTION_OMP_DEFAULT", None):  # torch loads before diptych can set OpenMP's wait policy
+        import torch  # noqa: F401
     import numpy as np
 
     from diptych.backends import load_backend
@@ -79,6 +82,8 @@ def measure(task: str, setting: str, seconds: float, loaded: bool) -> float:
             threads = value
         elif key == "ACTIVE":
             env["OMP_WAIT_POLICY"] = "ACTIVE"
+        elif key == "OMPDEFAULT":  # libgomp's own default (spin a while, then sleep): diptych's before this policy
+            env["CONTENTION_OMP_DEFAULT"] = "1"
         elif key and key != "policy":
             env[key] = value
     spinner = subprocess.Popen([sys.executable, "-c", SPIN]) if loaded else None

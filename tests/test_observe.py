@@ -146,3 +146,10 @@ def test_torch_threads_follow_the_work_in_a_step():
     assert threads("mnist1d-mlp") == threads("mnist1d-cnn") == 1  # steps of 1-20 MFLOP
     assert threads("mnist-cnn", cores=1) == 1 and threads("mnist-cnn", cores=2) == 2  # 0.8 GFLOP: every core
     assert choose_threads(None, 2)[0] == 2  # a step of unknown size keeps every core
+
+
+def test_the_git_record_is_left_out_without_git(monkeypatch):
+    from diptych.records import source_revision
+
+    monkeypatch.setenv("PATH", "")  # no git to run: no record, and no failure
+    assert source_revision() is None
