@@ -153,3 +153,15 @@ def test_the_git_record_is_left_out_without_git(monkeypatch):
 
     monkeypatch.setenv("PATH", "")  # no git to run: no record, and no failure
     assert source_revision() is None
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full (every write: no space left)")
+def test_a_full_disk_stops_the_log_not_the_run(tmp_path, capsys):
+    obs = Observer(tmp_path, get_task("mnist1d-mlp"), "torch", 100)
+    obs._file.close()
+    obs._file = open("/dev/full", "w")  # the disk fills up after the run started
+    obs.on_losses(1, [2.0], 10.0)
+    obs.on_losses(21, [1.0] * 20, 10.0)  # no second warning, no exception
+    obs.close()
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and "/dev/full" in err and "no more points" in err

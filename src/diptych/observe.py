@@ -31,6 +31,7 @@ event files go to ``DIR/<task>-<framework>``. Only the lead worker writes. Neutr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -147,15 +148,33 @@ class Observer:
         line = {"step": step, "wall_time": round(wall, 3)} | {
             k: (v if math.isfinite(v) else None) for k, v in values.items()
         }
-        self._file.write(json.dumps(line) + "\n")
-        self._file.flush()  # a crash keeps every point written so far
+        if self._file is not None:
+            try:
+                self._file.write(json.dumps(line) + "\n")
+                self._file.flush()  # a crash keeps every point written so far
+            except OSError as e:  # a full disk: the log stops, training goes on (its checkpoint says more)
+                self._stop_metrics(e)
         if self._writer is not None:
             for tag, value in values.items():
                 self._writer.add_scalar(tag, value, step, walltime=wall)
 
+    def _stop_metrics(self, error: OSError) -> None:
+        from diptych.progress import console
+
+        path = self._file.name
+        with contextlib.suppress(OSError):
+            self._file.close()
+        self._file = None
+        console.print(
+            f"[yellow]diptych: warning: {path}: {error.strerror or error}; no more points are logged there[/]"
+        )
+
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as e:
+                self._stop_metrics(e)
             self._file = None
         if self._writer is not None:
             self._writer.close()

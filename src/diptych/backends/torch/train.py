@@ -35,8 +35,9 @@ def choose_threads(step_flops: float | None, cores: int) -> tuple[int, str]:
     (MNIST-1D: 1-20 MFLOP, tens of microseconds per op) gains little from a second thread, and when
     another process holds a core, the thread on it is preempted for a whole scheduler slice while its
     partners wait: `make demo` ran mnist1d-cnn's torch twin 8x slower than JAX, and a tiny model ran
-    80x faster on one thread than on two. Steps below ``ONE_THREAD_FLOPS`` (a few milliseconds on one
-    core) take one thread; larger ones every usable core (never more: oversubscription is 10x slower).
+    80x faster on one thread than on two. Steps below ``ONE_THREAD_FLOPS`` (50 MFLOP: half a millisecond
+    at this 2-core CPU's one-core fp32 matmul peak of ~100 GFLOP/s, a few at what small ops reach) take one
+    thread; larger ones torch's default within the usable cores (never more: oversubscription is 10x slower).
     """
     if step_flops is not None and step_flops < ONE_THREAD_FLOPS:
         return 1, f"step of {step_flops / 1e6:.0f} MFLOP < {ONE_THREAD_FLOPS / 1e6:.0f}: one thread"
@@ -50,7 +51,7 @@ def configure(threads: int | None = None, step_flops: float | None = None) -> No
     if threads:
         n, why = min(threads, cores), "asked for"
     elif os.environ.get("OMP_NUM_THREADS"):
-        n, why = min(torch.get_num_threads(), cores), "OMP_NUM_THREADS"
+        n, why = min(_DEFAULT_THREADS, cores), "OMP_NUM_THREADS"
     else:
         n, why = choose_threads(step_flops, cores)
     torch.set_num_threads(n)
