@@ -34,7 +34,7 @@ from diptych.inference import InferenceMeta
 from diptych.launch import lost_peers_in_one_line
 from diptych.observe import Observer
 from diptych.progress import TrainProgress
-from diptych.records import hardware, peak_rss_mb, runtime, source_revision, versions, write_json
+from diptych.records import hardware, peak_rss_mb, runtime, source_record, versions, write_json
 from diptych.tasks import Task, choose_augment, get_task
 from diptych.weights import check_weights, save_weights
 
@@ -386,7 +386,7 @@ def _run_record(
         "loss_curve": state.loss_curve,
         "world": world.record(),
         "runtime": runtime(backend.train.runtime(world.device)),  # threads, XLA/OMP env, accelerator libraries
-        **({"git": source_revision()} if source_revision() else {}),  # the checkout's commit, when run from one
+        **source_record(),  # "git": the checkout's commit and dirty flag, when run from one
     }
 
 

@@ -90,6 +90,12 @@ def source_revision() -> dict | None:
     return {"commit": commit, "dirty": bool(status)}
 
 
+def source_record() -> dict:
+    """``{"git": source_revision()}`` for ``run.json`` when run from a checkout, else ``{}`` (the key is absent)."""
+    revision = source_revision()
+    return {"git": revision} if revision else {}
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process (Linux reports ru_maxrss in KiB)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
