@@ -190,6 +190,12 @@ def list_tasks(as_json):
     show_default=True,
     help="Coordinator port on 127.0.0.1 for --nproc > 1.",
 )
+@click.option(
+    "--tensorboard",
+    type=click.Path(file_okay=False),
+    help="Also write TensorBoard event files to DIR/TASK-FRAMEWORK (needs diptych[tensorboard]); "
+    "metrics.jsonl in --out has the same points.",
+)
 @click.pass_context
 def train(ctx, task, framework, out, as_json, no_progress, nproc, port, **kw):
     """Train TASK with one framework; writes run.json, weights.safetensors and a checkpoint."""
@@ -197,6 +203,11 @@ def train(ctx, task, framework, out, as_json, no_progress, nproc, port, **kw):
     from diptych.launch import launch_workers
 
     out = ensure_writable_dir(out or f"runs/{task}/{framework}")  # before any training: one line if not
+    if kw["tensorboard"]:  # a missing tensorboardX: one line now, not one per worker after loading the data
+        from diptych.observe import tensorboard_writer_class
+
+        tensorboard_writer_class()
+        ensure_writable_dir(kw["tensorboard"], "--tensorboard")
     if nproc > 1 and launch_workers(
         framework, ctx.obj["argv"], nproc, port, out, kw["batch_size"] or TASKS[task].budget.batch_size
     ):

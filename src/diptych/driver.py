@@ -37,8 +37,9 @@ from diptych.formats import read_any
 from diptych.fsio import ensure_writable_dir
 from diptych.inference import InferenceMeta
 from diptych.launch import lost_peers_in_one_line
+from diptych.observe import Observer
 from diptych.progress import TrainProgress
-from diptych.records import hardware, peak_rss_mb, versions, write_json
+from diptych.records import hardware, peak_rss_mb, runtime, source_record, versions, write_json
 from diptych.tasks import Task, choose_augment, get_task
 from diptych.weights import check_weights, save_weights
 
@@ -75,6 +76,7 @@ class RunConfig:
     checkpoint_every: int | None = None  # steps between checkpoints; None: about every 90 s; 0: epoch ends only
     keep: int = 1  # step-level checkpoints kept (the newest is checkpoint.safetensors)
     data_workers: int | None = None  # packed data: background reader processes (None: chosen from the cores)
+    tensorboard: str | None = None  # a folder: TensorBoard event files in <it>/<task>-<framework> (observe.py)
 
 
 @dataclass
@@ -195,11 +197,22 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     feed = make_feed(data, batches, config.data_workers)  # from memory, or streamed from a pack
     t0 = time.perf_counter() - state.wall_seconds  # the run's clock; a resumed run continues its time
     saver = Checkpoints(workdir, trainer, feed, meta, settings, config, world, steps, t0)
-    with lost_peers_in_one_line(world, backend.distributed), progress, contextlib.closing(feed):
+    # observe.py: metrics.jsonl (and TensorBoard with --tensorboard) from the lead; the same points in both twins.
+    observer = Observer(
+        workdir,
+        task,
+        config.framework,
+        epochs * steps,
+        tensorboard=config.tensorboard,
+        start_step=state.epoch * steps + state.step,
+        enabled=world.lead,
+    )
+    with lost_peers_in_one_line(world, backend.distributed), progress, contextlib.closing(feed), observer:
         for epoch in range(state.epoch, epochs):
-            record = _train_epoch(trainer, feed, epoch, augment, world, state, progress, saver)
+            record = _train_epoch(trainer, feed, epoch, augment, world, state, progress, saver, observer)
             record |= objective.evaluate(trainer, data, facts)  # every worker: the same weights, the same scores
             _end_epoch(state, record, saver.clock(), progress, objective, epochs)
+            observer.on_epoch((epoch + 1) * steps, record)  # observe.py: test/<metric>
             saver.save(state, final=epoch + 1 == epochs)
     run = _run_record(task, config, settings, data, facts, trainer, state, world, backend)
     if world.lead:
@@ -372,7 +385,15 @@ def _start(trainer, config: RunConfig, saved: tuple | None, epochs: int, weights
 
 
 def _train_epoch(
-    trainer, feed: Feed, epoch: int, augment, world, state: RunState, progress: TrainProgress, saver: Checkpoints
+    trainer,
+    feed: Feed,
+    epoch: int,
+    augment,
+    world,
+    state: RunState,
+    progress: TrainProgress,
+    saver: Checkpoints,
+    observer: Observer,
 ) -> dict:
     """This worker's shard of the epoch's batches, from ``state.step`` on (0, or where a checkpoint
     stopped); updates ``state``'s position, losses, curve and timing, and checkpoints when due."""
@@ -398,8 +419,9 @@ def _train_epoch(
             state.epoch_losses.extend(float(v) for v in losses)
             state.step, pending = step + 1, []
             _check_finite(state.epoch_losses, epoch, steps, saver.path)
-            rate = len(state.epoch_losses) * batch / max(state.epoch_seconds + (state.compile_seconds or 0), 1e-9)
+            rate = len(losses) * batch / max(now - t_sync, 1e-9)  # samples/s since the last sync
             progress.update(done, loss=float(np.mean(state.epoch_losses[-SYNC_EVERY:])), rate=rate, epoch=epoch + 1)
+            observer.on_losses(done, state.epoch_losses, rate)  # observe.py: train/loss, lr, samples/s
             if step < steps - 1:
                 saver.at_sync(state, done)
             t_sync = time.perf_counter()
@@ -476,6 +498,8 @@ def _run_record(
         "peak_rss_mb": peak_rss_mb(),
         "loss_curve": state.loss_curve,
         "world": world.record(),
+        "runtime": runtime(backend.train.runtime(world.device)),  # threads, XLA/OMP env, accelerator libraries
+        **source_record(),  # "git": the checkout's commit and dirty flag, when run from one
     }
 
 

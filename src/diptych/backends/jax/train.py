@@ -336,6 +336,36 @@ def versions() -> dict[str, str]:
     return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__, "optax": optax.__version__}
 
 
+def runtime(device: str = "cpu") -> dict:
+    """How this process computes, for ``run.json``: the backend, its devices and platform version
+    (on a GPU: the CUDA version XLA runs on), and the JAX settings that change results or speed."""
+    import jax.extend
+
+    names = ("jax_num_cpu_devices", "jax_default_matmul_precision", "jax_enable_x64", "jax_platforms")
+    out = {
+        "backend": jax.default_backend(),
+        "devices": jax.device_count(),
+        "local_devices": jax.local_device_count(),
+        "cpu_devices": len(jax.devices("cpu")),
+        "config": {name: getattr(jax.config, name, None) for name in names},
+    }
+    try:
+        out["platform_version"] = jax.extend.backend.get_backend().platform_version
+    except Exception:  # noqa: BLE001 - a record never fails for want of a version string
+        pass
+    if device != "cpu" and jax.default_backend() != "cpu":
+        import importlib.metadata
+
+        plugins = {}
+        for name in ("jax-cuda12-plugin", "jax-cuda13-plugin", "jax-cuda12-pjrt", "jax-cuda13-pjrt"):
+            try:
+                plugins[name] = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                pass
+        out["accelerator"] = {"name": jax.devices()[0].device_kind, **plugins}
+    return out
+
+
 def device_name() -> str:
     d = jax.devices()[0]
     return f"{d.platform} ({d.device_kind})"
