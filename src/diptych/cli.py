@@ -173,11 +173,24 @@ def list_tasks(as_json):
     show_default=True,
     help="Coordinator port on 127.0.0.1 for --nproc > 1.",
 )
+@click.option(
+    "--eval-every",
+    type=click.IntRange(min=1),
+    help="Also evaluate after every N steps, off the training clock (run.json: evals, train_clock_seconds).",
+)
+@click.option(
+    "--profile-steps",
+    metavar="A:B",
+    help="Trace steps A to B (from 1) with the twin's profiler into OUT/profile/ and print the top operations.",
+)
 @click.pass_context
 def train(ctx, task, framework, out, as_json, no_progress, nproc, port, **kw):
     """Train TASK with one framework; writes run.json, weights.safetensors and a checkpoint."""
     from diptych.driver import RunConfig, train_and_evaluate
     from diptych.launch import launch_workers
+    from diptych.stephooks import parse_steps
+
+    kw["profile_steps"] = parse_steps(kw["profile_steps"])  # a bad range: one line, before any work
 
     out = ensure_writable_dir(out or f"runs/{task}/{framework}")  # before any training: one line if not
     if nproc > 1 and launch_workers(
@@ -194,6 +207,15 @@ def train(ctx, task, framework, out, as_json, no_progress, nproc, port, **kw):
             f"{task} [{framework}]: {TASKS[task].objective.score_line(record)}, "
             f"{record['samples_per_second']:,.0f} samples/s, wall {record['wall_seconds']:.1f}s -> {out}/run.json"
         )
+        if record.get("profile"):
+            from diptych.stephooks import format_top_ops
+
+            prof = record["profile"]
+            click.echo(
+                f"steps {prof['steps'][0]}-{prof['steps'][1]}: {prof['step_ms']:.2f} ms per step; "
+                f"trace in {prof['dir']}; top operations by self time:"
+            )
+            click.echo("\n".join(format_top_ops({framework: prof["top_ops"]})))
 
 
 @cli.command()

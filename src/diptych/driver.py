@@ -34,6 +34,7 @@ from diptych.inference import InferenceMeta
 from diptych.launch import lost_peers_in_one_line
 from diptych.progress import TrainProgress
 from diptych.records import hardware, peak_rss_mb, versions, write_json
+from diptych.stephooks import StepHooks
 from diptych.tasks import Task, choose_augment, get_task
 from diptych.weights import check_weights, save_weights
 
@@ -66,6 +67,8 @@ class RunConfig:
     image_size: int | None = None  # own images (image-cnn): the side images are resized to
     channels: int | None = None  # own images: 1 (grey) or 3 (RGB)
     val_fraction: float | None = None  # own images without train/ and test/: the share held out per class
+    eval_every: int | None = None  # also evaluate after every N-th step, off the training clock (stephooks)
+    profile_steps: tuple[int, int] | None = None  # trace steps A..B with the twin's profiler (stephooks)
 
 
 @dataclass
@@ -79,6 +82,8 @@ class RunState:
     compile_seconds: float | None = None  # the first step's time (tracing/compilation)
     steady_samples: int = 0  # samples trained after the first step ...
     steady_seconds: float = 0.0  # ... and the time they took: steady throughput
+    evals: list[dict] = field(default_factory=list)  # --eval-every points: step, train_seconds, eval_seconds, scores
+    train_clock: float = 0.0  # seconds spent training (compile included, evaluations excluded): see stephooks
 
     def to_meta(self) -> dict:
         return {
@@ -89,6 +94,8 @@ class RunState:
             "compile_seconds": self.compile_seconds,
             "steady_samples": self.steady_samples,
             "steady_seconds": self.steady_seconds,
+            "evals": self.evals,
+            "train_clock": self.train_clock,
         }
 
     @classmethod
@@ -101,6 +108,8 @@ class RunState:
             meta["compile_seconds"],
             meta["steady_samples"],
             meta["steady_seconds"],
+            meta.get("evals", []),
+            meta.get("train_clock", 0.0),
         )
 
 
@@ -174,15 +183,16 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     augment = augmenter_for(task, data, settings["seed"])  # None unless the task augments
     progress = _progress(config, world, task.name, epochs, steps, state)
     meta = _inference_meta(task, config.framework, objective.inference_meta(data, facts))  # the weights file's
+    hooks = StepHooks(config, trainer, objective, data, facts, state, workdir, steps, epochs * steps)
     t_start = time.perf_counter() - state.wall_seconds
     with lost_peers_in_one_line(world, backend.distributed), progress:
         for epoch in range(state.epoch, epochs):
-            record = _train_epoch(trainer, data, batches, epoch, augment, world, state, progress, ckpt_path)
+            record = _train_epoch(trainer, data, batches, epoch, augment, world, state, progress, ckpt_path, hooks)
             record |= objective.evaluate(trainer, data, facts)  # every worker: the same weights, the same scores
             _end_epoch(state, record, time.perf_counter() - t_start, progress, objective, epochs)
             if world.lead:
                 _save_epoch(trainer, state, workdir, meta, settings, final=epoch + 1 == epochs)
-    run = _run_record(task, config, settings, data, facts, trainer, state, world, backend)
+    run = _run_record(task, config, settings, data, facts, trainer, state, world, backend) | hooks.record()
     if world.lead:
         if not (workdir / WEIGHTS).exists():  # a run killed between its last checkpoint and its weights
             save_weights(trainer.export_weights(), workdir / WEIGHTS, **meta)
@@ -279,6 +289,7 @@ def _train_epoch(
     state: RunState,
     progress: TrainProgress,
     ckpt_path: Path,
+    hooks: StepHooks | None = None,
 ) -> dict:
     """One pass over this worker's shard of the epoch's batches; updates ``state``'s curve and timing."""
     steps, batch = batches.steps_per_epoch(), batches.batch_size
@@ -301,7 +312,9 @@ def _train_epoch(
             progress.update(
                 epoch * steps + step + 1, loss=float(np.mean(losses[-SYNC_EVERY:])), rate=rate, epoch=epoch + 1
             )
-    seconds = time.perf_counter() - t_epoch - first_seconds
+        if hooks is not None:
+            hooks.after_step(epoch * steps + step + 1, pending, t_epoch)  # --eval-every, --profile-steps
+    seconds = time.perf_counter() - t_epoch - first_seconds - (hooks.take_paused() if hooks else 0.0)
     state.steady_seconds += seconds
     state.steady_samples += (steps - (1 if first_seconds else 0)) * batch
     return {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "train_seconds": round(seconds, 3)}
