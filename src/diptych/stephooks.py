@@ -1,9 +1,10 @@
 """Work the driver does between training steps, on a schedule: mid-epoch evaluations and a profiler trace.
 
-* ``--eval-every N`` evaluates the test set after every N-th step (and after the run's last step), as
-  AlgoPerf measures time to target: each point records the step, the **training clock** at that point
-  (wall time spent training, compile included, evaluations and end-of-epoch work excluded), the
-  evaluation's own seconds and the objective's scores. Time to target is then not quantized to epochs.
+* ``--eval-every N`` evaluates the test set after every N-th step (and after the run's last step) until the
+  run first reaches its target, as AlgoPerf measures time to target: each point records the step, the
+  **training clock** at that point (wall time spent training, compile included, evaluations and end-of-epoch
+  work excluded), the evaluation's own seconds and the objective's scores. Time to target is then not
+  quantized to epochs; the end-of-epoch evaluations go on as before.
 * ``--profile-steps A:B`` traces steps A..B (counted from 1 over the whole run) with the twin's profiler
   (:mod:`diptych.backends.torch.profile`, :mod:`diptych.backends.jax.profile`) into ``RUN/profile/``,
   and keeps the top operations of one step (milliseconds and share of the step) for the run record.
@@ -41,6 +42,8 @@ class StepHooks:
             raise DiptychError(f"--eval-every {config.eval_every}: give a number of steps >= 1, e.g. 100")
         self.trainer, self.objective, self.data, self.facts, self.state = trainer, objective, data, facts, state
         self.eval_every, self.steps_per_epoch, self.total = config.eval_every, steps_per_epoch, total
+        self.bar = objective.bar(facts) if config.eval_every else None
+        self.reached = any(objective.reached(p, self.bar) for p in state.evals)  # a resumed run's points count
         self.profile_steps = config.profile_steps
         if self.profile_steps and self.profile_steps[0] > total:
             a, b = self.profile_steps
@@ -69,7 +72,7 @@ class StepHooks:
         if self.profile_steps and step == self.profile_steps[1] and self._trace is not None:
             self._sync(pending)
             self._stop_trace()
-        due = self.eval_every is not None and (step % self.eval_every == 0 or step == self.total)
+        due = self.eval_every and not self.reached and (step % self.eval_every == 0 or step == self.total)
         if due:
             self._sync(pending)  # the queued steps finish now, on the training clock
             self._evaluate(step)
@@ -94,6 +97,7 @@ class StepHooks:
             {"step": step, "train_seconds": round(self.state.train_clock, 3), "eval_seconds": round(seconds, 3)}
             | scores
         )
+        self.reached = self.objective.reached(scores, self.bar)
         self._mark = time.perf_counter()  # the evaluation is off the training clock
         self._paused += self._mark - t0
 
