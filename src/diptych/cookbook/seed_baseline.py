@@ -193,6 +193,7 @@ def train(args, train_set, test_set):
             "normalize": "(0.5, 0.5)",
             "recipe": "seed-faithful",
         },
+        "dataset": {"name": "mnist", "train": len(train_set), "test": len(test_set)},
         "epochs": history,
         "test_accuracy": history[-1]["test_accuracy"],
         "target_accuracy": 0.99,
