@@ -190,3 +190,74 @@ def test_seed_baseline_trains_until_the_target_then_stops(tmp_path):
     assert len(run["epochs"]) == 1 and run["test_accuracy"] >= 0.5 and run["reached_target"] is False  # 99% not reached
     burst = subprocess.run(cmd + ["--burst", "0.3"], capture_output=True, text=True, timeout=300)
     assert burst.returncode == 0 and json.loads(burst.stdout)["train_samples_per_second"] > 0
+
+
+def _clocked_run(fw, accs, clock, batch, epochs, evals_eval_s=0.5, n=60_000):
+    """A run evaluated on a schedule: points every 100 steps with their training clock."""
+    run = _run(fw, accs, [c + 5 for c in clock])
+    run["config"] = {"batch_size": batch, "optimizer": "adam", "lr": 1e-3, "schedule": "constant", "epochs": epochs}
+    run["dataset"] = {"train": n}
+    run["evals"] = [
+        {"step": 100 * (i + 1), "train_seconds": c, "eval_seconds": evals_eval_s, "test_accuracy": a}
+        for i, (a, c) in enumerate(zip(accs, clock))
+    ]
+    run["train_clock_seconds"] = clock[-1]
+    return run
+
+
+def test_decomposition_report_states_framework_times_recipe(tmp_path):
+    """The first lines of the report: total = framework x recipe per twin, and the seed recipe as written."""
+    bursts = {c: [_burst(c, s)] for c, s in [("torch", 3000), ("torch (seed recipe)", 2800), ("seed-baseline", 2500)]}
+    runs = {
+        "torch": _clocked_run("torch", [0.97, 0.991], [5.0, 10.0], 32, 1),
+        "torch (seed recipe)": _clocked_run("torch", [0.98, 0.989, 0.992], [10.0, 20.0, 30.0], 64, 10),
+        "seed-baseline": _clocked_run("seed-baseline", [0.98, 0.985, 0.9905, 0.993], [15.0, 30.0, 45.0, 60.0], 64, 10),
+    }
+    runs["seed-baseline"]["wall_seconds"] = 300.0
+    result = summarize("mnist-cnn", bursts, runs)
+    d = result["decomposition"]["torch"]
+    assert d["framework"] == pytest.approx(45 / 30) and d["recipe"] == pytest.approx(30 / 10)
+    assert d["total"] == pytest.approx(d["framework"] * d["recipe"]) == pytest.approx(4.5)
+    row = result["contestants"]["seed-baseline"]
+    # time to target from the points (training clock), not from the epochs; evaluation time counted apart
+    assert row["time_to_target_seconds"] == 45.0 and row["eval_seconds"] == 1.5
+    assert row["time_to_target_epochs"] == pytest.approx(300 * 64 / 60_000, abs=0.01)
+    md, page = write_report(result, tmp_path)
+    first = md.read_text().split("|")[0]  # everything before the table
+    assert "4.50x sooner than the seed baseline" in first and "= 1.50x from the framework" in first
+    assert "x 3.00x from the training recipe" in first
+    assert "framework factor 1.50x" in first and "recipe factor 3.00x" in first
+    assert "as written (4 epochs): 99.30% final test accuracy" in first and "after 45.0 s" in first
+    assert "batch 64, Adam 0.001 constant" in first and "Normalize((0.5,), (0.5,))" in first
+    assert "framework factor 1.50x" in page.read_text()
+
+
+def test_bench_profile_and_bad_values(tmp_path):
+    """--profile: a trace per twin in OUT/profile/ and the side-by-side top-operations table in the report."""
+    from conftest import assert_one_line_error, cli_in_process
+
+    proc = run_cli(
+        "bench", "mnist1d-mlp", "--repeats", "1", "--burst", "0.2", "--no-train", "--profile", "--out", str(tmp_path)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "profile" / "torch" / "torch.pt.trace.json").stat().st_size > 1000
+    assert list((tmp_path / "profile" / "jax" / "plugins" / "profile").glob("*/*.trace.json.gz"))
+    report = (tmp_path / "report.md").read_text()
+    assert (
+        "## Where the time goes" in report and "| # | torch op | ms/step | share | jax op | ms/step | share |" in report
+    )
+    assert "top operations of one training step" in proc.stdout
+    assert_one_line_error(cli_in_process("bench", "mnist1d-mlp", "--eval-every", "0"), "--eval-every")
+    assert_one_line_error(cli_in_process("bench", "mnist1d-mlp", "--precision", "fp32,fp8"), "fp8")
+
+
+def test_seed_normalization_maps_pixels_to_plus_minus_one():
+    """Normalize((0.5,), (0.5,)) after ToTensor: 0 -> -1, 255 -> 1; only the IDX image sets take it."""
+    from conftest import real_data_dir
+    from diptych.data import load_dataset
+    from diptych.errors import DiptychError
+
+    with pytest.raises(DiptychError, match="normalization 'half' for mnist1d"):
+        load_dataset("mnist1d", normalize="half")
+    data = load_dataset("mnist", real_data_dir("mnist"), normalize="half")
+    assert data.x_train.min() == -1.0 and data.x_train.max() == 1.0 and data.x_test.dtype.name == "float32"

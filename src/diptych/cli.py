@@ -367,6 +367,10 @@ def convert_cmd(src, dst, task):
     help="Evaluate every N steps until the target, off the training clock (default: ten times per epoch).",
 )
 @click.option("--profile", is_flag=True, help="Trace steady steps of each twin; top operations side by side.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), hidden=True, help="Quick checks: the first N samples of each split."
+)
+@click.option("--epochs", type=click.IntRange(min=1), hidden=True, help="Quick checks: every contestant's epochs.")
 def bench(
     task,
     frameworks,
@@ -381,6 +385,8 @@ def bench(
     device,
     eval_every,
     profile,
+    limit,
+    epochs,
 ):
     """Benchmark the twins side by side (interleaved); writes report.html and report.md."""
     from diptych.commands.bench import run_bench
@@ -402,6 +408,8 @@ def bench(
         device=device,
         eval_every=eval_every,
         profile=profile,
+        limit=limit,
+        epochs=epochs,
     )
     _print_bench(result)
     click.echo(f"report: {out / 'report.html'} and {out / 'report.md'}")

@@ -92,6 +92,7 @@ def burst(
     recipe: str = "diptych",
     device: str = "auto",
     profile_dir: str | None = None,
+    limit: int | None = None,
 ) -> dict:
     """Runs inside a fresh process: first-step time, steady throughput, eval throughput, matmul peak;
     with an image ``augment`` (OPS or ``default``) also the steady throughput with augmentation on;
@@ -102,7 +103,7 @@ def burst(
     from diptych.records import peak_rss_mb
 
     task = _apply_recipe(choose_augment(get_task(task_name), augment), recipe)
-    task, data, facts = task.objective.load(task, data_dir, dataset=_seed_dataset(task, data_dir, recipe))
+    task, data, facts = task.objective.load(task, data_dir, dataset=_dataset(task, data_dir, recipe, limit))
     backend = load_backend(framework)
     batches = train_batches(data, task.budget.batch_size, seed)
     stream = (idx for epoch in range(10**9) for idx in batches.epoch(epoch))
@@ -146,13 +147,26 @@ def burst(
     }
 
 
-def _seed_dataset(task, data_dir: str | None, recipe: str):
-    """The seed recipe's data (pixels to [-1, 1]) for a twin trained with it; ``None``: the task's own."""
-    if recipe != "seed":
+def _dataset(task, data_dir: str | None, recipe: str, limit: int | None = None):
+    """The seed recipe's data (pixels to [-1, 1]) for a twin trained with it; ``None``: the task's own.
+    ``limit``: only the first N samples of each split (quick checks of the machinery, not measurements)."""
+    if recipe != "seed" and not limit:
         return None
     from diptych.data import load_dataset
 
-    return load_dataset(task.dataset, data_dir, normalize=SEED_NORMALIZE)
+    if recipe == "seed":
+        data = load_dataset(task.dataset, data_dir, normalize=SEED_NORMALIZE)
+    else:
+        _, data, _ = task.objective.load(task, data_dir)
+    if limit:
+        data = dataclasses.replace(
+            data,
+            x_train=data.x_train[:limit],
+            y_train=data.y_train[:limit],
+            x_test=data.x_test[:limit],
+            y_test=data.y_test[:limit],
+        )
+    return data
 
 
 def _profile_steps(package: str, trainer, data, stream, profile_dir: str) -> dict:
@@ -188,19 +202,22 @@ def train_run(
     device: str,
     eval_every: int | None,
     augment: str | None = None,
+    limit: int | None = None,
+    epochs: int | None = None,
 ) -> dict:
     """Runs inside a fresh process: one full training run (``diptych train``'s driver) with diptych's or
-    the seed recipe, evaluating every ``eval_every`` steps (``None``: ten times per epoch)."""
+    the seed recipe, evaluating every ``eval_every`` steps (``None``: ten times per epoch). ``limit`` and
+    ``epochs`` shrink the run for quick checks."""
     import math
 
     from diptych.driver import RunConfig, train_and_evaluate
 
     task = _apply_recipe(choose_augment(get_task(task_name), augment), recipe)
-    dataset = _seed_dataset(task, data_dir, recipe)
+    dataset = _dataset(task, data_dir, recipe, limit)
     if eval_every is None:
         n = len(dataset.y_train) if dataset is not None else _train_size(task, data_dir)
         eval_every = max(1, math.ceil(n / task.budget.batch_size / EVALS_PER_EPOCH))
-    overrides = SEED_RECIPE if recipe == "seed" else {}
+    overrides = (SEED_RECIPE if recipe == "seed" else {}) | ({"epochs": epochs} if epochs else {})
     config = RunConfig(
         task_name,
         framework,
@@ -254,10 +271,12 @@ def _burst_cmd(
     augment: str | None = None,
     device: str = "cpu",
     profile_dir: Path | None = None,
+    limit: int | None = None,
 ) -> list[str]:
     contestant, precision = spec["framework"], spec["precision"]
+    quick = ["--limit", str(limit)] if limit else []
     if contestant == BASELINE:
-        cmd = [sys.executable, "-m", BASELINE_MODULE, "--burst", str(seconds), "--device", device]
+        cmd = [sys.executable, "-m", BASELINE_MODULE, "--burst", str(seconds), "--device", device, *quick]
     else:
         cmd = [
             sys.executable,
@@ -278,6 +297,7 @@ def _burst_cmd(
         ]
         cmd += ["--augment", augment] if augment else []
         cmd += ["--profile-dir", str(profile_dir)] if profile_dir else []
+        cmd += quick
     return cmd + (["--data-dir", data_dir] if data_dir else [])
 
 
@@ -289,17 +309,21 @@ def _train_cmd(
     augment: str | None = None,
     device: str = "cpu",
     eval_every: int | None = None,
+    limit: int | None = None,
+    epochs: int | None = None,
 ) -> list[str]:
     contestant = spec["framework"]
+    quick = (["--limit", str(limit)] if limit else []) + (["--epochs", str(epochs)] if epochs else [])
     if contestant == BASELINE:  # the recipe as written: all 10 epochs (its time to 99% comes from its evaluations)
-        every = eval_every or -(-MNIST_TRAIN // (64 * EVALS_PER_EPOCH))
-        cmd = [sys.executable, "-m", BASELINE_MODULE, "--out", str(out), "--json", "--device", device]
+        every = eval_every or -(-min(MNIST_TRAIN, limit or MNIST_TRAIN) // (64 * EVALS_PER_EPOCH))
+        cmd = [sys.executable, "-m", BASELINE_MODULE, "--out", str(out), "--json", "--device", device, *quick]
         cmd += ["--eval-every", str(every)]
     else:
         cmd = [sys.executable, "-m", "diptych.commands.bench", "--train-run", "--task", task, "--framework", contestant]
         cmd += ["--out", str(out), "--precision", spec["precision"], "--recipe", spec["recipe"], "--device", device]
         cmd += ["--augment", augment] if augment else []
         cmd += ["--eval-every", str(eval_every)] if eval_every else []
+        cmd += quick
     return cmd + (["--data-dir", data_dir] if data_dir else [])
 
 
@@ -321,7 +345,12 @@ def run_bench(
     device: str = "cpu",
     eval_every: int | None = None,
     profile: bool = False,
+    limit: int | None = None,
+    epochs: int | None = None,
 ) -> dict:
+    """The whole benchmark into ``out`` (bench.json, report.md/html). ``limit`` (first N samples of each
+    split) and ``epochs`` (every contestant's, the seed baseline's too) shrink it to a quick check of the
+    machinery: its numbers are then not the recipes' and measure nothing."""
     task = choose_augment(get_task(task_name), augment)  # a bad --augment fails here, before any burst
     if baseline and task.name != "mnist-cnn":
         raise DiptychError("--baseline is the seed MNIST CNN recipe: use it with the mnist-cnn task")
@@ -334,13 +363,14 @@ def run_bench(
         log(f"burst {r + 1}/{repeats}: {c}")
         aug = augment if c != BASELINE else None
         traced = out / "profile" / _folder(c) if profile and r == 0 and c != BASELINE else None
-        bursts[c].append(_run(_burst_cmd(task.name, specs[c], seconds, data_dir, aug, device, traced)))
+        bursts[c].append(_run(_burst_cmd(task.name, specs[c], seconds, data_dir, aug, device, traced, limit)))
     runs = {}
     if train:
         for c, spec in specs.items():
             log(f"training {c} to the end of its budget")
             aug = augment if c != BASELINE else None
-            runs[c] = _run(_train_cmd(task.name, spec, out / "runs" / _folder(c), data_dir, aug, device, eval_every))
+            folder = out / "runs" / _folder(c)
+            runs[c] = _run(_train_cmd(task.name, spec, folder, data_dir, aug, device, eval_every, limit, epochs))
     result = summarize(task.name, bursts, runs)
     result["precision"] = precisions if len(precisions) > 1 else precisions[0]
     result["device"] = device
@@ -398,6 +428,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--train-run", action="store_true")
     p.add_argument("--out")
     p.add_argument("--eval-every", type=int)
+    p.add_argument("--limit", type=int)
+    p.add_argument("--epochs", type=int)
     args = p.parse_args(argv)
     if args.train_run:
         record = train_run(
@@ -410,6 +442,8 @@ def main(argv: list[str] | None = None) -> None:
             args.device,
             args.eval_every,
             args.augment,
+            args.limit,
+            args.epochs,
         )
     else:
         record = burst(
@@ -422,6 +456,7 @@ def main(argv: list[str] | None = None) -> None:
             recipe=args.recipe,
             device=args.device,
             profile_dir=args.profile_dir,
+            limit=args.limit,
         )
     print(json.dumps(record))
 

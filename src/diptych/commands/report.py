@@ -69,7 +69,7 @@ def _figures(result: dict) -> dict[str, bytes]:
         for name, run in runs.items():
             points = run.get("evals") or run["epochs"]  # evaluations on a schedule: on the training clock
             ax.plot(
-                [p.get("train_seconds", p["wall_seconds"]) if run.get("evals") else p["wall_seconds"] for p in points],
+                [p["train_seconds"] if run.get("evals") else p["wall_seconds"] for p in points],
                 [100 * p["test_accuracy"] for p in points],
                 marker="o",
                 ms=3,
@@ -191,7 +191,9 @@ def profile_tables(result: dict) -> list[tuple[str, dict[str, dict]]]:
         prof = next((b["profile"] for b in bursts if b.get("profile")), None)
         if prof:
             fw = next((b.get("framework") for b in bursts if b.get("framework")), name)
-            groups.setdefault(name[len(fw) :].strip() or "diptych recipe, fp32", {})[name] = prof
+            suffix = name[len(fw) :].strip()
+            group = "seed recipe, fp32" if suffix == SEED_SUFFIX.strip() else f"diptych recipe, {suffix or 'fp32'}"
+            groups.setdefault(group, {})[name] = prof
     return list(groups.items())
 
 
