@@ -13,12 +13,12 @@ from diptych.stephooks import format_top_ops, parse_steps
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_eval_every_points_on_the_training_clock(framework, tmp_path):
-    """mnist1d-mlp: 250 steps per epoch (4,000 samples, batch 16); every 40 steps for 2 epochs is steps
-    40, 80, ..., 480 and the last, 500, unless the target (68%) is reached first: evaluation stops there."""
-    config = RunConfig("mnist1d-mlp", framework, epochs=2, eval_every=40, progress=False)
+    """mnist1d-mlp at batch 200: 20 steps per epoch (4,000 samples); every 6 steps for 2 epochs is steps
+    6, 12, ..., 36 and the last, 40, unless the target (68%) is reached first: evaluation stops there."""
+    config = RunConfig("mnist1d-mlp", framework, epochs=2, batch_size=200, eval_every=6, progress=False)
     run = train_and_evaluate(config, tmp_path)
     points = run["evals"]
-    schedule = [*range(40, 500, 40), 500]
+    schedule = [*range(6, 40, 6), 40]
     first_hit = next((i for i, p in enumerate(points) if p["test_accuracy"] >= 0.68), None)
     expected = schedule if first_hit is None else schedule[: first_hit + 1]
     assert [p["step"] for p in points] == expected
@@ -35,7 +35,7 @@ def test_eval_every_points_on_the_training_clock(framework, tmp_path):
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_profile_steps_write_a_trace_and_rank_operations(framework, tmp_path):
     run = train_and_evaluate(
-        RunConfig("mnist1d-mlp", framework, epochs=1, profile_steps=(3, 5), progress=False), tmp_path
+        RunConfig("mnist1d-mlp", framework, epochs=1, batch_size=400, profile_steps=(3, 5), progress=False), tmp_path
     )
     prof = run["profile"]
     assert prof["steps"] == [3, 5] and prof["step_ms"] > 0
@@ -67,7 +67,7 @@ def test_parse_steps():
         (["--profile-steps", "5:2"], "1 <= A <= B"),
         (["--profile-steps", "0:3"], "1 <= A <= B"),
         (["--profile-steps", "five"], "A:B"),
-        (["--profile-steps", "400:500"], "after the run's last step"),
+        (["--profile-steps", "400:500"], "after the run's last step"),  # 250 steps in the run
         (["--eval-every", "0"], "--eval-every"),
     ],
 )
@@ -76,3 +76,17 @@ def test_bad_values_are_one_line_errors(args, needle, tmp_path):
         "train", "mnist1d-mlp", "--framework", "torch", "--epochs", "1", "--out", str(tmp_path), *args
     )
     assert_one_line_error(proc, needle)
+
+
+def test_both_profilers_have_the_same_public_names():
+    import importlib
+
+    def public(fw):
+        module = importlib.import_module(f"diptych.backends.{fw}.profile")
+        return {
+            n
+            for n, v in vars(module).items()
+            if not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
+        }
+
+    assert public("torch") == public("jax") == {"start", "stop", "top_ops"}

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-TRACE = "torch.pt.trace.json"
+_TRACE = "torch.pt.trace.json"
 
 
 def start(trace_dir: str | Path):
@@ -30,7 +30,7 @@ def stop(handle) -> Path:
     """Stop tracing and write the trace; returns its path."""
     prof, trace_dir = handle
     prof.stop()
-    path = trace_dir / TRACE
+    path = trace_dir / _TRACE
     prof.export_chrome_trace(str(path))
     return path
 
@@ -44,7 +44,7 @@ def _label(event: dict) -> str:
 def top_ops(trace_dir: str | Path, steps: int, wall_seconds: float, n: int = 15) -> list[dict]:
     """The ``n`` operations with the most self time per step: ``[{name, ms_per_step, share}]``, where
     ``share`` is the op's part of the traced steps' wall time."""
-    events = json.loads((Path(trace_dir) / TRACE).read_text())["traceEvents"]
+    events = json.loads((Path(trace_dir) / _TRACE).read_text())["traceEvents"]
     spans = [e for e in events if e.get("ph") == "X" and e.get("cat") in ("cpu_op", "user_annotation", "kernel")]
     by_thread: dict[tuple, list[dict]] = defaultdict(list)
     for e in spans:
