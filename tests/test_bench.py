@@ -157,7 +157,11 @@ def test_report_command_on_saved_runs(tmp_path):
 
 
 def test_bench_runs_interleaved_bursts_end_to_end(tmp_path):
-    proc = run_cli("bench", "mnist1d-mlp", "--repeats", "2", "--burst", "0.2", "--no-train", "--out", str(tmp_path))
+    """Bursts in both twins; --profile: a trace per twin in OUT/profile/ (first round only) and the
+    side-by-side top-operations table in the report."""
+    proc = run_cli(
+        "bench", "mnist1d-mlp", "--repeats", "2", "--burst", "0.2", "--no-train", "--profile", "--out", str(tmp_path)
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "bench.json").read_text())
     assert [len(result["bursts"][fw]) for fw in ("torch", "jax")] == [2, 2]
@@ -165,6 +169,14 @@ def test_bench_runs_interleaved_bursts_end_to_end(tmp_path):
         b["train_samples_per_second"] > 0 and b["matmul_gflops"] > 0 for bs in result["bursts"].values() for b in bs
     )
     assert (tmp_path / "report.html").exists() and "slower twin throughput vs faster" in proc.stdout
+    assert (tmp_path / "profile" / "torch" / "torch.pt.trace.json").stat().st_size > 1000
+    assert list((tmp_path / "profile" / "jax" / "plugins" / "profile").glob("*/*.trace.json.gz"))
+    assert [sum("profile" in b for b in result["bursts"][fw]) for fw in ("torch", "jax")] == [1, 1]
+    report = (tmp_path / "report.md").read_text()
+    assert (
+        "## Where the time goes" in report and "| # | torch op | ms/step | share | jax op | ms/step | share |" in report
+    )
+    assert "top operations of one training step" in proc.stdout
 
 
 def test_baseline_only_for_mnist_cnn():
@@ -173,14 +185,14 @@ def test_baseline_only_for_mnist_cnn():
 
 
 def test_seed_baseline_trains_until_the_target_then_stops(tmp_path):
-    """The baseline's time to 99% is measured, not bounded: it stops after the first epoch at the
-    target (here 50% on 2,000 images, reached in epoch 1 of at most 3)."""
+    """With --stop-at the baseline stops after the first epoch at that accuracy (here 50% on 2,000 images,
+    reached in epoch 1 of at most 3); --eval-every evaluates between epochs, off the training clock."""
     from conftest import real_data_dir
 
     mnist = real_data_dir("mnist")
     cmd = [sys.executable, "-m", "diptych.cookbook.seed_baseline", "--data-dir", str(mnist), "--limit", "2000"]
     proc = subprocess.run(
-        cmd + ["--epochs", "3", "--stop-at", "0.5", "--out", str(tmp_path), "--json"],
+        cmd + ["--epochs", "3", "--stop-at", "0.5", "--eval-every", "8", "--out", str(tmp_path), "--json"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -188,6 +200,10 @@ def test_seed_baseline_trains_until_the_target_then_stops(tmp_path):
     assert proc.returncode == 0, proc.stderr
     run = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(run["epochs"]) == 1 and run["test_accuracy"] >= 0.5 and run["reached_target"] is False  # 99% not reached
+    # 2,000 images at batch 64: 32 steps, evaluated every 8 (99% not reached), off the training clock
+    assert [p["step"] for p in run["evals"]] == [8, 16, 24, 32]
+    assert run["train_clock_seconds"] + sum(p["eval_seconds"] for p in run["evals"]) <= run["wall_seconds"]
+    assert run["config"]["normalize"] == "(0.5, 0.5)" and run["config"]["schedule"] == "constant"
     burst = subprocess.run(cmd + ["--burst", "0.3"], capture_output=True, text=True, timeout=300)
     assert burst.returncode == 0 and json.loads(burst.stdout)["train_samples_per_second"] > 0
 
@@ -232,21 +248,9 @@ def test_decomposition_report_states_framework_times_recipe(tmp_path):
     assert "framework factor 1.50x" in page.read_text()
 
 
-def test_bench_profile_and_bad_values(tmp_path):
-    """--profile: a trace per twin in OUT/profile/ and the side-by-side top-operations table in the report."""
+def test_bench_bad_values_are_one_line_errors():
     from conftest import assert_one_line_error, cli_in_process
 
-    proc = run_cli(
-        "bench", "mnist1d-mlp", "--repeats", "1", "--burst", "0.2", "--no-train", "--profile", "--out", str(tmp_path)
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "profile" / "torch" / "torch.pt.trace.json").stat().st_size > 1000
-    assert list((tmp_path / "profile" / "jax" / "plugins" / "profile").glob("*/*.trace.json.gz"))
-    report = (tmp_path / "report.md").read_text()
-    assert (
-        "## Where the time goes" in report and "| # | torch op | ms/step | share | jax op | ms/step | share |" in report
-    )
-    assert "top operations of one training step" in proc.stdout
     assert_one_line_error(cli_in_process("bench", "mnist1d-mlp", "--eval-every", "0"), "--eval-every")
     assert_one_line_error(cli_in_process("bench", "mnist1d-mlp", "--precision", "fp32,fp8"), "fp8")
 

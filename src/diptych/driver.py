@@ -108,9 +108,15 @@ class RunState:
             meta["compile_seconds"],
             meta["steady_samples"],
             meta["steady_seconds"],
-            meta.get("evals", []),
-            meta.get("train_clock", 0.0),
+            _listed(meta.get("evals")),  # (absent from checkpoints before --eval-every)
+            float(meta["train_clock"]) if isinstance(meta.get("train_clock"), int | float) else 0.0,
         )
+
+
+def _listed(points) -> list[dict]:
+    """A checkpoint's --eval-every points, or none when they are missing or malformed."""
+    ok = isinstance(points, list) and all(isinstance(p, dict) and "step" in p for p in points)
+    return points if ok else []
 
 
 def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
