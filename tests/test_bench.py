@@ -265,3 +265,17 @@ def test_seed_normalization_maps_pixels_to_plus_minus_one():
         load_dataset("mnist1d", normalize="half")
     data = load_dataset("mnist", real_data_dir("mnist"), normalize="half")
     assert data.x_train.min() == -1.0 and data.x_train.max() == 1.0 and data.x_test.dtype.name == "float32"
+
+
+def test_report_refuses_damaged_eval_points_and_profiles(tmp_path):
+    from conftest import assert_one_line_error, cli_in_process
+
+    run = _clocked_run("torch", [0.97, 0.991], [5.0, 10.0], 32, 1)
+    del run["evals"][1]["train_seconds"]
+    bench = {"task": "mnist-cnn", "bursts": {"torch": [_burst("torch", 3000)]}, "runs": {"torch": run}, "machine": {}}
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    assert_one_line_error(cli_in_process("report", str(tmp_path), "--out", str(tmp_path / "o")), "its evals are not")
+    bench["runs"] = {}
+    bench["bursts"]["torch"][0]["profile"] = {"dir": "p", "steps": 10, "step_ms": 1.0, "top_ops": [{"name": "x"}]}
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    assert_one_line_error(cli_in_process("report", str(tmp_path), "--out", str(tmp_path / "o")), "bursts of 'torch'")
