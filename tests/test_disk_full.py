@@ -39,7 +39,11 @@ def test_a_full_disk_at_a_checkpoint_stops_cleanly_and_resumes(tmp_path, capsys,
             and "checkpoint.safetensors: the disk is full; the previous checkpoint.safetensors is intact" in err[0]
         ), err
         _, _, meta = checkpoint.load(disk / checkpoint.FILENAME, "mnist1d-mlp")  # valid, and from epoch 1
-        assert meta["epoch"] == 1 and temps(disk) == [] and os.listdir(disk) == [checkpoint.FILENAME]
+        assert (
+            meta["epoch"] == 1
+            and temps(disk) == []
+            and sorted(os.listdir(disk)) == [checkpoint.FILENAME, "metrics.jsonl"]
+        )
 
         subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)  # room again
         assert main([*argv, "--resume"]) == 0, capsys.readouterr().err

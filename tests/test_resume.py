@@ -1,8 +1,10 @@
-"""Resume after a real interruption: SIGKILL a training process after a checkpoint, resume it,
-and get the same weights as a run that was never interrupted."""
+"""Resume after a real interruption: SIGKILL a training process mid-epoch, after a step-level
+checkpoint, resume it, and get the very bytes of a run that was never interrupted, in both twins.
+A language model also carries its recurrent state across the checkpoint."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,59 +15,106 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import load_file
 
-from conftest import run_cli
+from conftest import assert_one_line_error, cli_in_process, run_cli
 
-ARGS = ["mnist1d-mlp", "--epochs", "16", "--batch-size", "32", "--no-progress"]
+# mnist1d-mlp at batch 16: 250 steps an epoch; a checkpoint every 25 steps.
+ARGS = ["mnist1d-mlp", "--epochs", "3", "--checkpoint-every", "25", "--no-progress"]
 
 
-def _checkpoint_epoch(path):
+def _position(path) -> tuple[int, int]:
+    """``(global step, step within the epoch)`` of the checkpoint at ``path``; (0, 0) before there is one."""
     try:
         with safe_open(path, framework="numpy") as f:
-            return json.loads(f.metadata()["epoch"])
+            meta = f.metadata()
+        return int(meta["global_step"]), int(meta["step"])
     except Exception:  # not written yet
-        return 0
+        return 0, 0
 
 
-@pytest.mark.parametrize("framework", ["torch", "jax"])
-def test_kill_and_resume_matches_uninterrupted(tmp_path, framework):
-    full = run_cli("train", *ARGS, "--framework", framework, "--out", str(tmp_path / "full"))
-    assert full.returncode == 0, full.stderr
-
-    out = tmp_path / "killed"
+def kill_mid_epoch(args: list[str], out, after_step: int, framework: str, timeout: float = 300) -> int:
+    """Start ``diptych train ARGS``, SIGKILL it once a mid-epoch checkpoint past ``after_step`` exists;
+    return the checkpoint's global step."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "diptych", "train", *ARGS, "--framework", framework, "--out", str(out)],
+        [sys.executable, "-m", "diptych", "train", *args, "--framework", framework, "--out", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=os.environ.copy(),
     )
-    deadline = time.time() + 300
-    while _checkpoint_epoch(out / "checkpoint.safetensors") < 3 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
+    deadline = time.time() + timeout
+    while proc.poll() is None and time.time() < deadline:
+        step, within = _position(out / "checkpoint.safetensors")
+        if step >= after_step and within > 0:
+            break
+        time.sleep(0.005)
     assert proc.poll() is None, "the run finished before it could be interrupted"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = _checkpoint_epoch(out / "checkpoint.safetensors")
-    assert 3 <= killed_at < 16 and not (out / "run.json").exists()
+    return _position(out / "checkpoint.safetensors")[0]
 
-    resumed = run_cli("train", "mnist1d-mlp", "--framework", framework, "--resume", "--out", str(out), "--no-progress")
+
+def _contents(path) -> tuple[dict, dict]:
+    with safe_open(path, framework="numpy") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        return f.metadata(), {k: (v.dtype, v.shape, v.tobytes()) for k, v in tensors.items()}
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_kill_mid_epoch_and_resume_is_bit_identical(tmp_path, framework):
+    full = run_cli("train", *ARGS, "--framework", framework, "--out", str(tmp_path / "full"))
+    assert full.returncode == 0, full.stderr
+
+    out = tmp_path / "killed"
+    killed_at = kill_mid_epoch(ARGS, out, after_step=300, framework=framework)  # in epoch 2 or 3
+    assert 300 <= killed_at < 750 and killed_at % 25 == 0 and not (out / "run.json").exists()
+
+    resumed = run_cli("train", *ARGS, "--framework", framework, "--resume", "--out", str(out))
     assert resumed.returncode == 0, resumed.stderr
-    run = json.loads((out / "run.json").read_text())
-    full_run = json.loads((tmp_path / "full" / "run.json").read_text())
-    assert [e["epoch"] for e in run["epochs"]] == list(range(1, 17))
-    # Epochs before the kill come from the checkpoint; the first resumed epoch continues exactly.
-    assert run["epochs"][:killed_at] == full_run["epochs"][:killed_at] or all(
-        a["train_loss"] == b["train_loss"] for a, b in zip(run["epochs"][:killed_at], full_run["epochs"])
+    # Byte for byte: every tensor, and the same metadata (whose order in the header safetensors varies).
+    assert _contents(out / "weights.safetensors") == _contents(tmp_path / "full" / "weights.safetensors")
+    run, full_run = (json.loads((d / "run.json").read_text()) for d in (out, tmp_path / "full"))
+    assert [e["train_loss"] for e in run["epochs"]] == [e["train_loss"] for e in full_run["epochs"]]
+    assert run["test_accuracy"] == full_run["test_accuracy"]
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_a_language_model_resumes_mid_epoch_with_its_carried_state(tmp_path, framework):
+    """Every kept checkpoint is a place to resume from: a chars-lstm run resumed from one taken
+    mid-epoch (its TBPTT state saved with it) ends with the uninterrupted run's weights."""
+    from diptych import RunConfig, train_and_evaluate
+    from diptych.checkpoint import load
+
+    text = tmp_path / "corpus.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 470, encoding="utf-8")
+    config = RunConfig(
+        "chars-lstm", framework, epochs=1, batch_size=4, checkpoint_every=15, keep=4, progress=False, text=str(text)
     )
-    first = killed_at  # index of the first epoch trained after resuming
-    assert run["epochs"][first]["train_loss"] == pytest.approx(full_run["epochs"][first]["train_loss"], rel=1e-5)
-    a, b = load_file(tmp_path / "full" / "weights.safetensors"), load_file(out / "weights.safetensors")
-    if framework == "torch":  # eager CPU torch is bitwise reproducible across processes
-        for k in a:
-            np.testing.assert_array_equal(b[k], a[k], err_msg=k)
-    else:
-        # XLA:CPU rounds the last bit differently in a fresh process now and then (seen from the
-        # 3rd step after a resume); 13 epochs of Adam amplify that, so compare what it learned.
-        assert abs(run["test_accuracy"] - full_run["test_accuracy"]) <= 0.03
+    full = tmp_path / "full"
+    train_and_evaluate(config, full)
+    kept = sorted(full.glob("checkpoint-step*.safetensors"))
+    assert len(kept) == 3  # --keep 4: the newest and three older ones
+    mid = next(k for k in kept if 0 < _position(k)[1])  # taken mid-epoch: it carries the LSTM's (h, c)
+    _, _, meta = load(mid, "chars-lstm")
+    assert set(meta["carry"]) == {"h", "c"} and meta["carry"]["h"].shape == (1, 4, 256)
+
+    again = tmp_path / "again"
+    again.mkdir()
+    shutil.copy(mid, again / "checkpoint.safetensors")
+    train_and_evaluate(RunConfig("chars-lstm", framework, resume=True, progress=False, text=str(text)), again)
+    a, b = load_file(full / "weights.safetensors"), load_file(again / "weights.safetensors")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--checkpoint-every", "-1"], "--checkpoint-every -1: give a number of steps >= 0"),
+        (["--keep", "0"], "--keep 0: keep at least 1 checkpoint"),
+    ],
+)
+def test_bad_checkpoint_settings_are_one_line(tmp_path, args, message):
+    r = cli_in_process("train", "mnist1d-mlp", "--framework", "torch", *args, "--out", str(tmp_path), "--no-progress")
+    assert_one_line_error(r, message)
+    assert not (tmp_path / "checkpoint.safetensors").exists()
 
 
 def test_a_finished_checkpoint_without_weights_resumes_to_completion(tmp_path, mnist1d):
@@ -88,8 +137,6 @@ def test_a_finished_checkpoint_without_weights_resumes_to_completion(tmp_path, m
 
 
 def test_init_from_under_resume_is_refused(tmp_path):
-    from conftest import assert_one_line_error, cli_in_process
-
     out = tmp_path / "run"
     assert (
         cli_in_process(
@@ -113,3 +160,22 @@ def test_init_from_under_resume_is_refused(tmp_path):
         ),
         "--init-from and --resume conflict",
     )
+
+
+def test_by_default_checkpoints_follow_the_clock_at_loss_syncs(tmp_path, mnist1d, monkeypatch):
+    """Without --checkpoint-every, a checkpoint is due once CHECKPOINT_SECONDS of training have passed,
+    at the next loss sync (every SYNC_EVERY steps); 0 s makes every sync within the epoch due."""
+    from diptych import RunConfig, driver, train_and_evaluate
+
+    monkeypatch.setattr(driver, "CHECKPOINT_SECONDS", 0.0)
+    train_and_evaluate(RunConfig("mnist1d-mlp", "torch", epochs=1, keep=3, progress=False), tmp_path, dataset=mnist1d)
+    kept = sorted(int(p.stem.removeprefix("checkpoint-step")) for p in tmp_path.glob("checkpoint-step*.safetensors"))
+    steps = len(mnist1d.y_train) // 16  # the final (epoch-end) checkpoint is the newest
+    last_syncs = list(range(1, steps, driver.SYNC_EVERY))[-2:]  # syncs: after the first step, then every 20
+    assert kept == last_syncs and _position(tmp_path / "checkpoint.safetensors") == (steps, 0)
+
+    monkeypatch.setattr(driver, "CHECKPOINT_SECONDS", 1e9)  # never due: only the epoch end's
+    train_and_evaluate(
+        RunConfig("mnist1d-mlp", "torch", epochs=1, keep=3, progress=False), tmp_path / "b", dataset=mnist1d
+    )
+    assert list((tmp_path / "b").glob("checkpoint-step*")) == []

@@ -5,10 +5,19 @@ import pytest
 from diptych import RunConfig, evaluate_weights, train_and_evaluate
 from diptych.tasks import get_task
 
+# The GRU and the LSTM take 1-2 min a twin at their full budget, so each trains to its target in one
+# twin here, alternating, and the other twin evaluates the weights below; that the two twins' training
+# steps are the same is proven step by step in tests/parity (mnist1d-gru, mnist1d-lstm), and `diptych
+# compare mnist1d-lstm` shows both reaching the bar.
+TARGET_RUNS = [
+    *[(fw, task) for task in ("mnist1d-cnn", "mnist1d-mlp", "mnist1d-rnn") for fw in ("torch", "jax")],
+    ("jax", "mnist1d-gru"),
+    ("torch", "mnist1d-lstm"),
+]
+
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["mnist1d-cnn", "mnist1d-mlp", "mnist1d-gru", "mnist1d-lstm", "mnist1d-rnn"])
-@pytest.mark.parametrize("framework", ["torch", "jax"])
+@pytest.mark.parametrize("framework, task", TARGET_RUNS)
 def test_mnist1d_tasks_reach_their_targets(task, framework, mnist1d, tmp_path):
     # Targets: CNN 94% and MLP 68% (the MNIST-1D paper), GRU and LSTM 91% (the paper's GRU).
     run = train_and_evaluate(RunConfig(task, framework, progress=False), tmp_path, dataset=mnist1d)

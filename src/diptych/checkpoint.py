@@ -3,9 +3,14 @@
 Tensors: ``params.<canonical name>`` (the model) and ``opt.<key>`` (the optimizer state: ``step``,
 ``exp_avg.<name>``, ``exp_avg_sq.<name>`` or ``momentum_buffer.<name>``), both in the canonical
 PyTorch layout, so a checkpoint is framework-neutral: a run started by one twin can be resumed by
-the other. Metadata: task, framework, the epoch just finished, the run config and the per-epoch
-records so far. Batch order depends only on (seed, epoch), so resuming at an epoch boundary
-continues the run where it stopped.
+the other. A language model's recurrent state between two windows is ``carry.h`` (and ``carry.c``
+for an LSTM), ``(layers, B, H)`` as ``torch.nn.LSTM`` holds it. Metadata: task, framework, the
+position (``epoch`` finished epochs and ``step`` steps into the next one), the run config, the
+per-epoch records so far and the current epoch's losses.
+
+Every random choice in a run is a function of ``(seed, epoch, step)`` (the batch order, the
+augmentation; the models have no dropout), so the position *is* the random state: a run resumed
+from any checkpoint takes the very batches, in the very order, it would have taken.
 """
 
 from __future__ import annotations
@@ -22,15 +27,24 @@ FORMAT = "diptych.checkpoint/1"
 FILENAME = "checkpoint.safetensors"
 
 
-def save(path: str | Path, params: dict[str, np.ndarray], opt_state: dict[str, np.ndarray], **meta) -> None:
+def save(
+    path: str | Path,
+    params: dict[str, np.ndarray],
+    opt_state: dict[str, np.ndarray],
+    carry: dict[str, np.ndarray] | None = None,
+    **meta,
+) -> None:
+    """Write atomically: a reader (or a ``kill -9``) sees the old file or the new one, never half of one."""
     tensors = {f"params.{k}": v for k, v in params.items()}
     tensors.update({f"opt.{k}": v for k, v in opt_state.items()})
+    tensors.update({f"carry.{k}": v for k, v in (carry or {}).items()})
     atomic_save(tensors, path, {"format": FORMAT, **meta})
 
 
 def load(path: str | Path, task: str):
     """Return ``(params, opt_state, meta)``; refuse a checkpoint of another task, and one whose
-    metadata, weights or optimizer state would crash or silently change the resumed run."""
+    metadata, weights or optimizer state would crash or silently change the resumed run.
+    ``meta["carry"]``: the recurrent state saved mid-epoch (``{}`` when there is none)."""
     tensors, meta = read_safetensors(path, what="checkpoint")
     if meta.get("format") != FORMAT:
         raise DiptychError(f"{path} is not a diptych checkpoint; pass the --out folder of a diptych train run")
@@ -43,6 +57,8 @@ def load(path: str | Path, task: str):
     opt = {k[len("opt.") :]: v for k, v in tensors.items() if k.startswith("opt.")}
     check_meta(meta, str(path))
     check_state(params, opt, task, meta["config"]["optimizer"], str(path))
+    meta["carry"] = {k[len("carry.") :]: v for k, v in tensors.items() if k.startswith("carry.")}
+    _check_carry(meta["carry"], params, meta, str(path))
     return params, opt, meta
 
 
@@ -83,9 +99,18 @@ def check_meta(meta: dict, source: str) -> None:
     for key, ok in rules.items():
         if key not in config or not ok(config[key]):
             raise _fail(source, f"config {key} is {config.get(key, 'missing')!r}")
-    epoch = meta.get("epoch")
-    if not _is_int(epoch, 1, 10**7):
+    epoch, step = meta.get("epoch"), meta.get("step", 0)
+    if not _is_int(epoch, 0, 10**7):
         raise _fail(source, f"epoch is {epoch!r}, not a count of finished epochs")
+    if not _is_int(step, 0, 2**40) or (epoch == 0 and step == 0):
+        raise _fail(source, f"step is {step!r}, not a position in epoch {epoch + 1}")
+    losses = meta.get("epoch_losses", [])
+    if not isinstance(losses, list) or len(losses) != step or not all(isinstance(v, int | float) for v in losses):
+        raise _fail(
+            source,
+            f"its {len(losses) if isinstance(losses, list) else '?'} losses of the current epoch "
+            f"do not match its {step} steps",
+        )
     for key in ("wall_seconds", "compile_seconds", "steady_seconds"):
         if not _is_num(meta.get(key), 0, 1e10):
             raise _fail(source, f"{key} is {meta.get(key, 'missing')!r}, not a number of seconds")
@@ -157,3 +182,22 @@ def check_state(
                 f"optimizer tensor {key!r} is {v.dtype} {tuple(v.shape)}"
                 f"{'' if np.isfinite(v).all() else ' with NaN/inf'}, expected float32 {tuple(shape)}",
             )
+
+
+def _check_carry(carry: dict[str, np.ndarray], params: dict[str, np.ndarray], meta: dict, source: str) -> None:
+    """A saved recurrent state: ``h`` (and ``c``) ``(layers, B, H)``, float32, finite, only mid-epoch."""
+    if not carry:
+        return
+    if meta.get("step", 0) == 0 or set(carry) - {"h", "c"} or "h" not in carry:
+        raise _fail(source, f"it holds a recurrent state {sorted(carry)} where none belongs")
+    shape = carry["h"].shape
+    hidden = {v.shape[-1] for k, v in params.items() if k.startswith("rnn.weight_hh_l")}
+    for key, v in carry.items():
+        if (
+            v.dtype != np.float32
+            or v.ndim != 3
+            or v.shape != shape
+            or {v.shape[-1]} != hidden
+            or not np.isfinite(v).all()
+        ):
+            raise _fail(source, f"its recurrent state {key!r} is {v.dtype} {tuple(v.shape)}, not (L, B, H) float32")

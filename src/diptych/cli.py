@@ -79,6 +79,11 @@ def _training_options(f):
             type=float,
             help="image-cnn on PATH/<class>/: the share of each class held out for testing (default 0.2).",
         ),
+        click.option(
+            "--data-workers",
+            type=click.IntRange(min=0),
+            help="Packed data (--data-dir from `diptych data pack`): background reader processes (default: by cores).",
+        ),
         click.option("--compile", is_flag=True, help="torch: torch.compile the model (JAX always jit-compiles)."),
         click.option(
             "--precision",
@@ -153,6 +158,18 @@ def list_tasks(as_json):
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--init-from", type=click.Path(dir_okay=False), help="Start from these weights (either twin's).")
 @click.option(
+    "--checkpoint-every",
+    type=int,
+    help="Steps between checkpoints within an epoch (default: about every 90 s of training; 0: epoch ends only).",
+)
+@click.option(
+    "--keep",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Checkpoints kept: the newest (checkpoint.safetensors) and K-1 older ones (checkpoint-step<N>).",
+)
+@click.option(
     "--device",
     type=click.Choice(["auto", "cpu", "gpu"]),
     default="auto",
@@ -183,6 +200,12 @@ def list_tasks(as_json):
     metavar="A:B",
     help="Trace steps A to B (from 1) with the twin's profiler into OUT/profile/ and print the top operations.",
 )
+@click.option(
+    "--tensorboard",
+    type=click.Path(file_okay=False),
+    help="Also write TensorBoard event files to DIR/TASK-FRAMEWORK (needs diptych[tensorboard]); "
+    "metrics.jsonl in --out has the same points.",
+)
 @click.pass_context
 def train(ctx, task, framework, out, as_json, no_progress, nproc, port, **kw):
     """Train TASK with one framework; writes run.json, weights.safetensors and a checkpoint."""
@@ -193,6 +216,11 @@ def train(ctx, task, framework, out, as_json, no_progress, nproc, port, **kw):
     kw["profile_steps"] = parse_steps(kw["profile_steps"])  # a bad range: one line, before any work
 
     out = ensure_writable_dir(out or f"runs/{task}/{framework}")  # before any training: one line if not
+    if kw["tensorboard"]:  # a missing tensorboardX: one line now, not one per worker after loading the data
+        from diptych.observe import tensorboard_writer_class
+
+        tensorboard_writer_class()
+        ensure_writable_dir(kw["tensorboard"], "--tensorboard")
     if nproc > 1 and launch_workers(
         framework, ctx.obj["argv"], nproc, port, out, kw["batch_size"] or TASKS[task].budget.batch_size
     ):
@@ -497,6 +525,7 @@ from diptych.commands.images import augment_preview_cmd, predict_cmd  # noqa: E4
 
 cli.add_command(predict_cmd)
 cli.add_command(augment_preview_cmd)
+cli.add_command(__import__("diptych.commands.data", fromlist=["data_group"]).data_group)  # `diptych data pack|verify`
 
 
 def main(argv: list[str] | None = None) -> int:

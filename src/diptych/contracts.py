@@ -74,6 +74,14 @@ class Trainer(Protocol):
     def reset_state(self) -> None:
         """Forget the recurrent state carried between training batches (each epoch starts from zeros)."""
 
+    def export_carry(self) -> dict[str, np.ndarray]:
+        """The recurrent state carried to the next training batch, for a mid-epoch checkpoint: ``h``
+        (and ``c`` for an LSTM) ``(layers, B, H)`` float32, as ``torch.nn.LSTM`` holds it; ``{}`` when
+        none is carried (classifiers, or a language model at an epoch start)."""
+
+    def load_carry(self, carry: dict[str, np.ndarray]) -> None:
+        """Continue from a carried state that :meth:`export_carry` gave (``{}``: none)."""
+
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
         """Loss, logits and canonical-layout gradients on one batch, from a zero state, with no update."""
 

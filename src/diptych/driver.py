@@ -3,8 +3,9 @@
 It owns epochs, seeded batches, evaluation, progress, checkpoints and the run record, and
 calls the backend's ``Trainer`` (:class:`diptych.contracts.Trainer`) for the steps and the task's
 ``Objective`` (:mod:`diptych.objectives`) for the data and the scores. Because batch order depends only on
-``(seed, epoch)``, the torch and JAX twins see identical batches in identical order, and a
-resumed run continues exactly where the checkpoint left off.
+``(seed, epoch)``, the torch and JAX twins see identical batches in identical order, and a run
+resumed from a checkpoint (written at epoch ends and every ``checkpoint_every`` steps) continues
+bit for bit where the checkpoint left off.
 
     >>> import tempfile
     >>> from diptych import RunConfig, train_and_evaluate
@@ -15,7 +16,10 @@ resumed run continues exactly where the checkpoint left off.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,19 +31,22 @@ from diptych.backends import load_backend
 from diptych.data import Batches, Dataset
 from diptych.data.augment import augmenter_for
 from diptych.data.datasets import default_split
+from diptych.data.feed import Feed, make_feed
 from diptych.errors import DiptychError, NonFiniteLossError
 from diptych.formats import read_any
 from diptych.fsio import ensure_writable_dir
 from diptych.inference import InferenceMeta
 from diptych.launch import lost_peers_in_one_line
+from diptych.observe import Observer
 from diptych.progress import TrainProgress
-from diptych.records import hardware, peak_rss_mb, versions, write_json
+from diptych.records import hardware, peak_rss_mb, runtime, source_record, versions, write_json
 from diptych.stephooks import StepHooks
 from diptych.tasks import Task, choose_augment, get_task
 from diptych.weights import check_weights, save_weights
 
 WEIGHTS = "weights.safetensors"
 SYNC_EVERY = 20  # fetch losses from the device every N steps (JAX dispatches asynchronously)
+CHECKPOINT_SECONDS = 90.0  # the default cadence of step-level checkpoints, in seconds of training
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,10 @@ class RunConfig:
     image_size: int | None = None  # own images (image-cnn): the side images are resized to
     channels: int | None = None  # own images: 1 (grey) or 3 (RGB)
     val_fraction: float | None = None  # own images without train/ and test/: the share held out per class
+    checkpoint_every: int | None = None  # steps between checkpoints; None: about every 90 s; 0: epoch ends only
+    keep: int = 1  # step-level checkpoints kept (the newest is checkpoint.safetensors)
+    data_workers: int | None = None  # packed data: background reader processes (None: chosen from the cores)
+    tensorboard: str | None = None  # a folder: TensorBoard event files in <it>/<task>-<framework> (observe.py)
     eval_every: int | None = None  # also evaluate after every N-th step, off the training clock (stephooks)
     profile_steps: tuple[int, int] | None = None  # trace steps A..B with the twin's profiler (stephooks)
 
@@ -76,6 +87,9 @@ class RunState:
     """What a run carries from epoch to epoch; the checkpoint saves and restores it as one unit."""
 
     epoch: int = 0  # epochs finished
+    step: int = 0  # steps finished in the epoch under way (0 at an epoch boundary)
+    epoch_losses: list[float] = field(default_factory=list)  # the global-batch losses of those steps
+    epoch_seconds: float = 0.0  # ... and their training time (the run's first step excluded)
     history: list[dict] = field(default_factory=list)  # one record per epoch: loss, metrics, times
     loss_curve: list[list[float]] = field(default_factory=list)  # [global step, mean loss since the last point]
     wall_seconds: float = 0.0  # training and evaluation so far, compile included
@@ -88,6 +102,9 @@ class RunState:
     def to_meta(self) -> dict:
         return {
             "epoch": self.epoch,
+            "step": self.step,
+            "epoch_losses": self.epoch_losses,
+            "epoch_seconds": self.epoch_seconds,
             "epochs": self.history,
             "loss_curve": self.loss_curve,
             "wall_seconds": self.wall_seconds,
@@ -102,6 +119,9 @@ class RunState:
     def from_meta(cls, meta: dict) -> RunState:
         return cls(
             meta["epoch"],
+            meta.get("step", 0),
+            meta.get("epoch_losses", []),
+            meta.get("epoch_seconds", 0.0),
             meta["epochs"],
             meta.get("loss_curve", []),
             meta["wall_seconds"],
@@ -189,15 +209,27 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     augment = augmenter_for(task, data, settings["seed"])  # None unless the task augments
     progress = _progress(config, world, task.name, epochs, steps, state)
     meta = _inference_meta(task, config.framework, objective.inference_meta(data, facts))  # the weights file's
-    hooks = StepHooks(config, trainer, objective, data, facts, state, workdir, steps, epochs * steps)
-    t_start = time.perf_counter() - state.wall_seconds
-    with lost_peers_in_one_line(world, backend.distributed), progress:
+    feed = make_feed(data, batches, config.data_workers)  # from memory, or streamed from a pack
+    t0 = time.perf_counter() - state.wall_seconds  # the run's clock; a resumed run continues its time
+    saver = Checkpoints(workdir, trainer, feed, meta, settings, config, world, steps, t0)
+    hooks = StepHooks(config, trainer, objective, data, facts, state, workdir, steps, epochs * steps)  # stephooks
+    # observe.py: metrics.jsonl (and TensorBoard with --tensorboard) from the lead; the same points in both twins.
+    observer = Observer(
+        workdir,
+        task,
+        config.framework,
+        epochs * steps,
+        tensorboard=config.tensorboard,
+        start_step=state.epoch * steps + state.step,
+        enabled=world.lead,
+    )
+    with lost_peers_in_one_line(world, backend.distributed), progress, contextlib.closing(feed), observer:
         for epoch in range(state.epoch, epochs):
-            record = _train_epoch(trainer, data, batches, epoch, augment, world, state, progress, ckpt_path, hooks)
+            record = _train_epoch(trainer, feed, epoch, augment, world, state, progress, saver, observer, hooks)
             record |= objective.evaluate(trainer, data, facts)  # every worker: the same weights, the same scores
-            _end_epoch(state, record, time.perf_counter() - t_start, progress, objective, epochs)
-            if world.lead:
-                _save_epoch(trainer, state, workdir, meta, settings, final=epoch + 1 == epochs)
+            _end_epoch(state, record, saver.clock(), progress, objective, epochs)
+            observer.on_epoch((epoch + 1) * steps, record)  # observe.py: test/<metric>
+            saver.save(state, final=epoch + 1 == epochs)
     run = _run_record(task, config, settings, data, facts, trainer, state, world, backend) | hooks.record()
     if world.lead:
         if not (workdir / WEIGHTS).exists():  # a run killed between its last checkpoint and its weights
@@ -225,7 +257,7 @@ def _progress(config: RunConfig, world, label: str, epochs: int, steps: int, sta
     return TrainProgress(
         enabled=config.progress and world.lead,
         total=epochs * steps,
-        completed=state.epoch * steps,
+        completed=state.epoch * steps + state.step,
         label=f"{label} [{config.framework}]",
         epochs=epochs,
     )
@@ -237,22 +269,104 @@ def _inference_meta(task: Task, framework: str, extra: dict) -> dict:
     return meta.to_metadata()
 
 
-def _save_epoch(trainer, state: RunState, workdir: Path, meta: dict, settings: dict, final: bool) -> None:
-    """The lead's files after an epoch: the checkpoint, and after the last epoch the final weights
-    *first*, so that a checkpoint marked finished always has its weights beside it."""
-    ckpt_path = workdir / checkpoint.FILENAME
-    params = _finite_weights(trainer, state.epoch, ckpt_path)
-    if final:
-        save_weights(params, workdir / WEIGHTS, **meta)
-    checkpoint.save(
-        ckpt_path,
-        params,
-        trainer.export_opt_state(),
-        task=meta["task"],
-        framework=meta["framework"],
-        config=settings,
-        **state.to_meta(),
-    )
+class Checkpoints:
+    """Where and when the lead writes checkpoints: after every epoch, and within an epoch every
+    ``checkpoint_every`` steps (or, by default, at the first loss sync after ``CHECKPOINT_SECONDS`` of
+    training). Only at loss syncs: the epoch's losses are then all on the host, and every worker of a
+    data-parallel run syncs at the same steps. ``keep`` > 1 keeps older ones beside the newest as
+    ``checkpoint-step<N>.safetensors`` (hard links: no copy)."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        trainer,
+        feed: Feed,
+        meta: dict,
+        settings: dict,
+        config: RunConfig,
+        world,
+        steps: int,
+        t0: float,
+    ):
+        if config.checkpoint_every is not None and config.checkpoint_every < 0:
+            raise DiptychError(f"--checkpoint-every {config.checkpoint_every}: give a number of steps >= 0")
+        if config.keep < 1:
+            raise DiptychError(f"--keep {config.keep}: keep at least 1 checkpoint")
+        self.path, self.weights = workdir / checkpoint.FILENAME, workdir / WEIGHTS
+        self.trainer, self.feed, self.meta, self.settings, self.world = trainer, feed, meta, settings, world
+        self.every, self.keep, self.steps = config.checkpoint_every, config.keep, steps
+        # A language model's carried state is split over the workers of a data-parallel run: such a
+        # run checkpoints at epoch ends only, where no state is carried.
+        self.mid_epoch = self.every != 0 and not (getattr(trainer, "stateful", False) and world.size > 1)
+        self.t0, self.last = t0, time.perf_counter()  # the run's clock (resumed runs: shifted back), last save
+
+    def trainer_steps(self, state: RunState) -> int:
+        return state.epoch * self.steps + state.step
+
+    def clock(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def sync_due(self, global_step: int) -> bool:
+        """Must the driver sync losses after ``global_step`` for a checkpoint? (The same on every worker.)"""
+        return bool(self.mid_epoch and self.every and global_step % self.every == 0)
+
+    def at_sync(self, state: RunState, global_step: int) -> None:
+        """At a loss sync within an epoch: checkpoint if one is due."""
+        if not self.mid_epoch:
+            return
+        due = global_step % self.every == 0 if self.every else time.perf_counter() - self.last >= CHECKPOINT_SECONDS
+        if due:
+            t = time.perf_counter()
+            state.wall_seconds = self.clock()
+            self.save(state)
+            self.t0 += time.perf_counter() - t  # writing a checkpoint is not training time
+
+    def save(self, state: RunState, final: bool = False) -> None:
+        """The lead's checkpoint of ``state``; after the last epoch the final weights *first*, so that
+        a checkpoint marked finished always has its weights beside it."""
+        self.last = time.perf_counter()
+        if not self.world.lead:
+            return
+        params = _finite_weights(self.trainer, state.epoch, self.path)
+        if final:
+            save_weights(params, self.weights, **self.meta)
+        if self.keep > 1 and self.path.exists():
+            self._keep_previous()
+        checkpoint.save(
+            self.path,
+            params,
+            self.trainer.export_opt_state(),
+            self.trainer.export_carry() if state.step else None,
+            task=self.meta["task"],
+            framework=self.meta["framework"],
+            config=self.settings,
+            global_step=self.trainer_steps(state),
+            data=self._data_state(),
+            **state.to_meta(),
+        )
+
+    def _data_state(self) -> dict | None:
+        """The streamed feed's position, Grain's iterator state included, for the record: a resume needs
+        only ``(epoch, step)``, which the feed continues from exactly (the order is a function of them)."""
+        state = self.feed.state() if hasattr(self.feed, "state") else None
+        try:
+            json.dumps(state)
+        except (TypeError, ValueError):
+            state = {k: v for k, v in state.items() if k != "grain"}
+        return state
+
+    def _keep_previous(self) -> None:
+        """Hard-link the current newest checkpoint under its step before it is replaced; drop the oldest."""
+        from safetensors import safe_open
+
+        with safe_open(self.path, framework="numpy") as f:
+            n = int(f.metadata().get("global_step", "0"))
+        target = self.path.with_name(f"checkpoint-step{n:09d}.safetensors")
+        if not target.exists():
+            os.link(self.path, target)
+        kept = sorted(self.path.parent.glob("checkpoint-step*.safetensors"))
+        for stale in kept[: max(0, len(kept) - (self.keep - 1))]:
+            stale.unlink(missing_ok=True)
 
 
 def _read_checkpoint(path: Path, task: str) -> tuple:
@@ -282,48 +396,64 @@ def _start(trainer, config: RunConfig, saved: tuple | None, epochs: int, weights
         )
     trainer.load_weights(params, "checkpoint")
     trainer.load_opt_state(opt_state)
+    trainer.load_carry(meta["carry"])  # a language model stopped mid-epoch: the state its next window continues
     return state
 
 
 def _train_epoch(
     trainer,
-    data: Dataset,
-    batches: Batches,
+    feed: Feed,
     epoch: int,
     augment,
     world,
     state: RunState,
     progress: TrainProgress,
-    ckpt_path: Path,
+    saver: Checkpoints,
+    observer: Observer,
     hooks: StepHooks | None = None,
 ) -> dict:
-    """One pass over this worker's shard of the epoch's batches; updates ``state``'s curve and timing."""
-    steps, batch = batches.steps_per_epoch(), batches.batch_size
-    t_epoch, pending, losses, first_seconds = time.perf_counter(), [], [], 0.0
-    trainer.reset_state()  # language models: each epoch's streams start from a zero state
-    for step, idx in enumerate(batches.epoch(epoch)):
-        x, y = data.x_train[idx], data.y_train[idx]  # (B, ...) float32, (B,) int32
+    """This worker's shard of the epoch's batches, from ``state.step`` on (0, or where a checkpoint
+    stopped); updates ``state``'s position, losses, curve and timing, and checkpoints when due."""
+    steps, batch = feed.batches.steps_per_epoch(), feed.batches.batch_size
+    if state.step == 0:  # a fresh epoch; a resumed one keeps its losses and, mid-epoch, its carried state
+        state.epoch_losses, state.epoch_seconds = [], 0.0
+        trainer.reset_state()  # language models: each epoch's streams start from a zero state
+    t_sync, pending = time.perf_counter(), []
+    t_loop = t_sync  # stephooks: the training clock's segment starts here
+    for step, (x, y) in enumerate(feed.epoch(epoch, state.step), state.step):  # (B, ...) float32, (B,) int32
         t0 = time.perf_counter()
         pending.append(trainer.train_step(x, y, augment(x, epoch, step) if augment else None))  # aug on device
         first = state.compile_seconds is None  # the first step of the run pays for tracing/compilation
-        if first or len(pending) >= SYNC_EVERY or step == steps - 1:
-            losses.extend(world.mean(trainer.losses_to_numpy(pending)))  # global-batch losses
+        done = epoch * steps + step + 1  # global steps done
+        if first or len(pending) >= SYNC_EVERY or step == steps - 1 or saver.sync_due(done):
+            losses = world.mean(trainer.losses_to_numpy(pending))  # global-batch losses
+            now = time.perf_counter()
             if first:
-                state.compile_seconds = first_seconds = time.perf_counter() - t0
+                state.compile_seconds = now - t0
             else:
-                state.loss_curve.append([epoch * steps + step + 1, float(np.mean(losses[-len(pending) :]))])
-            pending = []
-            _check_finite(losses, epoch, steps, ckpt_path)
-            rate = (step + 1) * batch / max(time.perf_counter() - t_epoch, 1e-9)
-            progress.update(
-                epoch * steps + step + 1, loss=float(np.mean(losses[-SYNC_EVERY:])), rate=rate, epoch=epoch + 1
-            )
-        if hooks is not None:
-            hooks.after_step(epoch * steps + step + 1, pending, t_epoch)  # --eval-every, --profile-steps
-    seconds = time.perf_counter() - t_epoch - first_seconds - (hooks.take_paused() if hooks else 0.0)
-    state.steady_seconds += seconds
-    state.steady_samples += (steps - (1 if first_seconds else 0)) * batch
-    return {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "train_seconds": round(seconds, 3)}
+                state.epoch_seconds += now - t_sync
+                state.steady_samples += len(pending) * batch
+                state.loss_curve.append([done, float(np.mean(losses))])
+            state.epoch_losses.extend(float(v) for v in losses)
+            state.step, pending = step + 1, []
+            _check_finite(state.epoch_losses, epoch, steps, saver.path)
+            rate = len(losses) * batch / max(now - t_sync, 1e-9)  # samples/s since the last sync
+            progress.update(done, loss=float(np.mean(state.epoch_losses[-SYNC_EVERY:])), rate=rate, epoch=epoch + 1)
+            observer.on_losses(done, state.epoch_losses, rate)  # observe.py: train/loss, lr, samples/s
+            if step < steps - 1:
+                saver.at_sync(state, done)
+            t_sync = time.perf_counter()
+        if hooks is not None:  # --eval-every, --profile-steps; their own time stays out of the steady time
+            hooks.after_step(done, pending, t_loop)
+            t_sync += hooks.take_paused()
+    record = {
+        "epoch": epoch + 1,
+        "train_loss": float(np.mean(state.epoch_losses)),
+        "train_seconds": round(state.epoch_seconds, 3),
+    }
+    state.steady_seconds += state.epoch_seconds
+    state.step, state.epoch_losses, state.epoch_seconds = 0, [], 0.0  # at the boundary: nothing under way
+    return record
 
 
 def _finite_weights(trainer, epoch: int, ckpt_path: Path) -> dict[str, np.ndarray]:
@@ -389,6 +519,8 @@ def _run_record(
         "peak_rss_mb": peak_rss_mb(),
         "loss_curve": state.loss_curve,
         "world": world.record(),
+        "runtime": runtime(backend.train.runtime(world.device)),  # threads, XLA/OMP env, accelerator libraries
+        **source_record(),  # "git": the checkout's commit and dirty flag, when run from one
     }
 
 

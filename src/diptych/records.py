@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
 from pathlib import Path
 
@@ -45,6 +46,54 @@ def versions(backend_versions: dict[str, str]) -> dict[str, str]:
     except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
         version = "unknown"
     return {"diptych": version, "python": sys.version.split()[0], "numpy": np.__version__, **backend_versions}
+
+
+# Environment variables that change how either twin computes: OpenMP/MKL/oneDNN threads and wait policy,
+# XLA's flags, JAX's device and platform choices. Recorded as set (absent: the library's default).
+RUNTIME_ENV_PREFIXES = ("OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "DNNL_", "ONEDNN_", "XLA_", "JAX_", "TORCH_")
+
+
+def runtime(backend_runtime: dict) -> dict:
+    """How the run computed, for ``run.json``: the usable cores, the thread and XLA environment variables
+    in effect, and the twin's own settings (``backends/<fw>/train.runtime``: threads, devices, accelerator
+    library versions)."""
+    from diptych.launch import usable_cores
+
+    env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(RUNTIME_ENV_PREFIXES)}
+    env |= {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES",) if k in os.environ}
+    return {"usable_cores": usable_cores(), "env": env, **backend_runtime}
+
+
+def source_revision() -> dict | None:
+    """``{"commit": sha, "dirty": bool}`` of the git checkout diptych runs from, or None (an installed
+    package, no git, or any failure: a run record never fails for want of it).
+
+    The checkout must track this very file: a package installed into a virtual environment that
+    happens to sit inside some repository is not that repository's code.
+    """
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(here), *args], capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    if git("ls-files", "--error-unmatch", "records.py") is None:
+        return None
+    commit, status = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+    if not commit or status is None:
+        return None
+    return {"commit": commit, "dirty": bool(status)}
+
+
+def source_record() -> dict:
+    """``{"git": source_revision()}`` for ``run.json`` when run from a checkout, else ``{}`` (the key is absent)."""
+    revision = source_revision()
+    return {"git": revision} if revision else {}
 
 
 def peak_rss_mb() -> float:

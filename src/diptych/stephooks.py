@@ -56,16 +56,17 @@ class StepHooks:
         )
         self.profile: dict | None = None  # the record of the traced range, once it is finished
         self._mark = time.perf_counter()  # start of the training segment the clock has not counted yet
+        self._loop: float | None = None  # the start time of the driver's step loop last seen
         self._trace = None
         self._paused = 0.0  # seconds off the clock (evaluations, writing the trace) since take_paused()
         if self.profile_steps and self.profile_steps[0] == 1 and state.epoch == 0:
             self._start_trace()
 
-    def after_step(self, step: int, pending: list, t_epoch: float) -> None:
+    def after_step(self, step: int, pending: list, t_loop: float) -> None:
         """Called after global step ``step`` (from 1) was dispatched; ``pending``: its unfetched loss handles;
-        ``t_epoch``: when this epoch's loop began (the clock's segment starts there in each epoch)."""
-        if (step - 1) % self.steps_per_epoch == 0:
-            self._mark = t_epoch  # the time between epochs (their evaluation, the checkpoint) is not training
+        ``t_loop``: when the driver's current step loop began (an epoch's, or a resumed epoch's remainder)."""
+        if t_loop != self._loop:  # a new loop: the time between loops (evaluation, checkpoint) is not training
+            self._mark = self._loop = t_loop
         if self.profile_steps and step == self.profile_steps[0] - 1:
             self._sync(pending)
             self._start_trace()

@@ -25,6 +25,7 @@ from diptych.data.base import Dataset, cache_dir, check_data_dir
 from diptych.data.download import fetch, md5sum
 from diptych.data.fsdd import load_fsdd
 from diptych.data.idx import is_gzip, read_idx
+from diptych.data.packed import MANIFEST, is_packed, open_pack, unfinished_pack
 from diptych.errors import DataError, DiptychError
 from diptych.fsio import atomic_write, clean_stale_temps
 
@@ -105,13 +106,18 @@ def load_dataset(
     """``split``: ``None`` is the dataset's official split; fsdd also takes ``speaker:NAME``.
     ``normalize`` (IDX image sets): ``standard`` divides by the training split's std after subtracting its
     mean; ``half`` maps pixels to [-1, 1] as the seed recipe's ``ToTensor`` + ``Normalize((0.5,), (0.5,))``
-    does (``diptych bench --baseline`` trains the twins with the baseline's recipe this way)."""
+    does (``diptych bench --baseline`` trains the twins with the baseline's recipe this way).
+    A packed folder (``diptych data pack``) is read record by record (:mod:`diptych.data.packed`)."""
     check_data_dir(data_dir)
     if normalize not in NORMALIZATIONS or (normalize != "standard" and name not in IDX_SOURCES):
         raise DiptychError(
             f"normalization {normalize!r} for {name}: choose one of {', '.join(NORMALIZATIONS)} "
             f"(anything but standard is for the IDX image sets: {', '.join(IDX_SOURCES)})"
         )
+    if is_packed(data_dir) or unfinished_pack(data_dir):
+        if normalize != "standard":
+            raise DiptychError(f"normalization {normalize!r}: a packed folder holds its own; pass the IDX files")
+        return load_packed(data_dir, name, split or default_split(name))
     if name == "fsdd":
         return load_fsdd(data_dir, split, download)
     if split not in (None, "official"):
@@ -121,6 +127,16 @@ def load_dataset(
     if name == "mnist1d":
         return load_mnist1d()
     raise DiptychError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def load_packed(folder, name: str, split: str | None = None) -> Dataset:
+    """A pack of ``name`` (training rows read lazily); one line if it is unfinished or of another dataset."""
+    if not is_packed(folder):
+        raise DataError(
+            f"{folder} holds ArrayRecord shards but no {MANIFEST}: an unfinished or partly copied pack; "
+            f"pack the dataset again (`diptych data pack {name} --out DIR`)"
+        )
+    return open_pack(folder, name, split)
 
 
 def _standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

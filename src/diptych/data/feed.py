@@ -53,6 +53,22 @@ class MemoryFeed:
         pass
 
 
+def default_workers(world: int = 1) -> int:
+    """Background reader processes per training process: a quarter of its share of the cores, at most 4
+    (0 on a small machine: the reads then run in threads of the training process, which keeps its cores)."""
+    from diptych.launch import usable_cores
+
+    return min(4, usable_cores() // max(world, 1) // 4)
+
+
 def make_feed(data: Dataset, batches: Batches, workers: int | None = None) -> Feed:
-    """The feed for ``data``: in memory, or (later) streamed through background workers."""
+    """The feed for ``data``: streamed through Grain when its training rows are a pack's records
+    (:mod:`diptych.data.packed`), else read from memory. ``workers``: background reader processes
+    (``None``: :func:`default_workers`; 0: threads in this process)."""
+    from diptych.data.packed import RecordArray
+
+    if isinstance(data.x_train, RecordArray):
+        from diptych.data.stream import GrainFeed
+
+        return GrainFeed(data.x_train.pack, batches, default_workers(batches.world) if workers is None else workers)
     return MemoryFeed(data, batches)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from diptych.data.base import Dataset, cache_dir
-from diptych.errors import DiptychError
+from diptych.errors import DataError, DiptychError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -147,7 +147,19 @@ def decode_all(files: list[Path], size: int, channels: int, progress: bool = Tru
 
 
 def load_image_folder(root: str | Path, size: int, channels: int, val_fraction: float = 0.2, seed: int = 0) -> Dataset:
-    """The folder as a standardized :class:`Dataset` with ``classes`` and the statistics in ``features``."""
+    """The folder as a standardized :class:`Dataset` with ``classes`` and the statistics in ``features``
+    (or a pack of one, written by ``diptych data pack folder``, read record by record)."""
+    from diptych.data.packed import is_packed, open_pack
+
+    if is_packed(root):
+        data = open_pack(root, "folder")
+        fe = data.features["frontend"]
+        if (fe["size"], fe["channels"]) != (size, channels):
+            raise DataError(
+                f"{root} was packed at {fe['size']}px with {fe['channels']} channel(s), the run asks for "
+                f"{size}px with {channels}; pass --image-size {fe['size']} --channels {fe['channels']} or pack again"
+            )
+        return data
     names, splits = find_splits(Path(root), val_fraction, seed)
     files = [f for side in ("train", "test") for f, _ in splits[side]]
     arr = decode_all(files, size, channels)

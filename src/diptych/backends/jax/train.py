@@ -212,6 +212,24 @@ class Trainer:
         """Forget the carried recurrent state (the driver calls this at each epoch start)."""
         self.state = None
 
+    def export_carry(self) -> dict[str, np.ndarray]:
+        if self.state is None:
+            return {}
+        # Per layer h (B, H) or (h, c); rows split over this process's devices like the batch (all addressable).
+        layers = [c if isinstance(c, tuple) else (c,) for c in self.state]
+        return {k: np.stack([np.asarray(c[j]) for c in layers]) for j, k in enumerate(("h", "c")[: len(layers[0])])}
+
+    def load_carry(self, carry: dict[str, np.ndarray]) -> None:
+        if not carry:
+            self.state = None
+            return
+        n = len(carry["h"])  # (L, B, H) -> per layer h, or (h, c) for an LSTM
+        state = tuple((carry["h"][k], carry["c"][k]) if "c" in carry else carry["h"][k] for k in range(n))
+        if self._batch_at is not None:  # rows sharded like the batch
+            self.state = distributed.to_global(state, self._batch_at)
+        else:
+            self.state = _on_device(jax.device_put(state, self.device))  # fresh buffers: see _on_device
+
     def _carry(self, batch: int, state=None):
         if not self.stateful:
             return None
@@ -316,6 +334,36 @@ def versions() -> dict[str, str]:
     import jaxlib
 
     return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": flax.__version__, "optax": optax.__version__}
+
+
+def runtime(device: str = "cpu") -> dict:
+    """How this process computes, for ``run.json``: the backend, its devices and platform version
+    (on a GPU: the CUDA version XLA runs on), and the JAX settings that change results or speed."""
+    import jax.extend
+
+    names = ("jax_num_cpu_devices", "jax_default_matmul_precision", "jax_enable_x64", "jax_platforms")
+    out = {
+        "backend": jax.default_backend(),
+        "devices": jax.device_count(),
+        "local_devices": jax.local_device_count(),
+        "cpu_devices": len(jax.devices("cpu")),
+        "config": {name: getattr(jax.config, name, None) for name in names},
+    }
+    try:
+        out["platform_version"] = jax.extend.backend.get_backend().platform_version
+    except Exception:  # noqa: BLE001 - a record never fails for want of a version string
+        pass
+    if device != "cpu" and jax.default_backend() != "cpu":
+        import importlib.metadata
+
+        plugins = {}
+        for name in ("jax-cuda12-plugin", "jax-cuda13-plugin", "jax-cuda12-pjrt", "jax-cuda13-pjrt"):
+            try:
+                plugins[name] = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                pass
+        out["accelerator"] = {"name": jax.devices()[0].device_kind, **plugins}
+    return out
 
 
 def device_name() -> str:

@@ -6,6 +6,7 @@ this class owns one model, its ``torch.optim`` optimizer and its LR scheduler.
 
 from __future__ import annotations
 
+import os
 import platform
 
 import numpy as np
@@ -20,10 +21,41 @@ from diptych.launch import World, usable_cores
 from diptych.schedules import lr_factor
 from diptych.tasks import OptimizerSpec, Task
 
+# A training step below this many FLOPs runs on one intra-op thread (see configure).
+ONE_THREAD_FLOPS = 50e6
+_THREAD_POLICY: dict = {}  # what configure() chose and why, for run.json (runtime())
+_DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice (physical cores), before any configure()
+_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")  # what OpenMP read when torch loaded (backends.before_import)
 
-def configure(threads: int | None = None) -> None:
-    """Never ask for more threads than this process may use: oversubscription is 10x slower."""
-    torch.set_num_threads(min(threads or torch.get_num_threads(), usable_cores()))
+
+def choose_threads(step_flops: float | None, cores: int) -> tuple[int, str]:
+    """Intra-op threads for a training step of ``step_flops`` FLOPs on ``cores`` usable cores, and why.
+
+    Why not always every core: each op split over threads ends at a barrier. A step of tiny ops
+    (MNIST-1D: 1-20 MFLOP, tens of microseconds per op) gains little from a second thread, and when
+    another process holds a core, the thread on it is preempted for a whole scheduler slice while its
+    partners wait: `make demo` ran mnist1d-cnn's torch twin 8x slower than JAX, and a tiny model ran
+    80x faster on one thread than on two. Steps below ``ONE_THREAD_FLOPS`` (50 MFLOP: half a millisecond
+    at this 2-core CPU's one-core fp32 matmul peak of ~100 GFLOP/s, a few at what small ops reach) take one
+    thread; larger ones torch's default within the usable cores (never more: oversubscription is 10x slower).
+    """
+    if step_flops is not None and step_flops < ONE_THREAD_FLOPS:
+        return 1, f"step of {step_flops / 1e6:.0f} MFLOP < {ONE_THREAD_FLOPS / 1e6:.0f}: one thread"
+    return min(_DEFAULT_THREADS, cores), "torch's default, within the usable cores"
+
+
+def configure(threads: int | None = None, step_flops: float | None = None) -> None:
+    """Set torch's intra-op threads: ``threads`` if given, the user's ``OMP_NUM_THREADS`` if set (torchrun sets
+    it for its workers too), else by the work in a step (:func:`choose_threads`), never above the usable cores."""
+    cores = usable_cores()
+    if threads:
+        n, why = min(threads, cores), "asked for"
+    elif os.environ.get("OMP_NUM_THREADS"):
+        n, why = min(_DEFAULT_THREADS, cores), "OMP_NUM_THREADS"
+    else:
+        n, why = choose_threads(step_flops, cores)
+    torch.set_num_threads(n)
+    _THREAD_POLICY.update(threads=n, reason=why, omp_wait_policy=_WAIT_POLICY)
     # Parity and reproducibility: full float32 matmuls (no TF32 on GPUs that have it).
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -67,7 +99,7 @@ class Trainer:
         ``device``: a torch device string (``cpu``, ``cuda:0``). ``compile``: ``torch.compile`` the model
         (default: eager). ``world``: a data-parallel world of several processes wraps the training forward
         in DDP (:func:`distributed.parallelize`)."""
-        configure()
+        configure(step_flops=_step_flops(task, world))  # threads by the work in a step (see choose_threads)
         self.task = task
         self.device = torch.device(device)
         self.dtype = torch.float64 if precision == "fp64" else torch.float32
@@ -101,6 +133,16 @@ class Trainer:
     def reset_state(self) -> None:
         """Forget the carried recurrent state (the driver calls this at each epoch start)."""
         self.state = None
+
+    def export_carry(self) -> dict[str, np.ndarray]:
+        if self.state is None:
+            return {}
+        h, c = self.state if isinstance(self.state, tuple) else (self.state, None)  # (L, B, H) each
+        return {"h": h.float().cpu().numpy().copy()} | ({"c": c.float().cpu().numpy().copy()} if c is not None else {})
+
+    def load_carry(self, carry: dict[str, np.ndarray]) -> None:
+        state = tuple(torch.from_numpy(np.array(carry[k])).to(self.device, self.dtype) for k in "hc" if k in carry)
+        self.state = None if not state else state if len(state) == 2 else state[0]
 
     def train_step(self, x: np.ndarray, y: np.ndarray, aug: dict[str, np.ndarray] | None = None) -> torch.Tensor:
         """One optimizer step on a batch ``x`` ``(B, ...)`` float32 (or int ids), ``y`` ``(B,)`` or ``(B, T)``
@@ -200,8 +242,39 @@ class Trainer:
         return models.num_params(self.model)
 
 
+def _step_flops(task: Task, world: World | None) -> float | None:
+    """FLOPs of one training step on this worker (its shard of the batch), or None if not counted."""
+    from diptych.flops import train_flops
+
+    try:
+        return train_flops(task.model) * task.budget.batch_size / (world.size if world is not None else 1)
+    except (AttributeError, KeyError, TypeError, ValueError):  # a model kind flops.py does not count
+        return None
+
+
 def versions() -> dict[str, str]:
     return {"torch": torch.__version__}
+
+
+def runtime(device: str = "cpu") -> dict:
+    """How this process computes, for ``run.json``: threads (and the policy that chose them), and the
+    CUDA/cuDNN versions and driver when ``device`` is a GPU."""
+    out = {
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "thread_policy": dict(_THREAD_POLICY),
+        "parallel_backend": "OpenMP" if torch.backends.openmp.is_available() else "native",
+    }
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        driver = getattr(torch._C, "_cuda_getDriverVersion", lambda: None)()  # e.g. 12040 for 12.4
+        out["accelerator"] = {
+            "name": torch.cuda.get_device_name(),
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+            "driver_cuda_version": f"{driver // 1000}.{driver % 1000 // 10}" if driver else None,
+            "capability": ".".join(map(str, torch.cuda.get_device_capability())),
+        }
+    return out
 
 
 def device_name() -> str:
