@@ -1,36 +1,41 @@
 #!/usr/bin/env bash
-# GPU check (issue #7): both twins train mnist-cnn on the GPU, in fp32 and in bf16, to the 99% target;
-# prints time-to-accuracy (wall seconds until the first epoch at >= 99% test accuracy) and steady
-# training throughput from each run.json.
+# GPU check (issues #7, #18): the decomposed mnist-cnn benchmark on the GPU, in fp32 and bf16.
 #
-#   benchmarks/gpu_check.sh            # needs an NVIDIA GPU, torch with CUDA and jax[cuda12]
-#   PYTHON=.venv/bin/python OUT=runs/gpu-check EPOCHS=3 benchmarks/gpu_check.sh
+# One interleaved `diptych bench mnist-cnn --baseline --device gpu --precision fp32,bf16` run: the seed
+# baseline (plain PyTorch, the recipe as written), each twin with the seed's recipe, each twin with
+# diptych's recipe in fp32 and in bf16; time to 99% on the training clock (evaluation every --eval-every
+# steps, excluded). Prints the decomposition (framework x recipe = total), the table, and time to 99%
+# per contestant.
 #
-# The JAX twin needs a CUDA build of jaxlib: pip install -U "jax[cuda12]" (the default extra is CPU-only).
+#   pip install -e '.[gpu]'            # torch with CUDA (the default Linux wheel) and the JAX CUDA 12 plugin
+#   benchmarks/gpu_check.sh            # needs an NVIDIA GPU
+#   PYTHON=.venv/bin/python OUT=runs/gpu-check DATA=../shared/data/mnist REPEATS=3 benchmarks/gpu_check.sh
 set -euo pipefail
 PY=${PYTHON:-python}
 OUT=${OUT:-runs/gpu-check}
-EPOCHS=${EPOCHS:-3}
+REPEATS=${REPEATS:-3}
+DATA_ARGS=()
+if [ -n "${DATA:-}" ]; then DATA_ARGS=(--data-dir "$DATA"); fi
 
 nvidia-smi -L || { echo "gpu_check: no NVIDIA GPU visible (nvidia-smi failed)" >&2; exit 2; }
-for fw in torch jax; do
-  for prec in fp32 bf16; do
-    echo "== $fw $prec"
-    "$PY" -m diptych train mnist-cnn --framework "$fw" --device gpu --precision "$prec" --epochs "$EPOCHS" \
-      --out "$OUT/$fw-$prec" --no-progress
-  done
-done
+"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'gpu_check: torch sees no CUDA device (a +cpu wheel?)')"
+"$PY" -c "import jax, sys; sys.exit(0 if jax.devices()[0].platform == 'gpu' else 'gpu_check: jax sees no GPU: pip install -e .[gpu]')"
 
-"$PY" - "$OUT" <<'PYEOF'
+"$PY" -m diptych bench mnist-cnn --baseline --device gpu --precision fp32,bf16 --repeats "$REPEATS" \
+  "${DATA_ARGS[@]}" --out "$OUT"
+
+"$PY" - "$OUT/bench.json" <<'PYEOF'
 import json, sys
-from pathlib import Path
 
-print(f"\n| twin | precision | device | final acc | time to 99% (s) | samples/s | compile (s) |")
-print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
-for run_json in sorted(Path(sys.argv[1]).glob("*/run.json")):
-    r = json.loads(run_json.read_text())
-    hit = next((e["wall_seconds"] for e in r["epochs"] if e["test_accuracy"] >= 0.99), None)
-    print(f"| {r['framework']} | {r['config']['precision']} | {r['hardware']['device']} | "
-          f"{100 * r['test_accuracy']:.2f}% | {hit if hit is not None else 'not reached'} | "
-          f"{r['samples_per_second']:,.0f} | {r['compile_seconds']:.1f} |")
+r = json.load(open(sys.argv[1]))
+print(f"\n| contestant | precision | time to 99% (s, training clock) | epochs | final acc | samples/s |")
+print("| --- | --- | ---: | ---: | ---: | ---: |")
+for name, row in r["contestants"].items():
+    spec = r.get("specs", {}).get(name, {})
+    ttt = row.get("time_to_target_seconds")
+    print(f"| {name} | {spec.get('precision', 'fp32')} | {'not reached' if ttt is None else f'{ttt:.1f}'} | "
+          f"{row.get('time_to_target_epochs')} | {row.get('final_accuracy', float('nan')):.2%} | "
+          f"{row['train_sps_median']:,.0f} |")
+for twin, d in r.get("decomposition", {}).items():
+    print(f"{twin}: total {d['total']:.2f}x = framework {d['framework']:.2f}x x recipe {d['recipe']:.2f}x")
 PYEOF

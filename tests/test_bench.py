@@ -157,7 +157,11 @@ def test_report_command_on_saved_runs(tmp_path):
 
 
 def test_bench_runs_interleaved_bursts_end_to_end(tmp_path):
-    proc = run_cli("bench", "mnist1d-mlp", "--repeats", "2", "--burst", "0.2", "--no-train", "--out", str(tmp_path))
+    """Bursts in both twins; --profile: a trace per twin in OUT/profile/ (first round only) and the
+    side-by-side top-operations table in the report."""
+    proc = run_cli(
+        "bench", "mnist1d-mlp", "--repeats", "2", "--burst", "0.2", "--no-train", "--profile", "--out", str(tmp_path)
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "bench.json").read_text())
     assert [len(result["bursts"][fw]) for fw in ("torch", "jax")] == [2, 2]
@@ -165,6 +169,14 @@ def test_bench_runs_interleaved_bursts_end_to_end(tmp_path):
         b["train_samples_per_second"] > 0 and b["matmul_gflops"] > 0 for bs in result["bursts"].values() for b in bs
     )
     assert (tmp_path / "report.html").exists() and "slower twin throughput vs faster" in proc.stdout
+    assert (tmp_path / "profile" / "torch" / "torch.pt.trace.json").stat().st_size > 1000
+    assert list((tmp_path / "profile" / "jax" / "plugins" / "profile").glob("*/*.trace.json.gz"))
+    assert [sum("profile" in b for b in result["bursts"][fw]) for fw in ("torch", "jax")] == [1, 1]
+    report = (tmp_path / "report.md").read_text()
+    assert (
+        "## Where the time goes" in report and "| # | torch op | ms/step | share | jax op | ms/step | share |" in report
+    )
+    assert "top operations of one training step" in proc.stdout
 
 
 def test_baseline_only_for_mnist_cnn():
@@ -173,14 +185,14 @@ def test_baseline_only_for_mnist_cnn():
 
 
 def test_seed_baseline_trains_until_the_target_then_stops(tmp_path):
-    """The baseline's time to 99% is measured, not bounded: it stops after the first epoch at the
-    target (here 50% on 2,000 images, reached in epoch 1 of at most 3)."""
+    """With --stop-at the baseline stops after the first epoch at that accuracy (here 50% on 2,000 images,
+    reached in epoch 1 of at most 3); --eval-every evaluates between epochs, off the training clock."""
     from conftest import real_data_dir
 
     mnist = real_data_dir("mnist")
     cmd = [sys.executable, "-m", "diptych.cookbook.seed_baseline", "--data-dir", str(mnist), "--limit", "2000"]
     proc = subprocess.run(
-        cmd + ["--epochs", "3", "--stop-at", "0.5", "--out", str(tmp_path), "--json"],
+        cmd + ["--epochs", "3", "--stop-at", "0.5", "--eval-every", "8", "--out", str(tmp_path), "--json"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -188,5 +200,82 @@ def test_seed_baseline_trains_until_the_target_then_stops(tmp_path):
     assert proc.returncode == 0, proc.stderr
     run = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(run["epochs"]) == 1 and run["test_accuracy"] >= 0.5 and run["reached_target"] is False  # 99% not reached
+    # 2,000 images at batch 64: 32 steps, evaluated every 8 (99% not reached), off the training clock
+    assert [p["step"] for p in run["evals"]] == [8, 16, 24, 32]
+    assert run["train_clock_seconds"] + sum(p["eval_seconds"] for p in run["evals"]) <= run["wall_seconds"]
+    assert run["config"]["normalize"] == "(0.5, 0.5)" and run["config"]["schedule"] == "constant"
     burst = subprocess.run(cmd + ["--burst", "0.3"], capture_output=True, text=True, timeout=300)
     assert burst.returncode == 0 and json.loads(burst.stdout)["train_samples_per_second"] > 0
+
+
+def _clocked_run(fw, accs, clock, batch, epochs, evals_eval_s=0.5, n=60_000):
+    """A run evaluated on a schedule: points every 100 steps with their training clock."""
+    run = _run(fw, accs, [c + 5 for c in clock])
+    run["config"] = {"batch_size": batch, "optimizer": "adam", "lr": 1e-3, "schedule": "constant", "epochs": epochs}
+    run["dataset"] = {"train": n}
+    run["evals"] = [
+        {"step": 100 * (i + 1), "train_seconds": c, "eval_seconds": evals_eval_s, "test_accuracy": a}
+        for i, (a, c) in enumerate(zip(accs, clock))
+    ]
+    run["train_clock_seconds"] = clock[-1]
+    return run
+
+
+def test_decomposition_report_states_framework_times_recipe(tmp_path):
+    """The first lines of the report: total = framework x recipe per twin, and the seed recipe as written."""
+    bursts = {c: [_burst(c, s)] for c, s in [("torch", 3000), ("torch (seed recipe)", 2800), ("seed-baseline", 2500)]}
+    runs = {
+        "torch": _clocked_run("torch", [0.97, 0.991], [5.0, 10.0], 32, 1),
+        "torch (seed recipe)": _clocked_run("torch", [0.98, 0.989, 0.992], [10.0, 20.0, 30.0], 64, 10),
+        "seed-baseline": _clocked_run("seed-baseline", [0.98, 0.985, 0.9905, 0.993], [15.0, 30.0, 45.0, 60.0], 64, 10),
+    }
+    runs["seed-baseline"]["wall_seconds"] = 300.0
+    result = summarize("mnist-cnn", bursts, runs)
+    d = result["decomposition"]["torch"]
+    assert d["framework"] == pytest.approx(45 / 30) and d["recipe"] == pytest.approx(30 / 10)
+    assert d["total"] == pytest.approx(d["framework"] * d["recipe"]) == pytest.approx(4.5)
+    row = result["contestants"]["seed-baseline"]
+    # time to target from the points (training clock), not from the epochs; evaluation time counted apart
+    assert row["time_to_target_seconds"] == 45.0 and row["eval_seconds"] == 1.5
+    assert row["time_to_target_epochs"] == pytest.approx(300 * 64 / 60_000, abs=0.01)
+    md, page = write_report(result, tmp_path)
+    first = md.read_text().split("|")[0]  # everything before the table
+    assert "4.50x sooner than the seed baseline" in first and "= 1.50x from the framework" in first
+    assert "x 3.00x from the training recipe" in first
+    assert "framework factor 1.50x" in first and "recipe factor 3.00x" in first
+    assert "as written (4 epochs): 99.30% final test accuracy" in first and "after 45.0 s" in first
+    assert "batch 64, Adam 0.001 constant" in first and "Normalize((0.5,), (0.5,))" in first
+    assert "framework factor 1.50x" in page.read_text()
+
+
+def test_bench_bad_values_are_one_line_errors():
+    from conftest import assert_one_line_error, cli_in_process
+
+    assert_one_line_error(cli_in_process("bench", "mnist1d-mlp", "--eval-every", "0"), "--eval-every")
+    assert_one_line_error(cli_in_process("bench", "mnist1d-mlp", "--precision", "fp32,fp8"), "fp8")
+
+
+def test_seed_normalization_maps_pixels_to_plus_minus_one():
+    """Normalize((0.5,), (0.5,)) after ToTensor: 0 -> -1, 255 -> 1; only the IDX image sets take it."""
+    from conftest import real_data_dir
+    from diptych.data import load_dataset
+    from diptych.errors import DiptychError
+
+    with pytest.raises(DiptychError, match="normalization 'half' for mnist1d"):
+        load_dataset("mnist1d", normalize="half")
+    data = load_dataset("mnist", real_data_dir("mnist"), normalize="half")
+    assert data.x_train.min() == -1.0 and data.x_train.max() == 1.0 and data.x_test.dtype.name == "float32"
+
+
+def test_report_refuses_damaged_eval_points_and_profiles(tmp_path):
+    from conftest import assert_one_line_error, cli_in_process
+
+    run = _clocked_run("torch", [0.97, 0.991], [5.0, 10.0], 32, 1)
+    del run["evals"][1]["train_seconds"]
+    bench = {"task": "mnist-cnn", "bursts": {"torch": [_burst("torch", 3000)]}, "runs": {"torch": run}, "machine": {}}
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    assert_one_line_error(cli_in_process("report", str(tmp_path), "--out", str(tmp_path / "o")), "its evals are not")
+    bench["runs"] = {}
+    bench["bursts"]["torch"][0]["profile"] = {"dir": "p", "steps": 10, "step_ms": 1.0, "top_ops": [{"name": "x"}]}
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    assert_one_line_error(cli_in_process("report", str(tmp_path), "--out", str(tmp_path / "o")), "bursts of 'torch'")

@@ -191,6 +191,16 @@ def list_tasks(as_json):
     help="Coordinator port on 127.0.0.1 for --nproc > 1.",
 )
 @click.option(
+    "--eval-every",
+    type=click.IntRange(min=1),
+    help="Also evaluate after every N steps, off the training clock (run.json: evals, train_clock_seconds).",
+)
+@click.option(
+    "--profile-steps",
+    metavar="A:B",
+    help="Trace steps A to B (from 1) with the twin's profiler into OUT/profile/ and print the top operations.",
+)
+@click.option(
     "--tensorboard",
     type=click.Path(file_okay=False),
     help="Also write TensorBoard event files to DIR/TASK-FRAMEWORK (needs diptych[tensorboard]); "
@@ -201,6 +211,9 @@ def train(ctx, task, framework, out, as_json, no_progress, nproc, port, **kw):
     """Train TASK with one framework; writes run.json, weights.safetensors and a checkpoint."""
     from diptych.driver import RunConfig, train_and_evaluate
     from diptych.launch import launch_workers
+    from diptych.stephooks import parse_steps
+
+    kw["profile_steps"] = parse_steps(kw["profile_steps"])  # a bad range: one line, before any work
 
     out = ensure_writable_dir(out or f"runs/{task}/{framework}")  # before any training: one line if not
     if kw["tensorboard"]:  # a missing tensorboardX: one line now, not one per worker after loading the data
@@ -222,6 +235,15 @@ def train(ctx, task, framework, out, as_json, no_progress, nproc, port, **kw):
             f"{task} [{framework}]: {TASKS[task].objective.score_line(record)}, "
             f"{record['samples_per_second']:,.0f} samples/s, wall {record['wall_seconds']:.1f}s -> {out}/run.json"
         )
+        if record.get("profile"):
+            from diptych.stephooks import format_top_ops
+
+            prof = record["profile"]
+            click.echo(
+                f"steps {prof['steps'][0]}-{prof['steps'][1]}: {prof['step_ms']:.2f} ms per step; "
+                f"trace in {prof['dir']}; top operations by self time:"
+            )
+            click.echo("\n".join(format_top_ops({framework: prof["top_ops"]})))
 
 
 @cli.command()
@@ -351,15 +373,49 @@ def convert_cmd(src, dst, task):
 @click.option("--no-train", is_flag=True, help="Bursts only: skip the time-to-target runs.")
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "bf16"]),
     default="fp32",
     show_default=True,
-    help="Compute precision of the twins (the seed baseline stays fp32, as written).",
+    callback=lambda ctx, param, value: _precisions(value),
+    help="Compute precision of the twins, or a comma list for rows in each, e.g. fp32,bf16 "
+    "(the seed baseline and the twins with its recipe stay fp32, as written).",
 )
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files.")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder (default runs/TASK/bench).")
 @click.option("--augment", help="Image tasks: also time steps with this augmentation (default or OPS); train with it.")
-def bench(task, frameworks, repeats, seconds, baseline, no_train, precision, data_dir, out, augment):
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "gpu"]),
+    default="cpu",
+    show_default=True,
+    help="Where every contestant runs (the twins and the seed baseline alike).",
+)
+@click.option(
+    "--eval-every",
+    type=click.IntRange(min=1),
+    help="Evaluate every N steps until the target, off the training clock (default: ten times per epoch).",
+)
+@click.option("--profile", is_flag=True, help="Trace steady steps of each twin; top operations side by side.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), hidden=True, help="Quick checks: the first N samples of each split."
+)
+@click.option("--epochs", type=click.IntRange(min=1), hidden=True, help="Quick checks: every contestant's epochs.")
+def bench(
+    task,
+    frameworks,
+    repeats,
+    seconds,
+    baseline,
+    no_train,
+    precision,
+    data_dir,
+    out,
+    augment,
+    device,
+    eval_every,
+    profile,
+    limit,
+    epochs,
+):
     """Benchmark the twins side by side (interleaved); writes report.html and report.md."""
     from diptych.commands.bench import run_bench
     from diptych.progress import console
@@ -377,6 +433,11 @@ def bench(task, frameworks, repeats, seconds, baseline, no_train, precision, dat
         log=lambda line: console.print(f"[dim]{line}[/]"),
         precision=precision,
         augment=augment,
+        device=device,
+        eval_every=eval_every,
+        profile=profile,
+        limit=limit,
+        epochs=epochs,
     )
     _print_bench(result)
     click.echo(f"report: {out / 'report.html'} and {out / 'report.md'}")
@@ -416,11 +477,20 @@ def report(dirs, out):
     click.echo(f"report: {Path(out) / 'report.html'} and {Path(out) / 'report.md'}")
 
 
+def _precisions(value: str) -> list[str]:
+    names = [p.strip() for p in value.split(",") if p.strip()]
+    bad = [p for p in names if p not in ("fp32", "bf16")]
+    if bad or not names:
+        raise DiptychError(f"unknown precision {bad[0] if bad else value!r} in --precision; choose fp32, bf16 or both")
+    return list(dict.fromkeys(names))
+
+
 def _print_bench(result: dict) -> None:
     from rich.table import Table
 
-    from diptych.commands.report import table_rows
+    from diptych.commands.report import headline, profile_tables, table_rows
     from diptych.progress import table_console
+    from diptych.stephooks import format_top_ops
 
     headers, rows = table_rows(result)
     table = Table(title=f"diptych bench {result['task']}")
@@ -429,9 +499,14 @@ def _print_bench(result: dict) -> None:
     for r in rows:
         table.add_row(*r)
     console = table_console()
+    for line in headline(result):
+        click.echo(line.replace("**", ""))
     console.print(table)
     for k, v in result.get("ratios", {}).items():
         console.print(f"{k.replace('_', ' ')}: {v:.2f}x")
+    for group, profs in profile_tables(result):
+        click.echo(f"top operations of one training step ({group}):")
+        click.echo("\n".join(format_top_ops({n: p["top_ops"] for n, p in profs.items()})))
 
 
 # Command groups defined in their own modules (imported here, after `cli` exists).

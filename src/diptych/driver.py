@@ -40,6 +40,7 @@ from diptych.launch import lost_peers_in_one_line
 from diptych.observe import Observer
 from diptych.progress import TrainProgress
 from diptych.records import hardware, peak_rss_mb, runtime, source_record, versions, write_json
+from diptych.stephooks import StepHooks
 from diptych.tasks import Task, choose_augment, get_task
 from diptych.weights import check_weights, save_weights
 
@@ -77,6 +78,8 @@ class RunConfig:
     keep: int = 1  # step-level checkpoints kept (the newest is checkpoint.safetensors)
     data_workers: int | None = None  # packed data: background reader processes (None: chosen from the cores)
     tensorboard: str | None = None  # a folder: TensorBoard event files in <it>/<task>-<framework> (observe.py)
+    eval_every: int | None = None  # also evaluate after every N-th step, off the training clock (stephooks)
+    profile_steps: tuple[int, int] | None = None  # trace steps A..B with the twin's profiler (stephooks)
 
 
 @dataclass
@@ -93,6 +96,8 @@ class RunState:
     compile_seconds: float | None = None  # the first step's time (tracing/compilation)
     steady_samples: int = 0  # samples trained after the first step ...
     steady_seconds: float = 0.0  # ... and the time they took: steady throughput
+    evals: list[dict] = field(default_factory=list)  # --eval-every points: step, train_seconds, eval_seconds, scores
+    train_clock: float = 0.0  # seconds spent training (compile included, evaluations excluded): see stephooks
 
     def to_meta(self) -> dict:
         return {
@@ -106,6 +111,8 @@ class RunState:
             "compile_seconds": self.compile_seconds,
             "steady_samples": self.steady_samples,
             "steady_seconds": self.steady_seconds,
+            "evals": self.evals,
+            "train_clock": self.train_clock,
         }
 
     @classmethod
@@ -121,7 +128,15 @@ class RunState:
             meta["compile_seconds"],
             meta["steady_samples"],
             meta["steady_seconds"],
+            _listed(meta.get("evals")),  # (absent from checkpoints before --eval-every)
+            float(meta["train_clock"]) if isinstance(meta.get("train_clock"), int | float) else 0.0,
         )
+
+
+def _listed(points) -> list[dict]:
+    """A checkpoint's --eval-every points, or none when they are missing or malformed."""
+    ok = isinstance(points, list) and all(isinstance(p, dict) and "step" in p for p in points)
+    return points if ok else []
 
 
 def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
@@ -197,6 +212,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     feed = make_feed(data, batches, config.data_workers)  # from memory, or streamed from a pack
     t0 = time.perf_counter() - state.wall_seconds  # the run's clock; a resumed run continues its time
     saver = Checkpoints(workdir, trainer, feed, meta, settings, config, world, steps, t0)
+    hooks = StepHooks(config, trainer, objective, data, facts, state, workdir, steps, epochs * steps)  # stephooks
     # observe.py: metrics.jsonl (and TensorBoard with --tensorboard) from the lead; the same points in both twins.
     observer = Observer(
         workdir,
@@ -209,12 +225,12 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     )
     with lost_peers_in_one_line(world, backend.distributed), progress, contextlib.closing(feed), observer:
         for epoch in range(state.epoch, epochs):
-            record = _train_epoch(trainer, feed, epoch, augment, world, state, progress, saver, observer)
+            record = _train_epoch(trainer, feed, epoch, augment, world, state, progress, saver, observer, hooks)
             record |= objective.evaluate(trainer, data, facts)  # every worker: the same weights, the same scores
             _end_epoch(state, record, saver.clock(), progress, objective, epochs)
             observer.on_epoch((epoch + 1) * steps, record)  # observe.py: test/<metric>
             saver.save(state, final=epoch + 1 == epochs)
-    run = _run_record(task, config, settings, data, facts, trainer, state, world, backend)
+    run = _run_record(task, config, settings, data, facts, trainer, state, world, backend) | hooks.record()
     if world.lead:
         if not (workdir / WEIGHTS).exists():  # a run killed between its last checkpoint and its weights
             save_weights(trainer.export_weights(), workdir / WEIGHTS, **meta)
@@ -394,6 +410,7 @@ def _train_epoch(
     progress: TrainProgress,
     saver: Checkpoints,
     observer: Observer,
+    hooks: StepHooks | None = None,
 ) -> dict:
     """This worker's shard of the epoch's batches, from ``state.step`` on (0, or where a checkpoint
     stopped); updates ``state``'s position, losses, curve and timing, and checkpoints when due."""
@@ -402,6 +419,7 @@ def _train_epoch(
         state.epoch_losses, state.epoch_seconds = [], 0.0
         trainer.reset_state()  # language models: each epoch's streams start from a zero state
     t_sync, pending = time.perf_counter(), []
+    t_loop = t_sync  # stephooks: the training clock's segment starts here
     for step, (x, y) in enumerate(feed.epoch(epoch, state.step), state.step):  # (B, ...) float32, (B,) int32
         t0 = time.perf_counter()
         pending.append(trainer.train_step(x, y, augment(x, epoch, step) if augment else None))  # aug on device
@@ -425,6 +443,9 @@ def _train_epoch(
             if step < steps - 1:
                 saver.at_sync(state, done)
             t_sync = time.perf_counter()
+        if hooks is not None:  # --eval-every, --profile-steps; their own time stays out of the steady time
+            hooks.after_step(done, pending, t_loop)
+            t_sync += hooks.take_paused()
     record = {
         "epoch": epoch + 1,
         "train_loss": float(np.mean(state.epoch_losses)),

@@ -155,7 +155,26 @@ def _run_problem(run) -> str | None:
         or any(not isinstance(e, dict) or _missing(e, ("test_accuracy", "wall_seconds")) for e in epochs)
     ):
         return "its epochs are not a list of {test_accuracy, wall_seconds} records"
+    if "evals" in run:  # --eval-every points (time to target on the training clock)
+        evals = run["evals"]
+        if not isinstance(evals, list) or any(
+            not isinstance(p, dict) or _missing(p, ("step", "train_seconds", "eval_seconds", "test_accuracy"))
+            for p in evals
+        ):
+            return "its evals are not a list of {step, train_seconds, eval_seconds, test_accuracy} records"
+        if not _num(run.get("train_clock_seconds")):
+            return "it has evals but no train_clock_seconds"
     return None
+
+
+def _profile_problem(prof) -> bool:
+    """A burst's --profile record: steps, step_ms and a list of {name, ms_per_step, share}."""
+    return (
+        not isinstance(prof, dict)
+        or _missing(prof, ("steps", "step_ms"), ("dir",)) is not None
+        or not isinstance(prof.get("top_ops"), list)
+        or any(not isinstance(o, dict) or _missing(o, ("ms_per_step", "share"), ("name",)) for o in prof["top_ops"])
+    )
 
 
 def _bench_problem(bench) -> str | None:
@@ -180,6 +199,7 @@ def _bench_problem(bench) -> str | None:
                 or _missing(
                     b, ("train_samples_per_second", "eval_samples_per_second", "compile_seconds", "peak_rss_mb")
                 )
+                or ("profile" in b and _profile_problem(b["profile"]))
                 for b in bs
             )
         ):

@@ -12,10 +12,11 @@ import html
 import io
 from pathlib import Path
 
-from diptych.commands.summary import summarize
+from diptych.commands.summary import BASELINE, SEED_SUFFIX, summarize
 from diptych.errors import DiptychError
 from diptych.fsio import atomic_write
 from diptych.records import read_json
+from diptych.stephooks import format_top_ops
 
 COLUMNS = [  # (header, key, format)
     ("train samples/s (median)", "train_sps_median", "{:,.0f}"),
@@ -24,6 +25,7 @@ COLUMNS = [  # (header, key, format)
     ("compile / first step (s)", "compile_seconds_median", "{:.2f}"),
     ("time to target (s)", "time_to_target_seconds", "{:.1f}"),
     ("epochs to target", "time_to_target_epochs", "{}"),
+    ("evaluation until then (s, not counted)", "eval_seconds", "{:.1f}"),
     ("final accuracy", "final_accuracy", "{:.2%}"),
     ("achieved GFLOP/s", "achieved_gflops", "{:.1f}"),
     ("MFU", "mfu", "{:.1%}"),
@@ -63,16 +65,21 @@ def _figures(result: dict) -> dict[str, bytes]:
     runs = result.get("runs", {})
     if runs:
         fig, ax = plt.subplots(figsize=(7, 4))
+        clocked = any(run.get("evals") for run in runs.values())
         for name, run in runs.items():
+            points = run.get("evals") or run["epochs"]  # evaluations on a schedule: on the training clock
             ax.plot(
-                [e["wall_seconds"] for e in run["epochs"]],
-                [100 * e["test_accuracy"] for e in run["epochs"]],
+                [p["train_seconds"] if run.get("evals") else p["wall_seconds"] for p in points],
+                [100 * p["test_accuracy"] for p in points],
                 marker="o",
+                ms=3,
                 label=name,
             )
         ax.axhline(100 * result["target_accuracy"], color="gray", ls="--", lw=1, label="target")
         ax.set(
-            xlabel="wall time (s, compile included)",
+            xlabel="training time (s, compile included, evaluation excluded)"
+            if clocked
+            else "wall time (s, compile included)",
             ylabel="test accuracy (%)",
             title=f"{result['task']}: test accuracy vs wall time",
         )
@@ -93,8 +100,10 @@ def _figures(result: dict) -> dict[str, bytes]:
     lo = [m - result["contestants"][n]["train_sps_min"] for n, m in zip(names, med)]
     hi = [result["contestants"][n]["train_sps_max"] - m for n, m in zip(names, med)]
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.bar(names, med, yerr=[lo, hi], capsize=6, color=["#4C72B0", "#DD8452", "#55A868", "#C44E52"][: len(names)])
+    palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3"]
+    ax.bar(names, med, yerr=[lo, hi], capsize=6, color=[palette[i % len(palette)] for i in range(len(names))])
     ax.set(ylabel="training samples/s", title="steady-state training throughput (median, min-max)")
+    ax.tick_params(axis="x", labelrotation=20 if len(names) > 3 else 0)
     ax.grid(alpha=0.3, axis="y")
     figs["throughput"] = png(fig)
     return figs
@@ -114,6 +123,112 @@ def _machine_lines(result: dict) -> list[str]:
     return lines
 
 
+def _recipe(run: dict) -> str:
+    c = run.get("config", {})
+    sched = {"onecycle": "one-cycle ", "cosine": "cosine ", "constant": ""}.get(c.get("schedule"), "")
+    lr = f" {c['lr']:g}" if c.get("lr") else ""
+    extra = " constant" if c.get("schedule") == "constant" else ""
+    opt = c.get("optimizer", "?").capitalize()
+    epochs = c.get("epochs")
+    return f"batch {c.get('batch_size')}, {sched}{opt}{lr}{extra}, {epochs} epoch{'s' if epochs != 1 else ''}"
+
+
+def headline(result: dict) -> list[str]:
+    """The report's first lines: per twin, the total speed-up over the seed baseline as framework x recipe,
+    in words; then the baseline as written. Empty without a decomposition (no --baseline)."""
+    dec, runs, target = result.get("decomposition") or {}, result.get("runs", {}), result["target_accuracy"]
+    lines = []
+    for twin, d in dec.items():
+        seed_run, own_run = runs.get(twin + SEED_SUFFIX, {}), runs.get(twin, {})
+        lines.append(
+            f"**{twin} reached {target:.0%} test accuracy {d['total']:.2f}x sooner than the seed baseline "
+            f"(plain PyTorch, the recipe as written) = {d['framework']:.2f}x from the framework and data pipeline "
+            f"x {d['recipe']:.2f}x from the training recipe.**"
+            if all(d["reached"].values())
+            else f"**{twin} against the seed baseline, time to {target:.0%}: total {d['total']:.2f}x = framework "
+            f"{d['framework']:.2f}x x recipe {d['recipe']:.2f}x, but not every run reached {target:.0%}: "
+            f"these are bounds, not measurements.**"
+        )
+        lines.append(
+            f"  - framework factor {d['framework']:.2f}x = {d['baseline_seconds']:.1f} s (seed baseline) / "
+            f"{d['seed_recipe_seconds']:.1f} s ({twin} trained with the seed's own recipe: {_recipe(seed_run)}, "
+            f"Normalize((0.5,), (0.5,))). Same recipe, so this is {twin} against plain PyTorch code."
+        )
+        lines.append(
+            f"  - recipe factor {d['recipe']:.2f}x = {d['seed_recipe_seconds']:.1f} s / "
+            f"{d['own_recipe_seconds']:.1f} s "
+            f"({twin} with diptych's recipe: {_recipe(own_run)}). Same {twin} code, so this is the recipe alone: "
+            f"any framework would gain it."
+        )
+        if not all(d["reached"].values()):
+            missed = ", ".join(k.replace("_", " ") for k, v in d["reached"].items() if not v)
+            lines.append(f"  - not reached by: {missed}; its whole training time stands in, so these are bounds.")
+        sps = result.get("contestants", {})
+        if BASELINE in sps and twin + SEED_SUFFIX in sps:
+            ratio = sps[twin + SEED_SUFFIX]["train_sps_median"] / sps[BASELINE]["train_sps_median"]
+            lines.append(f"  - steady training throughput, same recipe: {twin} {ratio:.2f}x the seed baseline's.")
+    aw = result.get("as_written")
+    if aw:
+        reached = (
+            f"it first reached {target:.0%} after {aw['time_to_target_seconds']:.1f} s of training "
+            f"({aw['time_to_target_epochs']} epochs; the stop-at-{target:.0%} row of the table)"
+            if aw["time_to_target_seconds"] is not None
+            else f"it never reached {target:.0%}"
+        )
+        train = f"{aw['train_seconds']:.1f} s of training, " if aw.get("train_seconds") is not None else ""
+        lines.append(
+            f"The seed recipe as written ({aw['epochs']} epoch{'s' if aw['epochs'] != 1 else ''}): "
+            f"{aw['final_accuracy']:.2%} final test accuracy, "
+            f"{train}{aw['wall_seconds']:.1f} s wall with its evaluations; {reached}."
+        )
+    if lines:
+        lines.append(
+            "Times are the training clock up to the first evaluation at the target: compile and data loading "
+            "included, evaluation excluded (its seconds are a column of their own)."
+        )
+    return lines
+
+
+def profile_tables(result: dict) -> list[tuple[str, dict[str, dict]]]:
+    """``[(group, {contestant: profile})]``: contestants traced with --profile, grouped so that the twins
+    with the same recipe and precision sit side by side."""
+    groups: dict[str, dict[str, dict]] = {}
+    for name, bursts in result.get("bursts", {}).items():
+        prof = next((b["profile"] for b in bursts if b.get("profile")), None)
+        if prof:
+            fw = next((b.get("framework") for b in bursts if b.get("framework")), name)
+            suffix = name[len(fw) :].strip()
+            group = "seed recipe, fp32" if suffix == SEED_SUFFIX.strip() else f"diptych recipe, {suffix or 'fp32'}"
+            groups.setdefault(group, {})[name] = prof
+    return list(groups.items())
+
+
+def _profile_md(result: dict) -> list[str]:
+    md = []
+    for group, profs in profile_tables(result):
+        md += ["", f"### Top operations of one training step: {group}", ""]
+        md += [
+            "- "
+            + "; ".join(
+                f"{n}: {p['step_ms']:.2f} ms per step over {p['steps']} steps, trace in `{p['dir']}`"
+                for n, p in profs.items()
+            ),
+            "",
+        ]
+        md += format_top_ops({n: p["top_ops"] for n, p in profs.items()})
+    if md:
+        md = [
+            "",
+            "## Where the time goes",
+            "",
+            "Self time of each operation (its time minus the operations it calls), per step, and its share of the "
+            "step's wall time. torch: aten ops with their first input's shape (forward and backward of each layer, "
+            "Adam's foreach ops); JAX: XLA's compiled operations (fusions, convolutions, dots) and host-to-device "
+            "copies. Open the traces in Perfetto (ui.perfetto.dev) or TensorBoard.",
+        ] + md
+    return md
+
+
 def write_report(result: dict, out: str | Path) -> tuple[Path, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,11 +236,13 @@ def write_report(result: dict, out: str | Path) -> tuple[Path, Path]:
     headers, rows = table_rows(result)
     ratios = result.get("ratios", {})
 
-    md = [f"# diptych bench: {result['task']}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    head = headline(result)
+    md = [f"# diptych bench: {result['task']}", ""] + [line for h in head for line in (h, "")]
+    md += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     md += ["| " + " | ".join(r) + " |" for r in rows]
     if ratios:
         md += ["", "Ratios (same run):", ""] + [f"- {k.replace('_', ' ')}: {v:.2f}x" for k, v in ratios.items()]
-    md += [""]
+    md += _profile_md(result) + [""]
     for name, data in figs.items():
         atomic_write(out / f"{name}.png", data)
         md += [f"![{name.replace('_', ' ')}]({name}.png)", ""]
@@ -142,12 +259,33 @@ def write_report(result: dict, out: str | Path) -> tuple[Path, Path]:
         for n, d in figs.items()
     )
     machine = "".join(f"<li>{esc(line)}</li>" for line in _machine_lines(result))
+    head_html = "".join(f"<p>{esc(h.replace('**', '').strip(' -'))}</p>" for h in head)
+    prof_html = "".join(
+        f"<h3>Top operations of one training step: {esc(group)}</h3>"
+        + "<table><thead><tr><th>#</th>"
+        + "".join(f"<th>{esc(n)} op</th><th>ms/step</th><th>share</th>" for n in profs)
+        + "</tr></thead><tbody>"
+        + "".join(
+            f"<tr><td>{i + 1}</td>"
+            + "".join(
+                f"<td>{esc(p['top_ops'][i]['name'])}</td><td>{p['top_ops'][i]['ms_per_step']:.3f}</td>"
+                f"<td>{p['top_ops'][i]['share']:.1%}</td>"
+                if i < len(p["top_ops"])
+                else "<td></td><td></td><td></td>"
+                for p in profs.values()
+            )
+            + "</tr>"
+            for i in range(min(12, max(len(p["top_ops"]) for p in profs.values())))
+        )
+        + "</tbody></table>"
+        for group, profs in profile_tables(result)
+    )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>diptych bench: {esc(result["task"])}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
 img{{max-width:100%}}figure{{margin:1em 0}}</style></head>
-<body><h1>diptych bench: {esc(result["task"])}</h1>{table}<ul>{ratio_html}</ul>{imgs}
+<body><h1>diptych bench: {esc(result["task"])}</h1>{head_html}{table}<ul>{ratio_html}</ul>{prof_html}{imgs}
 <h2>Machine</h2><ul>{machine}</ul></body></html>
 """
     atomic_write(out / "report.html", page)
@@ -163,6 +301,8 @@ def rebuild(dirs: list[str | Path], out: str | Path) -> dict:
             raise DiptychError(f"{d} does not exist; pass bench or run folders")
         benches += sorted(d.rglob("bench.json")) if d.is_dir() else [d] if d.name == "bench.json" else []
         for p in sorted(d.rglob("run.json")) if d.is_dir() else [d] if d.name == "run.json" else []:
+            if any(p.is_relative_to(b.parent) for b in benches):
+                continue  # a bench's own run: its bench.json holds it under its contestant's name
             run = read_json(p)
             if "task" not in run or "framework" not in run:
                 raise DiptychError(f"{p} is not a diptych run record")

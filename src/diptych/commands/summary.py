@@ -8,28 +8,98 @@ from __future__ import annotations
 
 import statistics
 
+from diptych.backends import FRAMEWORKS
 from diptych.flops import train_flops
 from diptych.objectives import Objective
 from diptych.records import hardware, versions
 from diptych.tasks import get_task
 
 BASELINE = "seed-baseline"
+SEED_SUFFIX = " (seed recipe)"  # a twin trained with the seed baseline's recipe: "torch (seed recipe)"
 
 
-def time_to_target(run: dict, objective: Objective) -> tuple[float | None, int | None]:
-    """Wall time and epoch of the first evaluation that reached the objective's bar for this run's
-    data (a language model's bar depends on its corpus, which the run record describes)."""
+def time_to_target(run: dict, objective: Objective) -> tuple[float | None, float | None]:
+    """Seconds and epochs to the first evaluation that reached the objective's bar for this run's
+    data (a language model's bar depends on its corpus, which the run record describes).
+
+    A run evaluated on a schedule of steps (``evals``, from ``--eval-every``) is timed on its training
+    clock (evaluations excluded) at that step, its epochs counted in fractions; otherwise the time is the
+    wall time (evaluations included) of the first epoch at the bar."""
     bar = objective.bar(run)
+    if run.get("evals"):
+        for p in run["evals"]:
+            if objective.reached(p, bar):
+                return p["train_seconds"], _epochs_at(run, p["step"])
+        return None, None
     for e in run.get("epochs", []):
         if objective.reached(e, bar):
             return e["wall_seconds"], e["epoch"]
     return None, None
 
 
+def _epochs_at(run: dict, step: int) -> float | None:
+    n, batch = run.get("dataset", {}).get("train"), run.get("config", {}).get("batch_size")
+    return round(step * batch / n, 2) if n and batch else None
+
+
+def eval_seconds_to_target(run: dict, objective: Objective) -> float | None:
+    """Seconds spent evaluating (off the training clock) up to the target, or over the run when never reached."""
+    if not run.get("evals"):
+        return None
+    bar, total = objective.bar(run), 0.0
+    for p in run["evals"]:
+        total += p["eval_seconds"]
+        if objective.reached(p, bar):
+            break
+    return round(total, 3)
+
+
 def time_to_target_or_bound(run: dict, objective: Objective) -> tuple[float, bool]:
-    """(seconds, reached): a run that never reached the target took *more* than its wall time."""
+    """(seconds, reached): a run that never reached the target took *more* than its whole training time."""
     ttt, _ = time_to_target(run, objective)
-    return (ttt, True) if ttt is not None else (run["wall_seconds"], False)
+    if ttt is not None:
+        return ttt, True
+    return (run["train_clock_seconds"] if run.get("evals") else run["wall_seconds"]), False
+
+
+def decomposition(runs: dict[str, dict], objective: Objective) -> dict[str, dict]:
+    """Per twin: time to target of the seed baseline / the twin = ``framework`` x ``recipe`` = ``total``.
+
+    ``framework``: seed baseline / the twin trained with the seed recipe (same recipe: framework and data
+    pipeline alone); ``recipe``: the twin with the seed recipe / the twin with diptych's recipe (same twin:
+    the recipe alone). ``at_least``: a run that never reached the target makes its factor a bound."""
+    if BASELINE not in runs:
+        return {}
+    base, base_hit = time_to_target_or_bound(runs[BASELINE], objective)
+    out = {}
+    for c in runs:
+        if c == BASELINE or c.endswith(SEED_SUFFIX) or c + SEED_SUFFIX not in runs:
+            continue
+        seed, seed_hit = time_to_target_or_bound(runs[c + SEED_SUFFIX], objective)
+        own, own_hit = time_to_target_or_bound(runs[c], objective)
+        out[c] = {
+            "baseline_seconds": base,
+            "seed_recipe_seconds": seed,
+            "own_recipe_seconds": own,
+            "framework": base / seed,
+            "recipe": seed / own,
+            "total": base / own,
+            "reached": {"baseline": base_hit, "seed_recipe": seed_hit, "own_recipe": own_hit},
+        }
+    return out
+
+
+def as_written(run: dict, objective: Objective) -> dict:
+    """The seed baseline's run as its recipe writes it (all its epochs), and when it first reached the target."""
+    ttt, epochs = time_to_target(run, objective)
+    return {
+        "epochs": len(run["epochs"]),
+        "final_accuracy": run["test_accuracy"],
+        "train_seconds": run.get("train_clock_seconds"),
+        "wall_seconds": run["wall_seconds"],
+        "time_to_target_seconds": ttt,
+        "time_to_target_epochs": epochs,
+    }
 
 
 def summarize(task_name: str, bursts: dict[str, list[dict]], runs: dict[str, dict]) -> dict:
@@ -66,6 +136,7 @@ def summarize(task_name: str, bursts: dict[str, list[dict]], runs: dict[str, dic
             row.update(
                 time_to_target_seconds=ttt,
                 time_to_target_epochs=epochs,
+                eval_seconds=eval_seconds_to_target(runs[c], objective),
                 final_accuracy=runs[c]["test_accuracy"],
                 run_peak_rss_mb=runs[c]["peak_rss_mb"],
                 run_wall_seconds=runs[c]["wall_seconds"],
@@ -84,7 +155,7 @@ def summarize(task_name: str, bursts: dict[str, list[dict]], runs: dict[str, dic
                 base_t, reached = time_to_target_or_bound(runs[BASELINE], objective)
                 key = f"{c}_time_to_target_speedup_vs_baseline" + ("" if reached else "_at_least")
                 ratios[key] = base_t / row["time_to_target_seconds"]
-    twins = [c for c in rows if c != BASELINE]
+    twins = [c for c in rows if c in FRAMEWORKS]  # the plain twins: diptych's recipe, fp32
     if len(twins) == 2:
         slow, fast = sorted(twins, key=lambda c: rows[c]["train_sps_median"])
         ratios["slower_twin_throughput_vs_faster"] = rows[slow]["train_sps_median"] / rows[fast]["train_sps_median"]
@@ -99,5 +170,7 @@ def summarize(task_name: str, bursts: dict[str, list[dict]], runs: dict[str, dic
         "ratios": ratios,
         "bursts": bursts,
         "runs": runs,
+        "decomposition": decomposition(runs, objective),
+        **({"as_written": as_written(runs[BASELINE], objective)} if BASELINE in runs else {}),
         "machine": {**hardware(device), "versions": versions(any_versions)},
     }

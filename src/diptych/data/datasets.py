@@ -93,20 +93,37 @@ def default_split(name: str) -> str | None:
     return "official" if name == "fsdd" else None
 
 
+NORMALIZATIONS = ("standard", "half")  # IDX images: the training split's mean/std, or Normalize((0.5,), (0.5,))
+
+
 def load_dataset(
-    name: str, data_dir: str | Path | None = None, download: bool = True, split: str | None = None
+    name: str,
+    data_dir: str | Path | None = None,
+    download: bool = True,
+    split: str | None = None,
+    normalize: str = "standard",
 ) -> Dataset:
     """``split``: ``None`` is the dataset's official split; fsdd also takes ``speaker:NAME``.
+    ``normalize`` (IDX image sets): ``standard`` divides by the training split's std after subtracting its
+    mean; ``half`` maps pixels to [-1, 1] as the seed recipe's ``ToTensor`` + ``Normalize((0.5,), (0.5,))``
+    does (``diptych bench --baseline`` trains the twins with the baseline's recipe this way).
     A packed folder (``diptych data pack``) is read record by record (:mod:`diptych.data.packed`)."""
     check_data_dir(data_dir)
+    if normalize not in NORMALIZATIONS or (normalize != "standard" and name not in IDX_SOURCES):
+        raise DiptychError(
+            f"normalization {normalize!r} for {name}: choose one of {', '.join(NORMALIZATIONS)} "
+            f"(anything but standard is for the IDX image sets: {', '.join(IDX_SOURCES)})"
+        )
     if is_packed(data_dir) or unfinished_pack(data_dir):
+        if normalize != "standard":
+            raise DiptychError(f"normalization {normalize!r}: a packed folder holds its own; pass the IDX files")
         return load_packed(data_dir, name, split or default_split(name))
     if name == "fsdd":
         return load_fsdd(data_dir, split, download)
     if split not in (None, "official"):
         raise DiptychError(f"--split {split!r}: {name} has only its official split; --split is for fsdd")
     if name in IDX_SOURCES:
-        return _load_idx(name, IDX_SOURCES[name], data_dir, download)
+        return _load_idx(name, IDX_SOURCES[name], data_dir, download, normalize)
     if name == "mnist1d":
         return load_mnist1d()
     raise DiptychError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
@@ -192,7 +209,7 @@ def _max_bytes(role: str) -> int:
     return 16 + n * IMAGE_SHAPE[0] * IMAGE_SHAPE[1] if role.endswith("images") else 8 + n
 
 
-def _load_idx(name: str, source: IdxSource, data_dir, download: bool) -> Dataset:
+def _load_idx(name: str, source: IdxSource, data_dir, download: bool, normalize: str = "standard") -> Dataset:
     paths = locate_idx_files(name, source, data_dir, download)
     arrays = {role: read_idx(p, _max_bytes(role)) for role, p in paths.items()}
     for split in ("train", "test"):
@@ -212,7 +229,10 @@ def _load_idx(name: str, source: IdxSource, data_dir, download: bool) -> Dataset
                 f"{paths[f'{split}_labels']}: label {int(yi[bad[0]])} at index {int(bad[0])} is outside "
                 f"the {NUM_CLASSES} classes 0-{NUM_CLASSES - 1}; use the official {name} files"
             )
-    x_train, x_test = _standardize(arrays["train_images"], arrays["test_images"])
+    if normalize == "half":  # ToTensor (/255) then Normalize((0.5,), (0.5,)): [0, 255] -> [-1, 1]
+        x_train, x_test = (arrays[k].astype(np.float32) / 127.5 - 1.0 for k in ("train_images", "test_images"))
+    else:
+        x_train, x_test = _standardize(arrays["train_images"], arrays["test_images"])
     return Dataset(
         name, x_train, arrays["train_labels"].astype(np.int32), x_test, arrays["test_labels"].astype(np.int32)
     )
