@@ -11,8 +11,9 @@ page faults per step, and each JAX variant's ratio to torch. Only one worker run
     python benchmarks/rnn_gap.py --variants torch jax jax-autodiff jax-unroll4 jax-glibc-default
     python benchmarks/rnn_gap.py --profile mnist-rnn      # per-op decomposition of the JAX step
 
-Variants: ``torch`` (its fused oneDNN LSTM); ``jax`` (the twin as it is); ``jax-autodiff`` (the LSTM
-scan differentiated by JAX, as before #18); ``jax-unroll4`` (``lax.scan(unroll=4)``);
+Variants: ``torch`` (its fused oneDNN LSTM); ``jax`` (the twin as it is); ``jax-before`` (the twin
+before #18: autodiff scan, glibc's malloc defaults); ``jax-autodiff`` (the LSTM scan differentiated
+by JAX, with the malloc settings); ``jax-unroll4`` (``lax.scan(unroll=4)``);
 ``jax-1dev`` (one XLA device instead of one per core); ``jax-glibc-default`` (glibc's malloc
 defaults: see :mod:`diptych.allocator`); ``jax-env-malloc`` (the same malloc settings given through
 the environment at process start); ``jax-eigen-dot`` (YNNPACK off: Eigen dots); ``jax-no-eigen-mt``.
@@ -37,12 +38,14 @@ VARIANTS = {  # name: (framework, extra environment, formulation)
     "jax-autodiff": ("jax", {}, "autodiff"),
     "jax-unroll4": ("jax", {}, "unroll4"),
     "jax-1dev": ("jax", {"JAX_NUM_CPU_DEVICES": "1"}, None),
-    "jax-glibc-default": ("jax", {"MALLOC_TOP_PAD_": str(128 << 10)}, None),  # glibc's default: no mallopt
+    # glibc's malloc defaults: any GLIBC_TUNABLES keeps diptych.allocator off (perturb=0 is the default itself).
+    "jax-glibc-default": ("jax", {"GLIBC_TUNABLES": "glibc.malloc.perturb=0"}, None),
+    "jax-before": ("jax", {"GLIBC_TUNABLES": "glibc.malloc.perturb=0"}, "autodiff"),  # the twin before #18
     "jax-env-malloc": ("jax", MALLOC_ENV, None),
     "jax-eigen-dot": ("jax", {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type="}, None),
     "jax-no-eigen-mt": ("jax", {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}, None),
 }
-DEFAULT_VARIANTS = ["torch", "jax", "jax-autodiff", "jax-glibc-default"]
+DEFAULT_VARIANTS = ["torch", "jax", "jax-before", "jax-autodiff", "jax-glibc-default"]
 
 
 def autodiff_call(self, x, reverse=False, carry=None):
