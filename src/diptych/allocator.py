@@ -7,8 +7,13 @@ kernel, so every step touches fresh pages again: measured on mnist-rnn and chars
 11,000 minor page faults per training step and a third of the JAX twin's CPU time in the kernel
 (``benchmarks/rnn_gap.py``). Three ``mallopt`` settings keep those pages mapped for reuse: buffers up
 to 32 MiB (glibc's largest mmap threshold) come from the heap, the heap is not trimmed, and up to
-256 MiB of free memory stays at its top. All three are needed (any one or two alone still fault).
-Pages never touched cost nothing; the process keeps its peak heap instead of returning it.
+256 MiB of free memory stays at its top (set through mallopt, the pad alone, or the two thresholds
+alone, still faulted here). It must run before numpy or a framework starts threads: arenas made
+earlier kept faulting, so ``import diptych`` calls it first. Limit: glibc mmaps any block over
+32 MiB whatever the settings, so a step whose temporaries exceed that per device (mnist-rnn on one
+XLA device: 33.8 MiB) still faults; ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` at process start then
+cut its kernel time from 25 to 4 ms per step (transparent huge pages). Pages never touched cost
+nothing; the process keeps its peak heap instead of returning it.
 """
 
 from __future__ import annotations
