@@ -67,3 +67,40 @@ def test_same_init_distribution(name):
             assert np.abs(w).max() <= bound + 1e-7
             if w.size >= 1000:  # uniform: std = bound / sqrt(3)
                 assert abs(w.std() - bound / np.sqrt(3)) < 0.05 * bound
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lstm_scan_gradient_is_autodiffs(reverse):
+    """The JAX LSTM's hand-written scan gradient equals JAX's own differentiation of the same
+    recurrence, for every input (projections, both weights, the initial state) and every output."""
+    import jax
+    import jax.numpy as jnp
+
+    models = jax_b.models
+    jax.config.update("jax_default_matmul_precision", "float32")
+    t, b, h = 5, 3, 4
+    keys = jax.random.split(jax.random.key(0), 8)
+    xi, w_hh, b_hh = (jax.random.normal(k, s) for k, s in zip(keys, [(t, b, 4 * h), (h, 4 * h), (4 * h,)]))
+    h0, c0 = jax.random.normal(keys[3], (b, h)), jax.random.normal(keys[4], (b, h))
+    weights = [jax.random.normal(k, s) for k, s in zip(keys[5:], [(t, b, h), (b, h), (b, h)])]
+
+    def plain(xi, w_hh, b_hh, h0, c0):
+        def step(carry, xt):
+            hh, c, _ = models._lstm_cell(xt + (carry[0] @ w_hh + b_hh), carry[1])
+            return (hh, c), hh
+
+        (hh, c), ys = jax.lax.scan(step, (h0, c0), xi, reverse=reverse)
+        return ys, hh, c
+
+    def loss(scan, *args):  # every output counts, with its own random weights
+        return sum(jnp.sum(out * wt) for out, wt in zip(scan(*args), weights))
+
+    def fast(*args):
+        return models.lstm_scan(*args, reverse)
+
+    args = (xi, w_hh, b_hh, h0, c0)
+    np.testing.assert_array_equal(np.asarray(fast(*args)[0]), np.asarray(plain(*args)[0]))
+    want = jax.jit(jax.grad(lambda *a: loss(plain, *a), argnums=range(5)))(*args)
+    got = jax.jit(jax.grad(lambda *a: loss(fast, *a), argnums=range(5)))(*args)
+    for name, g, w in zip(["xi", "w_hh", "b_hh", "h0", "c0"], got, want):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-5, err_msg=name)

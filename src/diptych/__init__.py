@@ -8,6 +8,11 @@ True
 
 __version__ = "0.1.0"
 
+from diptych.allocator import keep_freed_memory  # noqa: E402
+
+# First, before numpy or a framework starts threads: glibc applies it only to arenas made afterwards.
+keep_freed_memory()
+
 from diptych.driver import RunConfig, evaluate_weights, train_and_evaluate  # noqa: E402
 
 __all__ = ["RunConfig", "evaluate_weights", "train_and_evaluate", "__version__"]

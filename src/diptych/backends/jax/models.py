@@ -9,6 +9,8 @@ Kaiming-uniform with a=sqrt(5), i.e. variance scaling 1/3, fan-in, uniform), bia
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -113,13 +115,80 @@ class ConvNet(nnx.Module):
 SCAN_UNROLL = 1
 
 
+def _lstm_cell(a: jax.Array, c: jax.Array):
+    """PyTorch's LSTM cell after the matmuls: pre-activations ``a`` ``(B, 4H)`` (gates i, f, g, o),
+    cell ``c`` ``(B, H)`` -> (``h``, ``c``, the four gate activations, each ``(B, H)``)."""
+    i, f, g, o = jnp.split(a, 4, axis=-1)
+    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    c = f * c + i * g
+    return o * jnp.tanh(c), c, (i, f, g, o)
+
+
+def _lstm_forward(xi, w_hh, b_hh, h0, c0, reverse):
+    def step(carry, xt):  # xt (B, 4H)
+        h, c = carry
+        h, c, gates = _lstm_cell(xt + (h @ w_hh + b_hh), c)
+        return (h, c), (h, c, gates)
+
+    (h, c), (hs, cs, gates) = jax.lax.scan(step, (h0, c0), xi, reverse=reverse, unroll=SCAN_UNROLL)
+    return (hs, h, c), (w_hh, h0, c0, hs, cs, gates)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def lstm_scan(xi, w_hh, b_hh, h0, c0, reverse=False):
+    """The LSTM recurrence over time-major input projections ``xi`` ``(T, B, 4H)`` (``x W_ih + b_ih``)
+    from ``(h0, c0)`` ``(B, H)``: -> (``hs`` ``(T, B, H)``, last ``h``, last ``c``).
+
+    Its gradient is written out (``_lstm_backward``) instead of left to autodiff, for speed on
+    XLA:CPU (benchmarks/rnn_gap.py): the backward loop carries only ``dh @ W_hh^T``, and the
+    weight gradient ``dW_hh`` is one matmul over all steps after the loop, where autodiff
+    accumulates a small ``h^T @ da`` into it at every step; the forward loop saves four arrays
+    per step (h, c and the gates) where autodiff saved a dozen. Same maths as autodiff (checked
+    against it in tests/test_models.py), only summed in another order.
+    """
+    return _lstm_forward(xi, w_hh, b_hh, h0, c0, reverse)[0]
+
+
+def _lstm_backward(reverse, res, cts):
+    w_hh, h0, c0, hs, cs, (i, f, g, o) = res
+    dhs, dh, dc = cts  # (T, B, H), (B, H), (B, H)
+    # The state each step started from: the previous step's (the next one's when reversed), or the initial one.
+    if reverse:
+        h_prev, c_prev = jnp.concatenate([hs[1:], h0[None]]), jnp.concatenate([cs[1:], c0[None]])
+    else:
+        h_prev, c_prev = jnp.concatenate([h0[None], hs[:-1]]), jnp.concatenate([c0[None], cs[:-1]])
+
+    def step(carry, inputs):
+        dh, dc = carry
+        dh_out, c, cp, i, f, g, o = inputs
+        dh = dh + dh_out
+        tc = jnp.tanh(c)
+        dc = dc + dh * o * (1 - tc * tc)
+        # d/d(pre-activation) of each gate: sigmoid' = s (1 - s), tanh' = 1 - t^2.
+        da = jnp.concatenate(
+            [dc * g * i * (1 - i), dc * cp * f * (1 - f), dc * i * (1 - g * g), dh * tc * o * (1 - o)], -1
+        )
+        return (da @ w_hh.T, dc * f), da  # (B, H), (B, H); da (B, 4H)
+
+    (dh0, dc0), da = jax.lax.scan(
+        step, (dh, dc), (dhs, cs, c_prev, i, f, g, o), reverse=not reverse, unroll=SCAN_UNROLL
+    )  # da (T, B, 4H)
+    dw_hh = jnp.einsum("tbh,tbg->hg", h_prev, da)  # all steps at once: (H, 4H)
+    return da, dw_hh, da.sum((0, 1)), dh0, dc0  # d xi = d a: xi enters the sum as it is
+
+
+lstm_scan.defvjp(lambda xi, w_hh, b_hh, h0, c0, reverse: _lstm_forward(xi, w_hh, b_hh, h0, c0, reverse), _lstm_backward)
+
+
 class RecurrentLayer(nnx.Module):
     """One direction of one recurrent layer: PyTorch's maths and gate order, JAX layout.
 
     Kernels are ``(in, G*H)`` and ``(H, G*H)`` (``x @ W``), with both of PyTorch's biases kept,
     because the GRU's candidate gate needs ``b_hn`` inside ``r * (h W_hn + b_hn)``. For all steps
-    at once, the input projection ``x @ W_ih`` is one batched matmul outside the loop; the
-    ``lax.scan`` carries only the recurrence ``h @ W_hh`` (one fused matmul for all gates).
+    at once, the input projection ``x @ W_ih`` is one batched matmul outside the loop (on the
+    time-major input, which is smaller than its projection to transpose); the ``lax.scan``
+    carries only the recurrence ``h @ W_hh`` (one fused matmul for all gates). The LSTM's scan
+    has a hand-written gradient (:func:`lstm_scan`).
     Initialization as PyTorch: every tensor ``U(-1/sqrt(H), 1/sqrt(H))``.
     """
 
@@ -143,20 +212,18 @@ class RecurrentLayer(nnx.Module):
 
         ``carry`` continues from a previous window (truncated BPTT); ``None`` starts from zeros.
         """
-        xi = x @ self.w_ih[...] + self.b_ih[...]  # (B, T, G*H)
+        xi = jnp.swapaxes(x, 0, 1) @ self.w_ih[...] + self.b_ih[...]  # (T, B, G*H)
         w_hh, b_hh, cell = self.w_hh[...], self.b_hh[...], self.cell
+        carry = self.initial_carry(x.shape[0], x.dtype) if carry is None else carry
+        if cell == "lstm":
+            ys, h, c = lstm_scan(xi, w_hh, b_hh, *carry, reverse)  # ys (T, B, H)
+            return jnp.swapaxes(ys, 0, 1), (h, c)
 
-        def step(carry, xt):  # xt (B, G*H)
-            h = carry[0] if cell == "lstm" else carry
+        def step(h, xt):  # xt (B, G*H)
             gh = h @ w_hh + b_hh  # (B, G*H)
             if cell == "rnn":
                 h = jnp.tanh(xt + gh)
                 return h, h
-            if cell == "lstm":
-                i, f, g, o = jnp.split(xt + gh, 4, axis=-1)
-                c = jax.nn.sigmoid(f) * carry[1] + jax.nn.sigmoid(i) * jnp.tanh(g)
-                h = jax.nn.sigmoid(o) * jnp.tanh(c)
-                return (h, c), h
             xr, xz, xn = jnp.split(xt, 3, axis=-1)
             hr, hz, hn = jnp.split(gh, 3, axis=-1)
             r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
@@ -164,10 +231,7 @@ class RecurrentLayer(nnx.Module):
             h = (1 - z) * n + z * h
             return h, h
 
-        carry = self.initial_carry(x.shape[0], x.dtype) if carry is None else carry
-        carry, ys = jax.lax.scan(
-            step, carry, jnp.swapaxes(xi, 0, 1), reverse=reverse, unroll=SCAN_UNROLL
-        )  # ys (T, B, H)
+        carry, ys = jax.lax.scan(step, carry, xi, reverse=reverse, unroll=SCAN_UNROLL)  # ys (T, B, H)
         return jnp.swapaxes(ys, 0, 1), carry
 
 
