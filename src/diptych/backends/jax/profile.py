@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import jax
+
+from diptych.traces import top_by_self_time
 
 _TRANSFERS = ("BufferFromPyval", "TransferToDevice", "TransferToInfeed", "device_put")  # host -> device copies
 
@@ -52,26 +53,5 @@ def top_ops(trace_dir: str | Path, steps: int, wall_seconds: float, n: int = 15)
     with gzip.open(path, "rt") as f:
         data = json.load(f)
     events = data["traceEvents"] if isinstance(data, dict) else data
-    by_thread: dict[tuple, list[dict]] = defaultdict(list)
-    for e in events:
-        if e.get("ph") == "X" and "dur" in e and _label(e) is not None:
-            by_thread[(e.get("pid"), e.get("tid"))].append(e)
-    totals: dict[str, float] = defaultdict(float)
-    for thread in by_thread.values():  # self time: a while loop's or call's thunk minus the ops inside it
-        stack: list[list] = []  # [end, event, children's time]
-        for e in sorted(thread, key=lambda e: (e["ts"], -e["dur"])):
-            while stack and e["ts"] >= stack[-1][0]:
-                _close(stack, totals)
-            if stack:
-                stack[-1][2] += e["dur"]
-            stack.append([e["ts"] + e["dur"], e, 0.0])
-        while stack:
-            _close(stack, totals)
-    wall_us = max(wall_seconds * 1e6, 1e-9)
-    ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:n]
-    return [{"name": k, "ms_per_step": round(v / 1000 / steps, 4), "share": round(v / wall_us, 4)} for k, v in ranked]
-
-
-def _close(stack: list, totals: dict) -> None:
-    _, e, child = stack.pop()
-    totals[_label(e)] += max(e["dur"] - child, 0.0)
+    spans = [e for e in events if e.get("ph") == "X" and "dur" in e and _label(e) is not None]
+    return top_by_self_time(spans, _label, steps, wall_seconds, n)

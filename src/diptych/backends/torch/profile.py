@@ -9,11 +9,12 @@ first input's shape so that each layer's forward and backward are separate rows.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+
+from diptych.traces import top_by_self_time
 
 _TRACE = "torch.pt.trace.json"
 
@@ -46,34 +47,4 @@ def top_ops(trace_dir: str | Path, steps: int, wall_seconds: float, n: int = 15)
     ``share`` is the op's part of the traced steps' wall time."""
     events = json.loads((Path(trace_dir) / _TRACE).read_text())["traceEvents"]
     spans = [e for e in events if e.get("ph") == "X" and e.get("cat") in ("cpu_op", "user_annotation", "kernel")]
-    by_thread: dict[tuple, list[dict]] = defaultdict(list)
-    for e in spans:
-        by_thread[(e.get("pid"), e.get("tid"))].append(e)
-    return _rank(_self_times(by_thread), steps, wall_seconds, n)
-
-
-def _self_times(by_thread: dict) -> dict[str, float]:
-    """Self microseconds per label: each span's duration minus its direct children's (spans nest per thread)."""
-    totals: dict[str, float] = defaultdict(float)
-    for thread in by_thread.values():
-        stack: list[list] = []  # [end, event, children's time]
-        for e in sorted(thread, key=lambda e: (e["ts"], -e["dur"])):
-            while stack and e["ts"] >= stack[-1][0]:
-                _close(stack, totals)
-            if stack:
-                stack[-1][2] += e["dur"]
-            stack.append([e["ts"] + e["dur"], e, 0.0])
-        while stack:
-            _close(stack, totals)
-    return totals
-
-
-def _close(stack: list, totals: dict) -> None:
-    _, e, child = stack.pop()
-    totals[_label(e)] += max(e["dur"] - child, 0.0)
-
-
-def _rank(self_us: dict[str, float], steps: int, wall_seconds: float, n: int) -> list[dict]:
-    wall_us = max(wall_seconds * 1e6, 1e-9)
-    ranked = sorted(self_us.items(), key=lambda kv: -kv[1])[:n]
-    return [{"name": k, "ms_per_step": round(v / 1000 / steps, 4), "share": round(v / wall_us, 4)} for k, v in ranked]
+    return top_by_self_time(spans, _label, steps, wall_seconds, n)
