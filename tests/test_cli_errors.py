@@ -44,6 +44,8 @@ def test_unknown_compare_framework():
         (["--lr", "-0.1"], "--lr"),
         (["--epochs", "0"], "--epochs"),
         (["--epochs", "-2"], "--epochs"),
+        (["--epochs", "nan"], "--epochs"),
+        (["--label-smoothing", "1"], "--label-smoothing"),
         (["--batch-size", "0"], "--batch-size"),
         (["--batch-size", "100000"], "larger than the 4000 training samples"),
     ],

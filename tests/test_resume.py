@@ -179,3 +179,17 @@ def test_by_default_checkpoints_follow_the_clock_at_loss_syncs(tmp_path, mnist1d
         RunConfig("mnist1d-mlp", "torch", epochs=1, keep=3, progress=False), tmp_path / "b", dataset=mnist1d
     )
     assert list((tmp_path / "b").glob("checkpoint-step*")) == []
+
+
+def test_a_fractional_budget_trains_part_of_the_last_epoch(tmp_path):
+    """--epochs 1.5: one whole epoch, then the first half of the second's batches; the schedule spans
+    exactly those steps (the learning rate ends at zero)."""
+    from diptych import RunConfig, train_and_evaluate
+
+    run = train_and_evaluate(RunConfig("mnist1d-mlp", "torch", epochs=1.5, progress=False), tmp_path)
+    steps = 4000 // 16  # mnist1d-mlp: 4,000 training samples, batch 16
+    assert [e["epoch"] for e in run["epochs"]] == [1, 2] and run["config"]["epochs"] == 1.5
+    assert run["loss_curve"][-1][0] == steps + steps // 2
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    lrs = [p["train/learning_rate"] for p in lines if "train/learning_rate" in p]
+    assert lrs and lrs[-1] < 1e-3 * max(lrs)

@@ -85,7 +85,7 @@ def check_meta(meta: dict, source: str) -> None:
     if not isinstance(config, dict):
         raise _fail(source, "no run config in its metadata")
     rules = {
-        "epochs": lambda v: _is_int(v, 1, 10**7),
+        "epochs": lambda v: _is_num(v, 0, 10**7) and v > 0,  # a fraction trains part of the last epoch
         "batch_size": lambda v: _is_int(v, 1, 2**31),
         "lr": lambda v: _is_num(v, 0, 1e6) and v > 0,
         "optimizer": lambda v: v in OPTIMIZERS,

@@ -32,6 +32,12 @@ def _finite(ctx, param, value):
     return value
 
 
+def _epochs(ctx, param, value):
+    """A finite number of epochs; a whole one stays an int (3, not 3.0, in records and messages)."""
+    value = _finite(ctx, param, value)
+    return int(value) if value is not None and value == int(value) else value
+
+
 def _frameworks(ctx, param, value: str) -> list[str]:
     """``--frameworks torch,jax`` -> ``["torch", "jax"]``, refusing unknown names."""
     names = [f.strip() for f in value.split(",") if f.strip()]
@@ -54,11 +60,22 @@ FRAMEWORKS_OPTION = click.option(
 
 def _training_options(f):
     options = [
-        click.option("--epochs", type=click.IntRange(1, 10**6), help="Epochs (default: the task's)."),
+        click.option(
+            "--epochs",
+            type=click.FloatRange(0, 10**6, min_open=True),
+            callback=_epochs,
+            help="Epochs (default: the task's); a fraction such as 0.5 trains part of the last epoch.",
+        ),
         click.option("--batch-size", type=click.IntRange(1, 2**31 - 1), help="Global batch (default: the task's)."),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), callback=_finite, help="Peak learning rate."),
         click.option("--optimizer", type=click.Choice(OPTIMIZERS), help="Optimizer (default: the task's)."),
         click.option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule."),
+        click.option(
+            "--label-smoothing",
+            type=click.FloatRange(0, 1, max_open=True),
+            callback=_finite,
+            help="Classification: smooth the training targets by this much (default: the task's).",
+        ),
         click.option("--seed", type=SEED, help="Seed for initialization and batch order (default 0)."),
         click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files."),
         click.option(

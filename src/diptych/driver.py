@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import time
@@ -41,7 +42,7 @@ from diptych.observe import Observer
 from diptych.progress import TrainProgress
 from diptych.records import hardware, peak_rss_mb, runtime, source_record, versions, write_json
 from diptych.stephooks import StepHooks
-from diptych.tasks import Task, choose_augment, get_task
+from diptych.tasks import Task, choose_augment, get_task, training_steps
 from diptych.weights import check_weights, save_weights
 
 WEIGHTS = "weights.safetensors"
@@ -55,11 +56,12 @@ class RunConfig:
 
     task: str
     framework: str
-    epochs: int | None = None
+    epochs: float | None = None  # a fraction trains part of the last epoch (tasks.training_steps)
     batch_size: int | None = None
     lr: float | None = None
     optimizer: str | None = None
     schedule: str | None = None
+    label_smoothing: float | None = None
     seed: int | None = None
     data_dir: str | None = None
     compile: bool = False
@@ -142,7 +144,8 @@ def _listed(points) -> list[dict]:
 def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
     """Apply CLI overrides to the task (or, when resuming, to the checkpoint's saved settings)."""
     task = get_task(config.task)
-    given = {k: getattr(config, k) for k in ("epochs", "batch_size", "lr", "optimizer", "schedule", "seed", "split")}
+    keys = ("epochs", "batch_size", "lr", "optimizer", "schedule", "label_smoothing", "seed", "split")
+    given = {k: getattr(config, k) for k in keys}
     if saved is not None:
         for key in ("batch_size", "optimizer", "schedule", "seed", "split"):
             if given[key] is not None and given[key] != saved.get(key):
@@ -150,7 +153,8 @@ def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
                     f"cannot change --{key.replace('_', '-')} when resuming "
                     f"(the run used {saved.get(key)}); start a new run with another --out"
                 )
-        given = {k: given[k] if given[k] is not None else saved.get(k) for k in given}
+        before = {"label_smoothing": 0.0}  # checkpoints from before a setting existed trained without it
+        given = {k: given[k] if given[k] is not None else saved.get(k, before.get(k)) for k in given}
     augment = config.augment
     if saved is not None and saved.get("augment") is not None:  # a resumed run keeps its augmentation
         if augment is not None and choose_augment(task, augment).augment.describe() != saved["augment"]:
@@ -170,6 +174,7 @@ def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
         "optimizer": task.optimizer.name,
         "schedule": task.optimizer.schedule,
         "warmup_fraction": task.optimizer.warmup_fraction,
+        "label_smoothing": task.optimizer.label_smoothing,
         "seed": seed,
         "compile": config.compile,
         "precision": config.precision,
@@ -203,29 +208,31 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     )
     world = backend.distributed.init(config.device, task.budget.batch_size)
     batches = train_batches(data, task.budget.batch_size, settings["seed"]).shard(world.rank, world.size)
-    epochs, steps = task.budget.epochs, batches.steps_per_epoch()
-    trainer = _make_trainer(backend, task, config, settings, world, epochs * steps)
+    steps = batches.steps_per_epoch()
+    total, epochs = training_steps(task.budget.epochs, steps)  # a fractional budget ends mid-epoch
+    trainer = _make_trainer(backend, task, config, settings, world, total)
     state = _start(trainer, config, saved, epochs, workdir / WEIGHTS)
     augment = augmenter_for(task, data, settings["seed"])  # None unless the task augments
-    progress = _progress(config, world, task.name, epochs, steps, state)
+    progress = _progress(config, world, task.name, epochs, steps, total, state)
     meta = _inference_meta(task, config.framework, objective.inference_meta(data, facts))  # the weights file's
     feed = make_feed(data, batches, config.data_workers)  # from memory, or streamed from a pack
     t0 = time.perf_counter() - state.wall_seconds  # the run's clock; a resumed run continues its time
     saver = Checkpoints(workdir, trainer, feed, meta, settings, config, world, steps, t0)
-    hooks = StepHooks(config, trainer, objective, data, facts, state, workdir, steps, epochs * steps)  # stephooks
+    hooks = StepHooks(config, trainer, objective, data, facts, state, workdir, steps, total)  # stephooks
     # observe.py: metrics.jsonl (and TensorBoard with --tensorboard) from the lead; the same points in both twins.
     observer = Observer(
         workdir,
         task,
         config.framework,
-        epochs * steps,
+        total,
         tensorboard=config.tensorboard,
         start_step=state.epoch * steps + state.step,
         enabled=world.lead,
     )
     with lost_peers_in_one_line(world, backend.distributed), progress, contextlib.closing(feed), observer:
         for epoch in range(state.epoch, epochs):
-            record = _train_epoch(trainer, feed, epoch, augment, world, state, progress, saver, observer, hooks)
+            stop = min(steps, total - epoch * steps)  # the last epoch of a fractional budget ends early
+            record = _train_epoch(trainer, feed, epoch, augment, world, state, progress, saver, observer, hooks, stop)
             record |= objective.evaluate(trainer, data, facts)  # every worker: the same weights, the same scores
             _end_epoch(state, record, saver.clock(), progress, objective, epochs)
             observer.on_epoch((epoch + 1) * steps, record)  # observe.py: test/<metric>
@@ -253,10 +260,12 @@ def _make_trainer(backend, task: Task, config: RunConfig, settings: dict, world,
     )
 
 
-def _progress(config: RunConfig, world, label: str, epochs: int, steps: int, state: RunState) -> TrainProgress:
+def _progress(
+    config: RunConfig, world, label: str, epochs: int, steps: int, total: int, state: RunState
+) -> TrainProgress:
     return TrainProgress(
         enabled=config.progress and world.lead,
-        total=epochs * steps,
+        total=total,
         completed=state.epoch * steps + state.step,
         label=f"{label} [{config.framework}]",
         epochs=epochs,
@@ -411,21 +420,25 @@ def _train_epoch(
     saver: Checkpoints,
     observer: Observer,
     hooks: StepHooks | None = None,
+    stop: int | None = None,
 ) -> dict:
     """This worker's shard of the epoch's batches, from ``state.step`` on (0, or where a checkpoint
-    stopped); updates ``state``'s position, losses, curve and timing, and checkpoints when due."""
+    stopped) up to ``stop`` (default: the epoch's end); updates ``state``'s position, losses, curve and
+    timing, and checkpoints when due."""
     steps, batch = feed.batches.steps_per_epoch(), feed.batches.batch_size
+    last = (stop or steps) - 1  # the epoch's last step here
     if state.step == 0:  # a fresh epoch; a resumed one keeps its losses and, mid-epoch, its carried state
         state.epoch_losses, state.epoch_seconds = [], 0.0
         trainer.reset_state()  # language models: each epoch's streams start from a zero state
     t_sync, pending = time.perf_counter(), []
     t_loop = t_sync  # stephooks: the training clock's segment starts here
-    for step, (x, y) in enumerate(feed.epoch(epoch, state.step), state.step):  # (B, ...) float32, (B,) int32
+    batches = itertools.islice(feed.epoch(epoch, state.step), last + 1 - state.step)
+    for step, (x, y) in enumerate(batches, state.step):  # (B, ...) float32, (B,) int32
         t0 = time.perf_counter()
         pending.append(trainer.train_step(x, y, augment(x, epoch, step) if augment else None))  # aug on device
         first = state.compile_seconds is None  # the first step of the run pays for tracing/compilation
         done = epoch * steps + step + 1  # global steps done
-        if first or len(pending) >= SYNC_EVERY or step == steps - 1 or saver.sync_due(done):
+        if first or len(pending) >= SYNC_EVERY or step == last or saver.sync_due(done):
             losses = world.mean(trainer.losses_to_numpy(pending))  # global-batch losses
             now = time.perf_counter()
             if first:
@@ -440,7 +453,7 @@ def _train_epoch(
             rate = len(losses) * batch / max(now - t_sync, 1e-9)  # samples/s since the last sync
             progress.update(done, loss=float(np.mean(state.epoch_losses[-SYNC_EVERY:])), rate=rate, epoch=epoch + 1)
             observer.on_losses(done, state.epoch_losses, rate)  # observe.py: train/loss, lr, samples/s
-            if step < steps - 1:
+            if step < last:
                 saver.at_sync(state, done)
             t_sync = time.perf_counter()
         if hooks is not None:  # --eval-every, --profile-steps; their own time stays out of the steady time

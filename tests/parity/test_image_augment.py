@@ -95,6 +95,35 @@ def test_mixed_labels_give_the_same_loss_in_both_twins():
     assert abs(t - j) < 1e-5 and abs(t - plain) > 1e-3  # mixed labels change the loss, alike in both
 
 
+def test_label_smoothing_gives_the_same_loss_in_both_twins():
+    """torch's F.cross_entropy(label_smoothing=e) and the JAX twin's cross_entropy agree, alone and under
+    mixup, and smoothing changes the loss (to the value its definition gives)."""
+    rng = np.random.default_rng(1)
+    logits, y = rng.normal(size=(8, 10)).astype(np.float32), rng.integers(0, 10, 8).astype(np.int32)
+    params = draw_image(ImageAugmentSpec(mixup=0.2), (8, 28, 28), 0.0, 0, 0, 0)
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    by_hand = float(np.mean(-0.9 * logp[np.arange(8), y] - 0.1 * logp.mean(1)))
+    for p in (None, params):
+        t = torch_aug.mixed_loss(
+            torch.from_numpy(logits),
+            torch.from_numpy(y).long(),
+            None if p is None else {k: torch.from_numpy(v) for k, v in p.items()},
+            0.1,
+        ).item()
+        j = float(
+            jax_aug.mixed_loss(
+                jnp.asarray(logits),
+                jnp.asarray(y),
+                None if p is None else {k: jnp.asarray(v) for k, v in p.items()},
+                0.1,
+            )
+        )
+        plain = float(jax_aug.mixed_loss(jnp.asarray(logits), jnp.asarray(y), None if p is None else p, 0.0))
+        assert abs(t - j) < 1e-5 and abs(j - plain) > 1e-3
+        if p is None:
+            assert abs(j - by_hand) < 1e-5
+
+
 def test_bad_augment_options_are_one_line_errors():
     for bad, words in [
         ("spin:3", "unknown operation"),

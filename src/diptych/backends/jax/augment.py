@@ -101,10 +101,19 @@ def apply(x: jax.Array, p: dict[str, jax.Array]) -> jax.Array:
     return apply_image(x, p) if "theta" in p else apply_audio(x, p)
 
 
-def mixed_loss(logits: jax.Array, y: jax.Array, p: dict[str, jax.Array] | None) -> jax.Array:
-    """Mean cross-entropy; under mixup/cutmix ``lam ce(y) + (1 - lam) ce(y[perm])`` per sample."""
-    own = optax.softmax_cross_entropy_with_integer_labels(logits, y)  # (B,) or (B, T)
+def mixed_loss(logits: jax.Array, y: jax.Array, p: dict[str, jax.Array] | None, smoothing: float = 0.0) -> jax.Array:
+    """Mean cross-entropy; under mixup/cutmix ``lam ce(y) + (1 - lam) ce(y[perm])`` per sample.
+    ``smoothing`` e: each ce is taken against ``(1 - e) onehot(y) + e / classes`` (torch's ``label_smoothing``)."""
+    own = cross_entropy(logits, y, smoothing)  # (B,) or (B, T)
     if p is None or "perm" not in p:
         return own.mean()
-    other = optax.softmax_cross_entropy_with_integer_labels(logits, y[p["perm"]])
+    other = cross_entropy(logits, y[p["perm"]], smoothing)
     return (p["lam"] * own + (1 - p["lam"]) * other).mean()
+
+
+def cross_entropy(logits: jax.Array, y: jax.Array, smoothing: float = 0.0) -> jax.Array:
+    """Per prediction: ``-(1 - e) log p_y - e mean_k log p_k``, with ``p = softmax(logits)``."""
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, y)  # (B,) or (B, T)
+    if not smoothing:
+        return nll
+    return (1 - smoothing) * nll - smoothing * jax.nn.log_softmax(logits).mean(-1)

@@ -75,16 +75,24 @@ def logits_fn(graphdef, params, x, carry=None, compute_dtype=None):
 
 
 def loss_fn(
-    params: nnx.State, graphdef: nnx.GraphDef, x: jax.Array, y: jax.Array, carry=None, compute_dtype=None, aug=None
+    params: nnx.State,
+    graphdef: nnx.GraphDef,
+    x: jax.Array,
+    y: jax.Array,
+    carry=None,
+    compute_dtype=None,
+    aug=None,
+    smoothing: float = 0.0,
 ):
     """Mean softmax cross-entropy over every prediction, with ``(logits, carry)`` as auxiliary output.
 
     With ``compute_dtype=jnp.bfloat16`` the forward runs in bfloat16 on a bfloat16 copy of the
     float32 parameters (the cast is differentiated, so gradients arrive in float32); the loss is
     always taken in float32. ``aug`` with a ``perm`` (mixup/cutmix) mixes each sample's label with its partner's.
+    ``smoothing``: label smoothing of the targets (the task's ``label_smoothing``; a Python float, fixed at trace).
     """
     logits, carry = logits_fn(graphdef, params, x, carry, compute_dtype)
-    return augment.mixed_loss(logits, y, aug), (logits, carry)
+    return augment.mixed_loss(logits, y, aug, smoothing), (logits, carry)
 
 
 def grads_fn(graphdef, params, x, y, compute_dtype=None):
@@ -92,7 +100,7 @@ def grads_fn(graphdef, params, x, y, compute_dtype=None):
     return jax.value_and_grad(loss_fn, has_aux=True)(params, graphdef, x, y, None, compute_dtype)
 
 
-def train_step(graphdef, tx, params, opt_state, x, y, carry=None, aug=None, compute_dtype=None):
+def train_step(graphdef, tx, params, opt_state, x, y, carry=None, aug=None, compute_dtype=None, smoothing=0.0):
     """Pure: one optax step. ``x`` ``(B, ...)`` float32 (or int ids), ``y`` ``(B,)`` / ``(B, T)`` int32.
 
     A language model's ``carry`` is an input, not a parameter, so no gradient flows into the
@@ -103,7 +111,7 @@ def train_step(graphdef, tx, params, opt_state, x, y, carry=None, aug=None, comp
     if aug is not None:
         x = augment.apply(x, aug)
     (loss, (_, carry)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        params, graphdef, x, y, carry, compute_dtype, aug
+        params, graphdef, x, y, carry, compute_dtype, aug, smoothing
     )
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
@@ -185,7 +193,8 @@ class Trainer:
         self.opt_state = self._place(self.tx.init(params))
         dt = self.compute_dtype = {"fp32": None, "bf16": jnp.bfloat16}[precision]
         jit = _eager if compile is False else jax.jit
-        step = functools.partial(train_step, self.graphdef, self.tx, compute_dtype=dt)
+        smoothing = task.optimizer.label_smoothing  # the training loss only: scores stay unsmoothed
+        step = functools.partial(train_step, self.graphdef, self.tx, compute_dtype=dt, smoothing=smoothing)
         if self._batch_at is None:
             self._step = jit(step, donate_argnums=(0, 1))
         else:  # (params, opt_state, x, y, carry, aug): the carry and the per-sample augmentation split by rows

@@ -60,11 +60,19 @@ def apply(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
     return apply_image(x, p) if "theta" in p else apply_audio(x, p)
 
 
-def mixed_loss(logits: torch.Tensor, y: torch.Tensor, p: dict[str, torch.Tensor] | None) -> torch.Tensor:
-    """Mean cross-entropy; under mixup/cutmix ``lam ce(y) + (1 - lam) ce(y[perm])`` per sample."""
+def mixed_loss(
+    logits: torch.Tensor, y: torch.Tensor, p: dict[str, torch.Tensor] | None, smoothing: float = 0.0
+) -> torch.Tensor:
+    """Mean cross-entropy; under mixup/cutmix ``lam ce(y) + (1 - lam) ce(y[perm])`` per sample.
+    ``smoothing`` e: each ce is taken against ``(1 - e) onehot(y) + e / classes`` (torch's ``label_smoothing``)."""
     if p is None or "perm" not in p:
-        return F.cross_entropy(logits, y)
+        return F.cross_entropy(logits, y, label_smoothing=smoothing)
     lam = p["lam"].float()  # (B,)
-    own = F.cross_entropy(logits, y, reduction="none")  # (B,)
-    other = F.cross_entropy(logits, y[p["perm"].long()], reduction="none")
+    own = cross_entropy(logits, y, smoothing)  # (B,)
+    other = cross_entropy(logits, y[p["perm"].long()], smoothing)
     return (lam * own + (1 - lam) * other).mean()
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Per prediction: ``-(1 - e) log p_y - e mean_k log p_k``, with ``p = softmax(logits)``."""
+    return F.cross_entropy(logits, y, reduction="none", label_smoothing=smoothing)  # (B,)

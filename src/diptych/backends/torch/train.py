@@ -167,7 +167,8 @@ class Trainer:
             else:
                 logits = self.forward(xb)  # (B, classes)
         # Mean over every prediction (B, or B*T for a language model), in float32; mixup/cutmix mix two labels.
-        loss = augment.mixed_loss(logits.float().flatten(0, -2), yb.flatten(), aug)
+        smoothing = self.task.optimizer.label_smoothing  # the training loss only: scores stay unsmoothed
+        loss = augment.mixed_loss(logits.float().flatten(0, -2), yb.flatten(), aug, smoothing)
         loss.backward()
         if self.task.optimizer.clip_norm:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.task.optimizer.clip_norm)
