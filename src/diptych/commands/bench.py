@@ -43,7 +43,14 @@ from diptych.tasks import choose_augment, get_task
 
 BASELINE_MODULE = "diptych.cookbook.seed_baseline"  # the seed article's recipe, as written (torch)
 # The seed recipe, as diptych run overrides: a twin trained this way isolates the framework from the recipe.
-SEED_RECIPE = {"epochs": 10, "batch_size": 64, "lr": 1e-3, "optimizer": "adam", "schedule": "constant"}
+SEED_RECIPE = {
+    "epochs": 10,
+    "batch_size": 64,
+    "lr": 1e-3,
+    "optimizer": "adam",
+    "schedule": "constant",
+    "label_smoothing": 0.0,
+}
 SEED_NORMALIZE = "half"  # Normalize((0.5,), (0.5,)) after ToTensor (see diptych.data.datasets.load_dataset)
 MNIST_TRAIN = 60_000  # the seed baseline's training set (MNIST only)
 PROFILE_STEPS = 10  # steady steps traced per twin with --profile
