@@ -32,7 +32,10 @@ def before_import(framework: str) -> None:
     process, or XLA's threads in a process that runs both twins), and when a partner is preempted they
     spin for a whole scheduler slice; on this 2-core machine under load, 2 torch threads trained
     mnist1d-cnn 3.9x faster passive than active. No effect when torch is already loaded (run.json's
-    ``runtime.thread_policy.omp_wait_policy`` then says what OpenMP got).
+    ``runtime.thread_policy.omp_wait_policy`` then says what OpenMP got). The price, on a machine torch
+    has to itself: 1.4-1.9x on barrier-heavy steps (mnist-cnn at batch 32, the LSTMs); an explicit
+    ``GOMP_SPINCOUNT=20000`` (libgomp lets it override the policy) wins that back but collapses 8-15x
+    under one competing process (BENCHMARKS.md, ``benchmarks/contention.py``).
     """
     if framework == "torch" and "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
