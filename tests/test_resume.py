@@ -193,3 +193,5 @@ def test_a_fractional_budget_trains_part_of_the_last_epoch(tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     lrs = [p["train/learning_rate"] for p in lines if "train/learning_rate" in p]
     assert lrs and lrs[-1] < 1e-3 * max(lrs)
+    tests = [p["step"] for p in lines if "test/accuracy" in p]
+    assert tests == [steps, steps + steps // 2]  # each epoch's score at the step it ended

@@ -235,7 +235,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
             record = _train_epoch(trainer, feed, epoch, augment, world, state, progress, saver, observer, hooks, stop)
             record |= objective.evaluate(trainer, data, facts)  # every worker: the same weights, the same scores
             _end_epoch(state, record, saver.clock(), progress, objective, epochs)
-            observer.on_epoch((epoch + 1) * steps, record)  # observe.py: test/<metric>
+            observer.on_epoch(epoch * steps + stop, record)  # observe.py: test/<metric>, at the epoch's last step
             saver.save(state, final=epoch + 1 == epochs)
     run = _run_record(task, config, settings, data, facts, trainer, state, world, backend) | hooks.record()
     if world.lead:

@@ -77,7 +77,7 @@ class StepHooks:
         if due:
             self._sync(pending)  # the queued steps finish now, on the training clock
             self._evaluate(step)
-        elif step % self.steps_per_epoch == 0:  # the epoch's last step (its losses were just fetched)
+        elif step % self.steps_per_epoch == 0 or step == self.total:  # an epoch's last step (losses just fetched)
             self._tick()
 
     def _sync(self, pending: list) -> None:
