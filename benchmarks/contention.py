@@ -7,10 +7,12 @@ task's shape and batch size), warms up, then measures steady samples/s over ``--
 other programs hits both alike. The table gives the medians and the slowdown quiet / loaded. Aim: <= 2x.
 
 Settings: ``policy`` is what diptych does by default (the torch twin picks its intra-op threads by the
-work in a step, with OpenMP's passive wait; JAX one XLA:CPU device per core); the others pin one knob
-to show what the policy avoids: ``torch:threads=cores+OMPDEFAULT`` (every core with libgomp's default
-wait: diptych before this policy), ``torch:threads=1+ACTIVE``, ``jax:JAX_NUM_CPU_DEVICES=1``,
-``jax:XLA_FLAGS=--xla_cpu_multi_thread_eigen=false``.
+work in a step, waits at barriers with a short spin, and its ThreadGovernor drops to one thread while
+another process is busy; JAX one XLA:CPU device per core); the others pin knobs to show what the policy
+avoids: ``torch:OMP_WAIT_POLICY=PASSIVE`` (sleep at once: diptych's wait before the governor),
+``torch:GOMP_SPINCOUNT=20000+OMP_NUM_THREADS=2`` (the short spin on 2 fixed threads, no governor),
+``torch:threads=cores+OMPDEFAULT`` (every core with libgomp's default wait: diptych before any policy),
+``torch:threads=1+ACTIVE``, ``jax:JAX_NUM_CPU_DEVICES=1``, ``jax:XLA_FLAGS=--xla_cpu_multi_thread_eigen=false``.
 
     python benchmarks/contention.py --tasks mnist1d-cnn,mnist-cnn --repeats 3 --seconds 2
     python benchmarks/contention.py --tasks mnist1d-cnn --settings torch:policy,torch:threads=2+ACTIVE
@@ -30,7 +32,7 @@ import time
 
 SPIN = "while True: pass"
 SYNC = 5  # steps between waits for the device (the driver's is 20; fewer keep a collapsed run's chunks short)
-DEFAULT_SETTINGS = "torch:policy,torch:threads=cores+OMPDEFAULT,torch:threads=1,jax:policy,jax:JAX_NUM_CPU_DEVICES=1"
+DEFAULT_SETTINGS = "torch:policy,torch:OMP_WAIT_POLICY=PASSIVE,torch:GOMP_SPINCOUNT=20000+OMP_NUM_THREADS=2,torch:threads=1,jax:policy,jax:JAX_NUM_CPU_DEVICES=1"
 
 
 def worker(task_name: str, framework: str, threads: str, seconds: float, repeats: int) -> dict:
@@ -51,9 +53,10 @@ def worker(task_name: str, framework: str, threads: str, seconds: float, repeats
     batch = task.budget.batch_size
     world = backend.distributed.init("cpu", batch)
     trainer = backend.train.Trainer(task, 0, 10**6, world=world)
-    if threads != "policy":  # override the policy after the trainer applied it
+    if threads != "policy":  # override the policy after the trainer applied it (and keep it: no governor)
         import torch
 
+        trainer.governor = None
         torch.set_num_threads(usable_cores() if threads == "cores" else int(threads))
     rng = np.random.default_rng(0)
     if task.dataset == "text":
@@ -118,7 +121,9 @@ def measure(task: str, setting: str, seconds: float, repeats: int) -> dict:
 def _threads(runtime: dict) -> str:
     """What the measured process ran on: torch's threads and wait policy, or JAX's CPU devices."""
     if "threads" in runtime:
-        return f"threads={runtime['threads']} wait={runtime['env'].get('OMP_WAIT_POLICY', 'default')}"
+        policy, env = runtime["thread_policy"], runtime["env"]
+        wait = f"{env.get('OMP_WAIT_POLICY', 'default')} spin={env.get('GOMP_SPINCOUNT', 'default')}"
+        return f"threads={runtime['threads']} wait={wait} adaptive={policy.get('adaptive')} switches={policy.get('switches', 0)}"
     return f"cpu_devices={runtime['cpu_devices']}"
 
 

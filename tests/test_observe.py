@@ -7,6 +7,7 @@ import json
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 
 from conftest import assert_one_line_error, cli_in_process, random_batch, run_cli
 from diptych import RunConfig, train_and_evaluate
+from diptych.launch import usable_cores
 from diptych.observe import Observer, run_name
 from diptych.tasks import get_task
 
@@ -86,6 +88,7 @@ def test_tensorboard_and_metrics_jsonl_have_the_same_points_in_both_twins(mnist1
         assert rt["usable_cores"] >= 1 and isinstance(rt["env"], dict)
         if fw == "torch":
             assert rt["threads"] == rt["thread_policy"]["threads"] == 1  # a 1 MFLOP step: one thread
+            assert rt["thread_policy"]["adaptive"] is False  # one thread has nothing to step aside from
             assert rt["env"]["OMP_WAIT_POLICY"] == rt["thread_policy"]["omp_wait_policy"] == "PASSIVE"
         else:
             assert rt["backend"] == "cpu" and rt["cpu_devices"] >= 1 and "jax_num_cpu_devices" in rt["config"]
@@ -146,6 +149,40 @@ def test_torch_threads_follow_the_work_in_a_step():
     assert threads("mnist1d-mlp") == threads("mnist1d-cnn") == 1  # steps of 1-20 MFLOP
     assert threads("mnist-cnn", cores=1) == 1 and threads("mnist-cnn", cores=2) == 2  # 0.8 GFLOP: every core
     assert choose_threads(None, 2)[0] == 2  # a step of unknown size keeps every core
+
+
+@pytest.mark.skipif(
+    not Path("/proc/stat").exists() or usable_cores() < 2, reason="needs Linux's /proc/stat and 2 usable cores"
+)
+def test_torch_threads_step_aside_while_another_process_is_busy():
+    """The governor reads the neighbours' load: beside one busy process, 2 threads on 2 cores become 1
+    (one thread never waits for a preempted partner); when it is gone, 2 again."""
+    import torch
+
+    from diptych.backends.torch.train import ThreadGovernor
+
+    def settle(threads: int) -> None:
+        deadline = time.monotonic() + 15
+        while gov.threads != threads and time.monotonic() < deadline:
+            time.sleep(0.3)  # the load is measured over the time between two ticks
+            gov.tick()
+        assert gov.threads == threads == torch.get_num_threads()
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    gov = ThreadGovernor(2, interval=0.0)
+    try:
+        # Its own session, as another program's would be (the kernel's autogroups share the CPU per session).
+        spinner = subprocess.Popen([sys.executable, "-S", "-c", "while True: pass"], start_new_session=True)
+        try:
+            settle(1)
+        finally:
+            spinner.kill()
+            spinner.wait()
+        settle(2)
+        assert gov.switches >= 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_the_git_record_is_left_out_without_git(monkeypatch):

@@ -61,6 +61,57 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _quota_cores() -> float:
+    """The CPU quota of this cgroup (v2 ``cpu.max``) in cores; infinity when none is set or readable."""
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        return float("inf") if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        return float("inf")
+
+
+class OtherLoad:
+    """How many cores *other* processes kept busy between two readings, on the CPUs this process may use.
+
+    Linux's ``/proc/stat`` counts every busy jiffy of each CPU (user, nice, system, irq, softirq); this
+    process's own CPU time (all its threads) is subtracted, so what is left is the neighbours' share.
+    ``read()`` returns ``None`` where it cannot tell: no ``/proc/stat`` (macOS, Windows), or a container
+    whose CPU quota is smaller than the CPUs it may run on (other tenants' load would count).
+
+        >>> meter = OtherLoad()
+        >>> load = meter.read()          # cores, e.g. 0.02 on a quiet machine, ~1.0 beside one busy process
+        >>> load is None or load >= 0.0
+        True
+    """
+
+    def __init__(self) -> None:
+        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+        self._lines = {f"cpu{c}" for c in cpus} if _quota_cores() >= len(cpus) else set()  # see the docstring
+        self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._last = self._sample()
+
+    def _sample(self) -> tuple[float, float, float] | None:
+        """(wall seconds, busy CPU seconds of our CPUs, this process's CPU seconds), or None."""
+        try:
+            with open("/proc/stat") as f:
+                busy = 0
+                for line in f:
+                    name, *fields = line.split()
+                    if name in self._lines:  # user nice system idle iowait irq softirq ...: idle, iowait not busy
+                        busy += sum(int(v) for i, v in enumerate(fields[:7]) if i not in (3, 4))
+        except (OSError, ValueError):
+            return None
+        return time.monotonic(), busy / self._hz, time.process_time()
+
+    def read(self) -> float | None:
+        """Cores busy with other processes since the last call (or construction), >= 0; None: unknown."""
+        now, last = self._sample(), self._last
+        self._last = now
+        if now is None or last is None or not self._lines or now[0] - last[0] <= 0:
+            return None
+        return max(0.0, ((now[1] - last[1]) - (now[2] - last[2])) / (now[0] - last[0]))
+
+
 def check_port(port: int, host: str = "127.0.0.1") -> None:
     """Refuse a coordinator port another program holds (the workers would otherwise hang or join it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

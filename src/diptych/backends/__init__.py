@@ -27,18 +27,22 @@ _REQUIRES = {"torch": ("torch",), "jax": ("jax", "flax", "optax")}
 def before_import(framework: str) -> None:
     """Settings a framework's runtime reads once, when it loads, so they go in before its first import.
 
-    torch: OpenMP's ``OMP_WAIT_POLICY=PASSIVE`` (unless the user set one): a thread that waits at a
-    barrier sleeps instead of spinning. Spinning threads burn the cores a busy neighbour needs (another
-    process, or XLA's threads in a process that runs both twins), and when a partner is preempted they
-    spin for a whole scheduler slice; on this 2-core machine under load, 2 torch threads trained
-    mnist1d-cnn 3.9x faster passive than active. No effect when torch is already loaded (run.json's
-    ``runtime.thread_policy.omp_wait_policy`` then says what OpenMP got). The price, on a machine torch
-    has to itself: 1.4-1.9x on barrier-heavy steps (mnist-cnn at batch 32, the LSTMs); an explicit
-    ``GOMP_SPINCOUNT=20000`` (libgomp lets it override the policy) wins that back but collapses 8-15x
-    under one competing process (BENCHMARKS.md, ``benchmarks/contention.py``).
+    torch: how an OpenMP thread waits at the barrier that ends each parallel op (unless the user set
+    ``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT`` or ``OMP_NUM_THREADS``): it spins for ``GOMP_SPINCOUNT=20000``
+    rounds (about 0.2 ms), then sleeps (``OMP_WAIT_POLICY=PASSIVE``). Sleeping at once costs the
+    barrier-heavy steps 1.5x on a machine torch has to itself (a futex wake-up per op: mnist-cnn at batch
+    32, the LSTMs); spinning for long burns the cores a busy neighbour needs, and beside one competing
+    process two spinning threads trained mnist-cnn 6x slower. The short spin is safe because the
+    trainer's :class:`~diptych.backends.torch.train.ThreadGovernor` drops to one thread (which never
+    waits) while another process is busy. With ``OMP_NUM_THREADS`` set there is no governor, so the
+    wait stays passive. No effect when torch is already loaded (run.json's ``runtime.thread_policy``
+    says what OpenMP got). Measured: BENCHMARKS.md, ``benchmarks/contention.py``.
     """
     if framework == "torch" and "torch" not in sys.modules:
+        user_chose = any(k in os.environ for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS"))
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        if not user_chose:
+            os.environ["GOMP_SPINCOUNT"] = "20000"
 
 
 def load_backend(framework: str) -> ModuleType:

