@@ -164,13 +164,13 @@ def test_torch_threads_step_aside_while_another_process_is_busy():
     def settle(threads: int) -> None:
         deadline = time.monotonic() + 15
         while gov.threads != threads and time.monotonic() < deadline:
-            time.sleep(0.3)  # the load is measured over the time between two ticks
+            time.sleep(0.3)  # the load is measured over the time between two ticks (one interval, not stale)
             gov.tick()
         assert gov.threads == threads == torch.get_num_threads()
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)
-    gov = ThreadGovernor(2, interval=0.0)
+    gov = ThreadGovernor(2, interval=0.25)
     try:
         # Its own session, as another program's would be (the kernel's autogroups share the CPU per session).
         spinner = subprocess.Popen([sys.executable, "-S", "-c", "while True: pass"], start_new_session=True)

@@ -76,9 +76,12 @@ class ThreadGovernor:
         now = time.monotonic()
         if now < self._next:
             return
+        # No step for a while (an evaluation, a pause, another program's turn): that reading would
+        # describe the past, so it only starts a fresh window.
+        stale = now - self._next > self.interval
         self._next = now + self.interval
         others = self._load.read()
-        if others is None:
+        if others is None or stale:
             return
         want = max(1, min(self.most, int(usable_cores() - others + 0.5)))
         if want != self.threads:
