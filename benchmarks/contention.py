@@ -9,8 +9,9 @@ other programs hits both alike. The table gives the medians and the slowdown qui
 Settings: ``policy`` is what diptych does by default (the torch twin picks its intra-op threads by the
 work in a step, waits at barriers with a short spin, and its ThreadGovernor drops to one thread while
 another process is busy; JAX one XLA:CPU device per core); the others pin knobs to show what the policy
-avoids: ``torch:OMP_WAIT_POLICY=PASSIVE`` (sleep at once: diptych's wait before the governor),
-``torch:GOMP_SPINCOUNT=20000+OMP_NUM_THREADS=2`` (the short spin on 2 fixed threads, no governor),
+avoids (``threads=N`` fixes the count and turns the governor off): ``torch:OMP_WAIT_POLICY=PASSIVE+threads=cores``
+(sleep at once on every core: diptych's policy before the governor), ``torch:GOMP_SPINCOUNT=20000+threads=cores``
+(the short spin on fixed threads, no governor),
 ``torch:threads=cores+OMPDEFAULT`` (every core with libgomp's default wait: diptych before any policy),
 ``torch:threads=1+ACTIVE``, ``jax:JAX_NUM_CPU_DEVICES=1``, ``jax:XLA_FLAGS=--xla_cpu_multi_thread_eigen=false``.
 
@@ -32,7 +33,16 @@ import time
 
 SPIN = "while True: pass"
 SYNC = 5  # steps between waits for the device (the driver's is 20; fewer keep a collapsed run's chunks short)
-DEFAULT_SETTINGS = "torch:policy,torch:OMP_WAIT_POLICY=PASSIVE,torch:GOMP_SPINCOUNT=20000+OMP_NUM_THREADS=2,torch:threads=1,jax:policy,jax:JAX_NUM_CPU_DEVICES=1"
+DEFAULT_SETTINGS = ",".join(
+    [
+        "torch:policy",
+        "torch:OMP_WAIT_POLICY=PASSIVE+threads=cores",
+        "torch:GOMP_SPINCOUNT=20000+threads=cores",
+        "torch:threads=1",
+        "jax:policy",
+        "jax:JAX_NUM_CPU_DEVICES=1",
+    ]
+)
 
 
 def worker(task_name: str, framework: str, threads: str, seconds: float, repeats: int) -> dict:
@@ -123,7 +133,8 @@ def _threads(runtime: dict) -> str:
     if "threads" in runtime:
         policy, env = runtime["thread_policy"], runtime["env"]
         wait = f"{env.get('OMP_WAIT_POLICY', 'default')} spin={env.get('GOMP_SPINCOUNT', 'default')}"
-        return f"threads={runtime['threads']} wait={wait} adaptive={policy.get('adaptive')} switches={policy.get('switches', 0)}"
+        governor = f"adaptive={policy.get('adaptive')} switches={policy.get('switches', 0)}"
+        return f"threads={runtime['threads']} wait={wait} {governor}"
     return f"cpu_devices={runtime['cpu_devices']}"
 
 

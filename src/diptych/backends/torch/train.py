@@ -111,6 +111,7 @@ def configure(threads: int | None = None, step_flops: float | None = None) -> Th
         omp_wait_policy=_WAIT_POLICY,
         gomp_spincount=_SPINCOUNT,
         adaptive=governor is not None,
+        **({"switches": 0} if governor is not None else {}),  # the governor counts its changes here
     )
     # Parity and reproducibility: full float32 matmuls (no TF32 on GPUs that have it).
     torch.backends.cuda.matmul.allow_tf32 = False
