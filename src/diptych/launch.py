@@ -64,7 +64,8 @@ def usable_cores() -> int:
 def _quota_cores() -> float:
     """The CPU quota of this cgroup (v2 ``cpu.max``) in cores; infinity when none is set or readable."""
     try:
-        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
         return float("inf") if quota == "max" else int(quota) / int(period)
     except (OSError, ValueError):
         return float("inf")
@@ -92,6 +93,8 @@ class OtherLoad:
 
     def _sample(self) -> tuple[float, float, float] | None:
         """(wall seconds, busy CPU seconds of our CPUs, this process's CPU seconds), or None."""
+        if not self._lines:  # nothing it could tell (see the docstring): no reading at all
+            return None
         try:
             with open("/proc/stat") as f:
                 busy = 0
@@ -107,7 +110,7 @@ class OtherLoad:
         """Cores busy with other processes since the last call (or construction), >= 0; None: unknown."""
         now, last = self._sample(), self._last
         self._last = now
-        if now is None or last is None or not self._lines or now[0] - last[0] <= 0:
+        if now is None or last is None or now[0] - last[0] <= 0:
             return None
         return max(0.0, ((now[1] - last[1]) - (now[2] - last[2])) / (now[0] - last[0]))
 

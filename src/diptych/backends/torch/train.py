@@ -96,14 +96,15 @@ def configure(threads: int | None = None, step_flops: float | None = None) -> Th
     Returns the :class:`ThreadGovernor` that adapts a policy-chosen count of several threads to the load
     (``None`` when the count is fixed or one thread)."""
     cores = usable_cores()
+    fixed = bool(threads or os.environ.get("OMP_NUM_THREADS"))  # a count someone chose stays as it is
     if threads:
         n, why = min(threads, cores), "asked for"
-    elif os.environ.get("OMP_NUM_THREADS"):
+    elif fixed:
         n, why = min(_DEFAULT_THREADS, cores), "OMP_NUM_THREADS"
     else:
         n, why = choose_threads(step_flops, cores)
     torch.set_num_threads(n)
-    governor = ThreadGovernor(n) if n > 1 and why == _DEFAULT_REASON else None
+    governor = ThreadGovernor(n) if n > 1 and not fixed else None
     _THREAD_POLICY.clear()
     _THREAD_POLICY.update(
         threads=n,
