@@ -14,7 +14,7 @@ from conftest import run_cli
 from diptych.commands.bench import interleaved
 from diptych.commands.report import write_report
 from diptych.commands.summary import summarize
-from diptych.flops import forward_flops, train_flops
+from diptych.flops import forward_flops, layers, train_flops
 from diptych.tasks import TASKS, fit_vocab
 
 
@@ -37,6 +37,26 @@ def test_flops_by_hand():
     assert forward_flops(lm) == 64 * (2 * 4 * 256 * (64 + 256) + 2 * 256 * 100)
     for task in TASKS.values():
         assert train_flops(task.model) == 3 * forward_flops(task.model)
+
+
+def test_layers_hold_every_counted_flop():
+    """The layers the bench times alone for its MFU ceiling: every conv and dense layer, with the shapes it
+    sees, and together all the FLOPs that MFU counts; only the first takes no input gradient."""
+    cnn = layers(TASKS["mnist-cnn"].model)
+    assert [(layer.name, layer.in_shape, layer.weight) for layer in cnn] == [
+        ("conv1", (1, 28, 28), (32, 1, 3, 3)),
+        ("conv2", (32, 14, 14), (64, 32, 3, 3)),
+        ("fc1", (3136,), (128, 3136)),
+        ("fc2", (128,), (10, 128)),
+    ]
+    assert [layer.in_shape for layer in layers(TASKS["mnist1d-cnn"].model)] == [(1, 40), (25, 19), (25, 10), (125,)]
+    for task in TASKS.values():
+        ls = layers(task.model)
+        if task.model.kind in ("mlp", "cnn"):
+            assert sum(layer.flops for layer in ls) == forward_flops(task.model), task.name
+            assert [layer.input_grad for layer in ls] == [False] + [True] * (len(ls) - 1)
+        else:
+            assert ls == [], task.name
 
 
 def test_interleaving_order():
@@ -177,6 +197,19 @@ def test_bench_runs_interleaved_bursts_end_to_end(tmp_path):
         "## Where the time goes" in report and "| # | torch op | ms/step | share | jax op | ms/step | share |" in report
     )
     assert "top operations of one training step" in proc.stdout
+    # the MFU ceiling: each layer's forward + backward alone, at the step's batch, in each twin
+    for fw in ("torch", "jax"):
+        kernels = next(b["profile"]["kernels"] for b in result["bursts"][fw] if "profile" in b)
+        assert [k["name"] for k in kernels["layers"]] == ["fc1", "fc2", "fc3"] and kernels["batch"] == TASKS[
+            "mnist1d-mlp"
+        ].budget.batch_size
+        assert all(k["ms"] > 0 and k["gflops"] > 0 for k in kernels["layers"])
+        row = result["contestants"][fw]
+        assert 0 <= row["outside_kernels"] < 1 and row["mfu_ceiling"] > 0
+        assert row["kernel_ms"] == pytest.approx(sum(k["ms"] for k in kernels["layers"]), rel=1e-3)
+    assert "#### The convs and dense layers alone: diptych recipe, fp32" in report
+    assert "| layer | torch ms | torch GFLOP/s | jax ms | jax GFLOP/s |" in report
+    assert "with nothing but these kernels" in report and "MFU ceiling" in report
 
 
 def test_baseline_only_for_mnist_cnn():
@@ -279,3 +312,10 @@ def test_report_refuses_damaged_eval_points_and_profiles(tmp_path):
     bench["bursts"]["torch"][0]["profile"] = {"dir": "p", "steps": 10, "step_ms": 1.0, "top_ops": [{"name": "x"}]}
     (tmp_path / "bench.json").write_text(json.dumps(bench))
     assert_one_line_error(cli_in_process("report", str(tmp_path), "--out", str(tmp_path / "o")), "bursts of 'torch'")
+    good = {"dir": "p", "steps": 10, "step_ms": 1.0, "top_ops": [{"name": "x", "ms_per_step": 1.0, "share": 0.5}]}
+    for kernels in ({"batch": 32, "ms": float("nan"), "layers": []}, {"batch": 32, "ms": 1.0, "layers": [{"ms": 1}]}):
+        bench["bursts"]["torch"][0]["profile"] = {**good, "kernels": kernels}
+        (tmp_path / "bench.json").write_text(json.dumps(bench))
+        assert_one_line_error(
+            cli_in_process("report", str(tmp_path), "--out", str(tmp_path / "o")), "bursts of 'torch'"
+        )

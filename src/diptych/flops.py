@@ -11,7 +11,26 @@ costs 3x the forward pass (the backward computes gradients for both inputs and w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from diptych.tasks import GATES, CharLMSpec, CNNSpec, CRNNSpec, MLPSpec, RNNSpec
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One conv or dense layer of a model, as the backends time it alone (:func:`layers`).
+
+    ``in_shape``: one sample's input, channels first (``(C, H, W)``, ``(C, L)`` or ``(D,)``); ``weight``:
+    the canonical (PyTorch) weight shape; ``input_grad``: whether training computes the gradient of its
+    input (not for the first layer, whose input is data); ``flops``: one forward pass for one sample."""
+
+    name: str
+    in_shape: tuple[int, ...]
+    weight: tuple[int, ...]
+    stride: int = 1
+    padding: int = 0
+    input_grad: bool = True
+    flops: int = 0
 
 
 def _conv_flops(spec: CNNSpec) -> int:
@@ -49,6 +68,37 @@ def forward_flops(spec: MLPSpec | CNNSpec | RNNSpec | CRNNSpec | CharLMSpec) -> 
         dims = [spec.in_features, *spec.hidden, spec.num_classes]
     total += sum(2 * a * b for a, b in zip(dims[:-1], dims[1:]))
     return total
+
+
+def layers(spec: MLPSpec | CNNSpec | RNNSpec | CRNNSpec | CharLMSpec) -> list[Layer]:
+    """The convs and dense layers of an MLP or CNN, in order, with the shapes they see (``[]`` for
+    recurrent models, whose matmuls are not separate layers). Their ``flops`` add up to
+    :func:`forward_flops`: they are where every counted FLOP happens.
+
+        >>> from diptych.tasks import get_task
+        >>> [(l.name, l.in_shape, l.flops) for l in layers(get_task("mnist-cnn").model)][:2]
+        [('conv1', (1, 28, 28), 451584), ('conv2', (32, 14, 14), 7225344)]
+    """
+    if spec.kind not in ("mlp", "cnn"):
+        return []
+    out: list[Layer] = []
+    if spec.kind == "mlp":
+        shape = (spec.in_features,)
+    else:
+        shape = (spec.in_channels, *spec.input_shape())
+        for i, (c, size) in enumerate(zip(spec.convs, spec.conv_output_sizes()), start=1):
+            positions = 1
+            for n in size:
+                positions *= n
+            weight = (c.out_channels, shape[0]) + (c.kernel,) * spec.dims
+            flops = 2 * shape[0] * c.kernel**spec.dims * c.out_channels * positions
+            out.append(Layer(f"conv{i}", shape, weight, c.stride, c.padding, bool(out), flops))
+            shape = (c.out_channels, *(n // c.pool for n in size))
+        shape = (spec.flat_features(),)
+    dims = [shape[0], *spec.hidden, spec.num_classes]
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]), start=1):
+        out.append(Layer(f"fc{i}", (a,), (b, a), input_grad=bool(out), flops=2 * a * b))
+    return out
 
 
 def train_flops(spec: MLPSpec | CNNSpec | RNNSpec | CRNNSpec | CharLMSpec) -> int:

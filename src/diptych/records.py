@@ -174,6 +174,18 @@ def _profile_problem(prof) -> bool:
         or _missing(prof, ("steps", "step_ms"), ("dir",)) is not None
         or not isinstance(prof.get("top_ops"), list)
         or any(not isinstance(o, dict) or _missing(o, ("ms_per_step", "share"), ("name",)) for o in prof["top_ops"])
+        or (prof.get("kernels") is not None and _kernels_problem(prof["kernels"]))
+    )
+
+
+def _kernels_problem(kernels) -> bool:
+    """The layers timed alone: a batch, their summed ms (> 0) and a list of {name, ms, gflops}."""
+    return (
+        not isinstance(kernels, dict)
+        or _missing(kernels, ("batch", "ms")) is not None
+        or not kernels["ms"] > 0
+        or not isinstance(kernels.get("layers"), list)
+        or any(not isinstance(o, dict) or _missing(o, ("ms", "gflops"), ("name",)) for o in kernels["layers"])
     )
 
 

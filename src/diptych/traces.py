@@ -41,3 +41,20 @@ def top_by_self_time(
 def _close(stack: list, totals: dict, label: Callable[[dict], str]) -> None:
     _, e, child = stack.pop()
     totals[label(e)] += max(e["dur"] - child, 0.0)
+
+
+def best_ms(run: Callable[[int], None], seconds: float = 0.3, group: int = 8, windows: int = 3) -> float:
+    """Milliseconds per call of a kernel timed alone: ``run(n)`` makes ``n`` calls and waits for them to
+    finish (a device sync). After a warm-up group, each of ``windows`` windows repeats groups for at least
+    ``seconds / windows``; the best window wins, since noise only ever adds time."""
+    import time
+
+    run(group)  # warm-up: compile, allocate, wake threads
+    best = float("inf")
+    for _ in range(windows):
+        calls, t0 = 0, time.perf_counter()
+        while calls == 0 or time.perf_counter() - t0 < seconds / windows:
+            run(group)
+            calls += group
+        best = min(best, 1000 * (time.perf_counter() - t0) / calls)
+    return best

@@ -21,6 +21,10 @@ Method:
 5. **Profile** (``--profile``): after its first burst each twin traces a few steady steps with its
    profiler (:mod:`diptych.backends.torch.profile`, :mod:`diptych.backends.jax.profile`); the
    report puts their top operations side by side. Traces: ``OUT/profile/<contestant>/``.
+6. **MFU ceiling** (``--profile``, MLPs and CNNs): each twin also times every conv and dense layer's
+   forward + backward *alone*, at the step's batch, with its own kernels. A step can take no less
+   than their sum, so the step's FLOPs over that sum bound its MFU: the report gives the bound beside
+   the MFU reached, and the share of the step spent outside those kernels.
 """
 
 from __future__ import annotations
@@ -133,6 +137,8 @@ def burst(
         trainer.losses_to_numpy(pending)
     train_sps = steps * task.budget.batch_size / (time.perf_counter() - t1)
     profile = _profile_steps(backend.__name__, trainer, data, stream, profile_dir) if profile_dir else None
+    if profile:
+        profile["kernels"] = _kernels(backend.__name__, task, precision, world)
     augmenter = augmenter_for(task, data, seed) if augment is not None else None
     aug_sps = _augmented_rate(trainer, data, stream, augmenter, seconds, task.budget.batch_size) if augmenter else None
     head = dataclasses.replace(data, x_test=data.x_test[:1000], y_test=data.y_test[:1000])
@@ -197,6 +203,32 @@ def _profile_steps(package: str, trainer, data, stream, profile_dir: str) -> dic
         "step_ms": round(1000 * wall / PROFILE_STEPS, 3),
         "top_ops": profiler.top_ops(profile_dir, PROFILE_STEPS, wall),
     }
+
+
+def _kernels(package: str, task, precision: str, world) -> dict | None:
+    """Each conv and dense layer's forward + backward timed alone, at the step's batch (``None`` for
+    models without separate layers): ``{batch, ms, layers: [{name, ms, gflops}]}``. Their sum is the
+    least time a step could take with these kernels, so the step's FLOPs over it bound the MFU."""
+    import importlib
+
+    from diptych.flops import layers
+
+    ls = layers(task.model)
+    if not ls:
+        return None
+    profiler = importlib.import_module(f"{package}.profile")
+    batch = task.budget.batch_size
+    ms = profiler.kernel_ms(ls, batch, precision=precision, world=world)
+    rows = [
+        {
+            "name": layer.name,
+            "ms": round(ms[layer.name], 4),
+            # forward, the weight gradient, and the input gradient where training computes it
+            "gflops": layer.flops * (3 if layer.input_grad else 2) * batch / ms[layer.name] / 1e6,
+        }
+        for layer in ls
+    ]
+    return {"batch": batch, "ms": round(sum(ms.values()), 4), "layers": rows}
 
 
 def train_run(

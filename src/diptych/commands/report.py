@@ -29,6 +29,7 @@ COLUMNS = [  # (header, key, format)
     ("final accuracy", "final_accuracy", "{:.2%}"),
     ("achieved GFLOP/s", "achieved_gflops", "{:.1f}"),
     ("MFU", "mfu", "{:.1%}"),
+    ("MFU ceiling (its convs/matmuls alone)", "mfu_ceiling", "{:.1%}"),
     ("peak RSS (MB)", "run_peak_rss_mb", "{:,.0f}"),
 ]
 
@@ -203,6 +204,44 @@ def profile_tables(result: dict) -> list[tuple[str, dict[str, dict]]]:
     return list(groups.items())
 
 
+KERNELS_NOTE = (
+    "Forward + backward of each layer timed alone, at the step's batch, with the twin's own kernels (the "
+    "first layer computes no input gradient). A step can take no less than their sum, so the step's FLOPs "
+    "over it bound the MFU; what the step spends beyond it is pooling, activations, the loss, the optimizer, "
+    "the batch's transfer and, in JAX, the gradient all-reduce."
+)
+
+
+def kernel_table(result: dict, profs: dict[str, dict]) -> tuple[list[str], list[list[str]], list[str]] | None:
+    """The profiled contestants' conv and dense layers timed alone (``bench --profile``): headers, a row
+    per layer (ms and GFLOP/s for each contestant) and their sum, and a sentence per contestant on the
+    MFU bound they set. ``None`` when no contestant has them (recurrent models, older results)."""
+    ks = {n: p["kernels"] for n, p in profs.items() if p.get("kernels")}
+    if not ks:
+        return None
+    headers = ["layer", *(f"{n} {h}" for n in ks for h in ("ms", "GFLOP/s"))]
+    first = next(iter(ks.values()))["layers"]
+    rows = [
+        [
+            layer["name"],
+            *(c for k in ks.values() for c in (f"{k['layers'][i]['ms']:.3f}", f"{k['layers'][i]['gflops']:.0f}")),
+        ]
+        for i, layer in enumerate(first)
+    ]
+    rows.append(["all", *(c for k in ks.values() for c in (f"{k['ms']:.3f}", ""))])
+    pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
+    notes = []
+    for n in ks:
+        row = result["contestants"].get(n, {})
+        if "kernel_ms" in row:
+            notes.append(
+                f"{n}: these kernels alone take {row['kernel_ms']:.2f} ms of its {row['step_ms']:.2f} ms step "
+                f"(steady rate), so {row['outside_kernels']:.0%} of the step is spent outside them. "
+                f"MFU reached: {pct(row.get('mfu'))}; with nothing but these kernels: {pct(row.get('mfu_ceiling'))}."
+            )
+    return headers, rows, notes
+
+
 def _profile_md(result: dict) -> list[str]:
     md = []
     for group, profs in profile_tables(result):
@@ -216,6 +255,13 @@ def _profile_md(result: dict) -> list[str]:
             "",
         ]
         md += format_top_ops({n: p["top_ops"] for n, p in profs.items()})
+        kt = kernel_table(result, profs)
+        if kt:
+            headers, rows, notes = kt
+            md += ["", f"#### The convs and dense layers alone: {group}", "", KERNELS_NOTE, ""]
+            md += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+            md += ["| " + " | ".join(r) + " |" for r in rows]
+            md += [""] + [f"- {n}" for n in notes]
     if md:
         md = [
             "",
@@ -227,6 +273,23 @@ def _profile_md(result: dict) -> list[str]:
             "copies. Open the traces in Perfetto (ui.perfetto.dev) or TensorBoard.",
         ] + md
     return md
+
+
+def _kernel_html(result: dict, group: str, profs: dict[str, dict]) -> str:
+    kt = kernel_table(result, profs)
+    if not kt:
+        return ""
+    esc = html.escape
+    headers, rows, notes = kt
+    return (
+        f"<h4>The convs and dense layers alone: {esc(group)}</h4><p>{esc(KERNELS_NOTE)}</p><table><thead><tr>"
+        + "".join(f"<th>{esc(h)}</th>" for h in headers)
+        + "</tr></thead><tbody>"
+        + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
+        + "</tbody></table><ul>"
+        + "".join(f"<li>{esc(n)}</li>" for n in notes)
+        + "</ul>"
+    )
 
 
 def write_report(result: dict, out: str | Path) -> tuple[Path, Path]:
@@ -278,6 +341,7 @@ def write_report(result: dict, out: str | Path) -> tuple[Path, Path]:
             for i in range(min(12, max(len(p["top_ops"]) for p in profs.values())))
         )
         + "</tbody></table>"
+        + _kernel_html(result, group, profs)
         for group, profs in profile_tables(result)
     )
     page = f"""<!doctype html>

@@ -131,6 +131,13 @@ def summarize(task_name: str, bursts: dict[str, list[dict]], runs: dict[str, dic
         }
         row["achieved_gflops"] = row["train_sps_median"] * flops / 1e9
         row["mfu"] = row["achieved_gflops"] / peak if peak else None
+        kernels = next((b["profile"]["kernels"] for b in bs if (b.get("profile") or {}).get("kernels")), None)
+        if kernels:  # the step's conv/dense kernels alone (bench --profile): a bound on the MFU
+            step_ms = 1000 * kernels["batch"] / row["train_sps_median"]
+            row["kernel_ms"], row["step_ms"] = kernels["ms"], step_ms
+            row["outside_kernels"] = max(0.0, 1 - kernels["ms"] / step_ms)
+            ceiling = flops * kernels["batch"] / (kernels["ms"] / 1000) / 1e9
+            row["mfu_ceiling"] = ceiling / peak if peak else None
         if c in runs:
             ttt, epochs = time_to_target(runs[c], objective)
             row.update(

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from diptych.traces import top_by_self_time
+from diptych.traces import best_ms, top_by_self_time
 
 _TRACE = "torch.pt.trace.json"
 
@@ -48,3 +48,55 @@ def top_ops(trace_dir: str | Path, steps: int, wall_seconds: float, n: int = 15)
     events = json.loads((Path(trace_dir) / _TRACE).read_text())["traceEvents"]
     spans = [e for e in events if e.get("ph") == "X" and e.get("cat") in ("cpu_op", "user_annotation", "kernel")]
     return top_by_self_time(spans, _label, steps, wall_seconds, n)
+
+
+def _layer_module(layer) -> torch.nn.Module:
+    """One layer as the trainer builds it: ``nn.Linear``, or ``nn.Conv1d``/``nn.Conv2d`` (channels-last)."""
+    out_ch, in_ch, *k = layer.weight
+    if not k:
+        return torch.nn.Linear(in_ch, out_ch)
+    conv = torch.nn.Conv2d if len(k) == 2 else torch.nn.Conv1d
+    m = conv(in_ch, out_ch, k[0], stride=layer.stride, padding=layer.padding)
+    return m.to(memory_format=torch.channels_last) if len(k) == 2 else m
+
+
+def _time_layer(m: torch.nn.Module, x: torch.Tensor, dev: torch.device, bf16: bool) -> float:
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        g = torch.randn_like(m(x))  # the gradient arriving from above
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            m.zero_grad(set_to_none=True)  # as the trainer does: fresh gradient buffers each step
+            x.grad = None
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                y = m(x)
+            y.backward(g)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    return best_ms(run)
+
+
+def kernel_ms(layers: list, batch: int, *, precision: str = "fp32", world=None) -> dict[str, float]:
+    """Milliseconds of one training step's forward + backward of each layer *alone* (``{name: ms}``):
+    ``layers`` from :func:`diptych.flops.layers`, at ``batch`` samples, with the trainer's own choices
+    (``nn.Conv2d`` in channels-last memory, ``nn.Linear``, bf16 autocast). Everything else a step does
+    (pooling, ReLU, the loss, Adam, moving the batch) is left out: the bench's MFU ceiling divides by this.
+    ``world``: the run's :class:`~diptych.launch.World` (its ``device``); one process, as the bench runs.
+
+        >>> from diptych.flops import layers
+        >>> from diptych.tasks import get_task
+        >>> ms = kernel_ms(layers(get_task("mnist1d-mlp").model), 8)
+        >>> sorted(ms) == ["fc1", "fc2", "fc3"] and all(v > 0 for v in ms.values())
+        True
+    """
+    dev = torch.device(world.device if world is not None else "cpu")
+    out = {}
+    for layer in layers:
+        m = _layer_module(layer)
+        x = torch.randn(batch, *layer.in_shape)  # (B, C, H, W), (B, C, L) or (B, D)
+        if x.ndim == 4:  # NHWC, as the trainer runs its 2-D convs
+            x = x.contiguous(memory_format=torch.channels_last)
+        m, x = m.to(dev), x.to(dev).requires_grad_(layer.input_grad)
+        out[layer.name] = _time_layer(m, x, dev, precision == "bf16")
+    return out
