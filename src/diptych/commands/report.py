@@ -208,7 +208,8 @@ KERNELS_NOTE = (
     "Forward + backward of each layer timed alone, at the step's batch, with the twin's own kernels (the "
     "first layer computes no input gradient). A step can take no less than their sum, so the step's FLOPs "
     "over it bound the MFU; what the step spends beyond it is pooling, activations, the loss, the optimizer, "
-    "the batch's transfer and, in JAX, the gradient all-reduce."
+    "the batch's transfer and, in JAX, the gradient all-reduce. Both MFU columns divide by the float32 "
+    "matmul peak, the bf16 rows too, so a bf16 ceiling can pass 100%."
 )
 
 
