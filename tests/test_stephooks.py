@@ -89,4 +89,11 @@ def test_both_profilers_have_the_same_public_names():
             if not n.startswith("_") and getattr(v, "__module__", None) == module.__name__
         }
 
-    assert public("torch") == public("jax") == {"start", "stop", "top_ops"}
+    assert public("torch") == public("jax") == {"start", "stop", "top_ops", "kernel_ms"}
+    import inspect
+
+    signature = [
+        inspect.signature(importlib.import_module(f"diptych.backends.{fw}.profile").kernel_ms)
+        for fw in ("torch", "jax")
+    ]
+    assert signature[0] == signature[1], signature
