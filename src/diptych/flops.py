@@ -33,41 +33,38 @@ class Layer:
     flops: int = 0
 
 
-def _conv_flops(spec: CNNSpec) -> int:
-    """Per conv: 2 * C_in * k^dims * C_out * (number of output positions)."""
-    total, cin = 0, spec.in_channels
-    for c, out in zip(spec.convs, spec.conv_output_sizes()):
+def _conv_layers(spec: CNNSpec) -> list[Layer]:
+    """The convs of a CNN; each costs 2 * C_in * k^dims * C_out * (number of output positions)."""
+    out, shape = [], (spec.in_channels, *spec.input_shape())
+    for i, (c, size) in enumerate(zip(spec.convs, spec.conv_output_sizes()), start=1):
         positions = 1
-        for n in out:
+        for n in size:
             positions *= n
-        total += 2 * cin * c.kernel**spec.dims * c.out_channels * positions
-        cin = c.out_channels
-    return total
+        weight = (c.out_channels, shape[0]) + (c.kernel,) * spec.dims
+        flops = 2 * shape[0] * c.kernel**spec.dims * c.out_channels * positions
+        out.append(Layer(f"conv{i}", shape, weight, c.stride, c.padding, i > 1, flops))
+        shape = (c.out_channels, *(n // c.pool for n in size))
+    return out
 
 
 def forward_flops(spec: MLPSpec | CNNSpec | RNNSpec | CRNNSpec | CharLMSpec) -> int:
     """FLOPs of one forward pass for one sample (a language model's sample is one window of
     ``seq_len`` characters; the embedding is a lookup, 0 FLOPs)."""
-    total = 0
+    if spec.kind in ("mlp", "cnn"):
+        return sum(layer.flops for layer in layers(spec))
     if spec.kind == "charlm":  # per character: each layer's gates, then the H -> V readout
         g, h = GATES[spec.cell], spec.hidden
         per_char = sum(2 * g * h * ((spec.embed if k == 0 else h) + h) for k in range(spec.num_layers))
         return spec.seq_len * (per_char + 2 * h * spec.vocab)
     if spec.kind == "crnn":
-        return _conv_flops(spec.conv_spec()) + forward_flops(spec.rnn_spec())
-    if spec.kind == "rnn":  # per step, layer and direction: x @ W_ih and h @ W_hh
-        g, h, d = GATES[spec.cell], spec.hidden, len(spec.directions())
-        for layer in range(spec.num_layers):
-            fan_in = spec.input_size if layer == 0 else d * h
-            total += d * spec.seq_len * 2 * g * h * (fan_in + h)
-        dims = [d * h, spec.num_classes]
-    elif spec.kind == "cnn":
-        total += _conv_flops(spec)
-        dims = [spec.flat_features(), *spec.hidden, spec.num_classes]
-    else:
-        dims = [spec.in_features, *spec.hidden, spec.num_classes]
-    total += sum(2 * a * b for a, b in zip(dims[:-1], dims[1:]))
-    return total
+        return sum(layer.flops for layer in _conv_layers(spec.conv_spec())) + forward_flops(spec.rnn_spec())
+    # rnn: per step, layer and direction, x @ W_ih and h @ W_hh; then the H -> classes readout
+    g, h, d = GATES[spec.cell], spec.hidden, len(spec.directions())
+    total = 0
+    for layer in range(spec.num_layers):
+        fan_in = spec.input_size if layer == 0 else d * h
+        total += d * spec.seq_len * 2 * g * h * (fan_in + h)
+    return total + 2 * d * h * spec.num_classes
 
 
 def layers(spec: MLPSpec | CNNSpec | RNNSpec | CRNNSpec | CharLMSpec) -> list[Layer]:
@@ -81,21 +78,9 @@ def layers(spec: MLPSpec | CNNSpec | RNNSpec | CRNNSpec | CharLMSpec) -> list[La
     """
     if spec.kind not in ("mlp", "cnn"):
         return []
-    out: list[Layer] = []
-    if spec.kind == "mlp":
-        shape = (spec.in_features,)
-    else:
-        shape = (spec.in_channels, *spec.input_shape())
-        for i, (c, size) in enumerate(zip(spec.convs, spec.conv_output_sizes()), start=1):
-            positions = 1
-            for n in size:
-                positions *= n
-            weight = (c.out_channels, shape[0]) + (c.kernel,) * spec.dims
-            flops = 2 * shape[0] * c.kernel**spec.dims * c.out_channels * positions
-            out.append(Layer(f"conv{i}", shape, weight, c.stride, c.padding, bool(out), flops))
-            shape = (c.out_channels, *(n // c.pool for n in size))
-        shape = (spec.flat_features(),)
-    dims = [shape[0], *spec.hidden, spec.num_classes]
+    out = _conv_layers(spec) if spec.kind == "cnn" else []
+    width = spec.flat_features() if spec.kind == "cnn" else spec.in_features
+    dims = [width, *spec.hidden, spec.num_classes]
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]), start=1):
         out.append(Layer(f"fc{i}", (a,), (b, a), input_grad=bool(out), flops=2 * a * b))
     return out
