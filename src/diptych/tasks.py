@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 from diptych.errors import DiptychError
 from diptych.language import LanguageModelling
@@ -385,6 +386,15 @@ class AugmentSpec:
     time_masks: int = 2
     time_width: int = 6
 
+    modality: ClassVar[str] = "audio"
+
+    def augmenter(self, dataset, seed: int):
+        """The run's augmenter (:class:`diptych.data.augment.Augmenter`): draws each batch's parameters
+        from the train split's statistics; ``None`` for a dataset without them."""
+        from diptych.data.augment import Augmenter
+
+        return Augmenter(self, dataset.features, seed) if dataset.features else None
+
 
 IMAGE_OPS = {"shift": 2, "rotate": 10.0, "scale": 0.1, "erase": 0.5, "flip": 0.5, "mixup": 0.2, "cutmix": 1.0}
 DIGIT_DATASETS = ("mnist",)  # a mirrored 2, 3, 4, 5, 7 or 9 is no digit: flipping would teach wrong labels
@@ -412,8 +422,17 @@ class ImageAugmentSpec:
     mixup: float = 0.0
     cutmix: float = 0.0
 
+    modality: ClassVar[str] = "image"
+
     def active(self) -> bool:
         return any(getattr(self, k) for k in IMAGE_OPS)
+
+    def augmenter(self, dataset, seed: int):
+        """The run's augmenter (:class:`diptych.data.augment.ImageAugmenter`), ``None`` when no op is on.
+        Warps and erasing fill with the background: the smallest value (a blank pixel, standardized)."""
+        from diptych.data.augment import ImageAugmenter
+
+        return ImageAugmenter(self, float(dataset.x_train.min()), seed) if self.active() else None
 
     def describe(self) -> str:
         """The OPS string that gives this spec back, or ``none``."""
@@ -453,7 +472,7 @@ def choose_augment(task: "Task", value: str | None) -> "Task":
     """The task with ``--augment value`` applied (``None``: unchanged; ``default``: the task's own)."""
     if value is None or value == "default":
         return task
-    is_image = isinstance(task.augment, ImageAugmentSpec) or task.dataset in IMAGE_DATASETS
+    is_image = getattr(task.augment, "modality", None) == "image" or task.dataset in IMAGE_DATASETS
     if not is_image:
         if value == "none" and task.augment is None:
             return task

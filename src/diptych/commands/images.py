@@ -99,10 +99,10 @@ def augment_preview(
 
     from diptych.backends import load_backend
     from diptych.data.augment import augmenter_for
-    from diptych.tasks import ImageAugmentSpec, choose_augment
+    from diptych.tasks import choose_augment
 
     task = choose_augment(get_task(task_name), augment)
-    if not isinstance(task.augment, ImageAugmentSpec) or not task.augment.active():
+    if getattr(task.augment, "modality", None) != "image" or not task.augment.active():
         raise DiptychError(
             f"{task_name} has no image augmentation to show; pass --augment OPS, e.g. "
             f"--augment shift:2,rotate:10,erase:0.25"

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from diptych.tasks import AugmentSpec, ImageAugmentSpec
+from diptych.tasks import AugmentSpec
 
 SALT = 0x5EEC  # keeps these streams apart from the batch-order stream [seed, epoch]
 
@@ -162,9 +162,4 @@ class ImageAugmenter:
 
 def augmenter_for(task, dataset, seed: int):
     """The task's augmenter (audio or image), or ``None`` when the task augments nothing."""
-    if isinstance(task.augment, ImageAugmentSpec):
-        # The background: the smallest value (a blank pixel, standardized), what warps and erasing fill in.
-        return ImageAugmenter(task.augment, float(dataset.x_train.min()), seed) if task.augment.active() else None
-    if task.augment is None or not dataset.features:
-        return None
-    return Augmenter(task.augment, dataset.features, seed)
+    return task.augment.augmenter(dataset, seed) if task.augment is not None else None
