@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from diptych.tasks import AugmentSpec
-
 SALT = 0x5EEC  # keeps these streams apart from the batch-order stream [seed, epoch]
 
 
@@ -35,8 +33,10 @@ def _bands(rng: np.random.Generator, batch: int, count: int, max_width: int, siz
     return ((pos >= start) & (pos < start + width)).any(axis=1)
 
 
-def draw(spec: AugmentSpec, features: dict, x: np.ndarray, seed: int, epoch: int, step: int) -> dict[str, np.ndarray]:
-    """Parameters to augment the normalized log-mel batch ``x`` ``(B, M, T)`` (see the module docstring)."""
+def draw(spec, features: dict, x: np.ndarray, seed: int, epoch: int, step: int) -> dict[str, np.ndarray]:
+    """Parameters to augment the normalized log-mel batch ``x`` ``(B, M, T)`` (see the module docstring) as
+    the task's :class:`~diptych.tasks.AugmentSpec` ``spec`` says. (No import of :mod:`diptych.tasks` here:
+    the specs build their augmenters from this module.)"""
     rng = np.random.default_rng([seed, epoch, step, SALT])
     b, m, t = x.shape
     mean, std, silence = (np.asarray(features[k], np.float32)[:, None] for k in ("mean", "std", "silence"))
@@ -68,9 +68,9 @@ def draw(spec: AugmentSpec, features: dict, x: np.ndarray, seed: int, epoch: int
 
 
 class Augmenter:
-    """Binds a task's :class:`AugmentSpec`, the train-split statistics and the run's seed."""
+    """Binds a task's :class:`~diptych.tasks.AugmentSpec`, the train-split statistics and the run's seed."""
 
-    def __init__(self, spec: AugmentSpec, features: dict, seed: int):
+    def __init__(self, spec, features: dict, seed: int):
         self.spec, self.features, self.seed = spec, features, seed
 
     def __call__(self, x: np.ndarray, epoch: int, step: int) -> dict[str, np.ndarray]:
