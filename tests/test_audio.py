@@ -8,7 +8,7 @@ from diptych.data import audio, fsdd, load_dataset
 from diptych.data.audio import FrontEnd
 from diptych.data.augment import draw
 from diptych.errors import DataError, DiptychError
-from diptych.tasks import AugmentSpec
+from diptych.specs import AugmentSpec
 
 FE = FrontEnd()
 

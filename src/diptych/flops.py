@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from diptych.tasks import GATES, CharLMSpec, CNNSpec, CRNNSpec, MLPSpec, RNNSpec
+from diptych.specs import GATES, CharLMSpec, CNNSpec, CRNNSpec, MLPSpec, RNNSpec
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Tasks: frozen, framework-neutral specs of what to train and what counts as success.
 
-A :class:`Task` names a dataset, a model spec, an optimizer spec, a budget and an
-:class:`~diptych.objectives.Objective` (how it is scored and what counts as success).
-Backends read these specs and build their own idiomatic objects from them; nothing here
-imports torch or jax.
+A :class:`Task` names a dataset, a model spec and an augmentation spec (:mod:`diptych.specs`), an
+:class:`OptimizerSpec`, a :class:`Budget` and an :class:`~diptych.objectives.Objective` (how it is
+loaded, scored and judged). :data:`TASKS` is the registry; how its recipes were chosen is told in
+``docs/benchmarks-history.md``. Backends read these specs and build their own idiomatic objects from
+them; nothing here imports torch or jax.
 
     >>> from diptych.tasks import get_task
     >>> t = get_task("mnist-cnn")
@@ -15,318 +16,22 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
 
 from diptych.errors import DiptychError
 from diptych.language import LanguageModelling
 from diptych.objectives import Classification, FolderClassification, Objective
-
-# ----------------------------------------------------------------------------- models
-
-
-class _Spec:
-    """What every model spec answers besides its shapes."""
-
-    carries_state = False  # True: the model takes and returns a recurrent state across batches (TBPTT)
-
-    def sized_like(self, params: dict) -> "_Spec":
-        """This spec with any size that the weights decide filled in from ``params`` (a language
-        model's vocabulary); other specs come back unchanged."""
-        return self
-
-    def with_vocab(self, vocab: int) -> "_Spec":
-        """This spec for a vocabulary of ``vocab`` tokens (unchanged: the model reads no tokens)."""
-        return self
-
-
-@dataclass(frozen=True)
-class MLPSpec(_Spec):
-    """Flatten -> [Linear -> ReLU] * len(hidden) -> Linear.
-
-    Canonical parameter names: ``fc1.weight`` ``(hidden[0], in_features)``, ``fc1.bias``, ...
-    """
-
-    in_features: int
-    hidden: tuple[int, ...]
-    num_classes: int = 10
-    kind: str = "mlp"
-
-    def input_shape(self) -> tuple[int, ...]:
-        """Shape of one input sample (any shape with ``in_features`` elements works too)."""
-        return (self.in_features,)
-
-    def layer_sizes(self) -> list[tuple[int, int]]:
-        dims = [self.in_features, *self.hidden, self.num_classes]
-        return list(zip(dims[:-1], dims[1:]))
-
-    def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        return _fc_shapes([self.in_features, *self.hidden, self.num_classes])
-
-    def num_params(self) -> int:
-        return _count(self.param_shapes())
-
-    def describe(self) -> str:
-        return "MLP " + "-".join(str(d) for d in [self.in_features, *self.hidden, self.num_classes])
-
-
-@dataclass(frozen=True)
-class ConvSpec:
-    """One conv layer: Conv(out_channels, kernel, stride, padding) -> ReLU [-> MaxPool(pool)]."""
-
-    out_channels: int
-    kernel: int
-    stride: int = 1
-    padding: int = 0
-    pool: int = 1  # 1 means no pooling
-
-
-@dataclass(frozen=True)
-class CNNSpec(_Spec):
-    """A stack of convs (1-D or 2-D), flattened into an MLP head.
-
-    Input is ``(B, L)`` for ``dims=1`` or ``(B, H, W)`` for ``dims=2`` (one channel); ``in_size`` is
-    an int for a square (cubic) input or a tuple ``(H, W)`` for any other, e.g. a log-mel image.
-    Kernels, strides and pools stay square.
-    Canonical names: ``conv{i}.weight`` in PyTorch layout ``(O, I, kH, kW)`` / ``(O, I, k)``,
-    then ``fc{j}.weight`` ``(out, in)``, where ``fc1``'s input is flattened in PyTorch's
-    channel-major ``(C, H, W)`` order.
-    """
-
-    dims: int
-    in_size: int | tuple[int, ...]
-    convs: tuple[ConvSpec, ...]
-    hidden: tuple[int, ...] = ()
-    num_classes: int = 10
-    in_channels: int = 1
-    kind: str = "cnn"
-    sized_by_data: bool = False  # True: input size, channels and classes come from the data (own images)
-
-    def sized_like(self, params: dict) -> "CNNSpec":
-        """A data-sized CNN (``sized_by_data``) with its channels, classes and (square) input side read
-        from the weights: the smallest side whose features fit ``fc1``. Other CNNs come back unchanged."""
-        last = f"fc{len(self.hidden) + 1}.weight"
-        if not self.sized_by_data or "conv1.weight" not in params or last not in params or "fc1.weight" not in params:
-            return self
-        spec = dataclasses.replace(self, in_channels=params["conv1.weight"].shape[1], num_classes=params[last].shape[0])
-        flat = params["fc1.weight"].shape[1]
-        fits = (dataclasses.replace(spec, in_size=n) for n in range(1, 1025))
-        return next((s for s in fits if s.flat_features() == flat), spec)
-
-    def input_shape(self) -> tuple[int, ...]:
-        """``(L,)`` or ``(H, W)``: one sample, without the channel axis."""
-        return tuple(self.in_size) if isinstance(self.in_size, tuple) else (self.in_size,) * self.dims
-
-    def conv_output_sizes(self) -> list[tuple[int, ...]]:
-        """Spatial size after each conv (before its pool): ``out = (in + 2p - k) // s + 1`` per axis."""
-        sizes, size = [], self.input_shape()
-        for c in self.convs:
-            out = tuple((n + 2 * c.padding - c.kernel) // c.stride + 1 for n in size)
-            sizes.append(out)
-            size = tuple(n // c.pool for n in out)
-        return sizes
-
-    def feature_shape(self) -> tuple[int, ...]:
-        """Shape ``(C, *spatial)`` of the last conv block's output."""
-        if not self.convs:
-            return (self.in_channels,) + self.input_shape()
-        return (self.convs[-1].out_channels,) + tuple(n // self.convs[-1].pool for n in self.conv_output_sizes()[-1])
-
-    def flat_features(self) -> int:
-        n = 1
-        for d in self.feature_shape():
-            n *= d
-        return n
-
-    def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        shapes: dict[str, tuple[int, ...]] = {}
-        cin = self.in_channels
-        for i, c in enumerate(self.convs, start=1):
-            shapes[f"conv{i}.weight"] = (c.out_channels, cin) + (c.kernel,) * self.dims
-            shapes[f"conv{i}.bias"] = (c.out_channels,)
-            cin = c.out_channels
-        return shapes | _fc_shapes([self.flat_features(), *self.hidden, self.num_classes])
-
-    def num_params(self) -> int:
-        return _count(self.param_shapes())
-
-    def describe(self) -> str:
-        return f"CNN{self.dims}d {_describe_convs(self.convs)} fc{self.hidden + (self.num_classes,)}"
-
-
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # gate blocks per cell, in PyTorch's order: -, (i,f,g,o), (r,z,n)
-
-
-@dataclass(frozen=True)
-class RNNSpec(_Spec):
-    """Sequence classifier: the input ``(B, T * F)`` is read as ``T`` steps of ``F`` features, run
-    through stacked recurrent layers (Elman tanh RNN, LSTM or GRU, with PyTorch's maths and gate
-    order), and the last step's hidden state (both directions' if bidirectional) goes to a Linear.
-
-    Canonical names are PyTorch's ``nn.RNN/LSTM/GRU`` ones under ``rnn.``:
-    ``rnn.weight_ih_l{k}[_reverse]`` ``(G*H, in)``, ``rnn.weight_hh_l{k}`` ``(G*H, H)``,
-    ``rnn.bias_ih_l{k}``, ``rnn.bias_hh_l{k}`` ``(G*H,)``; then ``fc1`` ``(classes, D*H)``.
-    """
-
-    cell: str
-    input_size: int  # F: features per step
-    seq_len: int  # T: steps
-    hidden: int
-    num_layers: int = 1
-    bidirectional: bool = False
-    num_classes: int = 10
-    kind: str = "rnn"
-
-    def input_shape(self) -> tuple[int, ...]:
-        return (self.seq_len * self.input_size,)
-
-    def directions(self) -> tuple[str, ...]:
-        return ("", "_reverse") if self.bidirectional else ("",)
-
-    def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        shapes = _rnn_shapes(self.cell, self.input_size, self.hidden, self.num_layers, self.directions())
-        return shapes | _fc_shapes([len(self.directions()) * self.hidden, self.num_classes])
-
-    def num_params(self) -> int:
-        return _count(self.param_shapes())
-
-    def describe(self) -> str:
-        bi = "bi" if self.bidirectional else ""
-        return f"{bi}{self.cell.upper()} {self.num_layers}x{self.hidden} over {self.seq_len} steps of {self.input_size}"
-
-
-@dataclass(frozen=True)
-class CharLMSpec(_Spec):
-    """Character language model: ``Embedding(V, E)`` -> stacked unidirectional recurrent layers
-    -> ``Linear(H, V)`` at every step, giving next-character logits ``(B, T, V)``.
-
-    The vocabulary size ``V`` comes from the corpus, so the registry holds ``vocab=0`` and the
-    driver fills it in (:meth:`with_vocab`). ``seq_len`` is the truncated-BPTT window ``T``.
-    Canonical names: ``embed.weight`` ``(V, E)``, ``rnn.*`` as in :class:`RNNSpec`, ``fc1``.
-    """
-
-    cell: str
-    embed: int
-    hidden: int
-    num_layers: int = 1
-    seq_len: int = 64
-    vocab: int = 0
-    kind: str = "charlm"
-    carries_state = True
-
-    def with_vocab(self, vocab: int) -> "CharLMSpec":
-        return dataclasses.replace(self, vocab=vocab)
-
-    def sized_like(self, params: dict) -> "CharLMSpec":
-        return self.with_vocab(params["embed.weight"].shape[0]) if "embed.weight" in params else self
-
-    def input_shape(self) -> tuple[int, ...]:
-        return (self.seq_len,)  # token ids
-
-    def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        shapes = {"embed.weight": (self.vocab, self.embed)}
-        shapes |= _rnn_shapes(self.cell, self.embed, self.hidden, self.num_layers, ("",))
-        return shapes | _fc_shapes([self.hidden, self.vocab])
-
-    def num_params(self) -> int:
-        return _count(self.param_shapes())
-
-    def describe(self) -> str:
-        v = self.vocab or "V"
-        cell = f"{self.cell.upper()} {self.num_layers}x{self.hidden}"
-        return f"char {cell}, embed {self.embed}, vocab {v}, TBPTT {self.seq_len}"
-
-
-@dataclass(frozen=True)
-class CRNNSpec(_Spec):
-    """Conv front end + recurrent layers over time, for spectrograms ``(B, H=mel bands, W=frames)``.
-
-    The 2-D conv stack (as :class:`CNNSpec`) gives ``(B, C, H', W')``; each of the ``W'`` time steps
-    becomes one vector of ``C * H'`` features (channel-major, ``(C, H')`` flattened), read by the
-    recurrent layers as in :class:`RNNSpec`; the last step's state goes to ``fc1``. Canonical names:
-    ``conv{i}.*`` as in a CNN, then ``rnn.*`` and ``fc1.*`` as in an RNN.
-    """
-
-    in_size: tuple[int, int]
-    convs: tuple[ConvSpec, ...]
-    cell: str = "gru"
-    hidden: int = 64
-    num_layers: int = 1
-    bidirectional: bool = False
-    num_classes: int = 10
-    in_channels: int = 1
-    dims: int = 2
-    kind: str = "crnn"
-
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.in_size)
-
-    def conv_spec(self) -> CNNSpec:
-        return CNNSpec(dims=2, in_size=tuple(self.in_size), convs=self.convs, in_channels=self.in_channels)
-
-    def rnn_spec(self) -> RNNSpec:
-        c, h, w = self.conv_spec().feature_shape()
-        return RNNSpec(
-            self.cell,
-            input_size=c * h,
-            seq_len=w,
-            hidden=self.hidden,
-            num_layers=self.num_layers,
-            bidirectional=self.bidirectional,
-            num_classes=self.num_classes,
-        )
-
-    def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        convs = {k: v for k, v in self.conv_spec().param_shapes().items() if k.startswith("conv")}
-        return convs | self.rnn_spec().param_shapes()
-
-    def num_params(self) -> int:
-        return _count(self.param_shapes())
-
-    def describe(self) -> str:
-        return f"CRNN {_describe_convs(self.convs)} -> {self.rnn_spec().describe()}"
-
-
-ModelSpec = MLPSpec | CNNSpec | RNNSpec | CRNNSpec | CharLMSpec
-
-
-def _describe_convs(convs: tuple[ConvSpec, ...]) -> str:
-    return " ".join(f"conv{c.kernel}({c.out_channels})" + (f"/pool{c.pool}" if c.pool > 1 else "") for c in convs)
-
-
-def _rnn_shapes(
-    cell: str, input_size: int, hidden: int, num_layers: int, directions: tuple[str, ...]
-) -> dict[str, tuple[int, ...]]:
-    """PyTorch's ``nn.RNN/LSTM/GRU`` parameter shapes under ``rnn.``."""
-    g, h, d = GATES[cell], hidden, len(directions)
-    shapes: dict[str, tuple[int, ...]] = {}
-    for layer in range(num_layers):
-        fan_in = input_size if layer == 0 else d * h
-        for sfx in directions:
-            shapes[f"rnn.weight_ih_l{layer}{sfx}"] = (g * h, fan_in)
-            shapes[f"rnn.weight_hh_l{layer}{sfx}"] = (g * h, h)
-            shapes[f"rnn.bias_ih_l{layer}{sfx}"] = (g * h,)
-            shapes[f"rnn.bias_hh_l{layer}{sfx}"] = (g * h,)
-    return shapes
-
-
-def _fc_shapes(dims: list[int]) -> dict[str, tuple[int, ...]]:
-    """``fc1.weight`` ``(dims[1], dims[0])``, ``fc1.bias`` ``(dims[1],)``, ... for a chain of linear layers."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for i, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:]), start=1):
-        shapes[f"fc{i}.weight"] = (fan_out, fan_in)
-        shapes[f"fc{i}.bias"] = (fan_out,)
-    return shapes
-
-
-def _count(shapes: dict[str, tuple[int, ...]]) -> int:
-    total = 0
-    for shape in shapes.values():
-        n = 1
-        for d in shape:
-            n *= d
-        total += n
-    return total
-
+from diptych.specs import (
+    DIGIT_DATASETS,
+    AugmentSpec,
+    CharLMSpec,
+    CNNSpec,
+    ConvSpec,
+    CRNNSpec,
+    ImageAugmentSpec,
+    MLPSpec,
+    ModelSpec,
+    RNNSpec,
+)
 
 # ----------------------------------------------------------------------------- training
 
@@ -367,105 +72,6 @@ def training_steps(epochs: float, steps_per_epoch: int) -> tuple[int, int]:
     """
     total = max(1, round(epochs * steps_per_epoch))
     return total, -(-total // steps_per_epoch)
-
-
-@dataclass(frozen=True)
-class AugmentSpec:
-    """Audio augmentation of log-mel batches during training (see :mod:`diptych.data.augment`):
-    a frequency warp by a factor in ``1 +- warp`` (a different vocal tract length), a time shift of up
-    to ``max_shift`` frames, additive noise at an SNR drawn from ``snr_db`` (with
-    probability ``noise_prob``), and SpecAugment masks: ``freq_masks`` bands of up to ``freq_width``
-    mel bins and ``time_masks`` bands of up to ``time_width`` frames."""
-
-    warp: float = 0.0
-    max_shift: int = 8
-    snr_db: tuple[float, float] = (5.0, 30.0)
-    noise_prob: float = 0.5
-    freq_masks: int = 2
-    freq_width: int = 4
-    time_masks: int = 2
-    time_width: int = 6
-
-    modality: ClassVar[str] = "audio"
-
-    def augmenter(self, dataset, seed: int):
-        """The run's augmenter (:class:`diptych.data.augment.Augmenter`): draws each batch's parameters
-        from the train split's statistics; ``None`` for a dataset without them."""
-        from diptych.data.augment import Augmenter
-
-        return Augmenter(self, dataset.features, seed) if dataset.features else None
-
-
-IMAGE_OPS = {"shift": 2, "rotate": 10.0, "scale": 0.1, "erase": 0.5, "flip": 0.5, "mixup": 0.2, "cutmix": 1.0}
-DIGIT_DATASETS = ("mnist",)  # a mirrored 2, 3, 4, 5, 7 or 9 is no digit: flipping would teach wrong labels
-
-
-@dataclass(frozen=True)
-class ImageAugmentSpec:
-    """Image augmentation during training (see :mod:`diptych.data.augment`): a translation by up to
-    ``shift`` whole pixels, a rotation in ``+-rotate`` degrees and a scale in ``1 +- scale`` (one affine
-    warp), random erasing of a rectangle with probability ``erase``, a horizontal flip with probability
-    ``flip``, and mixup (``mixup``: the Beta(a, a) parameter) or cutmix (``cutmix``: likewise).
-
-    Written on the command line as ``--augment OPS``, a comma list of ``op[:strength]`` (strengths
-    default to :data:`IMAGE_OPS`):
-
-        >>> ImageAugmentSpec.parse("shift:2,rotate:10,erase").describe()
-        'shift:2,rotate:10,erase:0.5'
-    """
-
-    shift: int = 0
-    rotate: float = 0.0
-    scale: float = 0.0
-    erase: float = 0.0
-    flip: float = 0.0
-    mixup: float = 0.0
-    cutmix: float = 0.0
-
-    modality: ClassVar[str] = "image"
-
-    def active(self) -> bool:
-        return any(getattr(self, k) for k in IMAGE_OPS)
-
-    def augmenter(self, dataset, seed: int):
-        """The run's augmenter (:class:`diptych.data.augment.ImageAugmenter`), ``None`` when no op is on.
-        Warps and erasing fill with the background: the smallest value (a blank pixel, standardized)."""
-        from diptych.data.augment import ImageAugmenter
-
-        return ImageAugmenter(self, float(dataset.x_train.min()), seed) if self.active() else None
-
-    def describe(self) -> str:
-        """The OPS string that gives this spec back, or ``none``."""
-        parts = [f"{k}:{getattr(self, k):g}" for k in IMAGE_OPS if getattr(self, k)]
-        return ",".join(parts) or "none"
-
-    @classmethod
-    def parse(cls, ops: str) -> "ImageAugmentSpec":
-        fields: dict = {}
-        for part in filter(None, (p.strip() for p in ops.split(","))):
-            name, _, value = part.partition(":")
-            if name not in IMAGE_OPS:
-                raise DiptychError(
-                    f"--augment: unknown operation {name!r}; use none, default or a comma list "
-                    f"of {', '.join(IMAGE_OPS)} with optional strengths, e.g. shift:2,rotate:10"
-                )
-            try:
-                strength = float(value) if value else float(IMAGE_OPS[name])
-            except ValueError:
-                raise DiptychError(
-                    f"--augment: {part!r} needs a number after the colon, e.g. {name}:{IMAGE_OPS[name]}"
-                ) from None
-            limits = {"shift": 64, "rotate": 180, "scale": 0.9, "erase": 1, "flip": 1, "mixup": 100, "cutmix": 100}
-            if not 0 <= strength <= limits[name] or (name == "shift" and strength != int(strength)):
-                raise DiptychError(
-                    f"--augment: {part!r} is out of range; {name} takes "
-                    f"{'whole pixels ' if name == 'shift' else ''}from 0 to {limits[name]}"
-                )
-            fields[name] = int(strength) if name == "shift" else strength
-        spec = cls(**fields)
-        if spec.mixup and spec.cutmix:
-            raise DiptychError("--augment: choose mixup or cutmix, not both")
-        return spec
 
 
 def choose_augment(task: "Task", value: str | None) -> "Task":
@@ -605,12 +211,7 @@ TASKS: dict[str, Task] = {
             "MLP on MNIST digits",
             augment=ImageAugmentSpec(),
         ),
-        # Half an epoch is enough for 99% with small batches (938 Adam steps), a longer warm-up and label
-        # smoothing 0.1 (#18). At lr 4e-3, seeds 0/1/2/3: torch 99.12/99.03/99.00/99.06%, JAX 99.11/99.06/98.92%
-        # (seed 0, the default, through `diptych train`: torch 99.05%, JAX 99.11%); a mean of ~99.05%, so
-        # an unlucky seed lands just under 99%. Without smoothing half an epoch gave 98.60%; the previous
-        # recipe (a whole epoch, lr 3e-3, no smoothing) 99.19/99.02/99.16% for twice the samples; batch 64
-        # at 0.5-0.6 epochs 98.9-99.0%. Benchmarks time to 99% on this recipe (BENCHMARKS.md).
+        # Half an epoch of small batches, a long warm-up and label smoothing reach 99% (docs/benchmarks-history.md).
         Task(
             "mnist-cnn",
             "mnist",
@@ -621,9 +222,7 @@ TASKS: dict[str, Task] = {
             "CNN on MNIST digits",
             augment=ImageAugmentSpec(),
         ),
-        # The same CNN with shifts, small rotations and scaling, drawn anew each step: the recipe for 99.4%+
-        # (issue #13). Seed 0 on real MNIST: 99.51% after 15 epochs in both twins (torch 393 s, JAX 547 s on 2 cores;
-        # first at 99.4% in epoch 11 / 8).
+        # The same CNN with shifts, small rotations and scaling, drawn anew each step: the recipe for 99.4%+.
         Task(
             "mnist-cnn-aug",
             "mnist",

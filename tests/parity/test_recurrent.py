@@ -9,7 +9,8 @@ import pytest
 from diptych.backends import load_backend
 from diptych.objectives import Classification
 from diptych.parity import diff
-from diptych.tasks import Budget, OptimizerSpec, RNNSpec, Task
+from diptych.specs import RNNSpec
+from diptych.tasks import Budget, OptimizerSpec, Task
 
 T, J = load_backend("torch"), load_backend("jax")
 SPECS = [RNNSpec(cell, 1, 40, 16) for cell in ("rnn", "lstm", "gru")] + [

@@ -14,7 +14,8 @@ from diptych.data.audio import FrontEnd, feature_stats
 from diptych.data.augment import draw
 from diptych.objectives import Classification
 from diptych.parity import diff
-from diptych.tasks import AugmentSpec, Budget, CNNSpec, ConvSpec, OptimizerSpec, Task
+from diptych.specs import AugmentSpec, CNNSpec, ConvSpec
+from diptych.tasks import Budget, OptimizerSpec, Task
 
 T, J = load_backend("torch"), load_backend("jax")
 

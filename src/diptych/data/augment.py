@@ -35,7 +35,7 @@ def _bands(rng: np.random.Generator, batch: int, count: int, max_width: int, siz
 
 def draw(spec, features: dict, x: np.ndarray, seed: int, epoch: int, step: int) -> dict[str, np.ndarray]:
     """Parameters to augment the normalized log-mel batch ``x`` ``(B, M, T)`` (see the module docstring) as
-    the task's :class:`~diptych.tasks.AugmentSpec` ``spec`` says. (No import of :mod:`diptych.tasks` here:
+    the task's :class:`~diptych.specs.AugmentSpec` ``spec`` says. (No import of :mod:`diptych.specs` here:
     the specs build their augmenters from this module.)"""
     rng = np.random.default_rng([seed, epoch, step, SALT])
     b, m, t = x.shape
@@ -68,7 +68,7 @@ def draw(spec, features: dict, x: np.ndarray, seed: int, epoch: int, step: int) 
 
 
 class Augmenter:
-    """Binds a task's :class:`~diptych.tasks.AugmentSpec`, the train-split statistics and the run's seed."""
+    """Binds a task's :class:`~diptych.specs.AugmentSpec`, the train-split statistics and the run's seed."""
 
     def __init__(self, spec, features: dict, seed: int):
         self.spec, self.features, self.seed = spec, features, seed
@@ -151,7 +151,7 @@ def draw_image(spec, shape: tuple[int, ...], fill: float, seed: int, epoch: int,
 
 
 class ImageAugmenter:
-    """Binds a task's :class:`~diptych.tasks.ImageAugmentSpec`, the background value and the run's seed."""
+    """Binds a task's :class:`~diptych.specs.ImageAugmentSpec`, the background value and the run's seed."""
 
     def __init__(self, spec, fill: float, seed: int):
         self.spec, self.fill, self.seed = spec, fill, seed

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
-from diptych.tasks import CNNSpec, MLPSpec, RNNSpec
+from diptych.specs import CNNSpec, MLPSpec, RNNSpec
 from diptych.weights import atomic_path, check_weights
 
 
