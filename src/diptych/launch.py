@@ -181,24 +181,6 @@ def run_workers(argv: list[str], envs: list[dict[str, str]], out: str, poll: flo
         raise
 
 
-def launch_workers(framework: str, argv: list[str], nproc: int, port: int, out, batch_size: int) -> bool:
-    """``--nproc N`` in the launching process: re-run this very command (``argv``) in ``nproc`` local workers
-    with the twin's own engine, and return True; inside a worker (ours or a user's ``torchrun``) return
-    False, so the command trains."""
-    from diptych.backends import load_backend
-
-    dist = load_backend(framework).distributed
-    if dist.is_worker():
-        return False
-    if batch_size % nproc:  # say it once here, not once per worker
-        raise DiptychError(
-            f"--batch-size {batch_size} is not divisible by --nproc {nproc}: each worker takes an "
-            f"equal shard of the global batch; pick a multiple of {nproc}"
-        )
-    dist.launch(argv, nproc, port, str(out))
-    return True
-
-
 @contextlib.contextmanager
 def lost_peers_in_one_line(world: World, dist):
     """Inside a data-parallel run, a collective that fails because another worker died becomes one line

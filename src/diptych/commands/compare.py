@@ -13,7 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
+
+from diptych.commands.options import FRAMEWORKS_OPTION, TASK, training_options
 from diptych.errors import DiptychError
+from diptych.fsio import ensure_writable_dir
 from diptych.progress import table_console
 from diptych.records import read_json, write_json
 
@@ -36,6 +40,17 @@ def _cli_args(options: dict) -> list[str]:
             continue
         args += [flag] if value is True else [flag, str(value)]
     return args
+
+
+@click.command()
+@TASK
+@training_options
+@FRAMEWORKS_OPTION
+@click.option("--out", type=click.Path(file_okay=False), help="Folder (default runs/TASK/compare).")
+def compare(task, frameworks, out, as_json, no_progress, **kw):
+    """Train TASK in both twins on identical batches, one after the other; table + plot."""
+    out = ensure_writable_dir(out or f"runs/{task}/compare")
+    compare_frameworks(task, frameworks, out, kw, as_json=as_json, progress=not no_progress)
 
 
 def compare_frameworks(

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import click
+
 from diptych.backends import load_backend
 from diptych.errors import DiptychError
 from diptych.formats import file_format, read_any
 from diptych.inference import InferenceMeta
-from diptych.tasks import get_task
+from diptych.tasks import TASKS, get_task
 from diptych.weights import save_weights
 
 
@@ -34,3 +36,13 @@ def convert(src: str | Path, dst: str | Path, task: str | None = None) -> dict:
     else:
         load_backend("jax").weights.save_native(params, dst, spec)
     return {"source": str(src), "output": str(dst), "format": fmt, "model": spec.describe(), "tensors": len(params)}
+
+
+@click.command("convert")
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--task", type=click.Choice(list(TASKS)), help="Record this task in the output's metadata.")
+def convert_cmd(src, dst, task):
+    """Convert weights: SRC/DST are .safetensors (canonical), .pt (torch) or .msgpack (Flax NNX)."""
+    info = convert(src, dst, task)
+    click.echo(f"{info['source']} -> {info['output']} ({info['format']}, {info['model']}, {info['tensors']} tensors)")

@@ -12,14 +12,16 @@ huggingface-hub and netron with it, so it was not adopted.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import click
 import numpy as np
 
 from diptych.backends import load_backend
 from diptych.errors import DiptychError
 from diptych.formats import read_any
-from diptych.tasks import get_task
+from diptych.tasks import TASKS, get_task
 
 TOLERANCE = 1e-5
 HINT = "ONNX export needs onnx, onnxscript and onnxruntime: pip install 'diptych[onnx]'"
@@ -80,3 +82,41 @@ def export_task(task_name: str, weights: str | Path, out: str | Path, data_dir: 
         "max_abs_vs_torch": d_t,
         "max_abs_vs_jax": d_j,
     }
+
+
+@click.command("export")
+@click.argument("task", metavar="TASK")
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Weights of either twin: .safetensors, .pt or .msgpack.",
+)
+@click.option("--onnx", "onnx_out", type=click.Path(dir_okay=False), required=True, metavar="OUT.onnx")
+@click.option(
+    "--from",
+    "source",
+    type=click.Choice(["torch", "jax"]),
+    default="torch",
+    show_default=True,
+    help="Which twin is exported (jax: not available, see the README).",
+)
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files (test inputs).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def export(task, weights, onnx_out, source, data_dir, as_json):
+    """Export TASK's model to ONNX through the torch twin; verified with onnxruntime against both twins."""
+    if task not in TASKS:
+        raise DiptychError(f"unknown task {task!r}; see `diptych list`")
+    if source == "jax":
+        raise DiptychError(
+            "--from jax is not available: jax2onnx is not a dependency here; export through the "
+            "torch twin (the default), which loads weights from either twin"
+        )
+    info = export_task(task, weights, onnx_out, data_dir)
+    if as_json:
+        click.echo(json.dumps(info))
+    else:
+        click.echo(
+            f"{info['onnx']}: {task}, input {tuple(info['input_shape'])}; onnxruntime on {info['inputs']} test "
+            f"inputs: max abs {info['max_abs_vs_torch']:.1e} vs torch, {info['max_abs_vs_jax']:.1e} vs jax"
+        )

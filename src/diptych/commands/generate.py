@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import click
 import numpy as np
 
-from diptych.backends import load_backend
+from diptych.backends import FRAMEWORKS, load_backend
+from diptych.commands.options import SEED, finite
 from diptych.data.text import MAX_VOCAB, decode, encode
 from diptych.errors import DiptychError
 from diptych.inference import InferenceMeta
@@ -79,3 +81,23 @@ def generate(
         out.append(nxt)
         logits, state = trainer.predict_sequence(np.array([[nxt]], np.int32), state)  # (1, 1, V)
     return prompt + decode(out, vocab)
+
+
+@click.command("generate")
+@click.argument("task", type=click.Choice(LM_TASKS), metavar="TASK")
+@click.option("--weights", type=click.Path(dir_okay=False), required=True, help="weights.safetensors of either twin.")
+@click.option("--framework", type=click.Choice(FRAMEWORKS), default="torch", show_default=True, help="Which twin runs.")
+@click.option("--prompt", default="The ", show_default=True, help="Text to start from (characters the model knows).")
+@click.option("--length", type=click.IntRange(0, 10**6), default=200, show_default=True, help="Characters to add.")
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=0),
+    default=0.8,
+    show_default=True,
+    callback=finite,
+    help="0 = greedy; higher = more varied.",
+)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Sampling seed (the same in both twins).")
+def generate_cmd(task, weights, framework, prompt, length, temperature, seed):
+    """Sample text from a trained character language model (weights from either twin)."""
+    click.echo(generate(weights, framework, prompt, length, temperature, seed, task=task))

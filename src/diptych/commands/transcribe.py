@@ -9,11 +9,14 @@ official split of the recordings found as for training (``--data-dir``, ``$DIPTY
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import click
 import numpy as np
 
-from diptych.backends import load_backend
+from diptych.backends import FRAMEWORKS, load_backend
+from diptych.commands.options import TASK
 from diptych.data.audio import check_features, normalize, wav_features
 from diptych.data.datasets import AUDIO_DATASETS
 from diptych.data.fsdd import load_fsdd
@@ -60,3 +63,32 @@ def transcribe(
     return [
         {"file": str(Path(p)), "digit": int(pr.argmax()), "probability": float(pr.max())} for p, pr in zip(audio, probs)
     ]
+
+
+@click.command("transcribe")
+@TASK
+@click.argument("audio", nargs=-1, type=click.Path(), metavar="AUDIO.wav...")
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Weights from either twin (.safetensors from `diptych train` carry the feature statistics).",
+)
+@click.option(
+    "--framework", type=click.Choice(FRAMEWORKS), default="torch", show_default=True, help="Which twin runs the model."
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="FSDD recordings, only for .pt/.msgpack weights (to recompute the feature statistics).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON list instead of FILE<TAB>DIGIT<TAB>PROBABILITY lines."
+)
+def transcribe_cmd(task, audio, weights, framework, data_dir, as_json):
+    """Name the spoken digit in each AUDIO.wav: one line per file, FILE<TAB>DIGIT<TAB>PROBABILITY."""
+    results = transcribe(task, framework, weights, list(audio), data_dir)
+    if as_json:
+        click.echo(json.dumps(results))
+    for r in [] if as_json else results:
+        click.echo(f"{r['file']}\t{r['digit']}\t{r['probability']:.4f}")
