@@ -11,9 +11,9 @@ from html.parser import HTMLParser
 import pytest
 
 from conftest import run_cli
-from diptych.commands.bench import interleaved
-from diptych.commands.report import write_report
-from diptych.commands.summary import summarize
+from diptych.bench.contestants import interleaved
+from diptych.bench.report import write_report
+from diptych.bench.summary import summarize
 from diptych.flops import forward_flops, layers, train_flops
 from diptych.tasks import TASKS, fit_vocab
 

@@ -33,6 +33,17 @@ def file_format(path: Path) -> str:
         ) from None
 
 
+def read_tensors(path: str | Path) -> dict[str, np.ndarray]:
+    """The named tensors of a ``.safetensors`` file or a PyTorch ``state_dict`` (``.pt``/``.pth``), whatever model
+    they belong to (``diptych port`` reads a user's own model's weights this way)."""
+    path = Path(path)
+    if path.suffix in (".pt", ".pth"):
+        return load_backend("torch").weights.read_native(path)
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)[0]
+    raise DiptychError(f"{path}: expected .pt, .pth or .safetensors")
+
+
 def _specs():
     seen = []
     for task in TASKS.values():

@@ -14,10 +14,10 @@ The driver makes one :class:`StepHooks` per run and calls :meth:`StepHooks.after
 
 from __future__ import annotations
 
-import importlib
 import time
 from pathlib import Path
 
+from diptych.backends import load_backend
 from diptych.errors import DiptychError
 
 
@@ -51,9 +51,7 @@ class StepHooks:
                 f"--profile-steps {a}:{b} starts after the run's last step ({total}); choose steps within the run"
             )
         self.profile_dir = Path(workdir) / "profile"
-        self.profiler = (
-            importlib.import_module(f"diptych.backends.{config.framework}.profile") if self.profile_steps else None
-        )
+        self.profiler = load_backend(config.framework).profile if self.profile_steps else None
         self.profile: dict | None = None  # the record of the traced range, once it is finished
         self._mark = time.perf_counter()  # start of the training segment the clock has not counted yet
         self._loop: float | None = None  # the start time of the driver's step loop last seen

@@ -23,12 +23,12 @@ STUBS = {  # function -> the modules it lives in
     "train_and_evaluate": ("diptych.driver",),
     "evaluate_weights": ("diptych.driver",),
     "compare_frameworks": ("diptych.commands.compare",),
-    "run_bench": ("diptych.commands.bench",),
+    "run_bench": ("diptych.bench",),
     "transcribe": ("diptych.commands.transcribe",),
     "generate": ("diptych.commands.generate",),
     "run_parity": ("diptych.parity",),
     "convert": ("diptych.commands.convert",),
-    "rebuild": ("diptych.commands.report",),
+    "rebuild": ("diptych.bench",),
     "launch": ("diptych.backends.torch.distributed", "diptych.backends.jax.distributed"),
 }
 

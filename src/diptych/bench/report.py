@@ -12,7 +12,7 @@ import html
 import io
 from pathlib import Path
 
-from diptych.commands.summary import BASELINE, SEED_SUFFIX, summarize
+from diptych.bench.summary import BASELINE, SEED_SUFFIX, summarize
 from diptych.errors import DiptychError
 from diptych.fsio import atomic_write
 from diptych.records import read_json

@@ -9,6 +9,7 @@ import click
 import numpy as np
 
 from diptych.errors import DiptychError
+from diptych.formats import read_tensors
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -129,18 +130,6 @@ def _WEIGHTS():
     return nnx.Any(nnx.Param, nnx.BatchStat)
 
 
-def _read(path: Path) -> dict:
-    if path.suffix in (".pt", ".pth"):
-        from diptych.backends.torch.weights import read_native
-
-        return read_native(path)
-    if path.suffix == ".safetensors":
-        from diptych.weights import read_safetensors
-
-        return read_safetensors(path)[0]
-    raise DiptychError(f"{path}: expected .pt, .pth or .safetensors")
-
-
 @port.command("convert")
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))
@@ -186,7 +175,7 @@ def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_
         a, b = nnx.to_pure_dict(nnx.state(nm, _WEIGHTS())), nnx.to_pure_dict(nnx.state(back, _WEIGHTS()))
     else:
         try:
-            tm.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in _read(src).items()})
+            tm.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in read_tensors(src).items()})
         except RuntimeError as e:
             raise DiptychError(f"{src} does not fit {torch_factory}: {str(e).splitlines()[0]}") from None
         mapping = convert(tm, nm, inputs=inputs, jax_layout=jax_layout)
@@ -242,7 +231,7 @@ def port_export_cmd(torch_factory, out, shapes, dtype, vocab, weights, jax_facto
     tm = factory.load(torch_factory, "torch")
     if weights:
         try:
-            tm.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in _read(Path(weights)).items()})
+            tm.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in read_tensors(weights).items()})
         except RuntimeError as e:
             raise DiptychError(f"{weights} does not fit {torch_factory}: {str(e).splitlines()[0]}") from None
     tm.eval()
@@ -276,50 +265,3 @@ def port_export_cmd(torch_factory, out, shapes, dtype, vocab, weights, jax_facto
     finally:
         tmp.unlink(missing_ok=True)
     click.echo(f"{out}: verified with onnxruntime: " + ", ".join(f"max abs {d:.1e} vs {k}" for k, d in diffs.items()))
-
-
-@click.command("export")
-@click.argument("task", metavar="TASK")
-@click.option(
-    "--weights",
-    type=click.Path(dir_okay=False),
-    required=True,
-    help="Weights of either twin: .safetensors, .pt or .msgpack.",
-)
-@click.option("--onnx", "onnx_out", type=click.Path(dir_okay=False), required=True, metavar="OUT.onnx")
-@click.option(
-    "--from",
-    "source",
-    type=click.Choice(["torch", "jax"]),
-    default="torch",
-    show_default=True,
-    help="Which twin is exported (jax: not available, see the README).",
-)
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files (test inputs).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def export(task, weights, onnx_out, source, data_dir, as_json):
-    """Export TASK's model to ONNX through the torch twin; verified with onnxruntime against both twins."""
-    from diptych.commands.export import export_task
-    from diptych.tasks import TASKS
-
-    if task not in TASKS:
-        raise DiptychError(f"unknown task {task!r}; see `diptych list`")
-    if source == "jax":
-        raise DiptychError(
-            "--from jax is not available: jax2onnx is not a dependency here; export through the "
-            "torch twin (the default), which loads weights from either twin"
-        )
-    info = export_task(task, weights, onnx_out, data_dir)
-    if as_json:
-        click.echo(json.dumps(info))
-    else:
-        click.echo(
-            f"{info['onnx']}: {task}, input {tuple(info['input_shape'])}; onnxruntime on {info['inputs']} test "
-            f"inputs: max abs {info['max_abs_vs_torch']:.1e} vs torch, {info['max_abs_vs_jax']:.1e} vs jax"
-        )
-
-
-def register(cli: click.Group) -> None:
-    """Add ``diptych port ...`` and ``diptych export`` to the CLI."""
-    cli.add_command(port)
-    cli.add_command(export)
