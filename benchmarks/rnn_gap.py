@@ -53,17 +53,17 @@ def autodiff_call(self, x, reverse=False, carry=None):
     import jax
     import jax.numpy as jnp
 
-    from diptych.backends.jax import models
+    from diptych.backends.jax import ops
 
     xi = x @ self.w_ih[...] + self.b_ih[...]  # (B, T, 4H)
     w_hh, b_hh = self.w_hh[...], self.b_hh[...]
 
     def step(carry, xt):
-        h, c, _ = models._lstm_cell(xt + (carry[0] @ w_hh + b_hh), carry[1])
+        h, c, _ = ops._lstm_cell(xt + (carry[0] @ w_hh + b_hh), carry[1])
         return (h, c), h
 
     carry = self.initial_carry(x.shape[0], x.dtype) if carry is None else carry
-    carry, ys = jax.lax.scan(step, carry, jnp.swapaxes(xi, 0, 1), reverse=reverse, unroll=models.SCAN_UNROLL)
+    carry, ys = jax.lax.scan(step, carry, jnp.swapaxes(xi, 0, 1), reverse=reverse, unroll=ops.SCAN_UNROLL)
     return jnp.swapaxes(ys, 0, 1), carry
 
 
@@ -94,7 +94,7 @@ def make_trainer(framework: str, formulation: str | None, task):
     if formulation == "autodiff":
         backend.models.RecurrentLayer.__call__ = autodiff_call
     elif formulation == "unroll4":
-        backend.models.SCAN_UNROLL = 4
+        backend.ops.SCAN_UNROLL = 4
     world = backend.distributed.init("cpu", task.budget.batch_size)  # as the driver: one JAX device per core
     return backend.train.Trainer(task, 0, 10**6, world=world), world
 

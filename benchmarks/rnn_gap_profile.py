@@ -41,13 +41,13 @@ def jax_parts(task, formulation: str | None) -> dict[str, float]:
     import jax
     import jax.numpy as jnp
 
-    from diptych.backends.jax import models, train
+    from diptych.backends.jax import models, ops, train
 
-    old_call, old_unroll = models.RecurrentLayer.__call__, models.SCAN_UNROLL
+    old_call, old_unroll = models.RecurrentLayer.__call__, ops.SCAN_UNROLL
     if formulation == "autodiff":
         models.RecurrentLayer.__call__ = autodiff_call
     if formulation == "unrolled":
-        models.SCAN_UNROLL = task.model.seq_len
+        ops.SCAN_UNROLL = task.model.seq_len
     try:
         trainer = train.Trainer(task, 0, 10**6)  # one device: the decomposition of one core's work
         x, y = batches(task, 1)[0]
@@ -61,7 +61,7 @@ def jax_parts(task, formulation: str | None) -> dict[str, float]:
             "train step": cpu_ms(lambda: jnp.asarray(trainer.train_step(x, y)).block_until_ready()),
         }
     finally:
-        models.RecurrentLayer.__call__, models.SCAN_UNROLL = old_call, old_unroll
+        models.RecurrentLayer.__call__, ops.SCAN_UNROLL = old_call, old_unroll
     return out
 
 

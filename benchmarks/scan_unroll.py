@@ -29,9 +29,9 @@ def burst(task_name: str, variant: str, seconds: float) -> float:
 
     framework, _, unroll = variant.partition(":")
     if framework == "jax":
-        from diptych.backends.jax import models
+        from diptych.backends.jax import ops
 
-        models.SCAN_UNROLL = int(unroll or 1)
+        ops.SCAN_UNROLL = int(unroll or 1)
     task = get_task(task_name)
     task, data, _ = task.objective.load(task)
     batches = train_batches(data, task.budget.batch_size, seed=0)

@@ -76,7 +76,7 @@ def test_lstm_scan_gradient_is_autodiffs(reverse):
     import jax
     import jax.numpy as jnp
 
-    models = jax_b.models
+    ops = jax_b.ops
     jax.config.update("jax_default_matmul_precision", "float32")
     t, b, h = 5, 3, 4
     keys = jax.random.split(jax.random.key(0), 8)
@@ -86,7 +86,7 @@ def test_lstm_scan_gradient_is_autodiffs(reverse):
 
     def plain(xi, w_hh, b_hh, h0, c0):
         def step(carry, xt):
-            hh, c, _ = models._lstm_cell(xt + (carry[0] @ w_hh + b_hh), carry[1])
+            hh, c, _ = ops._lstm_cell(xt + (carry[0] @ w_hh + b_hh), carry[1])
             return (hh, c), hh
 
         (hh, c), ys = jax.lax.scan(step, (h0, c0), xi, reverse=reverse)
@@ -96,7 +96,7 @@ def test_lstm_scan_gradient_is_autodiffs(reverse):
         return sum(jnp.sum(out * wt) for out, wt in zip(scan(*args), weights))
 
     def fast(xi, w_hh, b_hh, h0, c0):  # as RecurrentLayer calls it: the recurrent bias folded into xi
-        return models.lstm_scan(xi + b_hh, w_hh, h0, c0, reverse)
+        return ops.lstm_scan(xi + b_hh, w_hh, h0, c0, reverse)
 
     args = (xi, w_hh, b_hh, h0, c0)
     # The same sums in another order (the bias added before the loop): equal to float32 rounding.

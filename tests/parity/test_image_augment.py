@@ -11,11 +11,13 @@ import torch
 
 from conftest import real_data_dir
 from diptych.backends.jax import augment as jax_aug
+from diptych.backends.jax import ops as jax_ops
 from diptych.backends.torch import augment as torch_aug
 from diptych.data import load_dataset
 from diptych.data.augment import draw_image
 from diptych.errors import DiptychError
-from diptych.tasks import ImageAugmentSpec, choose_augment, get_task
+from diptych.specs import ImageAugmentSpec
+from diptych.tasks import choose_augment, get_task
 
 jax.config.update("jax_default_matmul_precision", "float32")
 torch.backends.cudnn.allow_tf32 = False
@@ -80,7 +82,7 @@ def test_parity_catches_corner_aligned_pixels(mnist, monkeypatch):
     def corners(n):  # align_corners=True: the first and last pixel centres at -1 and 1
         return np.linspace(-1, 1, n, dtype=np.float32)
 
-    assert _mismatch(mnist, lambda m: m.setattr(jax_aug, "pixel_centres", corners), monkeypatch) > 0.1
+    assert _mismatch(mnist, lambda m: m.setattr(jax_ops, "pixel_centres", corners), monkeypatch) > 0.1
 
 
 def test_mixed_labels_give_the_same_loss_in_both_twins():

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
+
+from diptych.backends.jax.ops import affine_grid, grid_sample
 
 
 def shift_time(x: jax.Array, shift: jax.Array, fill: jax.Array) -> jax.Array:
@@ -36,50 +37,12 @@ def apply_audio(x: jax.Array, p: dict[str, jax.Array]) -> jax.Array:
     return x * p["keep"]  # SpecAugment: masked cells become 0, the training mean
 
 
-def pixel_centres(n: int) -> np.ndarray:
-    """Normalized coordinates of ``n`` pixel centres, ``(2k + 1) / n - 1`` (``align_corners=False``: the
-    image spans ``[-1, 1]`` edge to edge). A constant of the shape, computed bit for bit as torch's
-    ``F.affine_grid`` does: ``linspace(-1, 1, n)`` (from both ends, each value one fused multiply-add
-    from a float32 step) times ``n - 1``, divided by ``n``, so that both twins sample the same points."""
-    k = np.arange(n, dtype=np.float64)
-    step = np.float64(np.float32(2) / np.float32(max(n - 1, 1)))
-    line = np.where(k < n // 2, -1 + step * k, 1 - step * (n - 1 - k)).astype(np.float32)  # one rounding: FMA
-    return line * np.float32(n - 1) / np.float32(n)
-
-
-def affine_grid(theta: jax.Array, h: int, w: int) -> jax.Array:
-    """``(B, H, W, 2)`` source ``(x, y)`` of each output pixel: ``theta @ (u, v, 1)``, like ``F.affine_grid``."""
-    u, v = pixel_centres(w)[None, None, :], pixel_centres(h)[None, :, None]  # (1, 1, W), (1, H, 1)
-    t = theta[:, :, :, None, None]  # (B, 2, 3, 1, 1)
-    # The sum in bmm's order (u, v, then 1), so both twins round alike.
-    return jnp.stack([t[:, r, 0] * u + t[:, r, 1] * v + t[:, r, 2] for r in (0, 1)], axis=-1)  # (B, H, W, 2)
-
-
-def grid_sample(x: jax.Array, grid: jax.Array) -> jax.Array:
-    """Bilinear sampling of ``x`` ``(B, C, H, W)`` at ``grid`` ``(B, H', W', 2)``, zeros outside, as torch's
-    ``F.grid_sample(..., align_corners=False)``: normalized ``g`` is pixel ``((g + 1) n - 1) / 2``."""
-    b, c, h, w = x.shape
-    # Written as torch's CPU kernel writes it, so both twins round alike.
-    ix = (grid[..., 0] + 1) * (w / 2) - 0.5  # (B, H', W') source column
-    iy = (grid[..., 1] + 1) * (h / 2) - 0.5
-    x0, y0 = jnp.floor(ix), jnp.floor(iy)
-    fx, fy = ix - x0, iy - y0  # east and south weights; west and north are 1 minus them
-    flat = x.reshape(b, c, h * w)
-    out = 0.0
-    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):  # nw, ne, sw, se
-        cx, cy = x0 + dx, y0 + dy
-        weight = (fy if dy else 1 - fy) * (fx if dx else 1 - fx)  # (B, H', W') bilinear weight
-        inside = (cx >= 0) & (cx <= w - 1) & (cy >= 0) & (cy <= h - 1)
-        idx = (jnp.clip(cy, 0, h - 1) * w + jnp.clip(cx, 0, w - 1)).astype(jnp.int32).reshape(b, 1, -1)
-        corner = jnp.take_along_axis(flat, jnp.broadcast_to(idx, (b, c, idx.shape[-1])), axis=2)
-        out = out + corner.reshape(b, c, *ix.shape[1:]) * jnp.where(inside, weight, 0.0)[:, None]
-    return out  # (B, C, H', W')
-
-
 def warp(x: jax.Array, theta: jax.Array, fill: jax.Array) -> jax.Array:
     """Bilinear affine resampling of ``x`` ``(B, C, H, W)`` by ``theta`` ``(B, 2, 3)``; pixels from outside
     the image are ``fill`` ``(B, 1, 1, 1)``."""
-    return grid_sample(x - fill, affine_grid(theta, x.shape[2], x.shape[3])) + fill
+    grid = affine_grid(theta, x.shape[2], x.shape[3])  # (B, H, W, 2) source (x, y) in [-1, 1]
+    # grid_sample pads with zeros: warp the difference from the background, then add it back.
+    return grid_sample(x - fill, grid) + fill
 
 
 def apply_image(x: jax.Array, p: dict[str, jax.Array]) -> jax.Array:

@@ -1,4 +1,4 @@
-"""Flax NNX models for the neutral specs in :mod:`diptych.tasks`.
+"""Flax NNX models for the neutral specs in :mod:`diptych.specs`.
 
 Idiomatic JAX layout: channels-last inputs (``(B, H, W, 1)`` / ``(B, L, 1)``), kernels
 ``(kH, kW, I, O)``, dense kernels ``(in, out)``. :mod:`diptych.backends.jax.weights` does the
@@ -9,14 +9,13 @@ Kaiming-uniform with a=sqrt(5), i.e. variance scaling 1/3, fan-in, uniform), bia
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from diptych.backends.jax import ops
 from diptych.backends.jax.ops import max_pool
-from diptych.tasks import GATES, CharLMSpec, CNNSpec, CRNNSpec, MLPSpec, ModelSpec, RNNSpec
+from diptych.specs import GATES, CharLMSpec, CNNSpec, CRNNSpec, MLPSpec, ModelSpec, RNNSpec
 
 _kernel_init = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
@@ -111,76 +110,6 @@ class ConvNet(nnx.Module):
         return run_head(self, x.reshape(x.shape[0], -1))  # (B, H*W*C), channels-last (weights.py permutes fc1)
 
 
-# Time steps per iteration of the compiled scan loop (benchmarks/scan_unroll.py measures the choice).
-SCAN_UNROLL = 1
-
-
-def _lstm_cell(a: jax.Array, c: jax.Array):
-    """PyTorch's LSTM cell after the matmuls: pre-activations ``a`` ``(B, 4H)`` (gates i, f, g, o),
-    cell ``c`` ``(B, H)`` -> (``h``, ``c``, the four gate activations, each ``(B, H)``)."""
-    i, f, g, o = jnp.split(a, 4, axis=-1)
-    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
-    c = f * c + i * g
-    return o * jnp.tanh(c), c, (i, f, g, o)
-
-
-def _lstm_forward(xi, w_hh, h0, c0, reverse):
-    def step(carry, xt):  # xt (B, 4H)
-        h, c = carry
-        h, c, gates = _lstm_cell(xt + h @ w_hh, c)
-        return (h, c), (h, c, gates)
-
-    (h, c), (hs, cs, gates) = jax.lax.scan(step, (h0, c0), xi, reverse=reverse, unroll=SCAN_UNROLL)
-    return (hs, h, c), (w_hh, h0, c0, hs, cs, gates)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def lstm_scan(xi, w_hh, h0, c0, reverse=False):
-    """The LSTM recurrence over time-major input projections ``xi`` ``(T, B, 4H)`` (``x W_ih + b_ih + b_hh``:
-    both biases enter every step's sum unchanged, so they are added once, outside the loop)
-    from ``(h0, c0)`` ``(B, H)``: -> (``hs`` ``(T, B, H)``, last ``h``, last ``c``).
-
-    Its gradient is written out (``_lstm_backward``) instead of left to autodiff, for speed on
-    XLA:CPU (benchmarks/rnn_gap.py): the backward loop carries only ``dh @ W_hh^T``, and the
-    weight gradient ``dW_hh`` is one matmul over all steps after the loop, where autodiff
-    accumulates a small ``h^T @ da`` into it at every step; the forward loop saves four arrays
-    per step (h, c and the gates) where autodiff saved a dozen. Same maths as autodiff (checked
-    against it in tests/test_models.py), only summed in another order.
-    """
-    return _lstm_forward(xi, w_hh, h0, c0, reverse)[0]
-
-
-def _lstm_backward(reverse, res, cts):
-    w_hh, h0, c0, hs, cs, (i, f, g, o) = res
-    dhs, dh, dc = cts  # (T, B, H), (B, H), (B, H)
-    # The state each step started from: the previous step's (the next one's when reversed), or the initial one.
-    if reverse:
-        h_prev, c_prev = jnp.concatenate([hs[1:], h0[None]]), jnp.concatenate([cs[1:], c0[None]])
-    else:
-        h_prev, c_prev = jnp.concatenate([h0[None], hs[:-1]]), jnp.concatenate([c0[None], cs[:-1]])
-
-    def step(carry, inputs):
-        dh, dc = carry
-        dh_out, c, cp, i, f, g, o = inputs
-        dh = dh + dh_out
-        tc = jnp.tanh(c)
-        dc = dc + dh * o * (1 - tc * tc)
-        # d/d(pre-activation) of each gate: sigmoid' = s (1 - s), tanh' = 1 - t^2.
-        da = jnp.concatenate(
-            [dc * g * i * (1 - i), dc * cp * f * (1 - f), dc * i * (1 - g * g), dh * tc * o * (1 - o)], -1
-        )
-        return (da @ w_hh.T, dc * f), da  # (B, H), (B, H); da (B, 4H)
-
-    (dh0, dc0), da = jax.lax.scan(
-        step, (dh, dc), (dhs, cs, c_prev, i, f, g, o), reverse=not reverse, unroll=SCAN_UNROLL
-    )  # da (T, B, 4H)
-    dw_hh = jnp.einsum("tbh,tbg->hg", h_prev, da)  # all steps at once: (H, 4H)
-    return da, dw_hh, dh0, dc0  # d xi = d a: xi enters the sum as it is
-
-
-lstm_scan.defvjp(lambda xi, w_hh, h0, c0, reverse: _lstm_forward(xi, w_hh, h0, c0, reverse), _lstm_backward)
-
-
 class RecurrentLayer(nnx.Module):
     """One direction of one recurrent layer: PyTorch's maths and gate order, JAX layout.
 
@@ -189,7 +118,7 @@ class RecurrentLayer(nnx.Module):
     at once, the input projection ``x @ W_ih`` is one batched matmul outside the loop (on the
     time-major input, which is smaller than its projection to transpose); the ``lax.scan``
     carries only the recurrence ``h @ W_hh`` (one fused matmul for all gates). The LSTM's scan
-    has a hand-written gradient (:func:`lstm_scan`).
+    has a hand-written gradient (:func:`diptych.backends.jax.ops.lstm_scan`).
     Initialization as PyTorch: every tensor ``U(-1/sqrt(H), 1/sqrt(H))``.
     """
 
@@ -217,7 +146,7 @@ class RecurrentLayer(nnx.Module):
         w_hh, b_hh, cell = self.w_hh[...], self.b_hh[...], self.cell
         carry = self.initial_carry(x.shape[0], x.dtype) if carry is None else carry
         if cell == "lstm":
-            ys, h, c = lstm_scan(xi + b_hh, w_hh, *carry, reverse)  # ys (T, B, H)
+            ys, h, c = ops.lstm_scan(xi + b_hh, w_hh, *carry, reverse)  # ys (T, B, H)
             return jnp.swapaxes(ys, 0, 1), (h, c)
 
         def step(h, xt):  # xt (B, G*H)
@@ -232,7 +161,7 @@ class RecurrentLayer(nnx.Module):
             h = (1 - z) * n + z * h
             return h, h
 
-        carry, ys = jax.lax.scan(step, carry, xi, reverse=reverse, unroll=SCAN_UNROLL)  # ys (T, B, H)
+        carry, ys = jax.lax.scan(step, carry, xi, reverse=reverse, unroll=ops.SCAN_UNROLL)  # ys (T, B, H)
         return jnp.swapaxes(ys, 0, 1), carry
 
 

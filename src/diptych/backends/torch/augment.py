@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from diptych.backends.torch.ops import affine_grid, grid_sample
+
 
 def shift_time(x: torch.Tensor, shift: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
     """``out[b, :, t] = x[b, :, t - shift[b]]``, and ``fill`` ``(M, 1)`` where that is outside ``[0, T)``."""
@@ -36,9 +38,9 @@ def apply_audio(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
 def warp(x: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
     """Bilinear affine resampling of ``x`` ``(B, C, H, W)`` by ``theta`` ``(B, 2, 3)`` (PyTorch's
     ``align_corners=False`` convention); pixels from outside the image are ``fill`` ``(B, 1, 1, 1)``."""
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (B, H, W, 2) source (x, y) in [-1, 1]
+    grid = affine_grid(theta, x.shape[2], x.shape[3])  # (B, H, W, 2) source (x, y) in [-1, 1]
     # grid_sample pads with zeros: warp the difference from the background, then add it back.
-    return F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill
+    return grid_sample(x - fill, grid) + fill
 
 
 def apply_image(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""PyTorch models for the neutral specs in :mod:`diptych.tasks`.
+"""PyTorch models for the neutral specs in :mod:`diptych.specs`.
 
 Attribute names match the canonical weight names (``conv1``, ``fc1``, ...), so
 ``model.state_dict()`` *is* the canonical weights dict. Initialization is PyTorch's default
@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from diptych.backends.torch.ops import max_pool
-from diptych.tasks import CharLMSpec, CNNSpec, CRNNSpec, MLPSpec, ModelSpec, RNNSpec
+from diptych.specs import CharLMSpec, CNNSpec, CRNNSpec, MLPSpec, ModelSpec, RNNSpec
 
 
 def add_head(module: nn.Module, dims: list[int]) -> None:
