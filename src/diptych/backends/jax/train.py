@@ -160,6 +160,32 @@ def _eager(fn, **_):
     return fn
 
 
+# Jitted functions by (model spec, optimizer spec, total steps, precision, state placement, batch placement,
+# eager): a second Trainer of the same shape in one process (an evaluation, a resumed run, the tests) neither
+# retraces nor recompiles its step. The specs are frozen dataclasses, compared by value.
+_JITTED: dict[tuple, tuple] = {}
+
+
+def _jit(graphdef, optimizer: OptimizerSpec, total_steps: int, dt, state_at, batch_at, eager: bool) -> tuple:
+    """``(graphdef, tx, step, logits, grads)``: the optax transformation and the jitted pure functions."""
+    tx = make_optimizer(optimizer, total_steps)
+    jit = _eager if eager else jax.jit
+    smoothing = optimizer.label_smoothing  # the training loss only: scores stay unsmoothed
+    step = functools.partial(train_step, graphdef, tx, compute_dtype=dt, smoothing=smoothing)
+    if batch_at is None:
+        step = jit(step, donate_argnums=(0, 1))
+    else:  # (params, opt_state, x, y, carry, aug): the carry and the per-sample augmentation split by rows
+        step = jit(
+            step,
+            in_shardings=(state_at, state_at, batch_at, batch_at, batch_at, batch_at),
+            out_shardings=(state_at, state_at, state_at, batch_at),
+            donate_argnums=(0, 1),
+        )
+    logits = jit(functools.partial(logits_fn, graphdef, compute_dtype=dt))
+    grads = jit(functools.partial(grads_fn, graphdef, compute_dtype=dt))
+    return graphdef, tx, step, logits, grads
+
+
 # At most this many dispatched, unfinished steps on a mesh of several devices. Why: XLA:CPU (jaxlib 0.10.2)
 # deadlocks when many multi-device steps are in flight: with 2 CPU devices, 60-300 mnist-cnn or mnist-mlp
 # steps dispatched without a sync left one device's gradient all-reduce waiting for a partner that never
@@ -198,25 +224,14 @@ class Trainer:
         mesh = world.mesh if world is not None else None
         # Where the state lives (one device, or replicated over the mesh) and how a batch is split (None: not).
         self._state_at, self._batch_at = distributed.shardings(mesh) if mesh is not None else (self.device, None)
+        self.compute_dtype = {"fp32": None, "bf16": jnp.bfloat16}[precision]
+        # The jitted functions, shared by every Trainer of the same model, optimizer, precision and placement.
+        key = (task.model, task.optimizer, total_steps, precision, self._state_at, self._batch_at, compile is False)
+        if key not in _JITTED:
+            _JITTED[key] = _jit(self.graphdef, task.optimizer, total_steps, self.compute_dtype, *key[4:])
+        self.graphdef, self.tx, self._step, self._logits, self._grads = _JITTED[key]
         self.params = self._place(params)
-        self.tx = make_optimizer(task.optimizer, total_steps)
         self.opt_state = self._place(self.tx.init(params))
-        dt = self.compute_dtype = {"fp32": None, "bf16": jnp.bfloat16}[precision]
-        jit = _eager if compile is False else jax.jit
-        smoothing = task.optimizer.label_smoothing  # the training loss only: scores stay unsmoothed
-        step = functools.partial(train_step, self.graphdef, self.tx, compute_dtype=dt, smoothing=smoothing)
-        if self._batch_at is None:
-            self._step = jit(step, donate_argnums=(0, 1))
-        else:  # (params, opt_state, x, y, carry, aug): the carry and the per-sample augmentation split by rows
-            rep, rows = self._state_at, self._batch_at
-            self._step = jit(
-                step,
-                in_shardings=(rep, rep, rows, rows, rows, rows),
-                out_shardings=(rep, rep, rep, rows),
-                donate_argnums=(0, 1),
-            )
-        self._logits = jit(functools.partial(logits_fn, self.graphdef, compute_dtype=dt))
-        self._grads = jit(functools.partial(grads_fn, self.graphdef, compute_dtype=dt))
         # Language models carry their recurrent state from one batch to the next (truncated BPTT).
         self.stateful = task.model.carries_state
         self.state = None
