@@ -19,10 +19,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import json
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +38,13 @@ from diptych.inference import InferenceMeta
 from diptych.launch import lost_peers_in_one_line
 from diptych.observe import Observer
 from diptych.progress import TrainProgress
-from diptych.records import hardware, peak_rss_mb, runtime, source_record, versions, write_json
+from diptych.records import hardware, peak_rss_mb, read_json, runtime, source_record, versions, write_json
+from diptych.runstate import WEIGHTS, Checkpoints, RunState
 from diptych.stephooks import StepHooks
 from diptych.tasks import Task, choose_augment, get_task, training_steps
 from diptych.weights import check_weights, save_weights
 
-WEIGHTS = "weights.safetensors"
 SYNC_EVERY = 20  # fetch losses from the device every N steps (JAX dispatches asynchronously)
-CHECKPOINT_SECONDS = 90.0  # the default cadence of step-level checkpoints, in seconds of training
 
 
 @dataclass(frozen=True)
@@ -85,60 +82,21 @@ class RunConfig:
 
 
 @dataclass
-class RunState:
-    """What a run carries from epoch to epoch; the checkpoint saves and restores it as one unit."""
+class Run:
+    """One training run's parts, built once by :func:`train_and_evaluate` and handed to each epoch."""
 
-    epoch: int = 0  # epochs finished
-    step: int = 0  # steps finished in the epoch under way (0 at an epoch boundary)
-    epoch_losses: list[float] = field(default_factory=list)  # the global-batch losses of those steps
-    epoch_seconds: float = 0.0  # ... and their training time (the run's first step excluded)
-    history: list[dict] = field(default_factory=list)  # one record per epoch: loss, metrics, times
-    loss_curve: list[list[float]] = field(default_factory=list)  # [global step, mean loss since the last point]
-    wall_seconds: float = 0.0  # training and evaluation so far, compile included
-    compile_seconds: float | None = None  # the first step's time (tracing/compilation)
-    steady_samples: int = 0  # samples trained after the first step ...
-    steady_seconds: float = 0.0  # ... and the time they took: steady throughput
-    evals: list[dict] = field(default_factory=list)  # --eval-every points: step, train_seconds, eval_seconds, scores
-    train_clock: float = 0.0  # seconds spent training (compile included, evaluations excluded): see stephooks
-
-    def to_meta(self) -> dict:
-        return {
-            "epoch": self.epoch,
-            "step": self.step,
-            "epoch_losses": self.epoch_losses,
-            "epoch_seconds": self.epoch_seconds,
-            "epochs": self.history,
-            "loss_curve": self.loss_curve,
-            "wall_seconds": self.wall_seconds,
-            "compile_seconds": self.compile_seconds,
-            "steady_samples": self.steady_samples,
-            "steady_seconds": self.steady_seconds,
-            "evals": self.evals,
-            "train_clock": self.train_clock,
-        }
-
-    @classmethod
-    def from_meta(cls, meta: dict) -> RunState:
-        return cls(
-            meta["epoch"],
-            meta.get("step", 0),
-            meta.get("epoch_losses", []),
-            meta.get("epoch_seconds", 0.0),
-            meta["epochs"],
-            meta.get("loss_curve", []),
-            meta["wall_seconds"],
-            meta["compile_seconds"],
-            meta["steady_samples"],
-            meta["steady_seconds"],
-            _listed(meta.get("evals")),  # (absent from checkpoints before --eval-every)
-            float(meta["train_clock"]) if isinstance(meta.get("train_clock"), int | float) else 0.0,
-        )
-
-
-def _listed(points) -> list[dict]:
-    """A checkpoint's --eval-every points, or none when they are missing or malformed."""
-    ok = isinstance(points, list) and all(isinstance(p, dict) and "step" in p for p in points)
-    return points if ok else []
+    config: RunConfig
+    task: Task
+    trainer: object  # the twin's Trainer (diptych.contracts.Trainer)
+    feed: Feed  # this worker's shard of each global batch, from memory or a pack
+    world: object  # the data-parallel world (diptych.launch.World)
+    state: RunState  # what the checkpoints save: position, losses, history, timings
+    augment: object | None  # the task's augmenter (diptych.data.augment), or None
+    progress: TrainProgress
+    saver: Checkpoints
+    observer: Observer  # metrics.jsonl, TensorBoard
+    hooks: StepHooks  # --eval-every, --profile-steps
+    steps: int  # steps per epoch (this worker's shard of the batches)
 
 
 def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
@@ -196,11 +154,11 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     """Train ``config.task`` with ``config.framework``; write run.json, weights and checkpoints to ``workdir``.
 
     Every worker of a data-parallel run (or the one process) runs this on its shard of each global
-    batch and returns the same record; only the lead prints and writes files.
+    batch and returns the same record; only the lead prints and writes files. Resuming a run that
+    already finished its budget trains nothing and returns its record with ``already_complete``.
     """
     workdir, backend = ensure_writable_dir(workdir), load_backend(config.framework)  # before any work
-    ckpt_path = workdir / checkpoint.FILENAME
-    saved = _read_checkpoint(ckpt_path, config.task) if config.resume else None
+    saved = _read_checkpoint(workdir / checkpoint.FILENAME, config.task) if config.resume else None
     task, settings = resolve(config, saved and saved[2]["config"])
     objective = task.objective
     task, data, facts = objective.load(
@@ -211,39 +169,51 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     steps = batches.steps_per_epoch()
     total, epochs = training_steps(task.budget.epochs, steps)  # a fractional budget ends mid-epoch
     trainer = _make_trainer(backend, task, config, settings, world, total)
-    state = _start(trainer, config, saved, epochs, workdir / WEIGHTS)
-    augment = augmenter_for(task, data, settings["seed"])  # None unless the task augments
-    progress = _progress(config, world, task.name, epochs, steps, total, state)
+    state = _start(trainer, config, saved, settings, epochs, workdir)
+    complete = state.epoch >= epochs  # a resumed run that had finished: nothing to train
     meta = _inference_meta(task, config.framework, objective.inference_meta(data, facts))  # the weights file's
     feed = make_feed(data, batches, config.data_workers)  # from memory, or streamed from a pack
     t0 = time.perf_counter() - state.wall_seconds  # the run's clock; a resumed run continues its time
-    saver = Checkpoints(workdir, trainer, feed, meta, settings, config, world, steps, t0)
-    hooks = StepHooks(config, trainer, objective, data, facts, state, workdir, steps, total)  # stephooks
-    # observe.py: metrics.jsonl (and TensorBoard with --tensorboard) from the lead; the same points in both twins.
-    observer = Observer(
-        workdir,
+    run = Run(
+        config,
         task,
-        config.framework,
-        total,
-        tensorboard=config.tensorboard,
-        start_step=state.epoch * steps + state.step,
-        enabled=world.lead,
+        trainer,
+        feed,
+        world,
+        state,
+        augment=augmenter_for(task, data, settings["seed"]),  # None unless the task augments
+        progress=_progress(config, world, task.name, epochs, steps, total, state),
+        saver=Checkpoints(workdir, trainer, feed, meta, settings, config, world, steps, t0),
+        observer=Observer(  # observe.py: metrics.jsonl (and TensorBoard) from the lead; the same points in both twins
+            workdir,
+            task,
+            config.framework,
+            total,
+            tensorboard=config.tensorboard,
+            start_step=state.epoch * steps + state.step,
+            enabled=world.lead and not complete,
+        ),
+        hooks=StepHooks(config, trainer, objective, data, facts, state, workdir, steps, total),  # stephooks
+        steps=steps,
     )
-    with lost_peers_in_one_line(world, backend.distributed), progress, contextlib.closing(feed), observer:
+    with lost_peers_in_one_line(world, backend.distributed), run.progress, contextlib.closing(feed), run.observer:
         for epoch in range(state.epoch, epochs):
             stop = min(steps, total - epoch * steps)  # the last epoch of a fractional budget ends early
-            record = _train_epoch(trainer, feed, epoch, augment, world, state, progress, saver, observer, hooks, stop)
+            record = _train_epoch(run, epoch, stop)
             record |= objective.evaluate(trainer, data, facts)  # every worker: the same weights, the same scores
-            _end_epoch(state, record, saver.clock(), progress, objective, epochs)
-            observer.on_epoch(epoch * steps + stop, record)  # observe.py: test/<metric>, at the epoch's last step
-            saver.save(state, final=epoch + 1 == epochs)
-    run = _run_record(task, config, settings, data, facts, trainer, state, world, backend) | hooks.record()
-    if world.lead:
-        if not (workdir / WEIGHTS).exists():  # a run killed between its last checkpoint and its weights
-            save_weights(trainer.export_weights(), workdir / WEIGHTS, **meta)
-        write_json(workdir / "run.json", run)
+            _end_epoch(state, record, run.saver.clock(), run.progress, objective, epochs)
+            run.observer.on_epoch(epoch * steps + stop, record)  # observe.py: test/<metric>, at the epoch's last step
+            run.saver.save(state, final=epoch + 1 == epochs)
+    if complete and (workdir / "run.json").is_file():
+        record = read_json(workdir / "run.json")  # the finished run's own record, as it was written
+    else:
+        record = _run_record(task, config, settings, data, facts, trainer, state, world, backend) | run.hooks.record()
+        if world.lead:
+            if not (workdir / WEIGHTS).exists():  # a run killed between its last checkpoint and its weights
+                save_weights(trainer.export_weights(), workdir / WEIGHTS, **meta)
+            write_json(workdir / "run.json", record)
     world.close()
-    return run
+    return record | ({"already_complete": True, "world": world.record()} if complete else {})
 
 
 def _make_trainer(backend, task: Task, config: RunConfig, settings: dict, world, total_steps: int):
@@ -264,7 +234,7 @@ def _progress(
     config: RunConfig, world, label: str, epochs: int, steps: int, total: int, state: RunState
 ) -> TrainProgress:
     return TrainProgress(
-        enabled=config.progress and world.lead,
+        enabled=config.progress and world.lead and state.epoch < epochs,
         total=total,
         completed=state.epoch * steps + state.step,
         label=f"{label} [{config.framework}]",
@@ -278,106 +248,6 @@ def _inference_meta(task: Task, framework: str, extra: dict) -> dict:
     return meta.to_metadata()
 
 
-class Checkpoints:
-    """Where and when the lead writes checkpoints: after every epoch, and within an epoch every
-    ``checkpoint_every`` steps (or, by default, at the first loss sync after ``CHECKPOINT_SECONDS`` of
-    training). Only at loss syncs: the epoch's losses are then all on the host, and every worker of a
-    data-parallel run syncs at the same steps. ``keep`` > 1 keeps older ones beside the newest as
-    ``checkpoint-step<N>.safetensors`` (hard links: no copy)."""
-
-    def __init__(
-        self,
-        workdir: Path,
-        trainer,
-        feed: Feed,
-        meta: dict,
-        settings: dict,
-        config: RunConfig,
-        world,
-        steps: int,
-        t0: float,
-    ):
-        if config.checkpoint_every is not None and config.checkpoint_every < 0:
-            raise DiptychError(f"--checkpoint-every {config.checkpoint_every}: give a number of steps >= 0")
-        if config.keep < 1:
-            raise DiptychError(f"--keep {config.keep}: keep at least 1 checkpoint")
-        self.path, self.weights = workdir / checkpoint.FILENAME, workdir / WEIGHTS
-        self.trainer, self.feed, self.meta, self.settings, self.world = trainer, feed, meta, settings, world
-        self.every, self.keep, self.steps = config.checkpoint_every, config.keep, steps
-        # A language model's carried state is split over the workers of a data-parallel run: such a
-        # run checkpoints at epoch ends only, where no state is carried.
-        self.mid_epoch = self.every != 0 and not (getattr(trainer, "stateful", False) and world.size > 1)
-        self.t0, self.last = t0, time.perf_counter()  # the run's clock (resumed runs: shifted back), last save
-
-    def trainer_steps(self, state: RunState) -> int:
-        return state.epoch * self.steps + state.step
-
-    def clock(self) -> float:
-        return time.perf_counter() - self.t0
-
-    def sync_due(self, global_step: int) -> bool:
-        """Must the driver sync losses after ``global_step`` for a checkpoint? (The same on every worker.)"""
-        return bool(self.mid_epoch and self.every and global_step % self.every == 0)
-
-    def at_sync(self, state: RunState, global_step: int) -> None:
-        """At a loss sync within an epoch: checkpoint if one is due."""
-        if not self.mid_epoch:
-            return
-        due = global_step % self.every == 0 if self.every else time.perf_counter() - self.last >= CHECKPOINT_SECONDS
-        if due:
-            t = time.perf_counter()
-            state.wall_seconds = self.clock()
-            self.save(state)
-            self.t0 += time.perf_counter() - t  # writing a checkpoint is not training time
-
-    def save(self, state: RunState, final: bool = False) -> None:
-        """The lead's checkpoint of ``state``; after the last epoch the final weights *first*, so that
-        a checkpoint marked finished always has its weights beside it."""
-        self.last = time.perf_counter()
-        if not self.world.lead:
-            return
-        params = _finite_weights(self.trainer, state.epoch, self.path)
-        if final:
-            save_weights(params, self.weights, **self.meta)
-        if self.keep > 1 and self.path.exists():
-            self._keep_previous()
-        checkpoint.save(
-            self.path,
-            params,
-            self.trainer.export_opt_state(),
-            self.trainer.export_carry() if state.step else None,
-            task=self.meta["task"],
-            framework=self.meta["framework"],
-            config=self.settings,
-            global_step=self.trainer_steps(state),
-            data=self._data_state(),
-            **state.to_meta(),
-        )
-
-    def _data_state(self) -> dict | None:
-        """The streamed feed's position, Grain's iterator state included, for the record: a resume needs
-        only ``(epoch, step)``, which the feed continues from exactly (the order is a function of them)."""
-        state = self.feed.state() if hasattr(self.feed, "state") else None
-        try:
-            json.dumps(state)
-        except (TypeError, ValueError):
-            state = {k: v for k, v in state.items() if k != "grain"}
-        return state
-
-    def _keep_previous(self) -> None:
-        """Hard-link the current newest checkpoint under its step before it is replaced; drop the oldest."""
-        from safetensors import safe_open
-
-        with safe_open(self.path, framework="numpy") as f:
-            n = int(f.metadata().get("global_step", "0"))
-        target = self.path.with_name(f"checkpoint-step{n:09d}.safetensors")
-        if not target.exists():
-            os.link(self.path, target)
-        kept = sorted(self.path.parent.glob("checkpoint-step*.safetensors"))
-        for stale in kept[: max(0, len(kept) - (self.keep - 1))]:
-            stale.unlink(missing_ok=True)
-
-
 def _read_checkpoint(path: Path, task: str) -> tuple:
     """``(params, opt_state, meta)`` of the checkpoint to resume from."""
     if not path.exists():
@@ -385,8 +255,10 @@ def _read_checkpoint(path: Path, task: str) -> tuple:
     return checkpoint.load(path, task)
 
 
-def _start(trainer, config: RunConfig, saved: tuple | None, epochs: int, weights_path: Path) -> RunState:
-    """Load the checkpoint (or ``--init-from`` weights) into ``trainer``; the state to continue from."""
+def _start(trainer, config: RunConfig, saved: tuple | None, settings: dict, epochs: int, workdir: Path) -> RunState:
+    """Load the checkpoint (or ``--init-from`` weights) into ``trainer``; the state to continue from.
+    A checkpoint that finished its budget is complete when asked again with the same settings (a requeued
+    job), and continues when asked for more epochs."""
     if saved is not None and config.init_from:
         raise DiptychError(
             "--init-from and --resume conflict: a resumed run continues from its checkpoint; "
@@ -399,45 +271,46 @@ def _start(trainer, config: RunConfig, saved: tuple | None, epochs: int, weights
         return RunState()
     params, opt_state, meta = saved
     state = RunState.from_meta(meta)
-    if state.epoch >= epochs and weights_path.exists():
-        raise DiptychError(
-            f"the checkpoint already finished {state.epoch} epochs; pass a larger --epochs to train further"
-        )
+    if state.epoch >= epochs and (workdir / WEIGHTS).exists():
+        _check_finished(meta["config"], settings, state.epoch, workdir)
     trainer.load_weights(params, "checkpoint")
     trainer.load_opt_state(opt_state)
     trainer.load_carry(meta["carry"])  # a language model stopped mid-epoch: the state its next window continues
     return state
 
 
-def _train_epoch(
-    trainer,
-    feed: Feed,
-    epoch: int,
-    augment,
-    world,
-    state: RunState,
-    progress: TrainProgress,
-    saver: Checkpoints,
-    observer: Observer,
-    hooks: StepHooks | None = None,
-    stop: int | None = None,
-) -> dict:
-    """This worker's shard of the epoch's batches, from ``state.step`` on (0, or where a checkpoint
-    stopped) up to ``stop`` (default: the epoch's end); updates ``state``'s position, losses, curve and
-    timing, and checkpoints when due."""
-    steps, batch = feed.batches.steps_per_epoch(), feed.batches.batch_size
-    last = (stop or steps) - 1  # the epoch's last step here
+def _check_finished(saved: dict, settings: dict, finished: int, workdir: Path) -> None:
+    """A finished run resumed with other settings would train nothing: say which setting differs."""
+    if settings["epochs"] != saved.get("epochs"):
+        raise DiptychError(
+            f"the run in {workdir} already finished {finished} epochs (--epochs {saved.get('epochs')}); "
+            f"pass a larger --epochs to train further"
+        )
+    changed = sorted(k for k in settings if k in saved and settings[k] != saved[k])
+    if changed:
+        given = ", ".join(f"--{k.replace('_', '-')} {settings[k]} (the run used {saved[k]})" for k in changed)
+        raise DiptychError(
+            f"the run in {workdir} is complete; {given} would not change it: start a new run with another --out"
+        )
+
+
+def _train_epoch(run: Run, epoch: int, stop: int) -> dict:
+    """This worker's shard of the epoch's batches, from ``run.state.step`` on (0, or where a checkpoint
+    stopped) up to ``stop``; updates the state's position, losses, curve and timing, and checkpoints when due."""
+    trainer, state, saver, world = run.trainer, run.state, run.saver, run.world
+    batch, last = run.feed.batches.batch_size, stop - 1  # the epoch's last step here
     if state.step == 0:  # a fresh epoch; a resumed one keeps its losses and, mid-epoch, its carried state
         state.epoch_losses, state.epoch_seconds = [], 0.0
         trainer.reset_state()  # language models: each epoch's streams start from a zero state
     t_sync, pending = time.perf_counter(), []
     t_loop = t_sync  # stephooks: the training clock's segment starts here
-    batches = itertools.islice(feed.epoch(epoch, state.step), last + 1 - state.step)
+    batches = itertools.islice(run.feed.epoch(epoch, state.step), last + 1 - state.step)
     for step, (x, y) in enumerate(batches, state.step):  # (B, ...) float32, (B,) int32
         t0 = time.perf_counter()
-        pending.append(trainer.train_step(x, y, augment(x, epoch, step) if augment else None))  # aug on device
+        aug = run.augment(x, epoch, step) if run.augment else None  # drawn in numpy, applied on device
+        pending.append(trainer.train_step(x, y, aug))
         first = state.compile_seconds is None  # the first step of the run pays for tracing/compilation
-        done = epoch * steps + step + 1  # global steps done
+        done = epoch * run.steps + step + 1  # global steps done
         if first or len(pending) >= SYNC_EVERY or step == last or saver.sync_due(done):
             losses = world.mean(trainer.losses_to_numpy(pending))  # global-batch losses
             now = time.perf_counter()
@@ -449,16 +322,16 @@ def _train_epoch(
                 state.loss_curve.append([done, float(np.mean(losses))])
             state.epoch_losses.extend(float(v) for v in losses)
             state.step, pending = step + 1, []
-            _check_finite(state.epoch_losses, epoch, steps, saver.path)
+            _check_finite(state.epoch_losses, epoch, run.steps, saver.path)
             rate = len(losses) * batch / max(now - t_sync, 1e-9)  # samples/s since the last sync
-            progress.update(done, loss=float(np.mean(state.epoch_losses[-SYNC_EVERY:])), rate=rate, epoch=epoch + 1)
-            observer.on_losses(done, state.epoch_losses, rate)  # observe.py: train/loss, lr, samples/s
+            loss = float(np.mean(state.epoch_losses[-SYNC_EVERY:]))
+            run.progress.update(done, loss=loss, rate=rate, epoch=epoch + 1)
+            run.observer.on_losses(done, state.epoch_losses, rate)  # observe.py: train/loss, lr, samples/s
             if step < last:
                 saver.at_sync(state, done)
             t_sync = time.perf_counter()
-        if hooks is not None:  # --eval-every, --profile-steps; their own time stays out of the steady time
-            hooks.after_step(done, pending, t_loop)
-            t_sync += hooks.take_paused()
+        run.hooks.after_step(done, pending, t_loop)  # --eval-every, --profile-steps: their time is not steady time
+        t_sync += run.hooks.take_paused()
     record = {
         "epoch": epoch + 1,
         "train_loss": float(np.mean(state.epoch_losses)),
@@ -467,20 +340,6 @@ def _train_epoch(
     state.steady_seconds += state.epoch_seconds
     state.step, state.epoch_losses, state.epoch_seconds = 0, [], 0.0  # at the boundary: nothing under way
     return record
-
-
-def _finite_weights(trainer, epoch: int, ckpt_path: Path) -> dict[str, np.ndarray]:
-    """The weights to checkpoint after ``epoch`` (counted from 1), refusing non-finite ones: the last
-    checkpoint must stay a good one."""
-    params = trainer.export_weights()
-    bad = next((k for k, v in params.items() if not np.isfinite(v).all()), None)
-    if bad is not None:
-        kept = f"the last good checkpoint {ckpt_path} is kept" if ckpt_path.exists() else "no checkpoint was written"
-        raise NonFiniteLossError(
-            f"weights became non-finite ({bad}) in epoch {epoch + 1}; training stopped "
-            f"and {kept}; lower --lr and try again"
-        )
-    return params
 
 
 def _end_epoch(state: RunState, record: dict, wall: float, progress: TrainProgress, objective, epochs: int) -> None:
