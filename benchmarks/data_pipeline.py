@@ -4,7 +4,7 @@ trained from it with bounded memory, in one process and in two data-parallel wor
 1. **Pack.** MNIST's 60,000 training images, repeated with seeded random shifts of up to 2 pixels
    (filled with the standardized black), until the pack holds about ``--size-gb`` on disk (float32
    records, 3,140 bytes each: 4 GB is about 1.3 million examples); the test split is MNIST's own.
-   Written with :class:`diptych.data.packed.PackWriter` a chunk at a time (never whole in memory).
+   Written with :class:`diptych.data.packing.PackWriter` a chunk at a time (never whole in memory).
 2. **Loader alone.** Samples/s of :class:`~diptych.data.stream.GrainFeed` over the whole pack
    (mnist-cnn's batch, a random global permutation: every batch reads records from all over the 4 GB)
    with 0, 1 and 2 background workers, after the workers have started; and 2 data-parallel readers
@@ -40,7 +40,8 @@ import numpy as np
 import psutil
 
 from diptych.data import Batches, load_dataset
-from diptych.data.packed import MANIFEST, PackWriter, open_pack, record_dtype
+from diptych.data.packed import MANIFEST, open_pack, record_dtype
+from diptych.data.packing import PackWriter
 from diptych.data.stream import GrainFeed
 from diptych.tasks import get_task
 

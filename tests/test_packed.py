@@ -17,7 +17,8 @@ from conftest import assert_one_line_error, cli_in_process
 from diptych.commands.data import pack
 from diptych.data import Batches, Dataset, load_dataset
 from diptych.data.feed import MemoryFeed, make_feed
-from diptych.data.packed import MANIFEST, RecordArray, is_packed, pack_dataset, sha256_file, shard_name
+from diptych.data.packed import MANIFEST, RecordArray, is_packed, sha256_file, shard_name
+from diptych.data.packing import pack_dataset
 from diptych.data.stream import GrainFeed
 
 

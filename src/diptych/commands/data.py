@@ -30,7 +30,7 @@ def pack(
     """Load dataset ``name`` as training would (a built-in one, ``folder``: your images at ``data_dir``)
     and write it to a pack at ``out``; the manifest."""
     from diptych.data.datasets import DATASETS, default_split, load_dataset
-    from diptych.data.packed import check_out, pack_dataset
+    from diptych.data.packing import check_out, pack_dataset
 
     out = Path(out)
     check_out(out)  # refuse a taken --out before loading anything

@@ -33,13 +33,8 @@ numpy and ``array_record`` only: no torch, no JAX.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import math
-import os
-import shutil
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +43,6 @@ import numpy as np
 
 from diptych.data.base import Dataset
 from diptych.errors import DataError, DiptychError
-from diptych.fsio import TEMP_PREFIX, atomic_write, write_error
 
 FORMAT = "diptych-pack/1"
 MANIFEST = "manifest.json"
@@ -79,176 +73,6 @@ def sha256_file(path: Path, chunk: int = 8 * 2**20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-# ----------------------------------------------------------------------------- writing
-
-
-class PackWriter:
-    """Write a pack row by row (the rows of each split in order), into a temporary folder that
-    :meth:`finish` renames onto ``out``. Used by :func:`pack` and by the scale benchmark, which streams
-    more rows than fit in memory.
-
-    >>> import tempfile
-    >>> out = Path(tempfile.mkdtemp()) / "p"
-    >>> w = PackWriter(out, "toy", {"train": 6, "test": 2}, np.zeros((3,), np.float32), np.int32(0), shards=2)
-    >>> w.add("train", np.ones((6, 3), np.float32), np.arange(6, dtype=np.int32))
-    >>> w.add("test", np.ones((2, 3), np.float32), np.zeros(2, np.int32))
-    >>> [s["count"] for s in w.finish({"num_classes": 6})["splits"]["train"]["shards"]]
-    [3, 3]
-    """
-
-    def __init__(self, out, dataset: str, counts: dict[str, int], x_like, y_like, shards: int | None = None):
-        from array_record.python.array_record_module import ArrayRecordWriter
-
-        self._writer_cls = ArrayRecordWriter
-        self.out, self.dataset, self.counts = Path(out), dataset, counts
-        x_like, y_like = np.asarray(x_like), np.asarray(y_like)
-        self.fields = {k: {"dtype": v.dtype.name, "shape": list(v.shape)} for k, v in zip("xy", (x_like, y_like))}
-        self.rec = record_dtype(self.fields)
-        if shards is None:
-            shards = max(1, math.ceil(counts["train"] * self.rec.itemsize / SHARD_BYTES))
-        if shards < 1 or shards > counts["train"]:
-            raise DiptychError(f"--shards {shards}: choose 1 to {counts['train']} (the training rows)")
-        self.shards = {"train": shards, "test": max(1, math.ceil(counts["test"] * self.rec.itemsize / SHARD_BYTES))}
-        self.tmp = make_temp_dir(self.out)
-        self._written = {s: 0 for s in counts}
-        self._writer, self._current = None, None  # (split, shard index)
-        self._done: dict[str, list[dict]] = {s: [] for s in counts}
-        self.min = math.inf
-
-    def _bounds(self, split: str) -> np.ndarray:
-        """Row where each shard of ``split`` starts (contiguous, near-equal shards), and the end."""
-        n, k = self.counts[split], self.shards[split]
-        return np.array([i * n // k for i in range(k + 1)])
-
-    def add(self, split: str, x: np.ndarray, y: np.ndarray) -> None:
-        """Append rows ``x`` ``(B, *x_shape)`` and labels ``y`` ``(B, *y_shape)`` to ``split``."""
-        rows = np.empty(len(x), self.rec)
-        rows["x"], rows["y"] = x, y  # casts to the pack's dtypes (the loader's)
-        if split == "train" and len(x):
-            self.min = min(self.min, float(np.min(x)))
-        bounds, start = self._bounds(split), self._written[split]
-        if start + len(rows) > self.counts[split]:
-            raise DiptychError(f"pack: more {split} rows than the {self.counts[split]} announced")
-        raw = rows.tobytes()
-        size = self.rec.itemsize
-        for j in range(len(rows)):
-            shard = int(np.searchsorted(bounds, start + j, side="right")) - 1
-            self._writer_for(split, shard).write(raw[j * size : (j + 1) * size])
-        self._written[split] += len(rows)
-
-    def _writer_for(self, split: str, shard: int):
-        if self._current != (split, shard):
-            self._close_shard()
-            path = self.tmp / shard_name(split, shard, self.shards[split])
-            self._writer, self._current = self._writer_cls(str(path), WRITER_OPTIONS), (split, shard)
-        return self._writer
-
-    def _close_shard(self) -> None:
-        if self._writer is None:
-            return
-        self._writer.close()
-        split, shard = self._current
-        bounds = self._bounds(split)
-        path = self.tmp / shard_name(split, shard, self.shards[split])
-        self._done[split].append(
-            {
-                "file": path.name,
-                "count": int(bounds[shard + 1] - bounds[shard]),
-                "bytes": path.stat().st_size,
-                "sha256": sha256_file(path),
-            }
-        )
-        self._writer, self._current = None, None
-
-    def finish(self, info: dict, source: str | None = None, split_name: str | None = None) -> dict:
-        """Close the shards, write the manifest, rename the folder onto ``out``; the manifest."""
-        self._close_shard()
-        for split, n in self.counts.items():
-            if self._written[split] != n:
-                raise DiptychError(f"pack: {self._written[split]} {split} rows written, {n} announced")
-        manifest = {
-            "format": FORMAT,
-            "dataset": self.dataset,
-            "split": split_name,
-            "source": source,
-            "fields": self.fields,
-            "splits": {s: {"count": self.counts[s], "shards": self._done[s]} for s in self.counts},
-            "info": info,
-            "stats": {"x_min": self.min},
-        }
-        atomic_write(self.tmp / MANIFEST, json.dumps(manifest, indent=1))  # last: marks the folder complete
-        try:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp made it private; a pack is shared like any folder
-            if self.out.exists():
-                self.out.rmdir()  # only an empty folder is replaced (checked in make_temp_dir)
-            os.replace(self.tmp, self.out)
-        except OSError as e:
-            raise write_error(self.out, e) from None
-        return manifest
-
-    def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            if self._writer is not None:
-                self._writer.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def check_out(out: Path) -> None:
-    """``--out`` must be new (or an empty folder): a pack never overwrites anything."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DiptychError(f"--out {out} already exists and is not an empty folder; choose a new folder or delete it")
-
-
-def make_temp_dir(out: Path) -> Path:
-    """A fresh temporary folder beside ``out`` (after removing ones left by packs that were killed)."""
-    check_out(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        clean_stale_temp_dirs(out.parent)
-        return Path(
-            tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=f".{out.name[-80:]}", dir=out.parent)
-        )
-    except OSError as e:
-        raise write_error(out, e) from None
-
-
-def clean_stale_temp_dirs(folder: Path) -> None:
-    """Remove temporary pack folders whose packing process is gone (a killed pack)."""
-    import psutil
-
-    for entry in folder.glob(f"{TEMP_PREFIX}*"):
-        pid = entry.name[len(TEMP_PREFIX) :].split("-", 1)[0]
-        if entry.is_dir() and not entry.is_symlink() and pid.isdigit() and not psutil.pid_exists(int(pid)):
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def pack_dataset(data: Dataset, out, shards: int | None = None, split: str | None = None, source=None, progress=True):
-    """Write ``data`` (any loader's :class:`Dataset`) to a pack at ``out``; its manifest."""
-    from rich.progress import Progress
-
-    from diptych.progress import console
-
-    if data.ordered:
-        raise DiptychError(f"{data.name}: a language model's windows are read in order; it is not packed")
-    counts = {"train": len(data.y_train), "test": len(data.y_test)}
-    writer = PackWriter(out, data.name, counts, data.x_train[0], data.y_train[0], shards)
-    chunk = max(1, (64 * 2**20) // writer.rec.itemsize)
-    try:
-        with Progress(console=console, disable=not progress, transient=True) as bar:
-            task = bar.add_task(f"packing {data.name}", total=sum(counts.values()))
-            for name, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
-                for s in range(0, len(y), chunk):
-                    writer.add(name, x[s : s + chunk], y[s : s + chunk])
-                    bar.advance(task, len(y[s : s + chunk]))
-        info = {"num_classes": data.num_classes, "features": data.features, "classes": data.classes}
-        return writer.finish(info, source=source, split_name=split)
-    except BaseException:
-        writer.abort()
-        raise
 
 
 # ----------------------------------------------------------------------------- reading

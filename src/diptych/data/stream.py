@@ -11,7 +11,8 @@ and one iterator runs across epochs, so worker processes start once per run, not
 
     >>> import tempfile
     >>> from diptych.data import Batches, Dataset
-    >>> from diptych.data.packed import open_pack, pack_dataset
+    >>> from diptych.data.packed import open_pack
+    >>> from diptych.data.packing import pack_dataset
     >>> rng = np.random.default_rng(0)
     >>> x, y = rng.standard_normal((10, 3)).astype(np.float32), np.arange(10, dtype=np.int32)
     >>> folder = tempfile.mkdtemp() + "/toy"
