@@ -136,10 +136,65 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_no_module_of_the_package_imports_another_in_a_cycle():
     graph = import_graph()
-    assert "diptych.driver" in graph and "diptych.commands.bench" in graph
+    assert "diptych.driver" in graph and "diptych.bench.orchestrate" in graph
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
 @pytest.mark.parametrize("graph,cycle", [({"a": {"b"}, "b": {"a"}}, True), ({"a": {"b"}, "b": set()}, False)])
 def test_the_cycle_finder_finds_cycles(graph, cycle):
     assert (find_cycle(graph) is not None) == cycle
+
+
+# ----------------------------------------------------------------------------- layering
+
+FRONT = ("diptych.cli", "diptych.__main__")  # the command line's entry points
+APPLICATIONS = ("diptych.commands", "diptych.bench")  # what the command line runs: above the library
+MAX_LINES = 450
+
+
+def _in(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def layering_violations(graph: dict[str, set[str]]) -> list[str]:
+    """``a -> b`` for each import that breaks the layers: the library imports no command, no part of the
+    benchmark and not the CLI; the commands and the benchmark never import the CLI; only ``__main__`` does."""
+    bad = []
+    for module, deps in sorted(graph.items()):
+        for dep in sorted(deps):
+            library = not _in(module, FRONT + APPLICATIONS)
+            if (library and _in(dep, APPLICATIONS)) or (dep == "diptych.cli" and module != "diptych.__main__"):
+                bad.append(f"{module} -> {dep}")
+    return bad
+
+
+def test_the_layers_hold():
+    graph = import_graph()
+    assert {"diptych.commands.train", "diptych.bench.worker", "diptych.driver"} <= set(graph)
+    assert layering_violations(graph) == []
+
+
+@pytest.mark.parametrize(
+    "edge",
+    [
+        ("diptych.driver", "diptych.commands.train"),
+        ("diptych.records", "diptych.bench.report"),
+        ("diptych.commands.train", "diptych.cli"),
+    ],
+)
+def test_the_layering_check_finds_an_upward_import(edge):
+    graph = import_graph()
+    graph[edge[0]] = graph[edge[0]] | {edge[1]}
+    assert layering_violations(graph) == [f"{edge[0]} -> {edge[1]}"]
+
+
+def test_no_module_is_over_450_lines():
+    """One job per file: a module that grows past this is where every change collides. (The cookbook's
+    standalone recipes are programs to read side by side, exempt.)"""
+    src = Path(diptych.__file__).parent
+    long = {
+        str(p.relative_to(src)): n
+        for p in src.rglob("*.py")
+        if "cookbook" not in p.relative_to(src).parts and (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert long == {}
