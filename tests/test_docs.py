@@ -421,3 +421,52 @@ def test_the_link_check_finds_links_and_misses(tmp_path):
         "nowhere.md (no such file)",
         "page.md#x (no such heading in page.md)",
     ]
+
+
+# ----------------------------------------------------------------------------- generated and maintained pages
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+TASKS_PAGE = ROOT / "docs" / "tasks.md"
+SRC = ROOT / "src" / "diptych"
+
+
+def unmapped_modules(page: str) -> list[str]:
+    """Modules of ``src/diptych`` (paths relative to it) that the architecture page does not name. A twin's
+    file may be named once for both twins as ``backends/*/NAME.py``; the cookbook's recipe folders are
+    programs, named by the cookbook's own README."""
+    missing = []
+    for p in sorted(SRC.rglob("*.py")):
+        rel = p.relative_to(SRC).as_posix()
+        if rel.startswith("cookbook/") and rel.count("/") > 1:
+            continue
+        both = re.sub(r"^backends/(torch|jax)/", "backends/*/", rel)
+        if not re.search(rf"(^|\s){re.escape(rel)}\s", page) and not re.search(rf"(^|\s){re.escape(both)}\s", page):
+            missing.append(rel)
+    return missing
+
+
+def test_the_architecture_page_names_every_module():
+    assert unmapped_modules(ARCHITECTURE.read_text()) == []
+
+
+def test_the_architecture_check_finds_a_missing_module():
+    page = ARCHITECTURE.read_text().replace("runstate.py ", "")
+    assert unmapped_modules(page) == ["runstate.py"]
+
+
+def generated_block(page: str) -> str:
+    match = re.search(
+        r"<!-- begin: diptych list --markdown -->\n(.*?)\n<!-- end: diptych list --markdown -->", page, re.S
+    )
+    assert match, "docs/tasks.md lost its markers"
+    return match.group(1)
+
+
+def test_the_tasks_page_is_the_registry_as_it_is():
+    """docs/tasks.md is `diptych list --markdown`; after a registry change, paste the command's output there."""
+    from conftest import cli_in_process
+
+    proc = cli_in_process("list", "--markdown")
+    assert proc.returncode == 0, proc.stderr
+    assert generated_block(TASKS_PAGE.read_text()) == proc.stdout.strip(), "docs/tasks.md is stale: regenerate it"
+    assert all(f"| {name} |" in proc.stdout for name in TASKS)

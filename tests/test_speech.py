@@ -2,7 +2,7 @@
 small synthetic set, transcribe across the twins, and bad input through the real CLI.
 
 The real-data runs (>= 98% on the official split in both twins, the speaker-held-out table, real
-recordings transcribed across the twins) take minutes on 2 cores; their numbers are in the README."""
+recordings transcribed across the twins) take minutes on 2 cores; their numbers are in BENCHMARKS.md (Task results)."""
 
 import io
 import json

@@ -1,6 +1,6 @@
 """Speech twins: the augmentation ops agree across frameworks (the fsdd models' logits and gradients
 are checked with every other model in test_modeldiffs.py; `diptych parity fsdd-cnn` on the real data
-is quoted in the README).
+is quoted in BENCHMARKS.md, Task results).
 
 float32 pinned (TF32 off, JAX matmuls at float32), as in the other parity tests."""
 

@@ -99,7 +99,7 @@ def export_task(task_name: str, weights: str | Path, out: str | Path, data_dir: 
     type=click.Choice(["torch", "jax"]),
     default="torch",
     show_default=True,
-    help="Which twin is exported (jax: not available, see the README).",
+    help="Which twin is exported (jax: not available, see docs/porting.md).",
 )
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files (test inputs).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

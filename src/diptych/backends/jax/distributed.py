@@ -40,7 +40,7 @@ def one_device_per_core() -> None:
     CPU device kept mnist-cnn's step at 1.3 of 2 cores. The JAX idiom for more hardware is more
     devices and a sharded batch: with one device per core, the training step of mnist-cnn ran
     2.1x faster, fsdd-cnn 2.1x, the LSTMs 1.5-1.8x, the GRU 1.2x; only the tiny MNIST-1D CNN and
-    MNIST MLP lost (0.84x, 0.67x; each step is under a millisecond). BENCHMARKS.md has the table.
+    MNIST MLP lost (0.84x, 0.67x; each step is under a millisecond). docs/benchmarks-history.md has the table.
 
     Left alone when the user chose (``JAX_NUM_CPU_DEVICES``, or XLA's
     ``--xla_force_host_platform_device_count``), in a ``jax.distributed`` worker (its launcher
