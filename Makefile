@@ -1,11 +1,13 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   -> .venv with diptych[all], then `diptych compare mnist1d-cnn`
-#   make test   -> .venv with diptych[all,dev], then ruff (lint, format) and the test suite (doctests included)
+#   make test   -> .venv with diptych[all,dev], then ruff (lint, format) and the fast test tier (at most 5 min)
+#   make test-full -> the full tier: every task's full-budget target in both twins, kill-and-resume,
+#                     distributed, the whole cookbook, the port pitfalls, the long fuzz profile
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-full venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +29,11 @@ demo: $(VENV)/.installed-all
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not full"
+
+# The targets' run.json files are summed up in runs/test-full/results.md (and .json).
+test-full: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m full
 
 clean:
 	rm -rf $(VENV) runs

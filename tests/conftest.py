@@ -14,9 +14,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import diptych.backends.jax  # noqa: F401  first, as in `diptych train`: one XLA:CPU device per core
-
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _jax_cache_dir() -> Path:
+    """A persistent XLA compilation cache for the suite, one per jaxlib version and machine (compiled code
+    is specific to both): the same step compiled in several test processes is compiled once."""
+    import hashlib
+    import platform
+    from importlib.metadata import version
+
+    try:
+        cpu = "".join(line for line in open("/proc/cpuinfo") if line.startswith(("model name", "flags")))
+    except OSError:
+        cpu = platform.processor()
+    machine = hashlib.sha256(f"{platform.machine()}{cpu}".encode()).hexdigest()[:12]
+    return ROOT / ".cache" / "jax-tests" / f"jaxlib-{version('jaxlib')}-{machine}"
+
+
+# Before JAX starts (here and in every subprocess, which inherits the environment); a user's setting wins.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_jax_cache_dir()))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+import diptych.backends.jax  # noqa: E402, F401  first, as in `diptych train`: one XLA:CPU device per core
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -131,9 +131,28 @@ def test_a_finished_checkpoint_without_weights_resumes_to_completion(tmp_path, m
     params, _, _ = load(out / "checkpoint.safetensors", "mnist1d-mlp")
     weights = load_file(out / "weights.safetensors")
     assert set(weights) == set(params) and all(np.array_equal(weights[k], params[k]) for k in params)
-    # With everything written, a finished run is refused as before.
-    with pytest.raises(Exception, match="already finished 2 epochs"):
-        train_and_evaluate(RunConfig("mnist1d-mlp", "torch", resume=True, progress=False), out, dataset=mnist1d)
+    # With everything written, the run is complete: resumed again, it trains nothing and gives its record.
+    written = (out / "weights.safetensors").read_bytes(), (out / "run.json").read_text()
+    again = train_and_evaluate(RunConfig("mnist1d-mlp", "torch", resume=True, progress=False), out, dataset=mnist1d)
+    assert again["already_complete"] and again["epochs"] == run["epochs"]
+    assert ((out / "weights.safetensors").read_bytes(), (out / "run.json").read_text()) == written
+
+
+def test_resuming_a_finished_run_is_idempotent(tmp_path):
+    """A requeued job that already finished exits 0 and says so; more epochs continue it; a setting that would
+    change a finished run is refused, naming it."""
+    out = str(tmp_path / "run")
+    args = ("train", "mnist1d-mlp", "--framework", "jax", "--epochs", "2", "--out", out, "--no-progress")
+    first = cli_in_process(*args, "--json")
+    assert first.returncode == 0, first.stderr
+    again = cli_in_process(*args, "--resume")
+    assert again.returncode == 0 and "already complete after 2 epochs" in again.stdout, again
+    assert json.loads(first.stdout) == json.loads((tmp_path / "run" / "run.json").read_text())
+    one = ("train", "mnist1d-mlp", "--framework", "jax", "--epochs", "1", "--out", out, "--no-progress")
+    assert_one_line_error(cli_in_process(*one, "--resume"), "already finished 2 epochs")
+    assert_one_line_error(cli_in_process(*args, "--lr", "0.1", "--resume"), "--lr 0.1", "is complete")
+    more = cli_in_process(*args[:4], "--epochs", "3", "--out", out, "--resume", "--json")
+    assert more.returncode == 0 and [e["epoch"] for e in json.loads(more.stdout)["epochs"]] == [1, 2, 3], more
 
 
 def test_init_from_under_resume_is_refused(tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from audio_helpers import tone_digits, write_wav
-from conftest import real_data_dir, run_cli
+from conftest import run_cli
 from diptych import RunConfig, train_and_evaluate
 from diptych.commands.transcribe import transcribe
 from diptych.data import fsdd, load_dataset
@@ -124,12 +124,3 @@ def test_train_cli_refuses_a_folder_without_recordings(tmp_path):
         "no recordings named",
     )
     assert not (tmp_path / "r" / "run.json").exists()
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("framework", ["torch", "jax"])
-def test_fsdd_cnn_reaches_98_on_the_official_split(framework, tmp_path):
-    """The issue's bar on the real recordings (20 epochs: ~25 s torch, ~50 s JAX here)."""
-    data_dir = real_data_dir("fsdd")
-    run = train_and_evaluate(RunConfig("fsdd-cnn", framework, data_dir=str(data_dir), progress=False), tmp_path)
-    assert run["test_accuracy"] >= 0.98, [e["test_accuracy"] for e in run["epochs"]]

@@ -11,7 +11,7 @@ from diptych import evaluate_weights
 from diptych.tasks import TASKS
 
 
-@pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize("trained_in,evaluated_in", [("torch", "jax"), ("jax", "torch")])
 def test_trained_weights_give_identical_predictions_in_the_other_twin(
     trained_in, evaluated_in, trained_mnist_cnn, mnist

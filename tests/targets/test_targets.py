@@ -1,0 +1,50 @@
+"""Every task reaches its target at its full budget, in both twins, and the other twin predicts with the
+trained weights what the twin that trained them does. Minutes each: the full tier (``make test-full``),
+which writes every run into a results table (tests/targets/conftest.py). Real datasets come from
+$DIPTYCH_DATA (skipped, saying how to provide them, when absent); MNIST-1D is generated, the text is
+Python's bundled help, and image-cnn trains on a folder of drawn shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import real_data_dir
+from diptych import RunConfig, evaluate_weights, train_and_evaluate
+from diptych.backends import FRAMEWORKS
+from diptych.tasks import TASKS
+from image_helpers import make_folder
+
+pytestmark = [pytest.mark.full, pytest.mark.timeout(1800)]
+REAL = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "fsdd": "fsdd"}  # dataset -> folder in $DIPTYCH_DATA
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    """Circles, crosses and squares (image-cnn's own-images folder): 160 per class, a quarter held out."""
+    return make_folder(tmp_path_factory.mktemp("shapes"), per_class=160)
+
+
+def data_dir(task, shapes) -> str | None:
+    if task.dataset == "folder":
+        return str(shapes)
+    return str(real_data_dir(REAL[task.dataset])) if task.dataset in REAL else None
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("name", list(TASKS))
+def test_the_task_reaches_its_target(name, framework, shapes, results, tmp_path):
+    task = TASKS[name]
+    folder = data_dir(task, shapes)
+    run = train_and_evaluate(RunConfig(name, framework, data_dir=folder, progress=False), tmp_path)
+    other = next(f for f in FRAMEWORKS if f != framework)
+    same, cross = (evaluate_weights(name, fw, tmp_path / "weights.safetensors", folder) for fw in (framework, other))
+    if same["predictions"] is not None:  # a classifier: the same answers (a float32 near-tie may flip 1 in 1,000)
+        flips = int((np.asarray(same["predictions"]) != np.asarray(cross["predictions"])).sum())
+        agreement = f"{flips} of {len(same['predictions'])} differ"
+        assert flips <= max(1, len(same["predictions"]) // 1000), agreement
+    else:  # a language model: the same held-out bits/char
+        agreement = f"bits/char {abs(same['test_bpc'] - cross['test_bpc']):.1e} apart"
+        assert abs(same["test_bpc"] - cross["test_bpc"]) <= 1e-4 * same["test_bpc"], agreement
+    results(run, agreement)
+    assert run["reached_target"], [e for e in run["epochs"]][-3:]
