@@ -5,7 +5,6 @@ keep each run to seconds."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -40,15 +39,7 @@ def datasets(tmp_path_factory):
                 loaded[name] = (None, None)
             else:
                 folder = real_data_dir(REAL[name]) if name in REAL else None
-                data = load_dataset(name, folder)
-                small = dataclasses.replace(
-                    data,
-                    x_train=data.x_train[:TRAIN],
-                    y_train=data.y_train[:TRAIN],
-                    x_test=data.x_test[:TEST],
-                    y_test=data.y_test[:TEST],
-                )
-                loaded[name] = (str(folder) if folder else None, small)
+                loaded[name] = (str(folder) if folder else None, load_dataset(name, folder).head(TRAIN, TEST))
         return loaded[name]
 
     return get

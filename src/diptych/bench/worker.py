@@ -7,7 +7,6 @@ object; :mod:`diptych.bench.orchestrate` starts it and reads that line.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 
@@ -65,7 +64,7 @@ def burst(
         profile["kernels"] = kernels(backend.profile, task, precision, world)
     augmenter = augmenter_for(task, data, seed) if augment is not None else None
     aug_sps = augmented_rate(trainer, data, stream, augmenter, seconds, task.budget.batch_size) if augmenter else None
-    head = dataclasses.replace(data, x_test=data.x_test[:1000], y_test=data.y_test[:1000])
+    head = data.head(len(data.y_train), 1000)
     task.objective.evaluate(trainer, head, facts)  # compile the eval path outside the timing
     t2 = time.perf_counter()
     task.objective.evaluate(trainer, data, facts)
@@ -95,15 +94,7 @@ def _dataset(task, data_dir: str | None, recipe: str, limit: int | None = None):
         data = load_dataset(task.dataset, data_dir, normalize=SEED_NORMALIZE)
     else:
         _, data, _ = task.objective.load(task, data_dir)
-    if limit:
-        data = dataclasses.replace(
-            data,
-            x_train=data.x_train[:limit],
-            y_train=data.y_train[:limit],
-            x_test=data.x_test[:limit],
-            y_test=data.y_test[:limit],
-        )
-    return data
+    return data.head(limit) if limit else data
 
 
 def train_run(

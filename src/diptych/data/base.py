@@ -6,6 +6,7 @@ Kept apart from the loader registry (:mod:`diptych.data.datasets`) so that a loa
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,24 @@ class Dataset:
     features: dict | None = None  # audio: front-end settings and train-split statistics (JSON-ready)
     ordered: bool = False  # True: rows must be read in order (a language model's TBPTT windows)
     classes: list[str] | None = None  # class names in label order, where the data has them (own image folders)
+
+    def head(self, train: int, test: int | None = None) -> Dataset:
+        """The first ``train`` training and ``test`` (default: ``train``) test samples, the rest as it is:
+        quick checks of the machinery on a small part of the data.
+
+        >>> x, y = np.zeros((10, 2), np.float32), np.zeros(10, np.int32)
+        >>> d = Dataset("toy", x, y, x, y).head(4, 2)
+        >>> d.x_train.shape, d.y_test.shape
+        ((4, 2), (2,))
+        """
+        test = train if test is None else test
+        return dataclasses.replace(
+            self,
+            x_train=self.x_train[:train],
+            y_train=self.y_train[:train],
+            x_test=self.x_test[:test],
+            y_test=self.y_test[:test],
+        )
 
 
 def cache_dir() -> Path:
