@@ -13,7 +13,7 @@ import importlib
 import io
 
 import pytest
-from fuzzing import OUTCOMES, fuzz_settings, report_outcomes  # noqa: F401
+from fuzzing import OUTCOMES, fuzz_settings, outcome_counts, report_outcomes  # noqa: F401
 from hypothesis import given
 from hypothesis import strategies as st
 

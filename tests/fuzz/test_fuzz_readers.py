@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from fuzzing import fuzz_settings, json_values, loads_or_refuses, mutated, mutated_json, report_outcomes  # noqa: F401
+from fuzzing import fuzz_settings, json_values, loads_or_refuses, mutated, mutated_json, outcome_counts, report_outcomes  # noqa: F401
 from hypothesis import given
 from hypothesis import strategies as st
 
