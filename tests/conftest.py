@@ -47,6 +47,51 @@ def _isolated_env(tmp_path_factory):
     yield
 
 
+@contextlib.contextmanager
+def precision_restored():
+    """Restore the global matmul precision on exit (JAX's default matmul precision, torch's TF32 switches):
+    a test that changes it must not leave it changed for the tests after it."""
+    import jax
+    import torch
+
+    saved = (
+        jax.config.jax_default_matmul_precision,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+    )
+    try:
+        yield
+    finally:
+        jax.config.update("jax_default_matmul_precision", saved[0])
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[1:]
+
+
+@contextlib.contextmanager
+def pinned_float32():
+    """float32 pinned for parity (JAX matmuls at float32, TF32 off) inside the block; restored after it."""
+    import jax
+    import torch
+
+    with precision_restored():
+        jax.config.update("jax_default_matmul_precision", "float32")
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        yield
+
+
+@pytest.fixture
+def float32():
+    """One test with float32 pinned (see :func:`pinned_float32`); the previous precision comes back after."""
+    with pinned_float32():
+        yield
+
+
+@pytest.fixture
+def restores_precision():
+    """One test that may change the global precision; the previous one comes back after."""
+    with precision_restored():
+        yield
+
+
 def real_data_dir(name: str) -> Path:
     """The folder of a real dataset from $DIPTYCH_DATA, or skip with how to provide it."""
     root = os.environ.get("DIPTYCH_DATA")

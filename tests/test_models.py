@@ -70,14 +70,13 @@ def test_same_init_distribution(name):
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-def test_lstm_scan_gradient_is_autodiffs(reverse):
+def test_lstm_scan_gradient_is_autodiffs(reverse, float32):
     """The JAX LSTM's hand-written scan gradient equals JAX's own differentiation of the same
     recurrence, for every input (projections, both weights, the initial state) and every output."""
     import jax
     import jax.numpy as jnp
 
     ops = jax_b.ops
-    jax.config.update("jax_default_matmul_precision", "float32")
     t, b, h = 5, 3, 4
     keys = jax.random.split(jax.random.key(0), 8)
     xi, w_hh, b_hh = (jax.random.normal(k, s) for k, s in zip(keys, [(t, b, 4 * h), (h, 4 * h), (4 * h,)]))

@@ -79,21 +79,12 @@ def test_grain_stream_equals_memory_batches(packed, mnist1d, rank, world, worker
 
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])
-def test_training_from_a_pack_equals_training_from_memory(mnist1d, tmp_path, framework):
+def test_training_from_a_pack_equals_training_from_memory(mnist1d, tmp_path, framework, float32):
     """The driver streams a pack through Grain and ends with the very weights of the in-memory run
     (a 320-row slice of MNIST-1D, one epoch: the equality, not the accuracy, is under test)."""
     from diptych import RunConfig, train_and_evaluate
     from diptych.weights import read_safetensors
 
-    if framework == "jax":
-        import jax
-
-        jax.config.update("jax_default_matmul_precision", "float32")
-    else:
-        import torch
-
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
     x, y = mnist1d.x_train[:320], mnist1d.y_train[:320]  # 20 steps of 16
     part = Dataset("mnist1d", x, y, mnist1d.x_test[:300], mnist1d.y_test[:300])
     pack_dataset(part, tmp_path / "pack", shards=2, progress=False)

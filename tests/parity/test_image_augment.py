@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import real_data_dir
+from conftest import pinned_float32, real_data_dir
 from diptych.backends.jax import augment as jax_aug
 from diptych.backends.jax import ops as jax_ops
 from diptych.backends.torch import augment as torch_aug
@@ -19,9 +19,12 @@ from diptych.errors import DiptychError
 from diptych.specs import ImageAugmentSpec
 from diptych.tasks import choose_augment, get_task
 
-jax.config.update("jax_default_matmul_precision", "float32")
-torch.backends.cudnn.allow_tf32 = False
-torch.backends.cuda.matmul.allow_tf32 = False
+
+@pytest.fixture(scope="module", autouse=True)
+def _float32():
+    with pinned_float32():  # restored after this module
+        yield
+
 
 OPS = [
     "none",

@@ -31,14 +31,18 @@ def test_logits_and_gradients_match_on_random_weights(name):
         assert diff(j_grads[k], t_grads[k])[1] <= 1e-4, k
 
 
-def test_float32_is_pinned():
+def test_float32_is_pinned(restores_precision):
+    """Each twin's configure() pins float32 itself, whatever was set before (here: the opposite)."""
     import jax
     import torch
 
+    jax.config.update("jax_default_matmul_precision", "bfloat16")  # as a user's own code might have left it
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     T.configure()
+    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    assert jax.config.jax_default_matmul_precision == "bfloat16"  # each twin pins its own framework
     J.configure()
     assert jax.config.jax_default_matmul_precision == "float32"
-    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
 
 
 @pytest.mark.parametrize("shape,p", [((3, 9, 7, 5), 2), ((2, 11, 4), 3)])
@@ -61,3 +65,19 @@ def test_max_pool_matches_torch_at_ties_and_remainders(shape, p):
     yt.backward(torch.tensor(np.moveaxis(g, -1, 1)))
     np.testing.assert_array_equal(np.asarray(y), np.moveaxis(yt.detach().numpy(), 1, -1))
     np.testing.assert_array_equal(np.asarray(vjp(jnp.asarray(g))[0]), np.moveaxis(xt.grad.numpy(), 1, -1))
+
+
+def test_pinning_float32_in_a_test_is_undone():
+    """The conftest helpers the tests pin float32 with restore what was set before them."""
+    import jax
+    import torch
+
+    from conftest import pinned_float32, precision_restored
+
+    with precision_restored():
+        jax.config.update("jax_default_matmul_precision", "tensorfloat32")
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = True, False
+        with pinned_float32():
+            assert jax.config.jax_default_matmul_precision == "float32" and not torch.backends.cuda.matmul.allow_tf32
+        assert jax.config.jax_default_matmul_precision == "tensorfloat32"
+        assert torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32

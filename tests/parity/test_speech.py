@@ -20,10 +20,7 @@ from diptych.tasks import Budget, OptimizerSpec, Task
 T, J = load_backend("torch"), load_backend("jax")
 
 
-@pytest.fixture(autouse=True)
-def _float32():
-    T.train.configure()
-    J.train.configure()
+pytestmark = pytest.mark.usefixtures("float32")  # conftest: pinned for each test, restored after
 
 
 def _batch(b=8, seed=0):
