@@ -6,12 +6,14 @@ import io
 import json
 import subprocess
 import sys
+from collections import Counter
 from html.parser import HTMLParser
 
 import pytest
 
 from conftest import run_cli
 from diptych.bench.contestants import interleaved
+from diptych.bench.measure import PROFILE_STEPS
 from diptych.bench.report import write_report
 from diptych.bench.summary import summarize
 from diptych.flops import forward_flops, layers, train_flops
@@ -35,8 +37,71 @@ def test_flops_by_hand():
     # chars-lstm with 100 characters: per character 4 gates over (64 + 256) inputs, then 256 -> 100
     lm = fit_vocab(TASKS["chars-lstm"], 100).model
     assert forward_flops(lm) == 64 * (2 * 4 * 256 * (64 + 256) + 2 * 256 * 100)
-    for task in TASKS.values():
-        assert train_flops(task.model) == 3 * forward_flops(task.model)
+    # mnist1d-lstm: 40 steps of 4 gates over (1 + 128) inputs, then fc 128 -> 10
+    assert forward_flops(TASKS["mnist1d-lstm"].model) == 40 * 2 * 4 * 128 * (1 + 128) + 2 * 128 * 10
+    # A training step of mnist1d-mlp, layer by layer. The MFU convention: forward 2*in*out, and a backward
+    # of twice that (the weight gradient, 2*in*out, and the input gradient, 2*in*out) for every layer.
+    fc1, fc2, fc3 = 2 * 40 * 100, 2 * 100 * 100, 2 * 100 * 10
+    assert train_flops(TASKS["mnist1d-mlp"].model) == (fc1 + 2 * fc1) + (fc2 + 2 * fc2) + (fc3 + 2 * fc3) == 90_000
+
+
+def _distinct_models() -> dict:
+    """One task per distinct model spec (a language model sized for a 100-character vocabulary)."""
+    models = {}
+    for name, task in TASKS.items():
+        spec = fit_vocab(task, 100).model if task.model.kind == "charlm" else task.model
+        models.setdefault(spec, name)
+    return {name: spec for spec, name in models.items()}
+
+
+def _counted(spec, backward: bool):
+    """torch's own FLOP counter (``torch.utils.flop_counter``) over the torch twin's model on one sample:
+    ``(counter, {module name: input shape}, model)``; with ``backward`` a loss's gradients are counted too."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from diptych.backends import load_backend
+
+    model = load_backend("torch").models.build_model(spec, 0)
+    if spec.kind == "charlm":
+        x = torch.randint(0, spec.vocab, (1, spec.seq_len))
+    else:
+        x = torch.randn(1, *spec.input_shape())
+    seen = {}
+
+    def record(name):
+        def hook(module, args, out):
+            seen.setdefault(name, tuple(args[0].shape[1:]))
+
+        return hook
+
+    for name, module in model.named_children():
+        module.register_forward_hook(record(name))
+    with FlopCounterMode(display=False) as counter:
+        out = model(x)
+        if backward:
+            (out[0] if isinstance(out, tuple) else out).sum().backward()
+    return counter, seen, model
+
+
+def test_flops_match_torchs_flop_counter():
+    """An independent count: torch's FLOP counter over the torch twin's real models agrees with
+    forward_flops for every model whose cell it can see (not the fused LSTM kernel, which it does not
+    count: those are counted by hand above). For an MLP or CNN it also counts a real training step,
+    which computes no gradient for the data: train_flops (the MFU convention) is that step plus the
+    first layer's input gradient."""
+    measured = {}
+    for name, spec in _distinct_models().items():
+        if getattr(spec, "cell", None) == "lstm":
+            continue
+        counter, _, _ = _counted(spec, backward=False)
+        measured[name] = counter.get_total_flops()
+        assert measured[name] == forward_flops(spec), name
+        if spec.kind in ("mlp", "cnn"):
+            counter, _, _ = _counted(spec, backward=True)
+            first = layers(spec)[0].flops
+            assert train_flops(spec) == counter.get_total_flops() + first, name
+    assert {"mnist-cnn", "mnist1d-mlp", "mnist1d-gru", "mnist1d-rnn", "fsdd-crnn"} <= set(measured)
 
 
 def test_layers_hold_every_counted_flop():
@@ -49,14 +114,34 @@ def test_layers_hold_every_counted_flop():
         ("fc1", (3136,), (128, 3136)),
         ("fc2", (128,), (10, 128)),
     ]
+    # mnist-cnn by hand: 3x3 convs (padding 1) on 28x28 and 14x14, then the dense layers
+    assert [layer.flops for layer in cnn] == [2 * 9 * 32 * 28 * 28, 2 * 32 * 9 * 64 * 14 * 14, 2 * 3136 * 128, 2560]
+    assert [layer.input_grad for layer in cnn] == [False, True, True, True]
     assert [layer.in_shape for layer in layers(TASKS["mnist1d-cnn"].model)] == [(1, 40), (25, 19), (25, 10), (125,)]
-    for task in TASKS.values():
-        ls = layers(task.model)
-        if task.model.kind in ("mlp", "cnn"):
-            assert sum(layer.flops for layer in ls) == forward_flops(task.model), task.name
-            assert [layer.input_grad for layer in ls] == [False] + [True] * (len(ls) - 1)
-        else:
-            assert ls == [], task.name
+    # Against torch's FLOP counter on the real torch models, module by module: each layer is a module of
+    # that name, weight and input shape, whose forward costs layer.flops and whose backward costs the
+    # weight gradient (layer.flops) plus the input gradient where training computes it; together the
+    # layers hold every FLOP the counter saw in the step.
+    checked = 0
+    for name, spec in _distinct_models().items():
+        ls = layers(spec)
+        if spec.kind not in ("mlp", "cnn"):
+            assert ls == [], name
+            continue
+        counter, seen, model = _counted(spec, backward=True)
+        counts = counter.get_flop_counts()
+        root = type(model).__name__
+        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        for layer in ls:
+            ops = {str(op): n for op, n in counts[f"{root}.{layer.name}"].items()}
+            forward = sum(n for op, n in ops.items() if op in ("aten.convolution", "aten.addmm"))
+            backward = sum(n for op, n in ops.items() if op in ("aten.convolution_backward", "aten.mm"))
+            assert forward == layer.flops, (name, layer.name)
+            assert backward == layer.flops * (2 if layer.input_grad else 1), (name, layer.name)
+            assert seen[layer.name] == layer.in_shape and shapes[f"{layer.name}.weight"] == layer.weight
+        assert sum(layer.flops * (3 if layer.input_grad else 2) for layer in ls) == counter.get_total_flops(), name
+        checked += 1
+    assert checked >= 5  # the MLPs and CNNs of MNIST, MNIST-1D, FSDD and image folders
 
 
 def test_interleaving_order():
@@ -126,6 +211,29 @@ def test_summary_medians_mfu_and_ratios(result):
     assert r["torch_time_to_target_speedup_vs_baseline"] == pytest.approx(77 / 39)
     assert r["jax_time_to_target_speedup_vs_baseline"] == pytest.approx(77 / 98)
     assert r["slower_twin_throughput_vs_faster"] == pytest.approx(1900 / 3300)
+
+
+def test_summary_kernel_share_and_ceiling_by_hand():
+    """The MFU ceiling from the kernels timed alone, on numbers worked out by hand: torch's median is
+    3,300 samples/s, so a step of 100 samples takes 1000 * 100 / 3300 = 30.30 ms; kernels of 10 ms alone
+    leave 1 - 10 / 30.30 = 67% of it outside them, and bound the rate at 100 samples per 10 ms (10,000/s,
+    3.03x the achieved 3,300/s). A kernel time above the step's (timing noise) leaves nothing outside, not < 0."""
+
+    def profiled(burst, ms):
+        kernels = {"batch": 100, "ms": ms, "layers": [{"name": "conv1", "ms": ms, "gflops": 1.0}]}
+        return {**burst, "profile": {"dir": "p", "steps": 10, "step_ms": 1.0, "top_ops": [], "kernels": kernels}}
+
+    bursts = {
+        "torch": [_burst("torch", 3000), profiled(_burst("torch", 3300), 10.0), _burst("torch", 3600)],
+        "jax": [profiled(_burst("jax", 2000), 60.0)],  # a step of 50 ms, its kernels measured at 60
+    }
+    rows = summarize("mnist-cnn", bursts, {})["contestants"]
+    torch_row, jax_row = rows["torch"], rows["jax"]
+    assert torch_row["kernel_ms"] == 10.0 and torch_row["step_ms"] == pytest.approx(30.303, abs=1e-3)
+    assert torch_row["outside_kernels"] == pytest.approx(0.67, abs=1e-9)
+    assert torch_row["mfu_ceiling"] == pytest.approx(10_000 / 3300 * torch_row["mfu"])  # 3.03x the MFU reached
+    assert torch_row["mfu_ceiling"] == pytest.approx(10_000 * 3 * 8_482_304 / 1e9 / 200.0)
+    assert jax_row["step_ms"] == pytest.approx(50.0) and jax_row["outside_kernels"] == 0.0
 
 
 class _Images(HTMLParser):
@@ -203,10 +311,28 @@ def test_bench_runs_interleaved_bursts_end_to_end(tmp_path):
         assert [k["name"] for k in kernels["layers"]] == ["fc1", "fc2", "fc3"] and kernels["batch"] == TASKS[
             "mnist1d-mlp"
         ].budget.batch_size
-        assert all(k["ms"] > 0 and k["gflops"] > 0 for k in kernels["layers"])
+        assert all(k["ms"] > 0 for k in kernels["layers"])
+        # each layer's GFLOP/s is its FLOPs counted by hand over its own time: forward and weight gradient
+        # 2*in*out each per sample, the input gradient as much again (not for fc1, whose input is data)
+        by_hand = {"fc1": 2 * (2 * 40 * 100), "fc2": 3 * (2 * 100 * 100), "fc3": 3 * (2 * 100 * 10)}
+        for k in kernels["layers"]:
+            assert k["gflops"] * k["ms"] * 1e6 == pytest.approx(by_hand[k["name"]] * kernels["batch"], rel=1e-3)
         row = result["contestants"][fw]
-        assert 0 <= row["outside_kernels"] < 1 and row["mfu_ceiling"] > 0
-        assert row["kernel_ms"] == pytest.approx(sum(k["ms"] for k in kernels["layers"]), rel=1e-3)
+        assert row["kernel_ms"] == kernels["ms"] > 0 and row["mfu_ceiling"] > 0
+    # The layers timed alone are those the traced steps ran: in torch's trace of PROFILE_STEPS steps, each
+    # dense layer's forward at the step's batch once a step, its weight gradient once, and its input
+    # gradient once except for fc1 (the data needs none).
+    events = json.loads((tmp_path / "profile" / "torch" / "torch.pt.trace.json").read_text())["traceEvents"]
+    calls = Counter(
+        (e["name"], json.dumps(e["args"]["Input Dims"][:2]))
+        for e in events
+        if e.get("name") in ("aten::linear", "aten::mm") and "Input Dims" in e.get("args", {})
+    )
+    b, steps = TASKS["mnist1d-mlp"].budget.batch_size, PROFILE_STEPS
+    for name, (n_in, n_out) in {"fc1": (40, 100), "fc2": (100, 100), "fc3": (100, 10)}.items():
+        assert calls["aten::linear", json.dumps([[b, n_in], [n_out, n_in]])] == steps, name  # forward
+        assert calls["aten::mm", json.dumps([[n_out, b], [b, n_in]])] == steps, name  # weight gradient
+        assert calls["aten::mm", json.dumps([[b, n_out], [n_out, n_in]])] == (0 if name == "fc1" else steps), name
     assert "#### The convs and dense layers alone: diptych recipe, fp32" in report
     assert "| layer | torch ms | torch GFLOP/s | jax ms | jax GFLOP/s |" in report
     assert "with nothing but these kernels" in report and "MFU ceiling" in report
