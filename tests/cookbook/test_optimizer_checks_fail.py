@@ -1,5 +1,6 @@
 """The optimizers recipe's check is a real check: move Adam's eps inside the square root, or make AdamW's
-weight decay an L2 term in the gradient, and the from-scratch trajectory leaves torch.optim's and optax's."""
+weight decay an L2 term in the gradient, and the from-scratch trajectory leaves torch.optim's and optax's;
+give any optimizer its neighbour's update and its own comparison fails (each compares real steps)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,15 @@ SCRIPT = """
 import json, runpy, sys
 recipe = runpy.run_path(sys.argv[1])  # the recipe's functions, without running its main()
 problems = ["logistic"]  # its gradients shrink to where eps matters (Rosenbrock's moved Adam by only 1.6e-6)
-print(json.dumps({"eps_inside_sqrt": recipe["check"](problems, eps_inside_sqrt=True),
-                  "l2_instead_of_decoupled": recipe["check"](problems, decoupled=False)}))
+got = {"eps_inside_sqrt": recipe["check"](problems, eps_inside_sqrt=True),
+       "l2_instead_of_decoupled": recipe["check"](problems, decoupled=False)}
+table = recipe["check"].__globals__["OPTIMIZERS"]  # name: (from-scratch update, settings, library optimizer)
+neighbour = {"sgd": ("momentum", {}), "momentum": ("momentum", {"nesterov": True}), "nesterov": ("momentum", {}),
+             "adam": ("adam", {"wd": 0.1}), "adamw": ("adam", {})}
+for name, (update, settings) in neighbour.items():
+    table[name] = (recipe[update], settings, table[name][2])
+got["neighbours_update"] = recipe["check"](problems)
+print(json.dumps(got))
 """
 
 
@@ -38,3 +46,5 @@ def test_changed_adam_maths_fails_the_check(framework):
     for errors in (eps, l2):  # and nothing else moved: the flips touch only what they name
         assert all(v <= 1e-6 for k, v in errors.items() if not k.endswith(("adam", "adamw"))), errors
     assert l2["logistic/adam"] <= 1e-6 and len(eps) == len(l2) == 5, l2  # plain Adam has no decay
+    swapped = got["neighbours_update"]  # e.g. SGD's library steps against momentum's maths
+    assert len(swapped) == 5 and all(v > 1e-2 for v in swapped.values()), swapped

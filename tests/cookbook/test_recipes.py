@@ -118,16 +118,21 @@ def test_gradient_descent_reaches_the_known_minima(pair):
 
 def test_optimizers_follow_the_libraries(pair):
     for r in both(pair("optimizers")):
-        assert len(r["errors"]) == 10 and r["steps"] == 100, r
+        assert set(r["errors"]) == {
+            f"{problem}/{name}"
+            for problem in ("rosenbrock", "logistic")
+            for name in ("sgd", "momentum", "nesterov", "adam", "adamw")
+        }, r  # that each of these comparisons can fail: test_optimizer_checks_fail.py
         assert r["max_rel_error"] <= 1e-6, r["errors"]
 
 
 def test_jit_tracing_vs_compiling(pair):
     torch_r, jax_r = both(pair("jit"))
     for r in (torch_r, jax_r):
-        assert r["compiled_equals_eager"] and r["calls"] == 5
+        assert r["compiled_equals_eager"] and 0 < r["compiles"] < r["calls"], r  # a repeated shape: no new compile
     assert jax_r["compiles"] == 4 and jax_r["side_effect_runs_in_3_calls"] == 1  # one trace per new shape
     assert torch_r["compiles"] == 2 and torch_r["side_effect_runs_in_3_calls"] == 3  # dynamic after 2 shapes
+    assert torch_r["side_effect_compiles"] == 3  # a body that mutates a global list: recompiled at every call
     assert jax_r["global_changed_to_zeros_read_as"] == jax_r["global_before"] != 0  # stale constant
     assert torch_r["global_changed_to_zeros_read_as"] == 0.0  # guard failed, recompiled
     assert jax_r["program_chars"]["closure"] > 100 * jax_r["program_chars"]["argument"]  # data baked in
