@@ -3,12 +3,8 @@ checkpoint, resume it, and get the very bytes of a run that was never interrupte
 A language model also carries its recurrent state across the checkpoint."""
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -16,6 +12,7 @@ from safetensors import safe_open
 from safetensors.numpy import load_file
 
 from conftest import assert_one_line_error, cli_in_process, run_cli
+from process_helpers import Started
 
 # mnist1d-mlp at batch 16: 250 steps an epoch; a checkpoint every 25 steps.
 ARGS = ["mnist1d-mlp", "--epochs", "3", "--checkpoint-every", "25", "--no-progress"]
@@ -32,24 +29,18 @@ def _position(path) -> tuple[int, int]:
 
 
 def kill_mid_epoch(args: list[str], out, after_step: int, framework: str, timeout: float = 300) -> int:
-    """Start ``diptych train ARGS``, SIGKILL it once a mid-epoch checkpoint past ``after_step`` exists;
-    return the checkpoint's global step."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "diptych", "train", *args, "--framework", framework, "--out", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=os.environ.copy(),
-    )
-    deadline = time.time() + timeout
-    while proc.poll() is None and time.time() < deadline:
-        step, within = _position(out / "checkpoint.safetensors")
-        if step >= after_step and within > 0:
-            break
-        time.sleep(0.005)
-    assert proc.poll() is None, "the run finished before it could be interrupted"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    return _position(out / "checkpoint.safetensors")[0]
+    """Run ``diptych train ARGS`` until it is about to write its first mid-epoch checkpoint at or after
+    ``after_step`` (it holds there: tests/hold), SIGKILL it, and return the global step of the checkpoint
+    it left, the one before: the steps trained since are lost, as in a real kill."""
+    marker = out.parent / f"{out.name}.held"
+    cmd = ["train", *args, "--framework", framework, "--out", str(out)]
+    with Started(cmd, hold=(marker, after_step)) as run:
+        run.wait_for(marker, timeout)
+        run.proc.send_signal(signal.SIGKILL)
+        assert run.wait(60) == -signal.SIGKILL
+    held = int(marker.read_text())
+    assert _position(out / "checkpoint.safetensors")[0] == held  # the kill left the checkpoint as it was
+    return held
 
 
 def _contents(path) -> tuple[dict, dict]:
@@ -58,14 +49,15 @@ def _contents(path) -> tuple[dict, dict]:
         return f.metadata(), {k: (v.dtype, v.shape, v.tobytes()) for k, v in tensors.items()}
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_kill_mid_epoch_and_resume_is_bit_identical(tmp_path, framework):
     full = run_cli("train", *ARGS, "--framework", framework, "--out", str(tmp_path / "full"))
     assert full.returncode == 0, full.stderr
 
     out = tmp_path / "killed"
-    killed_at = kill_mid_epoch(ARGS, out, after_step=300, framework=framework)  # in epoch 2 or 3
-    assert 300 <= killed_at < 750 and killed_at % 25 == 0 and not (out / "run.json").exists()
+    killed_at = kill_mid_epoch(ARGS, out, after_step=325, framework=framework)  # 25 steps after step 300
+    assert killed_at == 300 and not (out / "run.json").exists()  # epoch 2, 50 steps in
 
     resumed = run_cli("train", *ARGS, "--framework", framework, "--resume", "--out", str(out))
     assert resumed.returncode == 0, resumed.stderr

@@ -4,9 +4,6 @@ bit for bit, and launch-time errors and warnings."""
 
 import json
 import socket
-import subprocess
-import sys
-import time
 
 import numpy as np
 import psutil
@@ -17,6 +14,7 @@ from conftest import free_port, run_cli
 from diptych import checkpoint
 from diptych.errors import DiptychError
 from diptych.launch import usable_cores
+from process_helpers import Started
 
 # mnist1d-cnn at batch 100: 40 steps an epoch, a checkpoint every 10 (2 workers: ~0.25 s/epoch torch, ~1 s JAX).
 EPOCHS = {"torch": 6, "jax": 3}
@@ -42,6 +40,7 @@ def _worker(launcher: psutil.Process, framework: str, rank: int) -> psutil.Proce
     return None
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_killed_worker_stops_the_run_and_resume_finishes_it(framework, tmp_path, mnist1d):
     out = tmp_path / "run"
@@ -63,23 +62,21 @@ def test_killed_worker_stops_the_run_and_resume_finishes_it(framework, tmp_path,
     full = run_cli(*args, "--out", str(tmp_path / "full"))
     assert full.returncode == 0, full.stderr
     args += ["--out", str(out)]
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "diptych", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.time() + 120
-    while _position(out / "checkpoint.safetensors") < (1, 1) and launcher.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    victim = _worker(psutil.Process(launcher.pid), framework, rank=1)
-    assert launcher.poll() is None and victim is not None, "the run ended before a worker could be killed"
-    victim.kill()
-    killed_at = time.time()
-    _, stderr = launcher.communicate(timeout=60)  # no hang: the survivors are stopped
-    assert time.time() - killed_at < 60
-    assert launcher.returncode == 2
+    # The lead holds before writing its checkpoint at (1, 20), with (1, 10) on disk (tests/hold): the run is
+    # then mid-epoch, past a checkpoint, and cannot end before worker 1 is killed.
+    marker = tmp_path / "held"
+    with Started(args, hold=(marker, 40 + 20)) as launcher:
+        launcher.wait_for(marker, timeout=180)
+        victim = _worker(psutil.Process(launcher.proc.pid), framework, rank=1)
+        assert victim is not None, "no worker of rank 1 under the launcher"
+        victim.kill()
+        code = launcher.wait(60)  # no hang: the launcher stops the survivors within a minute
+        stderr = launcher.stderr()
+    assert code == 2, stderr
     last = stderr.strip().splitlines()[-1]
     assert "worker 1 of 2 was killed by SIGKILL" in last and "--resume" in last and "Traceback" not in stderr
     epoch, step = _position(out / "checkpoint.safetensors")  # intact: it loads
-    assert (1, 1) <= (epoch, step) and epoch < EPOCHS[framework] and not (out / "run.json").exists()
+    assert (epoch, step) == (1, 10) and int(marker.read_text()) == 50 and not (out / "run.json").exists()
 
     resumed = run_cli(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr

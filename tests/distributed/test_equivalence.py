@@ -9,25 +9,37 @@ loopback. Measured: losses 1e-7, parameters 4e-6 (torch) and 4e-7 (JAX).
 import os
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import free_port
+from process_helpers import stop_all
 
 STEPS = Path(__file__).with_name("steps.py")
 
 
-def _run(cmds, out, envs):
-    """Run the commands together (one env each, or one env for all); return the lead's .npz."""
+def _run(cmds, out, envs, timeout: float = 300):
+    """Run the commands together (one env each, or one env for all); return the lead's .npz. On a timeout
+    or any failure every process is killed, with its children (torchrun's workers), before the test fails."""
     envs = envs if isinstance(envs, list) else [envs] * len(cmds)
-    procs = [
-        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for cmd, env in zip(cmds, envs)
-    ]
-    logs = [p.communicate(timeout=300)[0] for p in procs]
-    assert all(p.returncode == 0 for p in procs), "\n".join(logs)
+    procs = []
+    try:
+        for cmd, env in zip(cmds, envs):
+            log = tempfile.TemporaryFile("w+")  # not a pipe: a process blocked on a full pipe would hang
+            procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True), log))
+        deadline = time.monotonic() + timeout
+        for proc, _ in procs:
+            proc.wait(max(1.0, deadline - time.monotonic()))
+        logs = [log.seek(0) or log.read() for _, log in procs]
+        assert all(proc.returncode == 0 for proc, _ in procs), "\n".join(logs)
+    finally:
+        stop_all([proc for proc, _ in procs])
+        for _, log in procs:
+            log.close()
     return dict(np.load(out))
 
 
