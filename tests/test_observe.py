@@ -155,32 +155,77 @@ def test_torch_threads_follow_the_work_in_a_step():
     not Path("/proc/stat").exists() or usable_cores() < 2, reason="needs Linux's /proc/stat and 2 usable cores"
 )
 def test_torch_threads_step_aside_while_another_process_is_busy():
-    """The governor reads the neighbours' load: beside one busy process, 2 threads on 2 cores become 1
-    (one thread never waits for a preempted partner); when it is gone, 2 again."""
+    """The governor reads the neighbours' load for real: beside one busy process, 2 threads on 2 cores
+    become 1 (one thread never waits for a preempted partner). Any other load on the machine only pushes
+    the same way; the way back, which a busy neighbour would block, is checked on injected readings below."""
     import torch
 
     from diptych.backends.torch.train import ThreadGovernor
 
-    def settle(threads: int) -> None:
-        deadline = time.monotonic() + 15
-        while gov.threads != threads and time.monotonic() < deadline:
-            time.sleep(0.3)  # the load is measured over the time between two ticks (one interval, not stale)
-            gov.tick()
-        assert gov.threads == threads == torch.get_num_threads()
-
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     gov = ThreadGovernor(2, interval=0.25)
+    # Its own session, as another program's would be (the kernel's autogroups share the CPU per session).
+    spinner = subprocess.Popen([sys.executable, "-S", "-c", "while True: pass"], start_new_session=True)
     try:
-        # Its own session, as another program's would be (the kernel's autogroups share the CPU per session).
-        spinner = subprocess.Popen([sys.executable, "-S", "-c", "while True: pass"], start_new_session=True)
-        try:
-            settle(1)
-        finally:
-            spinner.kill()
-            spinner.wait()
-        settle(2)
-        assert gov.switches >= 2
+        deadline = time.monotonic() + 15
+        while gov.threads != 1 and time.monotonic() < deadline:
+            time.sleep(0.3)  # the load is measured over the time between two ticks (one interval, not stale)
+            gov.tick()
+        assert gov.threads == 1 == torch.get_num_threads() and gov.switches == 1
+    finally:
+        spinner.kill()
+        spinner.wait()
+        torch.set_num_threads(before)
+
+
+def test_torch_thread_governor_decides_from_the_load_it_reads(monkeypatch):
+    """The governor's decision on readings of the neighbours' load given to it (cores busy with other
+    processes), on 4 cores with at most 4 threads: threads = clip(round(4 - others), 1, 4), once per interval;
+    a reading it cannot take (None) or one after a pause in training (stale) changes nothing."""
+    import torch
+
+    from diptych.backends.torch import train as tt
+
+    class Clock:  # the governor's time.monotonic, moved by the test
+        now = 100.0
+
+        @classmethod
+        def monotonic(cls):
+            return cls.now
+
+    class Meter:  # OtherLoad's interface: the cores other processes kept busy since the last reading
+        def __init__(self):
+            self.readings = []
+
+        def read(self):
+            return self.readings.pop(0)
+
+    monkeypatch.setattr(tt, "time", Clock)
+    monkeypatch.setattr(tt, "usable_cores", lambda: 4)
+    monkeypatch.setattr(tt, "OtherLoad", Meter)
+    before = torch.get_num_threads()
+    try:
+        gov = tt.ThreadGovernor(4, interval=1.0)
+        meter = gov._load
+
+        def tick(others, after=1.0):
+            Clock.now += after
+            meter.readings.append(others)
+            gov.tick()
+            return gov.threads
+
+        assert tick(0.0) == 4 and gov.switches == 0  # a quiet machine: every thread
+        assert tick(1.0) == 3 == torch.get_num_threads()  # one busy neighbour: one core fewer
+        assert tick(2.6) == 1  # round(1.4): one thread
+        assert tick(3.9) == 1  # never fewer than one
+        assert tick(None) == 1  # no reading: as it was
+        assert tick(0.0, after=5.0) == 1  # stale (no tick for 4 intervals): only starts a fresh window
+        assert tick(0.4) == 4 and gov.switches == 3  # round(3.6): back to every thread
+        Clock.now += 0.5  # within the interval: no reading taken at all
+        gov.tick()
+        assert meter.readings == [] and gov.threads == 4
+        assert tick(1.6) == 2  # round(2.4)
     finally:
         torch.set_num_threads(before)
 
