@@ -1,12 +1,13 @@
 """Weights move between the twins: identical predictions, native formats both ways, safe loading."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, cli_in_process, run_cli
 from diptych import evaluate_weights
 from diptych.tasks import TASKS
 
@@ -72,14 +73,13 @@ def test_native_files_load_the_way_each_framework_loads_them(tmp_path):
 
 def test_init_from_other_twins_weights(tmp_path):
     src = tmp_path / "torch"
-    assert (
-        run_cli(
-            "train", "mnist1d-mlp", "--framework", "torch", "--epochs", "1", "--out", str(src), "--no-progress"
-        ).returncode
-        == 0
+    trained = cli_in_process(
+        "train", "mnist1d-mlp", "--framework", "torch", "--epochs", "1", "--out", str(src), "--no-progress"
     )
-    run_cli("convert", str(src / "weights.safetensors"), str(tmp_path / "w.pt"))
-    proc = run_cli(
+    assert trained.returncode == 0, trained.stderr
+    converted = cli_in_process("convert", str(src / "weights.safetensors"), str(tmp_path / "w.pt"))
+    assert converted.returncode == 0 and (tmp_path / "w.pt").is_file(), converted.stderr
+    proc = cli_in_process(
         "train",
         "mnist1d-mlp",
         "--framework",
@@ -103,31 +103,47 @@ def test_init_from_other_twins_weights(tmp_path):
         np.testing.assert_allclose(b[k], a[k], atol=1e-6, rtol=0)
 
 
+def _losses_after(folder, step: int) -> list[tuple[int, float]]:
+    points = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [(p["step"], p["train/loss"]) for p in points if "train/loss" in p and p["step"] > step]
+
+
 def test_checkpoint_resumes_in_the_other_framework(tmp_path):
+    """torch trains 2 epochs; JAX resumes its checkpoint for a third. JAX starts from torch's state, weights
+    and Adam moments both: its first losses are those of torch continuing its own run (a JAX run from its
+    own initialization starts near 2.3; torch's weights with fresh Adam moments give a loss 4% off)."""
     out = tmp_path / "run"
-    assert (
-        run_cli(
-            "train", "mnist1d-mlp", "--framework", "torch", "--epochs", "2", "--out", str(out), "--no-progress"
-        ).returncode
-        == 0
+    first = cli_in_process(
+        "train", "mnist1d-mlp", "--framework", "torch", "--epochs", "2", "--out", str(out), "--no-progress"
     )
-    proc = run_cli(
-        "train",
-        "mnist1d-mlp",
-        "--framework",
-        "jax",
-        "--epochs",
-        "4",
-        "--resume",
-        "--out",
-        str(out),
-        "--json",
-        "--no-progress",
-    )
-    assert proc.returncode == 0, proc.stderr
-    run = json.loads(proc.stdout)
-    assert [e["epoch"] for e in run["epochs"]] == [1, 2, 3, 4] and run["framework"] == "jax"
-    assert run["epochs"][3]["train_loss"] < run["epochs"][1]["train_loss"]
+    assert first.returncode == 0, first.stderr
+    shutil.copytree(out, tmp_path / "torch")  # the same checkpoint, continued by torch itself
+    runs = {}
+    for framework, folder in (("jax", out), ("torch", tmp_path / "torch")):
+        proc = cli_in_process(
+            "train",
+            "mnist1d-mlp",
+            "--framework",
+            framework,
+            "--epochs",
+            "3",
+            "--resume",
+            "--out",
+            str(folder),
+            "--json",
+            "--no-progress",
+        )
+        assert proc.returncode == 0, proc.stderr
+        runs[framework] = json.loads(proc.stdout)
+    run, torch_run = runs["jax"], runs["torch"]
+    assert [e["epoch"] for e in run["epochs"]] == [1, 2, 3] and run["framework"] == "jax"
+    assert run["epochs"][:2] == torch_run["epochs"][:2]  # the history came with the checkpoint
+    assert run["epochs"][2]["train_loss"] < run["epochs"][1]["train_loss"]  # and training went on
+    steps = 2 * 4000 // 16  # where torch's checkpoint left off
+    jax_points, torch_points = _losses_after(out, steps), _losses_after(tmp_path / "torch", steps)
+    assert jax_points[0][0] == torch_points[0][0] == steps + 20  # the first loss sync after the resume
+    assert jax_points[0][1] == pytest.approx(torch_points[0][1], rel=1e-5), (jax_points[:3], torch_points[:3])
+    assert run["epochs"][2]["train_loss"] == pytest.approx(torch_run["epochs"][2]["train_loss"], rel=1e-3)
 
 
 def _one_line_exit_2(proc, needle):
