@@ -131,3 +131,39 @@ def test_bf16_precision_trains_with_float32_master_weights(tmp_path, framework):
     assert run["epochs"][-1]["train_loss"] < 0.5 * run["epochs"][0]["train_loss"] and run["test_accuracy"] > 0.6
     weights = load_file(tmp_path / "weights.safetensors")
     assert all(w.dtype == np.float32 for w in weights.values())  # master weights stay float32
+
+
+@pytest.mark.full  # inductor compiles C++ for the step: ~20 s on a cold cache
+def test_compile_trains_the_same_steps_as_eager(tmp_path):
+    """--compile (torch.compile) in a real short run: recorded, and the same losses and accuracy as eager
+    mode on the same batches (the compiled graph computes the same step, to float32 rounding)."""
+    from conftest import cli_in_process
+
+    args = ("train", "mnist1d-mlp", "--framework", "torch", "--epochs", "0.1", "--json", "--no-progress")
+    compiled = run_cli(*args, "--compile", "--out", str(tmp_path / "compiled"))
+    assert compiled.returncode == 0, compiled.stderr[-2000:]
+    eager = cli_in_process(*args, "--out", str(tmp_path / "eager"))
+    assert eager.returncode == 0, eager.stderr
+    run, ref = json.loads(compiled.stdout), json.loads(eager.stdout)
+    assert run["config"]["compile"] is True and ref["config"]["compile"] is False
+    assert [s for s, _ in run["loss_curve"]] == [s for s, _ in ref["loss_curve"]]
+    np.testing.assert_allclose([v for _, v in run["loss_curve"]], [v for _, v in ref["loss_curve"]], rtol=1e-5)
+    assert run["test_accuracy"] == pytest.approx(ref["test_accuracy"], abs=0.002)  # a near-tie may flip
+
+
+def test_compare_json_is_the_record_it_writes(tmp_path):
+    """compare --json prints one JSON object: each twin's run.json and the plot, as compare.json holds them
+    (one twin here: both twins' compare is tested above with its table)."""
+    from conftest import cli_in_process
+
+    proc = cli_in_process(
+        "compare", "mnist1d-mlp", "--frameworks", "torch", "--epochs", "0.05", "--json", "--out", str(tmp_path)
+    )
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.strip().splitlines()  # nothing but the object
+    summary = json.loads(line)
+    assert summary == json.loads((tmp_path / "compare.json").read_text())
+    assert summary["task"] == "mnist1d-mlp" and list(summary["runs"]) == ["torch"]
+    assert summary["runs"]["torch"] == json.loads((tmp_path / "torch" / "run.json").read_text())
+    assert summary["runs"]["torch"]["config"]["epochs"] == 0.05
+    assert Path(summary["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -206,3 +206,78 @@ def test_a_fractional_budget_trains_part_of_the_last_epoch(tmp_path):
     assert lrs and lrs[-1] < 1e-3 * max(lrs)
     tests = [p["step"] for p in lines if "test/accuracy" in p]
     assert tests == [steps, steps + steps // 2]  # each epoch's score at the step it ended
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    """A run of 0.05 epochs of mnist1d-mlp (12 steps), with its checkpoint: ``(folder, its config)``."""
+    out = tmp_path_factory.mktemp("short") / "run"
+    proc = cli_in_process(
+        "train", "mnist1d-mlp", "--framework", "torch", "--epochs", "0.05", "--out", str(out), "--no-progress"
+    )
+    assert proc.returncode == 0, proc.stderr
+    return out, json.loads((out / "run.json").read_text())["config"]
+
+
+@pytest.mark.parametrize(
+    "option, key, other",
+    [
+        ("--batch-size", "batch_size", "32"),
+        ("--optimizer", "optimizer", "sgd"),
+        ("--schedule", "schedule", "cosine"),
+        ("--seed", "seed", "1"),
+        ("--split", "split", "speaker:anna"),
+    ],
+)
+def test_resume_refuses_a_changed_setting(short_run, option, key, other):
+    """A resumed run keeps the settings that decide its batches and its optimizer's state: changing one is
+    one line (exit 2) naming the option and what the run used, and the checkpoint is left as it was."""
+    out, config = short_run
+    assert str(config[key]) != other
+    before = (out / "checkpoint.safetensors").read_bytes()
+    proc = cli_in_process(
+        "train", "mnist1d-mlp", "--framework", "torch", "--resume", "--epochs", "2", option, other, "--out", str(out)
+    )
+    assert_one_line_error(proc, f"cannot change {option} when resuming (the run used {config[key]})")
+    assert (out / "checkpoint.safetensors").read_bytes() == before
+
+
+def test_resume_accepts_the_settings_it_used(short_run, tmp_path):
+    """Naming the very settings the run used is no change: the run continues (the refusals above are about
+    a change, not about the options being given)."""
+    out, config = short_run
+    again = tmp_path / "run"
+    shutil.copytree(out, again)
+    same = [f"--{k.replace('_', '-')}={config[k]}" for k in ("batch_size", "optimizer", "schedule", "seed")]
+    proc = cli_in_process(
+        "train", "mnist1d-mlp", "--framework", "torch", "--resume", "--epochs", "2", *same, "--out", str(again)
+    )
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads((again / "run.json").read_text())
+    assert [e["epoch"] for e in run["epochs"]] == [1, 2] and run["config"]["epochs"] == 2
+
+
+@pytest.mark.parametrize("framework", ["torch", pytest.param("jax", marks=pytest.mark.full)])
+def test_ctrl_c_exits_130_with_the_last_checkpoint_intact(tmp_path, framework):
+    """SIGINT (Ctrl-C) to a training run, once its first checkpoint is written (an event of the run, not a
+    clock; the budget is far longer than the test): exit 130, one line, and the newest checkpoint loads
+    and resumes."""
+    from diptych import checkpoint
+
+    out = tmp_path / "run"
+    args = ["train", "mnist1d-mlp", "--framework", framework, "--epochs", "1000", "--checkpoint-every", "25"]
+    with Started([*args, "--no-progress", "--out", str(out)]) as run:
+        run.wait_for(out / "checkpoint.safetensors", timeout=120)
+        run.proc.send_signal(signal.SIGINT)
+        code = run.wait(60)
+        stderr = run.stderr()
+    assert code == 130, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == "diptych: interrupted" and "Traceback" not in stderr
+    _, _, meta = checkpoint.load(out / "checkpoint.safetensors", "mnist1d-mlp")  # intact: every check passes
+    assert meta["global_step"] >= 25 and meta["global_step"] % 25 == 0 and not (out / "run.json").exists()
+    end = meta["epoch"] + 1  # the epoch it was in: the resumed run finishes it
+    resumed = cli_in_process(
+        "train", "mnist1d-mlp", "--framework", framework, "--resume", "--epochs", str(end), "--out", str(out)
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert _position(out / "checkpoint.safetensors") == (250 * end, 0)
