@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from audio_helpers import tone_digits, write_wav
-from conftest import run_cli
+from conftest import cli_in_process, run_cli
 from diptych import RunConfig, train_and_evaluate
 from diptych.commands.transcribe import transcribe
 from diptych.data import fsdd, load_dataset
@@ -76,13 +76,26 @@ def test_short_run_learns_tone_digits_with_augmentation(framework, tones, tmp_pa
     out = transcribe("fsdd-cnn", other, str(tmp_path / "weights.safetensors"), wavs)
     evaluated = np.array([r["digit"] for r in out])
     assert np.mean(evaluated == np.arange(10)) >= 0.6 and all(0.1 <= r["probability"] <= 1 for r in out)
+    # eval --split: the other twin scores the weights on the run's held-out speaker, as the run did (the
+    # default split, takes 0-4 of every speaker, is another test set: 100 recordings, not bert's 60)
+    weights = str(tmp_path / "weights.safetensors")
+    scores = {}
+    for split in ("speaker:bert", None):
+        ev = cli_in_process(
+            *("eval", "fsdd-cnn", "--framework", other, "--weights", weights, "--data-dir", str(folder), "--json"),
+            *(("--split", split) if split else ()),
+        )
+        assert ev.returncode == 0, ev.stderr
+        scores[split] = json.loads(ev.stdout)
+    assert scores["speaker:bert"]["total"] == len(data.y_test) == 60 and scores[None]["total"] == 100
+    assert abs(scores["speaker:bert"]["test_accuracy"] - rec["test_accuracy"]) <= 1 / 60  # a near-tie may flip
 
 
 def test_transcribe_cli_and_bad_audio(tones, tmp_path):
     from diptych.tasks import TASKS
     from diptych.weights import save_weights
 
-    _, data = tones
+    folder, data = tones
     rng = np.random.default_rng(0)
     params = {k: rng.normal(0, 0.05, s).astype(np.float32) for k, s in TASKS["fsdd-cnn"].model.param_shapes().items()}
     save_weights(params, tmp_path / "w.safetensors", task="fsdd-cnn", features=data.features)
@@ -90,6 +103,18 @@ def test_transcribe_cli_and_bad_audio(tones, tmp_path):
     proc = run_cli("transcribe", "fsdd-cnn", "--weights", str(tmp_path / "w.safetensors"), str(good), "--json")
     assert proc.returncode == 0, proc.stderr
     (row,) = json.loads(proc.stdout)
+    # --framework jax: the JAX twin names the same digits, with the same probabilities, for ten recordings
+    wavs = [str(folder / f"{d}_bert_0.wav") for d in range(10)] + [str(good)]
+    rows = {}
+    for framework in ("torch", "jax"):
+        proc = cli_in_process(
+            "transcribe", "fsdd-cnn", "--framework", framework, "--weights", str(tmp_path / "w.safetensors"), *wavs
+        )
+        assert proc.returncode == 0, proc.stderr
+        rows[framework] = [line.split("\t") for line in proc.stdout.strip().splitlines()]
+    assert [r[:2] for r in rows["jax"]] == [r[:2] for r in rows["torch"]] and len(rows["jax"]) == 11
+    np.testing.assert_allclose([float(r[2]) for r in rows["jax"]], [float(r[2]) for r in rows["torch"]], atol=2e-4)
+    assert rows["torch"][-1] == [str(good), str(row["digit"]), f"{row['probability']:.4f}"]
     assert row["file"] == str(good) and row["digit"] in range(10) and 0 < row["probability"] <= 1
     (tmp_path / "notes.wav").write_text("not audio")
     assert_one_line_error(

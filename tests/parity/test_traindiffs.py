@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import run_cli
+from conftest import cli_in_process, run_cli
 from diptych.parity import run_parity
 
 
@@ -27,6 +27,21 @@ def test_parity_passes(task, optimizer, lr, mnist1d):
     assert rows[("logits", f"(B={batch}, 10)")].max_abs <= 1e-5
     assert len(report.losses["torch"]) == len(report.losses["jax"]) == 100
     assert report.losses["torch"][-1] < report.losses["torch"][0]  # it trained
+
+
+def test_parity_of_momentum_nesterov_and_adamw(mnist1d):
+    """The other optimizers the CLI offers: the same weights in both twins, 20 steps, every check (logits,
+    gradients, the parameters after one step and after every step) within the module's bounds. Each is
+    the optimizer it names: the three trajectories differ."""
+    losses = {}
+    for optimizer, lr in (("momentum", 0.05), ("nesterov", 0.05), ("adamw", 1e-3)):
+        report = run_parity("mnist1d-mlp", steps=20, optimizer=optimizer, lr=lr, dataset=mnist1d)
+        assert report.ok, (optimizer, [r.as_dict() for r in report.rows if not r.ok])
+        checks = {r.check for r in report.rows}
+        assert {"logits", "gradient", "param after 1 step", "param after every step"} <= checks, optimizer
+        assert len(report.losses["jax"]) == 20 and report.losses["torch"][-1] < report.losses["torch"][0]
+        losses[optimizer] = report.losses["torch"]
+    assert losses["momentum"] != losses["nesterov"] and losses["momentum"][:1] == losses["nesterov"][:1]
 
 
 def test_parity_mnist_cnn_real_data(mnist):
@@ -72,3 +87,17 @@ def test_cli_parity_exit_codes_and_json(tmp_path):
     }
     table = run_cli("parity", "mnist1d-cnn", "--steps", "10")
     assert table.returncode == 0 and "PASS" in table.stdout and "conv2.weight" in table.stdout
+
+
+def test_cli_parity_exits_1_on_a_mismatch(monkeypatch):
+    """A real mismatch: a JAX twin that forgets to reorder fc1's input features (the wrong flatten order
+    above), through the command. Exit 1 (not 2: the input was fine, the twins disagree), the table says
+    FAIL, and one line on stderr names the worst check."""
+    from diptych.backends.jax import weights as jw
+
+    monkeypatch.setattr(jw, "_fc1_to_jax", lambda w, feature_shape: w.T)
+    proc = cli_in_process("parity", "mnist1d-cnn", "--steps", "2")
+    assert proc.returncode == 1, proc.stderr
+    assert "FAIL" in proc.stdout
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("diptych: parity failed: ") and "diff" in line

@@ -50,6 +50,40 @@ def test_export_recurrent_task(tmp_path):
     assert info["max_abs_vs_torch"] <= 1e-5 and info["max_abs_vs_jax"] <= 1e-5
 
 
+# Every model family besides those above (mnist-cnn: 2-D CNN, mnist1d-gru: GRU, fsdd-cnn: 2-D CNN on speech).
+FAMILIES = {
+    "mnist1d-mlp": "mlp",
+    "mnist1d-cnn": "cnn",
+    "mnist1d-rnn": "rnn",
+    "mnist1d-lstm": "rnn",
+    "fsdd-crnn": "crnn",
+    "chars-lstm": "charlm",
+}
+
+
+@pytest.mark.parametrize("task_name", list(FAMILIES))
+def test_export_every_model_family(task_name, tmp_path):
+    """Each family exports, and the ONNX model gives both twins' outputs (the export verifies it; here
+    onnxruntime runs the written file again, on a batch size it was not traced with)."""
+    import onnxruntime as ort
+
+    from diptych.commands.export import export_task
+    from diptych.tasks import get_task
+
+    task = get_task(task_name)
+    data_dir = str(real_data_dir("fsdd")) if task.dataset == "fsdd" else None
+    assert task.model.kind == FAMILIES[task_name]
+    w = _weights(task_name, "jax", tmp_path / "w.safetensors", data_dir)
+    info = export_task(task_name, w, tmp_path / "m.onnx", data_dir=data_dir)
+    assert info["max_abs_vs_torch"] <= 1e-5 and info["max_abs_vs_jax"] <= 1e-5 and info["inputs"] >= 8
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    (name,) = [i.name for i in sess.get_inputs()]
+    shape = [3, *info["input_shape"][1:]]
+    x = np.zeros(shape, np.int32 if task.model.kind == "charlm" else np.float32)  # character ids, or features
+    (logits,) = sess.run(None, {name: x})
+    assert logits.shape[0] == 3 and np.isfinite(logits).all()
+
+
 def test_export_fsdd_task(tmp_path):
     from diptych.commands.export import export_task
 
