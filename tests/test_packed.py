@@ -242,3 +242,61 @@ def test_image_folder_pack(tmp_path):
         ),
         "packed at 16px",
     )
+
+
+def test_fsdd_pack_holds_the_split_and_its_features(tmp_path):
+    """`diptych data pack fsdd`: the log-mel images of a split (here a held-out speaker), the labels, and the
+    feature statistics a trained model's weights carry for transcribing, the same as loading the recordings;
+    training from the pack writes weights with those statistics."""
+    from audio_helpers import tone_digits
+    from diptych.weights import read_safetensors
+
+    folder = tone_digits(tmp_path / "wavs", speakers=("anna", "bert"), takes=2)
+    out = tmp_path / "p"
+    proc = cli_in_process(
+        "data", "pack", "fsdd", "--data-dir", str(folder), "--split", "speaker:bert", "--out", str(out), "--no-progress"
+    )
+    assert proc.returncode == 0 and "20 train records" in proc.stdout and "20 test" in proc.stdout, proc.stderr
+    want, got = load_dataset("fsdd", folder, split="speaker:bert"), load_dataset("fsdd", out, split="speaker:bert")
+    assert isinstance(got.x_train, RecordArray) and json.loads((out / MANIFEST).read_text())["split"] == "speaker:bert"
+    rows = np.arange(len(want.y_train))
+    assert np.array_equal(got.x_train[rows], want.x_train) and np.array_equal(got.y_train[rows], want.y_train)
+    assert np.array_equal(got.x_test, want.x_test) and np.array_equal(got.y_test, want.y_test)
+    assert json.dumps(got.features, sort_keys=True) == json.dumps(want.features, sort_keys=True)
+    assert cli_in_process("data", "verify", str(out)).returncode == 0
+    args = ("train", "fsdd-cnn", "--framework", "torch", "--data-dir", str(out), "--epochs", "1", "--batch-size", "10")
+    # the pack is of one split: training on another (the default, official) is refused, not silently mixed
+    assert_one_line_error(
+        cli_in_process(*args, "--out", str(tmp_path / "other")), "packed with split 'speaker:bert', not 'official'"
+    )
+    run = cli_in_process(*args, "--split", "speaker:bert", "--out", str(tmp_path / "run"), "--no-progress")
+    assert run.returncode == 0, run.stderr
+    meta = read_safetensors(tmp_path / "run" / "weights.safetensors")[1]
+    assert json.dumps(meta["features"], sort_keys=True) == json.dumps(want.features, sort_keys=True)
+
+
+def test_data_workers_train_on_the_very_batches_of_memory(packed, mnist1d, tmp_path, monkeypatch):
+    """--data-workers 2 in a real run: Grain reads the pack in two background processes, and the run ends
+    with the weights of the same run from memory, bit for bit (the same batches in the same order)."""
+    from diptych.data import stream
+    from diptych.weights import read_safetensors
+
+    workers = []
+    real_init = stream.GrainFeed.__init__
+
+    def init(self, *args, **kwargs):  # records what the driver asked for, and builds the real feed
+        real_init(self, *args, **kwargs)
+        workers.append(self.workers)
+
+    monkeypatch.setattr(stream.GrainFeed, "__init__", init)
+    weights = {}
+    for name, extra in (("pack", ["--data-dir", str(packed), "--data-workers", "2"]), ("memory", [])):
+        proc = cli_in_process(
+            *("train", "mnist1d-mlp", "--framework", "torch", "--epochs", "0.2", *extra),
+            *("--out", str(tmp_path / name), "--no-progress"),
+        )
+        assert proc.returncode == 0, proc.stderr
+        weights[name] = read_safetensors(tmp_path / name / "weights.safetensors")[0]
+    assert workers == [2]  # the pack run streamed through two workers; the memory run needs none
+    assert weights["pack"].keys() == weights["memory"].keys()
+    assert all(np.array_equal(weights["pack"][k], weights["memory"][k]) for k in weights["memory"])
