@@ -4,6 +4,7 @@ the logged learning rate equal to each twin's own, ``run.json``'s runtime record
 from __future__ import annotations
 
 import json
+import shutil
 import struct
 import subprocess
 import sys
@@ -96,6 +97,64 @@ def test_tensorboard_and_metrics_jsonl_have_the_same_points_in_both_twins(mnist1
     if head.returncode == 0:  # run from a checkout: its commit is recorded
         assert runs["torch"]["git"]["commit"] == head.stdout.strip()
         assert isinstance(runs["torch"]["git"]["dirty"], bool)
+
+
+def read_events_as_tensorboard_shows(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """The scalars TensorBoard shows from a run folder, as its event accumulator reads them
+    (tensorboard/backend/event_processing/plugin_event_accumulator.py, for files of version 2, which
+    tensorboardX writes): the event files in name order; the first SessionLog START of a run starts it, and
+    each later one marks a restart, hiding every point seen so far at or after its step, in every tag."""
+    from tensorboardX.proto import event_pb2
+
+    shown: dict[str, list[tuple[int, float]]] = {}
+    started = False
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data, pos = path.read_bytes(), 0
+        while pos < len(data):
+            (length,) = struct.unpack("<Q", data[pos : pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
+            pos += 12 + length + 4
+            if event.file_version:
+                assert event.file_version == "brain.Event:2", event.file_version
+            if event.session_log.status == event_pb2.SessionLog.START:
+                if started:
+                    shown = {tag: [(s, v) for s, v in points if s < event.step] for tag, points in shown.items()}
+                started = True
+            for value in event.summary.value:
+                shown.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return shown
+
+
+def test_tensorboard_with_resume_continues_the_run_from_its_checkpoint(tmp_path):
+    """--tensorboard with --resume: a run interrupted after its checkpoint at step 20 had logged points past
+    it (step 40). The resumed run logs into the same TensorBoard run, from step 21 on, and marks the restart:
+    what TensorBoard shows is each step once, the resumed run's points after 20, as metrics.jsonl has them."""
+    tb, out = tmp_path / "tb", tmp_path / "run"
+    args = ("train", "mnist1d-mlp", "--framework", "torch", "--epochs", "1", "--batch-size", "100")
+    args += ("--checkpoint-every", "20", "--keep", "2", "--tensorboard", str(tb), "--out", str(out), "--no-progress")
+    assert cli_in_process(*args).returncode == 0
+    first = read_events(tb / run_name("mnist1d-mlp", "torch"))
+    # As if killed just before the end: the checkpoint of step 20 is the newest, and no run.json or weights.
+    shutil.copy(out / "checkpoint-step000000020.safetensors", out / "checkpoint.safetensors")
+    (out / "run.json").unlink()
+    (out / "weights.safetensors").unlink()
+    # tensorboardX names an event file by the second it was opened in (and the host) and opens it with "wb":
+    # a resume starts seconds after its run did, so wait for the next second (this run took less than one).
+    (opened,) = (int(p.name.split(".")[3]) for p in (tb / run_name("mnist1d-mlp", "torch")).iterdir())
+    while int(time.time()) <= opened:
+        time.sleep(0.05)
+    proc = cli_in_process(*args, "--resume")
+    assert proc.returncode == 0, proc.stderr
+    run_dir = tb / run_name("mnist1d-mlp", "torch")
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 2  # one run, a second file for the resumed part
+    shown, metrics = read_events_as_tensorboard_shows(run_dir), read_metrics(out / "metrics.jsonl")
+    assert set(shown) == set(metrics) == TAGS
+    for tag in TAGS:
+        assert [s for s, _ in shown[tag]] == [s for s, _ in metrics[tag]], tag
+        np.testing.assert_allclose([v for _, v in shown[tag]], [v for _, v in metrics[tag]], rtol=1e-6)
+    assert [s for s, _ in metrics["train/loss"]] == [1, 20, 40] and [s for s, _ in first["train/loss"]] == [1, 20, 40]
+    # the resumed steps are the interrupted run's: a resume is bit-identical, TensorBoard stores float32
+    np.testing.assert_allclose([v for _, v in shown["train/loss"]], [v for _, v in first["train/loss"]], rtol=1e-6)
 
 
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine", "constant"])

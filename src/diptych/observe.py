@@ -106,7 +106,10 @@ class Observer:
         self._file = path.open("a", encoding="utf-8")
         if writer_class is not None:
             self.log_dir = Path(tensorboard) / run_name(task.name, framework)
-            self._writer = writer_class(str(self.log_dir), flush_secs=10)
+            # A SessionLog START at the first step this run logs: TensorBoard takes a run's first START as its
+            # start and each later one (a resumed run's) as a restart that hides the points at or after it,
+            # the interrupted run's points past its checkpoint.
+            self._writer = writer_class(str(self.log_dir), flush_secs=10, purge_step=start_step + 1)
 
     def learning_rate(self, step: int) -> float:
         """The learning rate of optimizer step ``step`` (counted from 1): what the twins' schedulers
