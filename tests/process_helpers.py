@@ -3,9 +3,9 @@ racing a clock, and always stopped with everything they started, even when the t
 
 ``Started(args)`` runs ``python -m diptych ARGS`` in its own session (process group), its output in
 temporary files (no pipe to fill up while the test waits); used as a context manager it kills the
-process and every descendant it was seen with on the way out. ``hold=(marker, step)`` loads
-``tests/hold/sitecustomize.py``: the run stops at its first mid-epoch checkpoint at or after ``step``
-and writes ``marker`` (see that file).
+process and every descendant it was seen with on the way out. ``hold=(marker, where)`` loads
+``tests/hold/sitecustomize.py``: the run stops at its first mid-epoch checkpoint at or after step ``where``
+(or, ``where="pack"``, a pack before its rename) and writes ``marker`` (see that file).
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ def _default_sigint() -> None:
 
 
 class Started:
-    def __init__(self, args: list[str], env: dict | None = None, hold: tuple[Path, int] | None = None):
+    def __init__(self, args: list[str], env: dict | None = None, hold: tuple[Path, int | str] | None = None):
         env = {**os.environ, **(env or {})}
         if hold is not None:
-            marker, step = hold
-            env["DIPTYCH_TEST_HOLD"] = f"{marker}:{step}"
+            marker, where = hold
+            env["DIPTYCH_TEST_HOLD"] = f"{marker}:{where}"
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HOLD_DIR), env.get("PYTHONPATH")) if p)
         self._out, self._err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from diptych.data.feed import MemoryFeed, make_feed
 from diptych.data.packed import MANIFEST, RecordArray, is_packed, sha256_file, shard_name
 from diptych.data.packing import pack_dataset
 from diptych.data.stream import GrainFeed
+from process_helpers import Started
 
 
 @pytest.fixture(scope="module")
@@ -203,6 +205,23 @@ def test_killed_pack_is_not_a_dataset(packed, tmp_path):
     proc = cli_in_process("data", "pack", "mnist1d", "--out", str(tmp_path / "p"), "--no-progress")
     assert proc.returncode == 0 and is_packed(tmp_path / "p") and not leftover.exists(), proc.stderr
     assert_one_line_error(cli_in_process("data", "pack", "mnist1d", "--out", str(tmp_path / "p")), "already exists")
+
+
+def test_a_pack_killed_before_its_rename_is_not_a_dataset(tmp_path):
+    """A real `diptych data pack`, SIGKILLed when its temporary folder is complete (shards and manifest) but
+    not yet renamed (it holds there: tests/hold): --out does not exist, and the next pack removes the
+    leftover of the dead process."""
+    marker, out = tmp_path / "held", tmp_path / "p"
+    with Started(["data", "pack", "mnist1d", "--out", str(out), "--no-progress"], hold=(marker, "pack")) as run:
+        run.wait_for(marker, timeout=120)
+        run.proc.send_signal(signal.SIGKILL)
+        assert run.wait(60) == -signal.SIGKILL
+    leftover = Path(marker.read_text())
+    assert leftover.parent == tmp_path and leftover.name.startswith(".diptych-tmp-") and (leftover / MANIFEST).exists()
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name != "held"] == [leftover.name]
+    assert_one_line_error(train_on(out), "does not exist")
+    proc = cli_in_process("data", "pack", "mnist1d", "--out", str(out), "--no-progress")
+    assert proc.returncode == 0 and is_packed(out) and not leftover.exists(), proc.stderr
 
 
 def test_image_folder_pack(tmp_path):
