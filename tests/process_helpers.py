@@ -15,18 +15,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import psutil
 
 HOLD_DIR = Path(__file__).with_name("hold")
-
-
-def _default_sigint() -> None:
-    # A shell without job control starts background jobs with SIGINT ignored, and an ignored signal stays
-    # ignored across exec: give the run Python's own Ctrl-C handling, as a terminal would.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class Started:
@@ -37,16 +32,26 @@ class Started:
             env["DIPTYCH_TEST_HOLD"] = f"{marker}:{where}"
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HOLD_DIR), env.get("PYTHONPATH")) if p)
         self._out, self._err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "diptych", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=self._out,
-            stderr=self._err,
-            text=True,
-            env=env,
-            start_new_session=True,
-            preexec_fn=_default_sigint,
-        )
+        # A shell without job control starts background jobs with SIGINT ignored, and an ignored signal stays
+        # ignored across exec. A handled one is reset to the default: handled here while the run starts, it
+        # gets Python's own Ctrl-C handling, as from a terminal.
+        main = threading.current_thread() is threading.main_thread()
+        ignored = main and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        if ignored:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "diptych", *args],
+                stdin=subprocess.DEVNULL,
+                stdout=self._out,
+                stderr=self._err,
+                text=True,
+                env=env,
+                start_new_session=True,
+            )
+        finally:
+            if ignored:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
         self._seen: dict[int, psutil.Process] = {}
 
     def descendants(self) -> list[psutil.Process]:
