@@ -30,17 +30,25 @@ if _HOLD:
             time.sleep(1)
 
     if _where == "pack":
-        from diptych.data import packed
+        import importlib
 
-        _atomic_write = packed.atomic_write
+        # the module whose PackWriter writes packs (diptych.data.packing; diptych.data.packed before it)
+        for _name in ("diptych.data.packing", "diptych.data.packed"):
+            try:
+                _writer = importlib.import_module(_name)
+            except ImportError:
+                continue
+            if hasattr(_writer, "PackWriter"):
+                break
+        _atomic_write = _writer.atomic_write
 
         def _write_then_hold(path, data):
             written = _atomic_write(path, data)
-            if Path(path).name == packed.MANIFEST:  # the last file: the rename onto --out comes next
+            if Path(path).name == _writer.MANIFEST:  # the last file: the rename onto --out comes next
                 _hold(str(Path(path).parent))
             return written
 
-        packed.atomic_write = _write_then_hold
+        _writer.atomic_write = _write_then_hold
     else:
         from diptych import checkpoint
 
