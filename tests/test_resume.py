@@ -176,16 +176,16 @@ def test_init_from_under_resume_is_refused(tmp_path):
 def test_by_default_checkpoints_follow_the_clock_at_loss_syncs(tmp_path, mnist1d, monkeypatch):
     """Without --checkpoint-every, a checkpoint is due once CHECKPOINT_SECONDS of training have passed,
     at the next loss sync (every SYNC_EVERY steps); 0 s makes every sync within the epoch due."""
-    from diptych import RunConfig, driver, train_and_evaluate
+    from diptych import RunConfig, driver, runstate, train_and_evaluate
 
-    monkeypatch.setattr(driver, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(runstate, "CHECKPOINT_SECONDS", 0.0)
     train_and_evaluate(RunConfig("mnist1d-mlp", "torch", epochs=1, keep=3, progress=False), tmp_path, dataset=mnist1d)
     kept = sorted(int(p.stem.removeprefix("checkpoint-step")) for p in tmp_path.glob("checkpoint-step*.safetensors"))
     steps = len(mnist1d.y_train) // 16  # the final (epoch-end) checkpoint is the newest
     last_syncs = list(range(1, steps, driver.SYNC_EVERY))[-2:]  # syncs: after the first step, then every 20
     assert kept == last_syncs and _position(tmp_path / "checkpoint.safetensors") == (steps, 0)
 
-    monkeypatch.setattr(driver, "CHECKPOINT_SECONDS", 1e9)  # never due: only the epoch end's
+    monkeypatch.setattr(runstate, "CHECKPOINT_SECONDS", 1e9)  # never due: only the epoch end's
     train_and_evaluate(
         RunConfig("mnist1d-mlp", "torch", epochs=1, keep=3, progress=False), tmp_path / "b", dataset=mnist1d
     )
