@@ -14,8 +14,8 @@ import diptych
 
 SRC = Path(diptych.__file__).parent
 EXAMPLE = re.compile(r"^\s*>>> (?!.*doctest: \+SKIP)", re.MULTILINE)  # an example that runs
-# The examples that run, counted when this floor was set (76 in 19 modules): fewer means some were dropped.
-LEAST_EXAMPLES = 76
+# The examples that run, counted when this floor was set (84 in 22 modules): fewer means some were dropped.
+LEAST_EXAMPLES = 84
 
 
 def _modules() -> dict[str, Path]:
