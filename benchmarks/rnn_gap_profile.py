@@ -48,6 +48,7 @@ def jax_parts(task, formulation: str | None) -> dict[str, float]:
         models.RecurrentLayer.__call__ = autodiff_call
     if formulation == "unrolled":
         ops.SCAN_UNROLL = task.model.seq_len
+    train._JITTED.clear()  # the steps of another formulation, built earlier in this process
     try:
         trainer = train.Trainer(task, 0, 10**6)  # one device: the decomposition of one core's work
         x, y = batches(task, 1)[0]

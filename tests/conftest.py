@@ -103,8 +103,14 @@ def real_data_dir(name: str) -> Path:
     return Path(root) / name
 
 
-def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the real CLI in a subprocess, as a user would."""
+def run_cli(*args: str, timeout: float = 600, env: dict | None = None, isolated: bool = False):
+    """Run the real CLI as a user would: by default in this process (the same ``main()``, its one-line errors
+    and exit codes, without an interpreter start-up and a second import of the frameworks), and in a fresh
+    process when a test is about the process itself (``isolated``: signals, threads, launches of workers)
+    or runs it in another environment (``env``; a ``None`` value removes a variable). ``timeout`` bounds a
+    fresh process; in this process, the test's own timeout (pytest-timeout) does."""
+    if not isolated and env is None:
+        return cli_in_process(*args)
     full_env = {**os.environ, **(env or {})}
     full_env = {k: v for k, v in full_env.items() if v is not None}  # None removes a variable
     return subprocess.run(
@@ -117,9 +123,14 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subpro
     )
 
 
+def run_cli_isolated(*args: str, **kw) -> subprocess.CompletedProcess:
+    """:func:`run_cli` in a fresh process, for tests of processes: kills, launches, bit-identity across runs."""
+    return run_cli(*args, isolated=True, **kw)
+
+
 def cli_in_process(*args: str) -> subprocess.CompletedProcess:
-    """Run the CLI's entry point in this process (for errors found before any training: no interpreter
-    start-up per call), with the same one-line error handling and exit code as the real command."""
+    """Run the CLI's entry point in this process, its stdout and stderr captured: the same one-line error
+    handling and exit code as the real command, with no interpreter start-up per call."""
     from diptych.cli import main
 
     out, err = io.StringIO(), io.StringIO()

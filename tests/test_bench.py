@@ -284,15 +284,28 @@ def test_report_command_on_saved_runs(tmp_path):
     assert bad.returncode == 2 and "does not exist" in bad.stderr
 
 
+def test_bench_runs_a_burst_of_each_twin(tmp_path):
+    """The fast tier's bench: one round, a worker process per twin, the report written."""
+    proc = run_cli("bench", "mnist1d-mlp", "--repeats", "1", "--burst", "0.1", "--no-train", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert [len(result["bursts"][fw]) for fw in ("torch", "jax")] == [1, 1]
+    assert all(b["train_samples_per_second"] > 0 and b["eval_samples_per_second"] > 0 for b in result["bursts"]["jax"])
+    assert (tmp_path / "report.html").exists() and "slower twin throughput vs faster" in proc.stdout
+
+
+@pytest.mark.full
 def test_bench_runs_interleaved_bursts_end_to_end(tmp_path):
     """Bursts in both twins; --profile: a trace per twin in OUT/profile/ (first round only) and the
     side-by-side top-operations table in the report."""
+    repeats = 2
     proc = run_cli(
-        "bench", "mnist1d-mlp", "--repeats", "2", "--burst", "0.2", "--no-train", "--profile", "--out", str(tmp_path)
+        *("bench", "mnist1d-mlp", "--repeats", str(repeats), "--burst", "0.2", "--no-train", "--profile"),
+        *("--out", str(tmp_path)),
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "bench.json").read_text())
-    assert [len(result["bursts"][fw]) for fw in ("torch", "jax")] == [2, 2]
+    assert [len(result["bursts"][fw]) for fw in ("torch", "jax")] == [repeats, repeats]
     assert all(
         b["train_samples_per_second"] > 0 and b["matmul_gflops"] > 0 for bs in result["bursts"].values() for b in bs
     )
@@ -343,6 +356,7 @@ def test_baseline_only_for_mnist_cnn():
     assert proc.returncode == 2 and "seed MNIST CNN recipe" in proc.stderr
 
 
+@pytest.mark.full
 def test_seed_baseline_trains_until_the_target_then_stops(tmp_path):
     """With --stop-at the baseline stops after the first epoch at that accuracy (here 50% on 2,000 images,
     reached in epoch 1 of at most 3); --eval-every evaluates between epochs, off the training clock."""

@@ -11,7 +11,7 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import load_file
 
-from conftest import assert_one_line_error, cli_in_process, run_cli
+from conftest import assert_one_line_error, cli_in_process, run_cli_isolated
 from process_helpers import Started
 
 # mnist1d-mlp at batch 16: 250 steps an epoch; a checkpoint every 25 steps.
@@ -52,14 +52,14 @@ def _contents(path) -> tuple[dict, dict]:
 @pytest.mark.full
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_kill_mid_epoch_and_resume_is_bit_identical(tmp_path, framework):
-    full = run_cli("train", *ARGS, "--framework", framework, "--out", str(tmp_path / "full"))
+    full = run_cli_isolated("train", *ARGS, "--framework", framework, "--out", str(tmp_path / "full"))
     assert full.returncode == 0, full.stderr
 
     out = tmp_path / "killed"
     killed_at = kill_mid_epoch(ARGS, out, after_step=325, framework=framework)  # 25 steps after step 300
     assert killed_at == 300 and not (out / "run.json").exists()  # epoch 2, 50 steps in
 
-    resumed = run_cli("train", *ARGS, "--framework", framework, "--resume", "--out", str(out))
+    resumed = run_cli_isolated("train", *ARGS, "--framework", framework, "--resume", "--out", str(out))
     assert resumed.returncode == 0, resumed.stderr
     # Byte for byte: every tensor, and the same metadata (whose order in the header safetensors varies).
     assert _contents(out / "weights.safetensors") == _contents(tmp_path / "full" / "weights.safetensors")
@@ -257,7 +257,8 @@ def test_resume_accepts_the_settings_it_used(short_run, tmp_path):
     assert [e["epoch"] for e in run["epochs"]] == [1, 2] and run["config"]["epochs"] == 2
 
 
-@pytest.mark.parametrize("framework", ["torch", pytest.param("jax", marks=pytest.mark.full)])
+@pytest.mark.full  # a real process and a real signal: seconds each
+@pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_ctrl_c_exits_130_with_the_last_checkpoint_intact(tmp_path, framework):
     """SIGINT (Ctrl-C) to a training run, once its first checkpoint is written (an event of the run, not a
     clock; the budget is far longer than the test): exit 130, one line, and the newest checkpoint loads

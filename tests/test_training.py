@@ -19,16 +19,16 @@ from image_helpers import make_folder
 
 STEPS = 40  # about this many training steps per run
 # A recurrent net on MNIST-1D needs more steps before its accuracy leaves chance (each takes milliseconds).
-MORE_STEPS = {"mnist1d-gru": 240, "mnist1d-lstm": 240, "mnist1d-rnn": 120}
+MORE_STEPS = {"mnist1d-gru": 120, "mnist1d-lstm": 120, "mnist1d-rnn": 120}
 FRACTION = {"text": 0.2, "folder": 10}  # data the objective loads: 20% of the corpus; 10 epochs of the shapes
 TRAIN, TEST = 2048, 512  # samples of a real or generated dataset's splits
 REAL = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "fsdd": "fsdd"}
 
 
 @pytest.fixture(scope="module")
-def datasets(tmp_path_factory):
-    """``get(dataset)`` -> ``(data_dir, Dataset or None)``: a subset of the real or generated data, loaded once;
-    the text and the image folder are the objective's to load (``None``)."""
+def datasets(request, tmp_path_factory):
+    """``get(dataset)`` -> ``(data_dir, Dataset or None)``: a subset of the real or generated data, loaded once
+    (MNIST and MNIST-1D: the session's); the text and the image folder are the objective's to load (``None``)."""
     loaded = {}
 
     def get(name: str):
@@ -39,7 +39,8 @@ def datasets(tmp_path_factory):
                 loaded[name] = (None, None)
             else:
                 folder = real_data_dir(REAL[name]) if name in REAL else None
-                loaded[name] = (str(folder) if folder else None, load_dataset(name, folder).head(TRAIN, TEST))
+                data = request.getfixturevalue(name) if name in ("mnist", "mnist1d") else load_dataset(name, folder)
+                loaded[name] = (str(folder) if folder else None, data.head(TRAIN, TEST))
         return loaded[name]
 
     return get

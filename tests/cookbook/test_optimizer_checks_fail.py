@@ -29,6 +29,7 @@ print(json.dumps(got))
 """
 
 
+@pytest.mark.full  # with the whole cookbook (tests/cookbook/test_recipes.py)
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_changed_adam_maths_fails_the_check(framework):
     proc = subprocess.run(

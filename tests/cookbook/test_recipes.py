@@ -16,6 +16,10 @@ import pytest
 from conftest import real_data_dir
 from diptych.cookbook import RECIPES
 
+# The whole cookbook is the full tier; the fast tier runs one recipe pair through `cookbook run` (the
+# quickest: data-loading).
+full = pytest.mark.full
+
 NEEDS = {
     "mlp": "mnist",
     "cnn": "mnist",
@@ -64,16 +68,19 @@ def both(result: dict):
     return result["torch"], result["jax"]
 
 
+@full
 def test_mlp(pair):
     for r in both(pair("mlp")):
         assert r["test_accuracy"] >= 0.92, r  # 200 steps; the full run's bar is 97.5%
 
 
+@full
 def test_cnn(pair):
     for r in both(pair("cnn")):
         assert r["test_accuracy"] >= 0.8, r  # 60 steps; the full run's bar is 98.5%
 
 
+@full
 def test_augmentation_keeps_labels_and_flips_do_not(pair):
     for r in both(pair("augmentation")):
         assert r["clean_accuracy"] >= 0.8 and r["augmented_accuracy"] >= 0.65, r
@@ -83,12 +90,14 @@ def test_augmentation_keeps_labels_and_flips_do_not(pair):
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+@full
 def test_rnn_windows_and_held_out_forecast(pair):
     for r in both(pair("rnn")):
         assert (r["train_windows"], r["test_windows"]) == (2400 - 20, 600 - 20), r  # N - T windows per split
         assert r["test_mse"] < 0.5 * r["naive_mse"], r
 
 
+@full
 def test_autodiff_matches_finite_differences(pair):
     torch_r, jax_r = both(pair("autodiff"))
     for r in (torch_r, jax_r):
@@ -108,6 +117,7 @@ def test_autodiff_matches_finite_differences(pair):
         np.testing.assert_allclose(v, jax_r["values"][k], rtol=1e-10, atol=1e-12, err_msg=k)
 
 
+@full
 def test_gradient_descent_reaches_the_known_minima(pair):
     torch_r, jax_r = both(pair("gradient-descent"))
     for problem in ("quadratic", "rosenbrock"):
@@ -116,6 +126,7 @@ def test_gradient_descent_reaches_the_known_minima(pair):
         np.testing.assert_allclose(torch_r[problem]["x"], jax_r[problem]["x"], rtol=1e-10)
 
 
+@full
 def test_optimizers_follow_the_libraries(pair):
     for r in both(pair("optimizers")):
         assert set(r["errors"]) == {
@@ -126,6 +137,7 @@ def test_optimizers_follow_the_libraries(pair):
         assert r["max_rel_error"] <= 1e-6, r["errors"]
 
 
+@full
 def test_jit_tracing_vs_compiling(pair):
     torch_r, jax_r = both(pair("jit"))
     for r in (torch_r, jax_r):
@@ -147,6 +159,7 @@ def test_data_loading_gives_the_same_batches(pair):
     assert torch_r["sha256"] == jax_r["sha256"]
 
 
+@full
 def test_gpu_falls_back_and_says_so(pair):
     for r in both(pair("gpu")):
         assert r["test_accuracy"] >= 0.5, r  # 20 bf16 steps
@@ -155,6 +168,7 @@ def test_gpu_falls_back_and_says_so(pair):
             assert r["note"] == "no GPU found: ran on the CPU" and r["device"].startswith("cpu"), r
 
 
+@full
 def test_distributed_two_devices_give_one_devices_loss(pair):
     torch_r, jax_r = both(pair("distributed"))
     for r in (torch_r, jax_r):
@@ -164,6 +178,7 @@ def test_distributed_two_devices_give_one_devices_loss(pair):
     np.testing.assert_allclose(torch_r["loss_1_device"], jax_r["loss_1_device"], rtol=1e-5)  # same model, same data
 
 
+@full
 def test_large_data_streams_in_bounded_memory(pair):
     for r in both(pair("large-data")):
         assert r["file_mb"] > 40 and r["steps"] == 391, r
@@ -171,6 +186,7 @@ def test_large_data_streams_in_bounded_memory(pair):
         assert r["weight_error"] < 1e-2, r
 
 
+@full
 def test_schedules(pair):
     torch_r, jax_r = both(pair("schedules"))
     np.testing.assert_allclose(torch_r["lr"], jax_r["lr"], rtol=1e-4, atol=1e-9)  # SequentialLR == optax schedule
@@ -179,6 +195,7 @@ def test_schedules(pair):
         assert r["test_accuracy"] >= 0.85 and 0 < r["clipped_fraction"] <= 1, r
 
 
+@full
 def test_speech(pair):
     for r in both(pair("speech")):
         assert r["test_recordings"] == 300 and r["test_accuracy"] >= 0.7, r

@@ -10,11 +10,13 @@ import psutil
 import pytest
 from safetensors.numpy import load_file
 
-from conftest import free_port, run_cli
+from conftest import free_port, run_cli_isolated
 from diptych import checkpoint
 from diptych.errors import DiptychError
 from diptych.launch import usable_cores
 from process_helpers import Started
+
+pytestmark = pytest.mark.full  # the full tier: data-parallel runs of real worker processes (minutes)
 
 # mnist1d-cnn at batch 100: 40 steps an epoch, a checkpoint every 10 (2 workers: ~0.25 s/epoch torch, ~1 s JAX).
 EPOCHS = {"torch": 6, "jax": 3}
@@ -40,7 +42,6 @@ def _worker(launcher: psutil.Process, framework: str, rank: int) -> psutil.Proce
     return None
 
 
-@pytest.mark.full
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_killed_worker_stops_the_run_and_resume_finishes_it(framework, tmp_path, mnist1d):
     out = tmp_path / "run"
@@ -59,7 +60,7 @@ def test_killed_worker_stops_the_run_and_resume_finishes_it(framework, tmp_path,
         "10",
         "--no-progress",
     ]
-    full = run_cli(*args, "--out", str(tmp_path / "full"))
+    full = run_cli_isolated(*args, "--out", str(tmp_path / "full"))
     assert full.returncode == 0, full.stderr
     args += ["--out", str(out)]
     # The lead holds before writing its checkpoint at (1, 20), with (1, 10) on disk (tests/hold): the run is
@@ -78,7 +79,7 @@ def test_killed_worker_stops_the_run_and_resume_finishes_it(framework, tmp_path,
     epoch, step = _position(out / "checkpoint.safetensors")  # intact: it loads
     assert (epoch, step) == (1, 10) and int(marker.read_text()) == 50 and not (out / "run.json").exists()
 
-    resumed = run_cli(*args, "--resume")
+    resumed = run_cli_isolated(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     run = json.loads((out / "run.json").read_text())
     assert [e["epoch"] for e in run["epochs"]] == list(range(1, EPOCHS[framework] + 1))
@@ -95,7 +96,7 @@ def test_port_in_use_and_oversubscription(framework, tmp_path):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        r = run_cli(
+        r = run_cli_isolated(
             "train",
             "mnist1d-cnn",
             "--framework",
@@ -118,7 +119,7 @@ def test_port_in_use_and_oversubscription(framework, tmp_path):
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_device_gpu_without_a_gpu_is_one_line(framework, tmp_path):
-    r = run_cli(
+    r = run_cli_isolated(
         "train",
         "mnist1d-cnn",
         "--framework",
@@ -139,7 +140,7 @@ def test_device_gpu_without_a_gpu_is_one_line(framework, tmp_path):
 
 
 def test_batch_not_divisible_by_workers_is_one_line(tmp_path):
-    r = run_cli(
+    r = run_cli_isolated(
         "train", "mnist1d-cnn", "--framework", "torch", "--nproc", "3", "--batch-size", "100", "--out", str(tmp_path)
     )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1

@@ -19,6 +19,8 @@ import pytest
 from conftest import free_port
 from process_helpers import stop_all
 
+pytestmark = pytest.mark.full  # the full tier: N workers against one, in real worker processes
+
 STEPS = Path(__file__).with_name("steps.py")
 
 

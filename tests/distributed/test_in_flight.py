@@ -11,10 +11,13 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.full  # the full tier: many steps in flight on a 2-device mesh
+
 SCRIPT = """
 import numpy as np
 from diptych.backends import load_backend
 from diptych.tasks import get_task
+
 backend = load_backend("jax")
 task = get_task("mnist-mlp").with_overrides(batch_size=32)
 world = backend.distributed.init("cpu", 32)

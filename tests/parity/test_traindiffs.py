@@ -18,15 +18,18 @@ from diptych.parity import run_parity
         ("mnist1d-rnn", "adam", 1e-3),
     ],
 )
-def test_parity_passes(task, optimizer, lr, mnist1d):
-    report = run_parity(task, steps=100, optimizer=optimizer, lr=lr, dataset=mnist1d)
+@pytest.mark.parametrize("steps", [10, pytest.param(100, marks=pytest.mark.full)])  # `diptych parity`'s default: full
+def test_parity_passes(task, optimizer, lr, steps, mnist1d):
+    report = run_parity(task, steps=steps, optimizer=optimizer, lr=lr, dataset=mnist1d)
     bad = [r.as_dict() for r in report.rows if not r.ok]
     assert report.ok, bad
     rows = {(r.check, r.tensor): r for r in report.rows}
     batch = {"mnist1d-mlp": 16}.get(task, 100)
     assert rows[("logits", f"(B={batch}, 10)")].max_abs <= 1e-5
-    assert len(report.losses["torch"]) == len(report.losses["jax"]) == 100
-    assert report.losses["torch"][-1] < report.losses["torch"][0]  # it trained
+    assert len(report.losses["torch"]) == len(report.losses["jax"]) == steps
+    if steps >= 100:  # it trained (10 steps of SGD can still be on the plateau: there, it moved)
+        assert report.losses["torch"][-1] < report.losses["torch"][0]
+    assert report.losses["torch"][-1] != report.losses["torch"][0]
 
 
 def test_parity_of_momentum_nesterov_and_adamw(mnist1d):
@@ -44,8 +47,9 @@ def test_parity_of_momentum_nesterov_and_adamw(mnist1d):
     assert losses["momentum"] != losses["nesterov"] and losses["momentum"][:1] == losses["nesterov"][:1]
 
 
-def test_parity_mnist_cnn_real_data(mnist):
-    report = run_parity("mnist-cnn", steps=100, dataset=mnist)
+@pytest.mark.parametrize("steps", [10, pytest.param(100, marks=pytest.mark.full)])
+def test_parity_mnist_cnn_real_data(steps, mnist):
+    report = run_parity("mnist-cnn", steps=steps, dataset=mnist)
     assert report.ok, [r.as_dict() for r in report.rows if not r.ok]
 
 
@@ -67,6 +71,7 @@ def test_parity_detects_a_different_adam(monkeypatch, mnist1d):
 
     adam = optax.adam
     monkeypatch.setattr(jt.optax, "adam", lambda lr: adam(lr, eps=1e-3))
+    monkeypatch.setattr(jt, "_JITTED", {})  # the steps built with the real Adam earlier in this process
     report = run_parity("mnist1d-mlp", steps=5, dataset=mnist1d)
     failed = {r.check for r in report.rows if not r.ok}
     assert "param after 1 step" in failed and "gradient" not in failed

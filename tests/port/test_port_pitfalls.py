@@ -18,6 +18,8 @@ from diptych.port import check, convert  # noqa: E402
 from diptych.port._nnx import build_abstract  # noqa: E402
 from diptych.port.nnx_layers import BatchNorm  # noqa: E402
 
+pytestmark = pytest.mark.full  # the full tier: the port pitfalls
+
 RNG = np.random.default_rng(1)
 SEQ = RNG.standard_normal((2, 5, 16)).astype(np.float32) * 0.05  # small activations: epsilon matters
 

@@ -162,7 +162,8 @@ def _eager(fn, **_):
 
 # Jitted functions by (model spec, optimizer spec, total steps, precision, state placement, batch placement,
 # eager): a second Trainer of the same shape in one process (an evaluation, a resumed run, the tests) neither
-# retraces nor recompiles its step. The specs are frozen dataclasses, compared by value.
+# retraces nor recompiles its step. The specs are frozen dataclasses, compared by value. (Code that swaps one
+# of optax's transformations for another inside a running process must clear it.)
 _JITTED: dict[tuple, tuple] = {}
 
 
