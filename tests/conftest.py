@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _jax_cache_dir() -> Path:
-    """A persistent XLA compilation cache for the suite, one per jaxlib version and machine (compiled code
-    is specific to both): the same step compiled in several test processes is compiled once."""
+    """A persistent XLA compilation cache for the suite, outside the clone (a fresh clone of the same code on
+    the same machine compiles nothing again), one per jaxlib version and machine: compiled code is specific
+    to both. The same step compiled in several tests or processes is compiled once."""
     import hashlib
     import platform
     from importlib.metadata import version
@@ -29,7 +30,8 @@ def _jax_cache_dir() -> Path:
     except OSError:
         cpu = platform.processor()
     machine = hashlib.sha256(f"{platform.machine()}{cpu}".encode()).hexdigest()[:12]
-    return ROOT / ".cache" / "jax-tests" / f"jaxlib-{version('jaxlib')}-{machine}"
+    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return home / "diptych" / "jax-tests" / f"jaxlib-{version('jaxlib')}-{machine}"
 
 
 # Before JAX starts (here and in every subprocess, which inherits the environment); a user's setting wins.

@@ -16,8 +16,8 @@ import pytest
 from conftest import real_data_dir
 from diptych.cookbook import RECIPES
 
-# The whole cookbook is the full tier; the fast tier runs one recipe pair through `cookbook run` (the
-# quickest: data-loading).
+# The whole cookbook is the full tier (the fast tier runs `cookbook run` up to a recipe's own one-line
+# refusal: tests/cookbook/test_cookbook_cli.py).
 full = pytest.mark.full
 
 NEEDS = {
@@ -152,6 +152,7 @@ def test_jit_tracing_vs_compiling(pair):
     assert torch_r["rng"] == {"same_call_twice_equal": False, "reseed_reproduces": True}
 
 
+@full
 def test_data_loading_gives_the_same_batches(pair):
     torch_r, jax_r = both(pair("data-loading"))
     assert torch_r["batches"] == jax_r["batches"] == 50

@@ -86,8 +86,14 @@ class JSeq(nnx.Module):
     "make,x",
     [
         (lambda: (TConv1d(), JConv1d(nnx.Rngs(0))), RNG.standard_normal((3, 4, 10)).astype(np.float32)),
-        (lambda: (TConv3d(), JConv3d(nnx.Rngs(0))), RNG.standard_normal((2, 2, 4, 4, 4)).astype(np.float32)),
-        (lambda: (TSeq("gru"), JSeq(L.GRUCell, nnx.Rngs(0))), RNG.integers(0, 11, (2, 6))),
+        pytest.param(
+            lambda: (TConv3d(), JConv3d(nnx.Rngs(0))),
+            RNG.standard_normal((2, 2, 4, 4, 4)).astype(np.float32),
+            marks=pytest.mark.full,  # (seconds of XLA compilation: the full tier)
+        ),
+        pytest.param(
+            lambda: (TSeq("gru"), JSeq(L.GRUCell, nnx.Rngs(0))), RNG.integers(0, 11, (2, 6)), marks=pytest.mark.full
+        ),
         (lambda: (TSeq("rnn"), JSeq(L.RNNCell, nnx.Rngs(0))), RNG.integers(0, 11, (2, 6))),
     ],
     ids=["conv1d-groups-dilation-groupnorm", "conv3d-convtranspose3d", "gru-rmsnorm", "rnn"],

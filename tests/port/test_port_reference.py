@@ -50,7 +50,10 @@ def test_converts_both_ways_bit_exact(name):
             assert np.array_equal(v.numpy(), back.state_dict()[k].numpy()), k
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+DEEP = {"resnet", "unet"}  # their 10-step checks compile for seconds: the full tier
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.full) if n in DEEP else n for n in sorted(CASES)])
 def test_check_passes_with_training_and_10_steps(name):
     module, x = CASES[name]
     report = check(module.torch_model(), build_abstract(lambda: module.nnx_model(nnx.Rngs(0))), x, train=True, steps=10)
@@ -61,6 +64,7 @@ def test_check_passes_with_training_and_10_steps(name):
     assert max(r.max_abs for r in report.rows if r.check == "outputs") <= 1e-5
 
 
+@pytest.mark.full
 def test_resnet_eval_mode_uses_running_statistics():
     tm, nm = resnet.torch_model(), build_abstract(lambda: resnet.nnx_model(nnx.Rngs(0)))
     import torch
