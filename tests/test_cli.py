@@ -98,7 +98,7 @@ def test_compare_json_table_and_plot(tmp_path):
     without --json the same runs are the table (printed here from the record, as the command prints it)."""
     from diptych.commands.compare import print_table
 
-    proc = run_cli("compare", "mnist1d-mlp", "--epochs", "2", "--out", str(tmp_path), "--json")
+    proc = run_cli("compare", "mnist1d-mlp", "--epochs", "1", "--out", str(tmp_path), "--json")
     assert proc.returncode == 0, proc.stderr
     (line,) = proc.stdout.strip().splitlines()  # nothing but the object
     summary = json.loads(line)
@@ -109,7 +109,7 @@ def test_compare_json_table_and_plot(tmp_path):
     png = (tmp_path / "accuracy_vs_time.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     # identical batches: same seed, same config, both frameworks
-    assert runs["torch"]["config"] == runs["jax"]["config"] and runs["torch"]["config"]["epochs"] == 2
+    assert runs["torch"]["config"] == runs["jax"]["config"] and runs["torch"]["config"]["epochs"] == 1
     w_t, w_j = (
         load_file(tmp_path / "torch" / "weights.safetensors"),
         load_file(tmp_path / "jax" / "weights.safetensors"),

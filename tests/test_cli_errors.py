@@ -241,7 +241,7 @@ def test_resume_without_checkpoint(tmp_path):
     )
 
 
-@pytest.mark.parametrize("missing,other", [("jax", "torch"), ("torch", "jax")])
+@pytest.mark.parametrize("missing,other", [("jax", "torch"), pytest.param("torch", "jax", marks=pytest.mark.full)])
 def test_only_one_framework_installed(missing, other, tmp_path):
     """With one framework absent, its twin's commands say which extra to install; the other works."""
     import subprocess

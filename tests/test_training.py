@@ -20,7 +20,7 @@ from image_helpers import make_folder
 STEPS = 40  # about this many training steps per run
 # A recurrent net on MNIST-1D needs more steps before its accuracy leaves chance (each takes milliseconds).
 MORE_STEPS = {"mnist1d-gru": 120, "mnist1d-lstm": 120, "mnist1d-rnn": 120}
-FRACTION = {"text": 0.2, "folder": 10}  # data the objective loads: 20% of the corpus; 10 epochs of the shapes
+FRACTION = {"text": 0.12, "folder": 10}  # data the objective loads: 12% of the corpus; 10 epochs of the shapes
 TRAIN, TEST = 2048, 512  # samples of a real or generated dataset's splits
 REAL = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "fsdd": "fsdd"}
 

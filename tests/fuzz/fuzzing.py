@@ -67,7 +67,8 @@ def report_outcomes():
 
 
 def fuzz_settings(examples: int):
-    """Settings for one fuzz test: ``examples`` cases (or $DIPTYCH_FUZZ_EXAMPLES), a fixed seed."""
+    """Settings for one fuzz test: ``examples`` cases (or $DIPTYCH_FUZZ_EXAMPLES: the full tier's long profile,
+    tests/fuzz/test_fuzz_long.py, runs 2000), a fixed seed."""
     n = int(os.environ.get("DIPTYCH_FUZZ_EXAMPLES") or examples)
     return settings(
         max_examples=n,

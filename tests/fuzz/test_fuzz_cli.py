@@ -135,7 +135,7 @@ def well_formed(draw):
     return [command, *args]
 
 
-@fuzz_settings(500)
+@fuzz_settings(250)
 @given(
     argv=well_formed()
     | st.tuples(st.sampled_from(sorted(cli.commands)) | texts, st.lists(tokens, max_size=8)).map(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = 2000  # per fuzz test (the fast tier runs 120-500)
+EXAMPLES = 2000  # per fuzz test (the fast tier runs 60-250)
 
 
 @pytest.mark.full
