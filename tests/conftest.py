@@ -183,22 +183,3 @@ def mnist():
     from diptych.data import load_dataset
 
     return load_dataset("mnist", real_data_dir("mnist"))
-
-
-@pytest.fixture(scope="session")
-def trained_mnist_cnn(mnist, tmp_path_factory):
-    """mnist-cnn trained once per session by each twin with the task's defaults: (run record, folder)."""
-    from diptych import RunConfig, train_and_evaluate
-
-    runs = {}
-
-    def get(framework: str):
-        if framework not in runs:
-            out = tmp_path_factory.mktemp(f"mnist-cnn-{framework}")
-            runs[framework] = (
-                train_and_evaluate(RunConfig("mnist-cnn", framework, progress=False), out, dataset=mnist),
-                out,
-            )
-        return runs[framework]
-
-    return get
