@@ -25,7 +25,7 @@ from diptych.commands.train import train
 from diptych.commands.transcribe import transcribe_cmd
 from diptych.errors import DiptychError
 
-# Every command, in the order `diptych --help` lists them.
+# Every command (`diptych --help` lists them by name).
 COMMANDS = [
     list_tasks,
     train,
@@ -46,12 +46,7 @@ COMMANDS = [
 ]
 
 
-class _Listed(click.Group):
-    def list_commands(self, ctx):
-        return [c.name for c in COMMANDS]
-
-
-@click.group(cls=_Listed, commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(commands=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="diptych")
 def cli():
     """diptych: every classic deep-learning task, in idiomatic PyTorch and idiomatic JAX."""
