@@ -2,7 +2,7 @@
 
 >>> from diptych import RunConfig, train_and_evaluate
 >>> record = train_and_evaluate(RunConfig("mnist1d-cnn", "jax"), "runs/demo")  # doctest: +SKIP
->>> record["test_accuracy"] >= 0.94  # 150 epochs: BENCHMARKS.md (Task results), not run here  # doctest: +SKIP
+>>> record["test_accuracy"] >= 0.94  # 60 epochs: BENCHMARKS.md (Task results), not run here  # doctest: +SKIP
 True
 """
 

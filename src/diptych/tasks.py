@@ -263,12 +263,16 @@ TASKS: dict[str, Task] = {
             Classification(0.68, "MNIST-1D paper: MLP 68%"),
             "MLP on MNIST-1D (generated offline)",
         ),
+        # Adam alone for 150 epochs drove the training loss to 4e-5 and ended at 93.8% in torch (94.0% JAX):
+        # memorised. Label smoothing and decoupled weight decay end at 95-97% over seeds 0-2 in 60 epochs.
         Task(
             "mnist1d-cnn",
             "mnist1d",
             MNIST1D_CNN,
-            OptimizerSpec(lr=2e-2, **_ONECYCLE_ADAM),
-            Budget(150, 100),
+            OptimizerSpec(
+                name="adamw", lr=2e-2, weight_decay=0.1, schedule="onecycle", warmup_fraction=0.2, label_smoothing=0.1
+            ),
+            Budget(60, 100),
             Classification(0.94, "MNIST-1D paper: CNN 94%"),
             "CNN on MNIST-1D (generated offline)",
         ),
