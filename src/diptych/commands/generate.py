@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from diptych.backends import FRAMEWORKS, load_backend
-from diptych.commands.options import SEED, finite
+from diptych.backends import load_backend
+from diptych.commands.options import SEED, finite, twin_option
 from diptych.data.text import MAX_VOCAB, decode, encode
 from diptych.errors import DiptychError
 from diptych.inference import InferenceMeta
@@ -86,7 +86,7 @@ def generate(
 @click.command("generate")
 @click.argument("task", type=click.Choice(LM_TASKS), metavar="TASK")
 @click.option("--weights", type=click.Path(dir_okay=False), required=True, help="weights.safetensors of either twin.")
-@click.option("--framework", type=click.Choice(FRAMEWORKS), default="torch", show_default=True, help="Which twin runs.")
+@twin_option("Which twin runs.")
 @click.option("--prompt", default="The ", show_default=True, help="Text to start from (characters the model knows).")
 @click.option("--length", type=click.IntRange(0, 10**6), default=200, show_default=True, help="Characters to add.")
 @click.option(

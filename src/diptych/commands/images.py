@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from diptych.commands.options import twin_option
 from diptych.errors import DiptychError
 from diptych.tasks import TASKS, get_task
 
@@ -63,13 +64,7 @@ def predict(task_name: str, framework: str, weights_path: str, images: list[str]
     required=True,
     help="weights.safetensors from `diptych train TASK --data-dir ...` (either twin).",
 )
-@click.option(
-    "--framework",
-    type=click.Choice(["torch", "jax"]),
-    default="torch",
-    show_default=True,
-    help="Which twin runs the model.",
-)
+@twin_option("Which twin runs the model.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of FILE<TAB>CLASS<TAB>PROBABILITY.")
 def predict_cmd(task, images, weights, framework, as_json):
     """Name the class of each IMAGE: one line per file, FILE<TAB>CLASS<TAB>PROBABILITY."""
@@ -155,13 +150,7 @@ def _apply(aug, framework: str, x: np.ndarray, params: dict) -> np.ndarray:
     "--out", type=click.Path(dir_okay=False), default="augment.png", show_default=True, help="The PNG to write."
 )
 @click.option("--augment", help="default (the task's) or OPS, e.g. shift:2,rotate:10,erase:0.25.")
-@click.option(
-    "--framework",
-    type=click.Choice(["torch", "jax"]),
-    default="torch",
-    show_default=True,
-    help="Which twin applies the augmentation.",
-)
+@twin_option("Which twin applies the augmentation.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset (or your images).")
 @click.option("--seed", type=int, default=0, show_default=True, help="The run seed the draws come from.")
 def augment_preview_cmd(task, out, augment, framework, data_dir, seed):

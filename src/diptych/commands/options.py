@@ -59,6 +59,13 @@ FRAMEWORKS_OPTION = click.option(
     callback=_frameworks,
     help="Comma-separated twins to run.",
 )
+
+
+def twin_option(help: str):
+    """``--framework``: the one twin that runs (torch unless named)."""
+    return click.option("--framework", type=click.Choice(FRAMEWORKS), default="torch", show_default=True, help=help)
+
+
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from diptych.backends import FRAMEWORKS, load_backend
-from diptych.commands.options import TASK
+from diptych.backends import load_backend
+from diptych.commands.options import TASK, twin_option
 from diptych.data.audio import check_features, normalize, wav_features
 from diptych.data.datasets import AUDIO_DATASETS
 from diptych.data.fsdd import load_fsdd
@@ -74,9 +74,7 @@ def transcribe(
     required=True,
     help="Weights from either twin (.safetensors from `diptych train` carry the feature statistics).",
 )
-@click.option(
-    "--framework", type=click.Choice(FRAMEWORKS), default="torch", show_default=True, help="Which twin runs the model."
-)
+@twin_option("Which twin runs the model.")
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
