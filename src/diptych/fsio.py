@@ -1,11 +1,13 @@
 """Safe file writing: every file diptych writes goes through :func:`atomic_write` / :func:`atomic_path`.
 
 A write creates a fresh temporary file beside the destination (``tempfile.mkstemp``: ``O_CREAT |
-O_EXCL``, so a planted file or symlink at the temporary name is never opened), fills it, fsyncs it,
-then ``os.replace``s it onto the destination. ``rename(2)`` replaces the directory entry itself: a
-symlink planted at the destination is replaced by the new file, never written through. A reader
-sees the old file or the new one, never half of one; a crash leaves at most a temporary file named
-``.diptych-tmp-<pid>-<random>.<name>``, which :func:`clean_stale_temps` removes once its writer is gone.
+O_EXCL``, so a planted file or symlink at the temporary name is never opened), gives it the mode any
+other tool's new file gets (``0o666 & ~umask``; mkstemp's own is 0600), fills it, fsyncs it, then
+``os.replace``s it onto the destination. ``rename(2)`` replaces the directory entry itself: a symlink
+planted at the destination is replaced by the new file, never written through. A reader sees the old
+file or the new one, never half of one; a crash leaves at most a temporary file named
+``.diptych-tmp-<pid>-<token>-<random>.<name>`` (``<token>``: drawn by each process at start), which
+:func:`clean_stale_temps` removes once its writer is gone (:func:`is_stale_temp` says when).
 
 Out of space, a read-only disk, or no permission end in one line (:class:`DiptychError`) naming the
 file and saying the previous version of it is intact.
@@ -16,14 +18,18 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
+import secrets
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from diptych.errors import DiptychError
 
 TEMP_PREFIX = ".diptych-tmp-"
+TOKEN = secrets.token_hex(4)  # this process's: with the pid in every temporary name (see is_stale_temp)
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)-(?:([0-9a-f]{8})-)?")  # older names have no token
+REUSED_PID_MARGIN = 10.0  # seconds: a process that started this long after a temp was last written is not its writer
 _NAME_KEEP = 80  # characters of the destination's name kept in the temp name (NAME_MAX is 255)
 
 _REASONS = {
@@ -55,23 +61,45 @@ def write_error(path: str | Path, e: OSError, existed: bool | None = None) -> Di
     return DiptychError(f"cannot write {path}: {reason}; {kept}; {fix}")
 
 
-def _process_start(pid: int) -> float | None:
-    """Start time (epoch seconds) of a running process, or ``None`` if there is no such process."""
+def _redraw_token() -> None:
+    global TOKEN
+    TOKEN = secrets.token_hex(4)
+
+
+os.register_at_fork(after_in_child=_redraw_token)  # a forked child is another writer
+
+
+def temp_prefix() -> str:
+    """The start of this process's temporary names: ``.diptych-tmp-<pid>-<token>-``."""
+    return f"{TEMP_PREFIX}{os.getpid()}-{TOKEN}-"
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (other threads may be creating files)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a new file gets from ``open()`` (and every other tool): ``0o666 & ~umask``."""
+    return 0o666 & ~current_umask()
+
+
+def make_temp(folder: str | Path, suffix: str) -> str:
+    """A new empty file in ``folder`` named ``<temp_prefix()><random><suffix>`` (``O_EXCL``: never a planted
+    one), with :func:`file_mode`'s mode; its path."""
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix=suffix, dir=folder)
     try:
-        import psutil
-
-        return psutil.Process(pid).create_time()
-    except Exception:  # psutil.NoSuchProcess, AccessDenied, or psutil missing
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except OSError:
-            pass
-        return 0.0  # alive, start unknown: treat as the file's owner
-
-
-_STARTED = _process_start(os.getpid()) or time.time()
+        os.fchmod(fd, file_mode())
+    finally:
+        os.close(fd)
+    return tmp
 
 
 @contextlib.contextmanager
@@ -84,23 +112,23 @@ def atomic_path(path: str | Path) -> Iterator[str]:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=f".{path.name[-_NAME_KEEP:]}", dir=path.parent
-        )
-        os.close(fd)
+        tmp = make_temp(path.parent, f".{path.name[-_NAME_KEEP:]}")
         yield tmp
         fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         try:
+            os.fchmod(fd, file_mode())  # again: a writer may have made the file anew
             os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)  # replaces a symlink at `path` itself, never its target
         tmp = None
         _fsync_dir(path.parent)
-    except OSError as e:
-        raise write_error(path, e, existed) from None
-    except Exception as e:  # a writer library's own error type wrapping an OSError (safetensors)
-        if (wrapped := _wrapped_oserror(e)) is not None:
+    except OSError as e:  # numpy's short write has no errno ("24576 requested and 8160 written")
+        raise write_error(path, e if e.errno else _wrapped_oserror(e, path.parent) or e, existed) from None
+    except DiptychError:
+        raise
+    except Exception as e:  # a writer library's own error type wrapping an OSError (safetensors, torch)
+        if (wrapped := _wrapped_oserror(e, path.parent)) is not None:
             raise write_error(path, wrapped, existed) from None
         raise
     finally:
@@ -109,14 +137,20 @@ def atomic_path(path: str | Path) -> Iterator[str]:
                 os.unlink(tmp)
 
 
-def _wrapped_oserror(e: Exception) -> OSError | None:
-    """Writers that are not Python (safetensors' Rust) report ENOSPC as their own error with the
-    OS message in it; recover the errno from the text so the user gets the same one line."""
+def _wrapped_oserror(e: Exception, folder: Path) -> OSError | None:
+    """Writers report a failed write as their own error: safetensors' Rust and ArrayRecord with the OS
+    message in it (the errno is recovered from the text), others (torch's C++ zip writer, numpy's short
+    write) with no cause at all: a disk with no space left then says what happened. So the user gets
+    the same one line."""
     text = str(e)
     for code in _REASONS:
         if os.strerror(code) in text:
             return OSError(code, os.strerror(code))
-    return None
+    try:
+        full = os.statvfs(folder).f_bavail == 0  # the failed writer's partial file is still there
+    except OSError:
+        full = False
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) if full else None
 
 
 def atomic_write(path: str | Path, data: bytes | str | Callable[[str], None]) -> Path:
@@ -132,6 +166,21 @@ def atomic_write(path: str | Path, data: bytes | str | Callable[[str], None]) ->
     return path
 
 
+def write_figure(fig, path: str | Path, **savefig) -> Path:
+    """A matplotlib figure saved to ``path`` through the atomic writer, in the format its suffix names
+    (PNG when it has none); an unknown format is one line."""
+    import io
+
+    path = Path(path)
+    fmt = path.suffix[1:].lower() or "png"
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format=fmt, **savefig)
+    except ValueError:
+        raise DiptychError(f"cannot write {path}: no image format {fmt!r}; name a .png, .pdf or .svg file") from None
+    return atomic_write(path, buf.getvalue())
+
+
 def _fsync_dir(folder: Path) -> None:
     """Make the rename itself durable (best effort: not every file system lets a folder be opened)."""
     with contextlib.suppress(OSError):
@@ -142,9 +191,54 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it runs, as another user
+        pass
+    return True
+
+
+def _started_after(pid: int, when: float) -> bool:
+    """Did process ``pid`` start after ``when`` (epoch seconds)? ``False`` when that cannot be told."""
+    try:
+        import psutil
+
+        return psutil.Process(pid).create_time() > when
+    except Exception:  # psutil.NoSuchProcess, AccessDenied, or psutil missing
+        return False
+
+
+def is_stale_temp(path: str | Path) -> bool:
+    """Is ``path`` a diptych temporary file (or pack folder) whose writer is gone? Told by the pid and the
+    token in its name, never by clocks alone:
+
+    * this process's pid: stale unless the token is this process's (a process before it had the same pid);
+    * a pid that no longer runs: stale (a ``kill -9``, however recent);
+    * a pid that runs: another live writer's, kept, unless that process started more than
+      :data:`REUSED_PID_MARGIN` seconds after the file was last written (the pid was reused).
+
+    Names that do not start ``.diptych-tmp-<pid>-`` are never stale."""
+    path = Path(path)
+    m = _TEMP_NAME.match(path.name)
+    if m is None:
+        return False
+    pid, token = int(m[1]), m[2]
+    if pid == os.getpid():
+        return token != TOKEN
+    if not _alive(pid):
+        return True
+    try:
+        written = path.lstat().st_mtime
+    except OSError:
+        return False
+    return _started_after(pid, written + REUSED_PID_MARGIN)
+
+
 def clean_stale_temps(folder: str | Path) -> list[Path]:
-    """Remove diptych temporary files in ``folder`` left by writers that are gone: older than this
-    process, and whose writing process no longer runs (or is a newer process with a reused id).
+    """Remove the diptych temporary files in ``folder`` whose writers are gone (:func:`is_stale_temp`).
     Returns what was removed; files of live writers and anything not named by diptych stay."""
     removed = []
     try:
@@ -154,19 +248,10 @@ def clean_stale_temps(folder: str | Path) -> list[Path]:
     for entry in entries:
         if not entry.name.startswith(TEMP_PREFIX) or not entry.is_file(follow_symlinks=False):
             continue
-        try:
-            mtime = entry.stat(follow_symlinks=False).st_mtime
-        except OSError:
-            continue
-        if mtime >= _STARTED:
-            continue  # written since this process started: possibly a live writer's
-        pid_text = entry.name[len(TEMP_PREFIX) :].split("-", 1)[0]
-        owner = _process_start(int(pid_text)) if pid_text.isdigit() else None
-        if owner is not None and owner <= mtime and int(pid_text) != os.getpid():
-            continue  # its writer still runs
-        with contextlib.suppress(OSError):
-            os.unlink(entry.path)
-            removed.append(Path(entry.path))
+        if is_stale_temp(entry.path):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
     return removed
 
 
@@ -183,9 +268,7 @@ def ensure_writable_dir(path: str | Path, what: str = "--out") -> Path:
     if not probe_dir.is_dir():  # a file (or dangling link) above: mkdir would only say "Not a directory"
         raise DiptychError(f"{what} {path}: {probe_dir} is not a folder; pass a path under a folder")
     try:
-        fd, probe = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=".probe", dir=probe_dir)
-        os.close(fd)
-        os.unlink(probe)
+        os.unlink(make_temp(probe_dir, ".probe"))
     except OSError as e:
         reason = _REASONS.get(e.errno, e.strerror or type(e).__name__)
         raise DiptychError(

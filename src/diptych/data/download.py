@@ -1,21 +1,19 @@
 """Fetch files with checksums, atomically.
 
-A file is streamed to a temporary name in the destination folder, its MD5 compared with the
-published one, and only then renamed into place (``os.replace`` is atomic on POSIX), so a
-crash or a bad mirror never leaves a corrupt file where the loader would trust it.
+A file is streamed to a temporary name in the destination folder (the atomic writer,
+:func:`diptych.fsio.atomic_path`), its MD5 compared with the published one, and only then renamed
+into place, so a crash or a bad mirror never leaves a corrupt file where the loader would trust it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from diptych.errors import DataError
-from diptych.fsio import TEMP_PREFIX, ensure_writable_dir, write_error
+from diptych.fsio import atomic_path, ensure_writable_dir
 
 
 def md5sum(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -26,8 +24,29 @@ def md5sum(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-class _TooLarge(Exception):
-    """A mirror sends more bytes than the file can have."""
+class _BadMirror(Exception):
+    """A mirror that failed (the network, too many bytes, the wrong MD5): the next one is tried."""
+
+
+def _download(url: str, tmp: str, timeout: float, max_bytes: int | None) -> None:
+    """Stream ``url`` into the file ``tmp``. The network's errors are :class:`_BadMirror`; the disk's stay
+    ``OSError`` (for the atomic writer's one line: no other mirror helps)."""
+    with open(tmp, "wb") as out:
+        try:
+            resp = urllib.request.urlopen(url, timeout=timeout)
+        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as e:
+            raise _BadMirror(f"{url}: {getattr(e, 'reason', e)}") from None
+        with resp:
+            while True:
+                try:
+                    block = resp.read(1 << 20)
+                except (OSError, TimeoutError, ValueError) as e:
+                    raise _BadMirror(f"{url}: {getattr(e, 'reason', e)}") from None
+                if not block:
+                    return
+                if max_bytes is not None and out.tell() + len(block) > max_bytes:
+                    raise _BadMirror(f"{url}: more than the expected {max_bytes:,} bytes")
+                out.write(block)
 
 
 def fetch(
@@ -50,27 +69,13 @@ def fetch(
     problems = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + filename
-        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=f".{filename}.part", dir=dest_dir)
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-                while block := resp.read(1 << 20):
-                    if max_bytes is not None and out.tell() + len(block) > max_bytes:
-                        raise _TooLarge(f"more than the expected {max_bytes:,} bytes")
-                    try:
-                        out.write(block)
-                    except OSError as e:  # the disk, not the network: no other mirror helps
-                        raise write_error(target, e) from None
-            got = md5sum(tmp) if md5 is not None else None
-            if md5 is not None and got != md5:
-                problems.append(f"{url}: MD5 {got} != expected {md5}")
-                continue
-            os.replace(tmp, target)
+            with atomic_path(target) as tmp:  # a failed or refused download leaves nothing
+                _download(url, tmp, timeout, max_bytes)
+                got = md5sum(tmp) if md5 is not None else None
+                if md5 is not None and got != md5:
+                    raise _BadMirror(f"{url}: MD5 {got} != expected {md5}")
             return target
-        except _TooLarge as e:
-            problems.append(f"{url}: {e}")
-        except (urllib.error.URLError, OSError, TimeoutError) as e:
-            problems.append(f"{url}: {getattr(e, 'reason', e)}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        except _BadMirror as e:
+            problems.append(str(e))
     raise DataError(f"could not download {filename} ({'; '.join(problems)})")
