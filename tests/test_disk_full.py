@@ -1,18 +1,25 @@
-"""A disk that fills up during training (a real, small tmpfs): the run stops in one line at the
-checkpoint it cannot write, the previous checkpoint is intact, nothing is left behind, and once there
-is room again ``--resume`` finishes the run."""
+"""A disk that fills up (a real, small tmpfs). During training: the run stops in one line at the checkpoint it
+cannot write, the previous checkpoint is intact, nothing is left behind, and once there is room again
+``--resume`` finishes the run. And every other command that writes (convert, data pack, export, the image
+cache of an image-folder run): one line, exit 2, nothing half-written left."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+from pathlib import Path
 
+import numpy as np
 import pytest
 
+from conftest import assert_one_line_error, cli_in_process
 from diptych import checkpoint
 from diptych.cli import main
+from diptych.tasks import TASKS
+from diptych.weights import save_weights
 from disk_helpers import temps, tmpfs
+from image_helpers import make_folder
 
 
 def test_a_full_disk_at_a_checkpoint_stops_cleanly_and_resumes(tmp_path, capsys, mnist1d):
@@ -50,6 +57,71 @@ def test_a_full_disk_at_a_checkpoint_stops_cleanly_and_resumes(tmp_path, capsys,
         run = json.loads((disk / "run.json").read_text())
         assert [e["epoch"] for e in run["epochs"]] == [1, 2, 3] and (disk / "weights.safetensors").is_file()
         assert temps(disk) == []
+
+
+# ----------------------------------------------------------------------------- every other command that writes
+
+
+def _files(folder: Path) -> list[str]:
+    """Every file left under ``folder`` (a half-written one, a temporary one), relative names."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir())
+
+
+def _mlp_weights(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    shapes = TASKS["mnist1d-mlp"].model.param_shapes()  # ~61 KB of float32
+    save_weights({k: rng.normal(0, 0.1, s).astype(np.float32) for k, s in shapes.items()}, path, task="mnist1d-mlp")
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".msgpack", ".safetensors"])
+def test_convert_onto_a_full_disk_is_one_line(tmp_path, suffix):
+    """torch.save's own zip writer failed with "[enforce fail at inline_container.cc] unexpected pos": a
+    traceback, before the .pt went through the atomic writer."""
+    src = _mlp_weights(tmp_path / "w.safetensors")
+    with tmpfs(tmp_path / "disk", "32k") as disk:
+        proc = cli_in_process("convert", str(src), str(disk / f"w{suffix}"))
+        assert_one_line_error(proc, f"w{suffix}: the disk is full; nothing was written")
+        assert _files(disk) == []
+
+
+def test_pack_onto_a_full_disk_is_one_line(tmp_path):
+    with tmpfs(tmp_path / "disk", "256k") as disk:  # MNIST-1D's shards are ~800 KB
+        proc = cli_in_process("data", "pack", "mnist1d", "--out", str(disk / "p"), "--no-progress")
+        assert_one_line_error(proc, "the disk is full", "free some space")
+        assert _files(disk) == [] and list(disk.iterdir()) == []  # the temporary folder is gone
+
+
+def test_export_onto_a_full_disk_is_one_line(tmp_path):
+    pytest.importorskip("onnxruntime")
+    w = _mlp_weights(tmp_path / "w.safetensors")
+    with tmpfs(tmp_path / "disk", "32k") as disk:
+        proc = cli_in_process("export", "mnist1d-mlp", "--weights", str(w), "--onnx", str(disk / "m.onnx"))
+        assert_one_line_error(proc, "m.onnx: the disk is full; nothing was written")
+        assert _files(disk) == []
+
+
+def test_an_image_folder_run_with_a_full_cache_disk_is_one_line(tmp_path, monkeypatch):
+    """The decoded-image cache wrote `<key>.<pid>.tmp.npy` with np.save: a traceback, and the half-written
+    file stayed."""
+    root = make_folder(tmp_path / "imgs", per_class=8)  # 24 images, 32 px: a ~100 KB cache entry
+    with tmpfs(tmp_path / "disk", "32k") as disk:
+        monkeypatch.setenv("DIPTYCH_CACHE", str(disk))
+        proc = cli_in_process(
+            "train",
+            "image-cnn",
+            "--framework",
+            "torch",
+            "--data-dir",
+            str(root),
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+        )
+        assert_one_line_error(proc, "the disk is full; nothing was written", "DIPTYCH_CACHE")
+        assert _files(disk) == []
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -17,7 +17,7 @@ import click
 
 from diptych.commands.options import FRAMEWORKS_OPTION, TASK, training_options
 from diptych.errors import DiptychError
-from diptych.fsio import ensure_writable_dir
+from diptych.fsio import ensure_writable_dir, write_figure
 from diptych.progress import table_console
 from diptych.records import read_json, write_json
 
@@ -123,7 +123,6 @@ def plot_accuracy(runs: dict[str, dict], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    write_figure(fig, path)
     plt.close(fig)
     return path

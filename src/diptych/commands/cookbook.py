@@ -12,12 +12,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import click
 
 from diptych.cookbook import FRAMEWORKS, RECIPES, folder, module, recipe_file
 from diptych.errors import DiptychError
+from diptych.fsio import atomic_write
 
 
 def _console():
@@ -90,7 +90,7 @@ def show(name, html_out):
     for n in names:
         folder(n)  # unknown name: one line, exit 2
     if html_out:
-        Path(html_out).write_text(_html_page(names), encoding="utf-8")
+        atomic_write(html_out, _html_page(names))
         click.echo(f"wrote {html_out} ({len(names)} recipe{'s' * (len(names) > 1)})")
         return
     if not name:

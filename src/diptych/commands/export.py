@@ -1,13 +1,13 @@
 """``diptych export``: a task's model as ONNX, through the torch twin, verified before success.
 
-Weights from either twin (canonical ``.safetensors``, torch ``.pt`` or Flax ``.msgpack``) are loaded into
-the torch twin, which ``torch.onnx.export`` traces with a dynamic batch axis
-(:mod:`diptych.backends.torch.onnx`). The file is then run by onnxruntime on real test inputs and compared
-with *both* twins' logits (max abs <= 1e-5); only then is success reported (a failed export leaves no
-file). The graph takes the model's input as the twins do: images ``(B, 1, 28, 28)``, MNIST-1D rows, FSDD
-log-mel features ``(B, 1, 32, 64)`` (the wav front end stays in numpy), or character ids ``(B, T)`` for a
-language model (logits from a zero state). There is no JAX exporter: jax2onnx brings equinox, orbax,
-huggingface-hub and netron with it, so it was not adopted.
+Weights from either twin (canonical ``.safetensors``, torch ``.pt`` or Flax ``.msgpack``) are loaded into the
+torch twin, which ``torch.onnx.export`` traces with a dynamic batch axis (:mod:`diptych.backends.torch.onnx`).
+The exported model is then run by onnxruntime on real test inputs and compared with *both* twins' logits (max abs <=
+1e-5); only then is the file written (through the atomic writer: a failed export leaves no file, and there is
+no temporary name another file could be planted at). The graph takes the model's input as the twins do: images
+``(B, 1, 28, 28)``, MNIST-1D rows, FSDD log-mel features ``(B, 1, 32, 64)`` (the wav front end stays in
+numpy), or character ids ``(B, T)`` for a language model (logits from a zero state). There is no JAX exporter:
+jax2onnx brings equinox, orbax, huggingface-hub and netron with it, so it was not adopted.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import numpy as np
 from diptych.backends import load_backend
 from diptych.errors import DiptychError
 from diptych.formats import read_any
+from diptych.fsio import atomic_write
 from diptych.tasks import TASKS, get_task
 
 TOLERANCE = 1e-5
@@ -36,9 +37,10 @@ def _need_onnx():
     return onnxruntime
 
 
-def run_onnx(path: str | Path, x: np.ndarray) -> np.ndarray:
+def run_onnx(model: str | Path | bytes, x: np.ndarray) -> np.ndarray:
+    """Run an ONNX model (a file, or a file's bytes) on ``x`` with onnxruntime."""
     ort = _need_onnx()
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(model if isinstance(model, bytes) else str(model), providers=["CPUExecutionProvider"])
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
@@ -59,21 +61,17 @@ def export_task(task_name: str, weights: str | Path, out: str | Path, data_dir: 
     else:
         want_t, want_j = tt.predict(x), jt.predict(x)
     out = Path(out)
-    tmp = out.with_name(out.name + ".partial")
     onnx = load_backend("torch").onnx
-    try:
-        onnx.export_module(onnx.Logits(getattr(tt.model, "_orig_mod", tt.model)), x[:2], tmp)
-        got = run_onnx(tmp, x)
-        d_t = float(np.max(np.abs(got - want_t)))
-        d_j = float(np.max(np.abs(got - want_j)))
-        if not (d_t <= TOLERANCE and d_j <= TOLERANCE):
-            raise DiptychError(
-                f"the ONNX model of {task_name} differs from the twins on {len(x)} test inputs "
-                f"(max abs {d_t:.1e} vs torch, {d_j:.1e} vs jax; bound {TOLERANCE:g}); not written"
-            )
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    model = onnx.export_module(onnx.Logits(getattr(tt.model, "_orig_mod", tt.model)), x[:2])
+    got = run_onnx(model, x)
+    d_t = float(np.max(np.abs(got - want_t)))
+    d_j = float(np.max(np.abs(got - want_j)))
+    if not (d_t <= TOLERANCE and d_j <= TOLERANCE):
+        raise DiptychError(
+            f"the ONNX model of {task_name} differs from the twins on {len(x)} test inputs "
+            f"(max abs {d_t:.1e} vs torch, {d_j:.1e} vs jax; bound {TOLERANCE:g}); not written"
+        )
+    atomic_write(out, model)  # verified: only now is there a file (a full disk: one line, nothing left)
     return {
         "task": task_name,
         "onnx": str(out),

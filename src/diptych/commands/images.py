@@ -15,6 +15,7 @@ import numpy as np
 
 from diptych.commands.options import twin_option
 from diptych.errors import DiptychError
+from diptych.fsio import write_figure
 from diptych.tasks import TASKS, get_task
 
 IMAGE_TASKS = [name for name, t in TASKS.items() if t.dataset == "folder"]
@@ -122,9 +123,7 @@ def augment_preview(
         axes[r][0].set_ylabel("original" if r == 0 else f"step {r - 1}", fontsize=8)
     fig.suptitle(f"{task.name}: --augment {task.augment.describe()} ({framework})", fontsize=9)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    out = write_figure(fig, out, dpi=100)
     plt.close(fig)
     return out
 

@@ -145,8 +145,9 @@ def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_
     import torch
     from flax import nnx, serialization
 
+    from diptych.backends import load_backend
+    from diptych.fsio import atomic_path, atomic_write
     from diptych.port import convert, factory
-    from diptych.weights import atomic_path
 
     src, dst = Path(src), Path(dst)
     if not src.is_file():
@@ -168,8 +169,7 @@ def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_
             with atomic_path(dst) as tmp:
                 save_file({k: v.contiguous() for k, v in sd.items()}, tmp)
         else:
-            with atomic_path(dst) as tmp:
-                torch.save(sd, tmp)
+            atomic_write(dst, load_backend("torch").weights.to_bytes(sd))
         back = factory.load(jax_factory, "jax", 1)
         convert(tm, back, mapping, inputs=inputs, jax_layout=jax_layout)
         a, b = nnx.to_pure_dict(nnx.state(nm, _WEIGHTS())), nnx.to_pure_dict(nnx.state(back, _WEIGHTS()))
@@ -223,6 +223,7 @@ def port_export_cmd(torch_factory, out, shapes, dtype, vocab, weights, jax_facto
 
     from diptych.backends import load_backend
     from diptych.commands.export import TOLERANCE, run_onnx
+    from diptych.fsio import atomic_write
     from diptych.port import convert, factory
 
     if len(shapes) != 1:
@@ -250,18 +251,14 @@ def port_export_cmd(torch_factory, out, shapes, dtype, vocab, weights, jax_facto
         p = plan(tm, nm, "auto", [x], "auto", jax_layout)
         y = np.asarray(nm(*[jnp.asarray(a) for a in to_nnx_layout([x], p)]))
         refs["jax"] = np.moveaxis(y, -1, 1) if p.channels_last and y.ndim == p.spatial + 2 else y
-    tmp = Path(out).with_name(Path(out).name + ".partial")
-    try:
-        load_backend("torch").onnx.export_module(tm, x, tmp)
-        got = run_onnx(tmp, x)
-        diffs = {k: float(np.max(np.abs(got - v))) for k, v in refs.items()}
-        if any(d > TOLERANCE for d in diffs.values()):
-            raise DiptychError(
-                "the ONNX model differs: "
-                + ", ".join(f"{k} max abs {d:.1e}" for k, d in diffs.items())
-                + f" (bound {TOLERANCE:g}); not written"
-            )
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    model = load_backend("torch").onnx.export_module(tm, x)
+    got = run_onnx(model, x)
+    diffs = {k: float(np.max(np.abs(got - v))) for k, v in refs.items()}
+    if any(d > TOLERANCE for d in diffs.values()):
+        raise DiptychError(
+            "the ONNX model differs: "
+            + ", ".join(f"{k} max abs {d:.1e}" for k, d in diffs.items())
+            + f" (bound {TOLERANCE:g}); not written"
+        )
+    atomic_write(out, model)
     click.echo(f"{out}: verified with onnxruntime: " + ", ".join(f"max abs {d:.1e} vs {k}" for k, d in diffs.items()))

@@ -19,13 +19,13 @@ name and bytes and the size and channels, so a changed image is never served sta
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 
 from diptych.data.base import Dataset, cache_dir
 from diptych.errors import DataError, DiptychError
+from diptych.fsio import atomic_write
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -139,10 +139,10 @@ def decode_all(files: list[Path], size: int, channels: int, progress: bool = Tru
             pass  # a corrupt cache entry is decoded again below
     it = track(files, description="images: decoding", console=console, transient=True) if progress else files
     arr = np.stack([decode(f, size, channels) for f in it])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, arr)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda tmp: np.save(tmp, arr))  # a full disk: one line, no half-written entry
+    except DiptychError as e:
+        raise DiptychError(f"{e}, or set DIPTYCH_CACHE to a folder with room (the decoded images' cache)") from None
     return arr
 
 

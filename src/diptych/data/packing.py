@@ -1,6 +1,8 @@
 """Writing packs (:mod:`diptych.data.packed` describes the format and reads them): a dataset, or rows
 streamed a chunk at a time, written to ArrayRecord shards in a temporary folder that is renamed onto
-``--out`` only once every shard and the manifest are on disk.
+``--out`` only once every shard and the manifest are on disk. Each shard, like every file diptych writes,
+goes through the atomic writer (:func:`diptych.fsio.atomic_path`): its mode is a normal file's, and a full
+disk ends in one line with the temporary folder removed.
 
 numpy and ``array_record`` only: no torch, no JAX.
 """
@@ -20,7 +22,15 @@ import numpy as np
 from diptych.data.base import Dataset
 from diptych.data.packed import FORMAT, MANIFEST, SHARD_BYTES, WRITER_OPTIONS, record_dtype, sha256_file, shard_name
 from diptych.errors import DiptychError
-from diptych.fsio import TEMP_PREFIX, atomic_write, write_error
+from diptych.fsio import (
+    TEMP_PREFIX,
+    atomic_path,
+    atomic_write,
+    current_umask,
+    is_stale_temp,
+    temp_prefix,
+    write_error,
+)
 
 
 class PackWriter:
@@ -53,6 +63,7 @@ class PackWriter:
         self.tmp = make_temp_dir(self.out)
         self._written = {s: 0 for s in counts}
         self._writer, self._current = None, None  # (split, shard index)
+        self._atomic = None  # the shard's atomic_path, entered: committed when the shard is closed
         self._done: dict[str, list[dict]] = {s: [] for s in counts}
         self.min = math.inf
 
@@ -61,8 +72,20 @@ class PackWriter:
         n, k = self.counts[split], self.shards[split]
         return np.array([i * n // k for i in range(k + 1)])
 
+    @contextlib.contextmanager
+    def _named_by_out(self):
+        """A failed write names the file as it would be in ``out``, not in the temporary folder."""
+        try:
+            yield
+        except DiptychError as e:
+            raise DiptychError(str(e).replace(str(self.tmp), str(self.out))) from None
+
     def add(self, split: str, x: np.ndarray, y: np.ndarray) -> None:
         """Append rows ``x`` ``(B, *x_shape)`` and labels ``y`` ``(B, *y_shape)`` to ``split``."""
+        with self._named_by_out():
+            self._add(split, x, y)
+
+    def _add(self, split: str, x: np.ndarray, y: np.ndarray) -> None:
         rows = np.empty(len(x), self.rec)
         rows["x"], rows["y"] = x, y  # casts to the pack's dtypes (the loader's)
         if split == "train" and len(x):
@@ -74,20 +97,45 @@ class PackWriter:
         size = self.rec.itemsize
         for j in range(len(rows)):
             shard = int(np.searchsorted(bounds, start + j, side="right")) - 1
-            self._writer_for(split, shard).write(raw[j * size : (j + 1) * size])
+            writer = self._writer_for(split, shard)
+            try:
+                writer.write(raw[j * size : (j + 1) * size])
+            except Exception as e:  # ArrayRecord's RuntimeError: the disk, most likely (see _fail)
+                self._fail(e)
+                raise
         self._written[split] += len(rows)
 
     def _writer_for(self, split: str, shard: int):
         if self._current != (split, shard):
             self._close_shard()
             path = self.tmp / shard_name(split, shard, self.shards[split])
-            self._writer, self._current = self._writer_cls(str(path), WRITER_OPTIONS), (split, shard)
+            self._atomic = atomic_path(path)
+            tmp = self._atomic.__enter__()
+            self._current = (split, shard)
+            try:
+                self._writer = self._writer_cls(tmp, WRITER_OPTIONS)
+            except Exception as e:
+                self._fail(e)
+                raise
         return self._writer
+
+    def _fail(self, e: Exception) -> None:
+        """The shard being written failed with ``e``: its temporary file goes, and a full disk (or another
+        failed write) becomes atomic_path's one line, raised from here; else the caller re-raises ``e``."""
+        atomic, self._atomic, self._writer, self._current = self._atomic, None, None, None
+        if atomic is not None:
+            atomic.__exit__(type(e), e, e.__traceback__)
 
     def _close_shard(self) -> None:
         if self._writer is None:
             return
-        self._writer.close()
+        try:
+            self._writer.close()  # the last block is written here
+        except Exception as e:
+            self._fail(e)
+            raise
+        atomic, self._atomic = self._atomic, None
+        atomic.__exit__(None, None, None)  # fsync, rename to the shard's name
         split, shard = self._current
         bounds = self._bounds(split)
         path = self.tmp / shard_name(split, shard, self.shards[split])
@@ -103,7 +151,8 @@ class PackWriter:
 
     def finish(self, info: dict, source: str | None = None, split_name: str | None = None) -> dict:
         """Close the shards, write the manifest, rename the folder onto ``out``; the manifest."""
-        self._close_shard()
+        with self._named_by_out():
+            self._close_shard()
         for split, n in self.counts.items():
             if self._written[split] != n:
                 raise DiptychError(f"pack: {self._written[split]} {split} rows written, {n} announced")
@@ -117,11 +166,10 @@ class PackWriter:
             "info": info,
             "stats": {"x_min": self.min},
         }
-        atomic_write(self.tmp / MANIFEST, json.dumps(manifest, indent=1))  # last: marks the folder complete
+        with self._named_by_out():
+            atomic_write(self.tmp / MANIFEST, json.dumps(manifest, indent=1))  # last: marks the folder complete
         try:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp made it private; a pack is shared like any folder
+            os.chmod(self.tmp, 0o777 & ~current_umask())  # mkdtemp made it private; a pack is shared like any folder
             if self.out.exists():
                 self.out.rmdir()  # only an empty folder is replaced (checked in make_temp_dir)
             os.replace(self.tmp, self.out)
@@ -133,11 +181,16 @@ class PackWriter:
         with contextlib.suppress(Exception):
             if self._writer is not None:
                 self._writer.close()
+        with contextlib.suppress(Exception):
+            if self._atomic is not None:  # its temporary file is removed (with the folder, below, anyway)
+                self._fail(RuntimeError("pack aborted"))
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def check_out(out: Path) -> None:
-    """``--out`` must be new (or an empty folder): a pack never overwrites anything."""
+    """``--out`` must be new (or an empty folder): a pack never overwrites anything, nor writes through a link."""
+    if out.is_symlink():
+        raise DiptychError(f"--out {out} is a symbolic link; pass a new folder (a pack is not written through links)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DiptychError(f"--out {out} already exists and is not an empty folder; choose a new folder or delete it")
 
@@ -148,20 +201,15 @@ def make_temp_dir(out: Path) -> Path:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         clean_stale_temp_dirs(out.parent)
-        return Path(
-            tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=f".{out.name[-80:]}", dir=out.parent)
-        )
+        return Path(tempfile.mkdtemp(prefix=temp_prefix(), suffix=f".{out.name[-80:]}", dir=out.parent))
     except OSError as e:
         raise write_error(out, e) from None
 
 
 def clean_stale_temp_dirs(folder: Path) -> None:
-    """Remove temporary pack folders whose packing process is gone (a killed pack)."""
-    import psutil
-
+    """Remove temporary pack folders whose packing process is gone (a killed pack; see is_stale_temp)."""
     for entry in folder.glob(f"{TEMP_PREFIX}*"):
-        pid = entry.name[len(TEMP_PREFIX) :].split("-", 1)[0]
-        if entry.is_dir() and not entry.is_symlink() and pid.isdigit() and not psutil.pid_exists(int(pid)):
+        if entry.is_dir() and not entry.is_symlink() and is_stale_temp(entry):
             shutil.rmtree(entry, ignore_errors=True)
 
 

@@ -5,30 +5,31 @@ not adopted, see the command's docstring.)"""
 
 from __future__ import annotations
 
+import io
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
 
-def export_module(model: torch.nn.Module, example: np.ndarray, out: str | Path) -> None:
-    """``torch.onnx.export`` with a dynamic batch axis (the TorchScript exporter: ``dynamo=False``)."""
+def export_module(model: torch.nn.Module, example: np.ndarray) -> bytes:
+    """``torch.onnx.export`` with a dynamic batch axis (the TorchScript exporter: ``dynamo=False``): the
+    ONNX file's bytes, held in memory until verified, then written by the atomic writer (no file here)."""
     model.eval()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,
             (torch.from_numpy(example),),
-            str(out),
+            buf,
             dynamo=False,
             input_names=["x"],
             output_names=["logits"],
             dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
             opset_version=17,
         )
+    return buf.getvalue()
 
 
 class Logits(torch.nn.Module):

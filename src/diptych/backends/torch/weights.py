@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import torch
 from torch import nn
 
-from diptych.weights import atomic_path, check_weights
+from diptych.fsio import atomic_write
+from diptych.weights import check_weights
 
 
 def export(model: nn.Module) -> dict[str, np.ndarray]:
@@ -27,11 +30,18 @@ def load(model: nn.Module, params: dict[str, np.ndarray], source: str = "weights
     model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in params.items()})  # casts to the model's dtype
 
 
+def to_bytes(state_dict: dict[str, torch.Tensor]) -> bytes:
+    """``torch.save``'s file, in memory: written by the atomic writer, whose Python write reports a full disk
+    as such (torch's own zip writer says only "[enforce fail ...] unexpected pos")."""
+    buf = io.BytesIO()
+    torch.save(state_dict, buf)
+    return buf.getvalue()
+
+
 def save_native(params: dict[str, np.ndarray], path) -> None:
     """Write a plain PyTorch ``state_dict`` (``torch.save``), as a torch user would load it:
     ``model.load_state_dict(torch.load(path, weights_only=True))``."""
-    with atomic_path(path) as tmp:
-        torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()}, tmp)
+    atomic_write(path, to_bytes({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()}))
 
 
 def read_native(path) -> dict[str, np.ndarray]:
