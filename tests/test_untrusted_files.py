@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file as torch_save_file
 
+from conftest import assert_one_line_error, cli_in_process
 from diptych import checkpoint
 from diptych.cli import main
 from diptych.data.audio import FSDD_FRONTEND, check_features
@@ -86,6 +87,59 @@ def test_malformed_headers_are_one_line(tmp_path, raw, needle):
     with pytest.raises(DiptychError, match=needle) as e:
         read_safetensors(tmp_path / "w.safetensors")
     assert "\n" not in str(e.value)
+
+
+def _reoffset(raw: bytes, offsets: dict[str, list[int]], body: bytes | None = None) -> bytes:
+    """The safetensors file ``raw`` with some tensors' ``data_offsets`` replaced (and the data section)."""
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    for name, o in offsets.items():
+        header[name]["data_offsets"] = o
+    return _raw_file(header, raw[8 + n :] if body is None else body)
+
+
+def _ranges(raw: bytes) -> dict[str, list[int]]:
+    header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
+    return {k: v["data_offsets"] for k, v in header.items() if k != "__metadata__"}
+
+
+@pytest.mark.parametrize("case", ["overlap", "same bytes", "gap", "tail"])
+def test_tensor_byte_ranges_must_tile_the_data_section(tmp_path, case, capsys):
+    """One tensor read from another's bytes loaded silently, and eval exited 0 with it: the byte ranges must
+    tile the data section (no overlap, no gap, nothing after the last), as safetensors itself requires."""
+    w = {"a": np.arange(4, dtype=np.float32), "b": np.arange(4, 8, dtype=np.float32)}
+    save_weights(w, tmp_path / "ok.safetensors", task=TASK)
+    raw = (tmp_path / "ok.safetensors").read_bytes()
+    (a0, a1), (b0, b1) = _ranges(raw)["a"], _ranges(raw)["b"]
+    body = raw[8 + int.from_bytes(raw[:8], "little") :]
+    bad = {
+        "overlap": _reoffset(raw, {"b": [b0 - 4, b1 - 4]}),  # b's first value is a's last; 4 bytes owned by none
+        "same bytes": _reoffset(raw, {"b": [a0, a1]}),  # b read from a's bytes
+        "gap": _reoffset(raw, {"b": [b0 + 4, b1 + 4]}, body + bytes(4)),
+        "tail": _reoffset(raw, {}, body + bytes(8)),
+    }[case]
+    (tmp_path / "bad.safetensors").write_bytes(bad)
+    with pytest.raises(DiptychError, match="overlaps|belong to no tensor") as e:
+        read_safetensors(tmp_path / "bad.safetensors")
+    assert "\n" not in str(e.value)
+    got, _ = read_safetensors(tmp_path / "ok.safetensors")  # the untouched file still loads
+    assert all(np.array_equal(got[k], w[k]) for k in w)
+    swapped = _reoffset(raw, {"a": [b0, b1], "b": [a0, a1]})  # any order of the ranges is fine
+    (tmp_path / "swapped.safetensors").write_bytes(swapped)
+    got, _ = read_safetensors(tmp_path / "swapped.safetensors")
+    assert np.array_equal(got["a"], w["b"]) and np.array_equal(got["b"], w["a"])
+
+
+def test_eval_refuses_weights_whose_tensors_share_bytes(tmp_path):
+    p = params()
+    save_weights(p, tmp_path / "w.safetensors", task=TASK)
+    raw = (tmp_path / "w.safetensors").read_bytes()
+    ranges = _ranges(raw)
+    same = [(x, y) for x in ranges for y in ranges if x < y and np.diff(ranges[x]) == np.diff(ranges[y])]
+    x, y = same[0]  # two tensors of one size (e.g. two biases): one read from the other's bytes
+    (tmp_path / "w.safetensors").write_bytes(_reoffset(raw, {y: ranges[x]}))
+    proc = cli_in_process("eval", TASK, "--framework", "torch", "--weights", str(tmp_path / "w.safetensors"))
+    assert_one_line_error(proc, "overlaps", "read from the other's bytes")
 
 
 def test_eval_of_nan_weights_is_refused(tmp_path, capsys):

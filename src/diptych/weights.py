@@ -33,6 +33,18 @@ def atomic_save(tensors: dict[str, np.ndarray], path: str | Path, metadata: dict
         )
 
 
+def require_file(path: str | Path, what: str = "weights") -> Path:
+    """``path`` as a :class:`Path` if it is a file; else one line saying what it is instead."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise DiptychError(f"{what} file {path} is a folder, not a file; pass the {what} file itself")
+    if path.exists():
+        raise DiptychError(f"{what} file {path} is not a regular file; pass the {what} file itself")
+    raise DiptychError(f"{what} file {path} does not exist; check the path")
+
+
 MAX_FILE_BYTES = 1 << 30  # 1 GiB: hundreds of times the largest diptych model; a bigger file is not ours
 MAX_HEADER_BYTES = 1 << 26
 _DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "<u2", "F64": "<f8", "I64": "<i8", "I32": "<i4"}
@@ -42,12 +54,11 @@ def read_safetensors(path: str | Path, what: str = "weights") -> tuple[dict[str,
     """Read tensors and JSON metadata, turning every kind of damage into one clear line.
 
     The header is checked before any tensor is read (sizes against the file, shapes against byte
-    counts), so nothing is allocated from a number the file states. Floating tensors come back as
+    counts, byte ranges tiling the data section with no overlap or gap), so nothing is allocated from a
+    number the file states and no tensor is read from another's bytes. Floating tensors come back as
     float32: F16 and BF16 convert exactly, F64 only when every value is a float32 (else refused);
     I64/I32 (the optimizer's step) stay integers; other dtypes (F8, U8, BOOL...) are refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise DiptychError(f"{what} file {path} does not exist; check the path")
+    path = require_file(path, what)
 
     def bad(why: str) -> DiptychError:
         return DiptychError(f"{path} is not a readable safetensors file ({why}); it may be truncated or corrupt")
@@ -65,6 +76,7 @@ def read_safetensors(path: str | Path, what: str = "weights") -> tuple[dict[str,
                 raise bad("the header is not a JSON object")
             raw_meta = header.pop("__metadata__", None) or {}
             entries = {name: _check_entry(name, e, size - 8 - n, bad, path) for name, e in header.items()}
+            _check_tiling(entries, size - 8 - n, bad)
             tensors = {}
             for name, (dtype, shape, begin, end) in entries.items():
                 f.seek(8 + n + begin)
@@ -104,6 +116,23 @@ def _check_entry(name, e, data_len: int, bad, path: Path) -> tuple[str, tuple[in
             f"of a {data_len:,}-byte data section"
         )
     return dtype, tuple(shape), begin, end
+
+
+def _check_tiling(entries: dict, data_len: int, bad) -> None:
+    """The tensors' byte ranges must tile the data section exactly, as safetensors itself requires: in
+    order of offset each starts where the one before ended, the first at 0, the last at the section's end.
+    An overlap would read one tensor from another's bytes; a gap or a tail, bytes no tensor owns."""
+    at, before = 0, None
+    for name, (_, _, begin, end) in sorted(entries.items(), key=lambda kv: kv[1][2:]):
+        if begin < at:
+            raise bad(
+                f"tensor {name!r} (bytes {begin}-{end}) overlaps tensor {before!r}: one is read from the other's bytes"
+            )
+        if begin > at:
+            raise bad(f"bytes {at}-{begin} of the data section belong to no tensor")
+        at, before = end, name
+    if at != data_len:
+        raise bad(f"bytes {at}-{data_len} of the {data_len:,}-byte data section belong to no tensor")
 
 
 def _to_numpy(x: np.ndarray, dtype: str, name: str, path: Path) -> np.ndarray:
