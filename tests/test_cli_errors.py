@@ -241,6 +241,59 @@ def test_resume_without_checkpoint(tmp_path):
     )
 
 
+@pytest.mark.parametrize("value", [0, 255])
+def test_constant_idx_images_are_named_not_a_diverged_loss(tmp_path, value):
+    """All-black (or all-one-value) training images: standardizing divides by a zero std, and the NaN
+    inputs used to stop training with "loss became nan ...; lower --lr". The load names the real cause."""
+    _write_mnist(tmp_path / "data", n_train=20)
+    write_idx(tmp_path / "data" / "train-images-idx3-ubyte", np.full((20, 28, 28), value, np.uint8))
+    line = assert_one_line_error(
+        cli_in_process(
+            "train",
+            "mnist-mlp",
+            "--framework",
+            "torch",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--out",
+            str(tmp_path / "r"),
+            "--no-progress",
+        ),
+        f"every pixel of all 20 training images is {value}",
+        "nothing to learn",
+    )
+    assert ("all black" in line) == (value == 0) and "--lr" not in line
+    assert not (tmp_path / "r" / "run.json").exists()
+
+
+def test_resume_when_the_checkpoint_is_a_folder(tmp_path):
+    (tmp_path / "run" / "checkpoint.safetensors").mkdir(parents=True)
+    line = assert_one_line_error(
+        cli_in_process("train", "mnist1d-mlp", "--framework", "torch", "--resume", "--out", str(tmp_path / "run")),
+        "checkpoint.safetensors is a folder, not a checkpoint file",
+    )
+    assert "does not exist" not in line and (tmp_path / "run" / "checkpoint.safetensors").is_dir()
+
+
+@pytest.mark.parametrize("what", ["weights", "checkpoint"])
+def test_a_folder_given_as_a_weights_or_checkpoint_file(tmp_path, what):
+    from diptych.errors import DiptychError
+    from diptych.formats import read_any
+    from diptych.weights import read_safetensors
+
+    (tmp_path / "w.safetensors").mkdir()
+    with pytest.raises(DiptychError, match=f"{what} file .*w.safetensors is a folder, not a file"):
+        read_safetensors(tmp_path / "w.safetensors", what=what)
+    with pytest.raises(DiptychError, match="is a folder, not a file"):
+        read_any(tmp_path / "w.safetensors")
+    with pytest.raises(DiptychError, match="does not exist"):
+        read_any(tmp_path / "none.safetensors")
+
+
 @pytest.mark.parametrize("missing,other", [("jax", "torch"), pytest.param("torch", "jax", marks=pytest.mark.full)])
 def test_only_one_framework_installed(missing, other, tmp_path):
     """With one framework absent, its twin's commands say which extra to install; the other works."""

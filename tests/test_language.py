@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import assert_one_line_error, run_cli
 from diptych.data.text import decode, default_text, encode, unigram_bpc, windows
+from diptych.errors import DiptychError
 
 
 def test_windows_continue_each_stream_across_batches():
@@ -23,7 +24,7 @@ def test_windows_continue_each_stream_across_batches():
 
 
 def test_windows_refuse_a_text_too_short_for_the_batch():
-    with pytest.raises(Exception, match="too short"):
+    with pytest.raises(Exception, match="100 characters are too few for 8 streams of 64-character windows"):
         windows(np.arange(100, dtype=np.int32), streams=8, seq_len=64)
 
 
@@ -147,6 +148,55 @@ def test_bad_text_files_fail_with_one_line(content, message, tmp_path):
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r" / "run.json").exists()
+
+
+def _text_of(tmp_path, n: int):
+    path = tmp_path / f"t{n}.txt"
+    path.write_text(("the quick brown fox jumps over a lazy dog. " * (n // 40 + 1))[:n])
+    return path
+
+
+def test_a_short_text_names_its_length_and_the_part_too_short(tmp_path):
+    """18,000 characters: the held-out last 10% (1,800) cannot hold 16 windows of 128. The message used to
+    call the whole text "a text of 1800 characters" and suggest a smaller --batch-size, which changes nothing."""
+    proc = run_cli(
+        "train",
+        "chars-lstm",
+        "--framework",
+        "torch",
+        "--text",
+        str(_text_of(tmp_path, 18_000)),
+        "--out",
+        str(tmp_path / "r"),
+    )
+    line = assert_one_line_error(
+        proc, "a text of 18,000 characters is too short", "last 10%", "holds 1,800 characters", "need 2,049"
+    )
+    assert "--batch-size" not in line
+    enough = int(line.split("use a text of at least ")[1].split()[0].replace(",", ""))
+    from diptych.language import text_dataset
+    from diptych.tasks import get_task
+
+    task = get_task("chars-lstm")
+    text_dataset(task, str(_text_of(tmp_path, enough)), 32)  # the length it names is enough...
+    with pytest.raises(DiptychError, match="too short"):
+        text_dataset(task, str(_text_of(tmp_path, enough - 1)), 32)  # ...and the least that is
+
+
+def test_a_text_too_short_for_the_batch_says_so(tmp_path):
+    proc = run_cli(
+        "train",
+        "chars-lstm",
+        "--framework",
+        "torch",
+        "--text",
+        str(_text_of(tmp_path, 30_000)),
+        "--batch-size",
+        "512",
+        "--out",
+        str(tmp_path / "r"),
+    )
+    assert_one_line_error(proc, "a text of 30,000 characters is too short", "first 90%", "or a smaller --batch-size")
 
 
 def test_text_option_is_refused_for_other_tasks(tmp_path):

@@ -250,8 +250,13 @@ def _inference_meta(task: Task, framework: str, extra: dict) -> dict:
 
 def _read_checkpoint(path: Path, task: str) -> tuple:
     """``(params, opt_state, meta)`` of the checkpoint to resume from."""
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise DiptychError(f"no checkpoint to resume in {path.parent}; run without --resume first")
+    if path.is_dir():
+        raise DiptychError(
+            f"{path} is a folder, not a checkpoint file; move it out of {path.parent} (there is no checkpoint to "
+            f"resume: run without --resume) or pass another --out"
+        )
     return checkpoint.load(path, task)
 
 

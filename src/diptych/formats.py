@@ -18,7 +18,7 @@ import numpy as np
 from diptych.backends import load_backend
 from diptych.errors import DiptychError
 from diptych.tasks import TASKS
-from diptych.weights import check_weights, read_safetensors
+from diptych.weights import check_weights, read_safetensors, require_file
 
 FORMATS = {".safetensors": "canonical", ".pt": "torch", ".pth": "torch", ".msgpack": "jax"}
 
@@ -67,8 +67,7 @@ def read_any(path: str | Path):
     """Return ``(canonical params, spec, metadata)`` for a weights file of any supported format."""
     path = Path(path)
     fmt = file_format(path)
-    if not path.is_file():
-        raise DiptychError(f"weights file {path} does not exist; check the path")
+    require_file(path)
     if fmt == "canonical":
         params, meta = read_safetensors(path)
         spec = _match_spec(params, str(path))

@@ -14,11 +14,13 @@ Sampling text is the ``generate`` command (:mod:`diptych.commands.generate`).
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
 from diptych.data import Dataset
-from diptych.data.text import load_text, unigram_bpc, windows
+from diptych.data.text import VAL_FRACTION, load_text, unigram_bpc, windows
+from diptych.errors import DiptychError
 from diptych.objectives import Objective
 
 EVAL_STREAMS, EVAL_WINDOW = 16, 128  # held-out text: 16 streams read in 128-character windows
@@ -29,6 +31,7 @@ def text_dataset(task, text: str | None, batch_size: int) -> tuple:
     size filled in, a :class:`Dataset` (``x``/``y`` ids ``(N, T)``), and facts for the run record."""
     corpus = load_text(text)
     task = dataclasses.replace(task, model=task.model.with_vocab(len(corpus.vocab)))  # V from the corpus
+    _check_length(corpus, batch_size, task.model.seq_len)
     x_train, y_train = windows(corpus.train, batch_size, task.model.seq_len)
     x_val, y_val = windows(corpus.val, EVAL_STREAMS, EVAL_WINDOW)
     info = {
@@ -39,6 +42,33 @@ def text_dataset(task, text: str | None, batch_size: int) -> tuple:
         "unigram_bpc": unigram_bpc(corpus.train, corpus.val, len(corpus.vocab)),
     }
     return task, Dataset(corpus.name, x_train, y_train, x_val, y_val, num_classes=len(corpus.vocab), ordered=True), info
+
+
+def _check_length(corpus, batch_size: int, seq_len: int) -> None:
+    """Both parts of the text must hold one window per stream (and the last target): else one line naming
+    the part, what it holds and needs, and the text length that would do."""
+    total = len(corpus.train) + len(corpus.val)
+    parts = (
+        ("its first 90%, the training text,", 0, batch_size, seq_len, " or a smaller --batch-size"),
+        ("its last 10%, the held-out text,", 1, EVAL_STREAMS, EVAL_WINDOW, ""),
+    )
+    for part, side, streams, window, other in parts:
+        need, have = streams * window + 1, len((corpus.train, corpus.val)[side])
+        if have < need:
+            enough = max(1, math.floor(need / (VAL_FRACTION if side else 1 - VAL_FRACTION)) - 10)
+            while _split(enough)[side] < need:
+                enough += 1
+            raise DiptychError(
+                f"{corpus.name}: a text of {total:,} characters is too short: {part} holds {have:,} characters, "
+                f"and {streams} streams of {window}-character windows need {need:,}; use a text of at least "
+                f"{enough:,} characters{other}"
+            )
+
+
+def _split(n: int) -> tuple[int, int]:
+    """The lengths of the training and held-out parts of a text of ``n`` characters (as load_text splits)."""
+    split = int(n * (1 - VAL_FRACTION))
+    return split, n - split
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

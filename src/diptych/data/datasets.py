@@ -143,6 +143,8 @@ def _standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, n
     x_train = x_train.astype(np.float32)
     x_test = x_test.astype(np.float32)
     mean, std = float(x_train.mean()), float(x_train.std())
+    if not std > 0:  # constant inputs: refused by the loaders before this; never divide by zero
+        raise DataError(f"every training input is {mean:g}: there is nothing to learn; check the data")
     return (x_train - mean) / std, (x_test - mean) / std
 
 
@@ -229,6 +231,13 @@ def _load_idx(name: str, source: IdxSource, data_dir, download: bool, normalize:
                 f"{paths[f'{split}_labels']}: label {int(yi[bad[0]])} at index {int(bad[0])} is outside "
                 f"the {NUM_CLASSES} classes 0-{NUM_CLASSES - 1}; use the official {name} files"
             )
+    if (lo := int(arrays["train_images"].min())) == int(arrays["train_images"].max()):
+        # one value in every pixel: nothing to learn, and standardizing by a zero std would make the
+        # inputs NaN, which training could only report as a diverged loss
+        raise DataError(
+            f"{paths['train_images']}: every pixel of all {len(arrays['train_images']):,} training images is {lo}"
+            f"{' (all black)' if lo == 0 else ''}, so there is nothing to learn; use the official {name} files"
+        )
     if normalize == "half":  # ToTensor (/255) then Normalize((0.5,), (0.5,)): [0, 255] -> [-1, 1]
         x_train, x_test = (arrays[k].astype(np.float32) / 127.5 - 1.0 for k in ("train_images", "test_images"))
     else:

@@ -102,8 +102,8 @@ def windows(ids: np.ndarray, streams: int, seq_len: int) -> tuple[np.ndarray, np
     count = per // seq_len  # W: windows per stream
     if count == 0:
         raise DiptychError(
-            f"a text of {len(ids)} characters is too short for {streams} streams of "
-            f"{seq_len}-character windows; use a longer text or a smaller --batch-size"
+            f"{len(ids):,} characters are too few for {streams} streams of {seq_len}-character windows "
+            f"(they need {streams * seq_len + 1:,}); use a longer text or a smaller --batch-size"
         )
     starts = np.arange(streams) * per  # (B,)
     offsets = starts[None, :, None] + np.arange(count)[:, None, None] * seq_len + np.arange(seq_len)  # (W, B, T)
