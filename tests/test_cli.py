@@ -163,3 +163,41 @@ def test_compile_trains_the_same_steps_as_eager(tmp_path):
     assert [s for s, _ in run["loss_curve"]] == [s for s, _ in ref["loss_curve"]]
     np.testing.assert_allclose([v for _, v in run["loss_curve"]], [v for _, v in ref["loss_curve"]], rtol=1e-5)
     assert run["test_accuracy"] == pytest.approx(ref["test_accuracy"], abs=0.002)  # a near-tie may flip
+
+
+LATE_CTRL_C = """
+import atexit, gc, os, signal, sys, time
+from diptych import cli
+
+def callback(phase, info):  # as JAX's _xla_gc_callback: a gc callback the Ctrl-C lands in
+    if not fired:
+        fired.append(1)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.5)
+
+fired = []
+atexit.register(lambda: (gc.callbacks.append(callback), gc.collect()))  # after the command: the exit's gc
+sys.argv = ["diptych", "list"]
+cli.run()
+"""
+
+
+def test_a_ctrl_c_after_the_command_finished_prints_no_traceback():
+    """A Ctrl-C that lands in the teardown after a finished run (JAX's gc callback) printed a KeyboardInterrupt
+    traceback; now the process ends at once with exit code 130, the command's output intact."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", LATE_CTRL_C],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert "mnist1d-cnn" in proc.stdout, proc.stderr  # the command ran and its output reached the pipe
+    assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr, proc.stderr
+    assert proc.returncode == 130, (proc.returncode, proc.stderr)

@@ -1,11 +1,15 @@
 """The ``diptych`` command line: the front door. Each command lives in :mod:`diptych.commands` (its options,
 one call into the library, its printing); this module lists them, runs one, and turns every user error (a
 :class:`~diptych.errors.DiptychError` or a click usage error) into one line on stderr and exit code 2,
-without a traceback. A Ctrl-C ends with exit code 130.
+without a traceback. A Ctrl-C ends with exit code 130, also one that lands after the command finished,
+during the interpreter's teardown (:func:`run`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
 
 import click
@@ -75,7 +79,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    """The ``diptych`` program: :func:`main`, then an exit in which a late Ctrl-C prints no traceback."""
+    try:
+        code = main()
+    except KeyboardInterrupt:  # between the command's end and main's return
+        click.echo("diptych: interrupted", err=True)
+        code = 130
+    signal.signal(signal.SIGINT, _interrupted_at_exit)
+    sys.exit(code)
+
+
+def _interrupted_at_exit(signum, frame) -> None:
+    """A Ctrl-C after the command finished lands in the interpreter's teardown (JAX's gc callback runs
+    there), where Python would print a KeyboardInterrupt traceback from wherever it struck: end at once
+    with exit code 130, what was printed flushed. Everything the command wrote is already on disk."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(130)
 
 
 if __name__ == "__main__":
