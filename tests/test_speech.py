@@ -6,6 +6,8 @@ recordings transcribed across the twins) take minutes on 2 cores; their numbers 
 
 import io
 import json
+import os
+import stat
 import tarfile
 
 import numpy as np
@@ -44,6 +46,26 @@ def test_download_extracts_verifies_and_caches(tmp_path, monkeypatch):
     assert [p.name for p in got] == [p.name for p in fsdd.recordings_in(src)]
     assert all(p.parent == tmp_path / "cache" / "fsdd" / "recordings" for p in got)
     assert sorted(p.name for p in (tmp_path / "cache" / "fsdd").iterdir()) == ["recordings"]  # no archive/temp
+
+
+def test_download_leaves_a_shared_folder_and_cleans_a_killed_ones(tmp_path, monkeypatch):
+    """The recordings folder was mkdtemp's private 0700 once renamed, and a killed download's `.recordings.*`
+    temporary folder was never removed; now it has a normal folder's mode, and a dead writer's folder goes."""
+    from diptych.fsio import TEMP_PREFIX
+
+    monkeypatch.setenv("DIPTYCH_CACHE", str(tmp_path / "cache"))
+    src = tone_digits(tmp_path / "src", speakers=("anna",), takes=1)
+    _archive(tmp_path / "mirror", src)
+    killed = tmp_path / "cache" / "fsdd" / f"{TEMP_PREFIX}{2**22 + 12345}-0badc0de-abc.recordings"  # a dead pid's
+    killed.mkdir(parents=True)
+    (killed / "0_anna_0.wav").write_bytes(b"half")
+    old = os.umask(0o022)
+    try:
+        fsdd.download_recordings(((tmp_path / "mirror").as_uri() + "/",), fsdd.content_sha256(fsdd.recordings_in(src)))
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in (tmp_path / "cache" / "fsdd").iterdir()) == ["recordings"]
+    assert stat.S_IMODE((tmp_path / "cache" / "fsdd" / "recordings").stat().st_mode) == 0o755
 
 
 def test_offline_without_data_says_where_to_put_it(tmp_path, monkeypatch):

@@ -42,6 +42,7 @@ _REASONS = {
     errno.EISDIR: "it is a folder",
     errno.ENAMETOOLONG: "the name is too long",
 }
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)  # the disk's fault, not the data's
 _FIXES = {
     errno.ENOSPC: "free some space and run again",
     errno.EDQUOT: "free some space and run again",
@@ -238,20 +239,27 @@ def is_stale_temp(path: str | Path) -> bool:
 
 
 def clean_stale_temps(folder: str | Path) -> list[Path]:
-    """Remove the diptych temporary files in ``folder`` whose writers are gone (:func:`is_stale_temp`).
-    Returns what was removed; files of live writers and anything not named by diptych stay."""
+    """Remove the diptych temporary files and folders (a pack's, a download's) in ``folder`` whose writers
+    are gone (:func:`is_stale_temp`). Returns what was removed; a live writer's and anything not named by
+    diptych stay, and a symlink is never followed."""
+    import shutil
+
     removed = []
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return removed
     for entry in entries:
-        if not entry.name.startswith(TEMP_PREFIX) or not entry.is_file(follow_symlinks=False):
+        if not entry.name.startswith(TEMP_PREFIX) or entry.is_symlink() or not is_stale_temp(entry.path):
             continue
-        if is_stale_temp(entry.path):
-            with contextlib.suppress(OSError):
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
                 os.unlink(entry.path)
-                removed.append(Path(entry.path))
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
     return removed
 
 

@@ -30,7 +30,7 @@ from diptych.data.base import Dataset, check_data_dir
 from diptych.data.base import cache_dir as data_cache_dir
 from diptych.data.download import fetch
 from diptych.errors import DataError, DiptychError
-from diptych.fsio import atomic_write, clean_stale_temps
+from diptych.fsio import DISK_ERRNOS, atomic_write, clean_stale_temps, current_umask, temp_prefix, write_error
 from diptych.progress import console
 
 TAG = "v1.0.10"
@@ -108,7 +108,8 @@ def download_recordings(mirrors: tuple[str, ...], expected_sha256: str = CONTENT
             f"fsdd: {e}; download {mirrors[0]}{ARCHIVE} yourself and put its recordings/*.wav "
             f"in {dest / 'recordings'}, or pass --data-dir DIR"
         ) from None
-    tmp = Path(tempfile.mkdtemp(prefix=".recordings.", dir=dest))
+    clean_stale_temps(dest)  # a killed download's folder
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(), suffix=".recordings", dir=dest))
     try:
         with tarfile.open(archive) as tar:
             for member in tar:
@@ -123,8 +124,13 @@ def download_recordings(mirrors: tuple[str, ...], expected_sha256: str = CONTENT
                 f"{got[:16]}... is not {TAG}'s {expected_sha256[:16]}...; nothing was cached; "
                 f"try again later or pass --data-dir DIR"
             )
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp made it private; a cache folder is not
         os.replace(tmp, dest / "recordings")
-    except (tarfile.TarError, OSError) as e:
+    except OSError as e:
+        if e.errno in DISK_ERRNOS:  # the disk, not the archive: not "delete the archive"
+            raise write_error(dest / "recordings", e) from None
+        raise DataError(f"fsdd: {archive} is not a readable tar.gz archive ({e}); delete it and try again") from None
+    except tarfile.TarError as e:
         raise DataError(f"fsdd: {archive} is not a readable tar.gz archive ({e}); delete it and try again") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -22,15 +22,7 @@ import numpy as np
 from diptych.data.base import Dataset
 from diptych.data.packed import FORMAT, MANIFEST, SHARD_BYTES, WRITER_OPTIONS, record_dtype, sha256_file, shard_name
 from diptych.errors import DiptychError
-from diptych.fsio import (
-    TEMP_PREFIX,
-    atomic_path,
-    atomic_write,
-    current_umask,
-    is_stale_temp,
-    temp_prefix,
-    write_error,
-)
+from diptych.fsio import atomic_path, atomic_write, clean_stale_temps, current_umask, temp_prefix, write_error
 
 
 class PackWriter:
@@ -200,17 +192,10 @@ def make_temp_dir(out: Path) -> Path:
     check_out(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        clean_stale_temp_dirs(out.parent)
+        clean_stale_temps(out.parent)  # the temporary folders of killed packs
         return Path(tempfile.mkdtemp(prefix=temp_prefix(), suffix=f".{out.name[-80:]}", dir=out.parent))
     except OSError as e:
         raise write_error(out, e) from None
-
-
-def clean_stale_temp_dirs(folder: Path) -> None:
-    """Remove temporary pack folders whose packing process is gone (a killed pack; see is_stale_temp)."""
-    for entry in folder.glob(f"{TEMP_PREFIX}*"):
-        if entry.is_dir() and not entry.is_symlink() and is_stale_temp(entry):
-            shutil.rmtree(entry, ignore_errors=True)
 
 
 def pack_dataset(data: Dataset, out, shards: int | None = None, split: str | None = None, source=None, progress=True):
