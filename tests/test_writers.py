@@ -137,3 +137,22 @@ def test_command_outputs_get_a_normal_files_mode(tmp_path, umask):
     modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in outputs}
     assert set(modes.values()) == {oct(0o666 & ~umask)}, modes
     assert stat.S_IMODE((tmp_path / "p").stat().st_mode) == 0o777 & ~umask
+
+
+@pytest.mark.parametrize("planted", ["dangling", "victim"])
+def test_a_link_planted_at_a_kept_checkpoints_name_is_replaced(tmp_path, victim, mnist1d, planted):
+    """--keep hard-links the previous checkpoint under its step; a link planted at that name was followed
+    (its target taken for a checkpoint) or, dangling, ended the run in a FileExistsError traceback."""
+    from diptych import RunConfig, train_and_evaluate
+
+    steps = len(mnist1d.y_train) // 16  # one epoch of batch 16: epoch 2's save keeps epoch 1's as this step
+    kept = tmp_path / f"checkpoint-step{steps:09d}.safetensors"
+    kept.symlink_to(victim if planted == "victim" else tmp_path / "nothing")
+    config = RunConfig("mnist1d-mlp", "torch", epochs=2, keep=2, checkpoint_every=0, progress=False)
+    train_and_evaluate(config, tmp_path, dataset=mnist1d)
+    assert victim.read_bytes() == b"precious" and not kept.is_symlink()
+    assert kept.stat().st_nlink == 1  # epoch 1's file, now only under its step
+    from safetensors import safe_open
+
+    with safe_open(kept, framework="numpy") as f:
+        assert int(f.metadata()["global_step"]) == steps

@@ -16,6 +16,7 @@ import numpy as np
 from diptych import checkpoint
 from diptych.data.feed import Feed
 from diptych.errors import DiptychError, NonFiniteLossError
+from diptych.fsio import write_error
 from diptych.weights import save_weights
 
 WEIGHTS = "weights.safetensors"
@@ -172,8 +173,13 @@ class Checkpoints:
         with safe_open(self.path, framework="numpy") as f:
             n = int(f.metadata().get("global_step", "0"))
         target = self.path.with_name(f"checkpoint-step{n:09d}.safetensors")
-        if not target.exists():
-            os.link(self.path, target)
+        try:
+            if target.is_symlink():
+                target.unlink()  # a planted link is replaced, never followed (nor a dangling one linked onto)
+            if not target.exists():
+                os.link(self.path, target)
+        except OSError as e:
+            raise write_error(target, e) from None
         kept = sorted(self.path.parent.glob("checkpoint-step*.safetensors"))
         for stale in kept[: max(0, len(kept) - (self.keep - 1))]:
             stale.unlink(missing_ok=True)
