@@ -156,3 +156,13 @@ def test_a_link_planted_at_a_kept_checkpoints_name_is_replaced(tmp_path, victim,
 
     with safe_open(kept, framework="numpy") as f:
         assert int(f.metadata()["global_step"]) == steps
+
+
+def test_a_plot_in_an_unknown_format_is_one_line_and_writes_nothing(tmp_path):
+    """matplotlib's ValueError for an unknown suffix was a traceback; plots now go through the atomic writer."""
+    root = make_folder(tmp_path / "imgs", per_class=4)
+    proc = cli_in_process("augment-preview", "image-cnn", "--data-dir", str(root), "--out", str(tmp_path / "a.xyz"))
+    assert_one_line_error(proc, "a.xyz: no image format 'xyz'", ".png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["imgs"]
+    proc = cli_in_process("augment-preview", "image-cnn", "--data-dir", str(root), "--out", str(tmp_path / "grid"))
+    assert proc.returncode == 0 and (tmp_path / "grid").read_bytes().startswith(b"\x89PNG"), proc.stderr
