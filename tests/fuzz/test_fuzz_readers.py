@@ -3,7 +3,8 @@ loads (and satisfies the reader's invariants) or is refused with one line, withi
 
 Seeds are real: the MNIST test labels and the first images of the test set (IDX, gzipped and raw), a
 recording of the Free Spoken Digit Dataset in 16-bit PCM, 32-bit float, WAVE_FORMAT_EXTENSIBLE and
-FLAC, and weights/checkpoints/msgpack files written by diptych itself."""
+FLAC, weights/checkpoints/msgpack files written by diptych itself, and the manifest of a pack written by
+diptych's writer."""
 
 from __future__ import annotations
 
@@ -398,3 +399,123 @@ def test_msgpack(msgpack_seed, folder, data):
     if got is not None:
         params, spec, _ = got
         assert {k: v.shape for k, v in params.items()} == spec.param_shapes()
+
+
+# ----------------------------------------------------------------------------- pack manifests
+
+
+@pytest.fixture(scope="module")
+def pack_seed(tmp_path_factory):
+    """A tiny pack written by the real writer (MNIST-1D-shaped rows, 3 training shards), and hostile
+    neighbours: a byte-identical copy of a shard outside the pack (a manifest pointing there passes every
+    size, hash and count check) and symlinks in the pack: one leading out to it, one to a shard inside,
+    one to itself."""
+    from diptych.data import Dataset
+    from diptych.data.packed import shard_name
+    from diptych.data.packing import pack_dataset
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((12, 40)).astype(np.float32), rng.integers(0, 10, 12).astype(np.int32)
+    data = Dataset("mnist1d", x[:9], y[:9], x[9:], y[9:])
+    root = tmp_path_factory.mktemp("packs")
+    pack_dataset(data, root / "pack", shards=3, progress=False)
+    first = shard_name("train", 0, 3)
+    (root / "outside.array_record").write_bytes((root / "pack" / first).read_bytes())
+    os.symlink(root / "outside.array_record", root / "pack" / "escape.array_record")
+    os.symlink(first, root / "pack" / "alias.array_record")
+    os.symlink("loop.array_record", root / "pack" / "loop.array_record")  # a link to itself
+    return root / "pack", json.loads((root / "pack" / "manifest.json").read_text()), data
+
+
+def _paths(value, at=()):
+    """Every place in a JSON value, as a tuple of keys and indices (the root is ``()``)."""
+    yield at
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        yield from _paths(v, (*at, k))
+
+
+def _set(value, at, new):
+    """A copy of ``value`` with the node at ``at`` replaced by ``new`` (or deleted, for ``_DROP``)."""
+    value = copy.deepcopy(value)
+    *parent, last = at
+    node = value
+    for k in parent:
+        node = node[k]
+    if new is _DROP:
+        del node[last]
+    else:
+        node[last] = new
+    return value
+
+
+_DROP = object()
+_DEEP = "\x00deep"
+HOSTILE = [None, True, 0, -1, 1, 2, 3, 4, 2**31, 2**63, 2**64, 10**30, 1.5, 3.0, float("nan"), float("inf")]
+HOSTILE += ["", "3", "float32", "int32", [], [40], [2, 20], [-40], [0], [2**40], {}, {"a": 1}]
+FILES = ["../outside.array_record", "escape.array_record", "alias.array_record", "sub/x.array_record", "..", "."]
+FILES += ["", "/", "x\0.array_record", "manifest.json", "a\\b.array_record", "no-such.array_record", "x" * 300]
+FILES += ["loop.array_record", "test-00000-of-00001.array_record", "train-00001-of-00003.array_record", 7, None, ["a"]]
+
+
+@st.composite
+def mutated_manifest(draw, seed: dict, outside: str):
+    """The text of ``seed`` (a real manifest) mutated structurally: a key dropped, a node given a hostile
+    value (wrong type, NaN, float, string, negative, zero or huge count, bad dtype or shape), a shard's
+    file pointed elsewhere (``../``, absolute, a symlink leading out, a duplicate), deep nesting, random
+    JSON; or changed harmlessly (the source, x_min, the alias of a shard, the layout), which must load."""
+    places = [p for p in _paths(seed) if p]
+    op = draw(st.sampled_from(["set", "set", "drop", "count", "file", "json", "deep", "harmless", "harmless"]))
+    value = seed
+    if op == "set":
+        value = _set(seed, draw(st.sampled_from(places)), draw(st.sampled_from(HOSTILE)))
+    elif op == "drop":
+        value = _set(seed, draw(st.sampled_from([p for p in places if isinstance(p[-1], str)])), _DROP)
+    elif op == "count":
+        at = draw(st.sampled_from([p for p in places if p[-1] == "count"]))
+        new = draw(st.sampled_from([0, -1, -3, 2**31, 2**62, 2**64, 10**12]) | st.integers(-5, 20))
+        value = _set(seed, at, new)
+        if draw(st.booleans()) and len(at) > 3:  # the split's count follows: the sums still agree
+            total = sum(s["count"] for s in value["splits"][at[1]]["shards"])
+            value = _set(value, ("splits", at[1], "count"), total)
+    elif op == "file":
+        at = draw(st.sampled_from([p for p in places if p[-1] == "file"]))
+        value = _set(seed, at, draw(st.sampled_from([*FILES, outside])))
+    elif op == "json":
+        value = draw(mutated_json(seed))
+    elif op == "deep":
+        value = _set(seed, draw(st.sampled_from(places)), _DEEP)
+    else:
+        change = draw(st.sampled_from(["source", "x_min", "alias", "layout"]))
+        if change == "source":
+            value = _set(seed, ("source",), draw(st.none() | st.text(max_size=20)))
+        elif change == "x_min":
+            value = _set(seed, ("stats", "x_min"), draw(st.floats(-1e6, 1e6) | st.integers(-100, 100)))
+        elif change == "alias":  # a symlink to the very shard, inside the pack
+            value = _set(seed, ("splits", "train", "shards", 0, "file"), "alias.array_record")
+    text = json.dumps(value, indent=draw(st.sampled_from([None, 1, 4])), sort_keys=draw(st.booleans()))
+    depth = draw(st.sampled_from([3, 100, 5000, 200_000]))
+    return text.replace(json.dumps(_DEEP), "[" * depth + "]" * depth)
+
+
+@fuzz_settings(100)
+@given(data=st.data())
+def test_pack_manifest(pack_seed, data):
+    """`diptych data verify` and the loader (`train --data-dir PACK`) on a mutated manifest: loaded, with
+    every shard read from inside the pack and the very rows that were packed, or refused in one line."""
+    from diptych.data.packed import verify
+
+    folder, seed, rows = pack_seed
+    outside = str(folder.parent / "outside.array_record")
+    (folder / "manifest.json").write_text(data.draw(mutated_manifest(seed, outside)))
+    root = folder.resolve()
+    got = loads_or_refuses("pack-verify", lambda: verify(folder))
+    if got is not None:
+        files = [s["file"] for split in ("train", "test") for s in got["splits"][split]["shards"]]
+        assert all((folder / f).resolve().parent == root for f in files), files  # nothing read from outside
+        assert [got["splits"][s]["count"] for s in ("train", "test")] == [9, 3]
+    got = loads_or_refuses("pack-load", lambda: load_dataset("mnist1d", folder))
+    if got is not None:
+        assert np.array_equal(got.x_train[np.arange(9)], rows.x_train) and np.array_equal(got.x_test, rows.x_test)
+        assert np.array_equal(got.y_train[np.arange(9)], rows.y_train) and np.array_equal(got.y_test, rows.y_test)
+        assert np.isfinite(got.x_train.min()) and got.features is None

@@ -307,17 +307,20 @@ _STATS = ("mean", "std", "silence", "noise_shape", "noise_bins", "floor")
 MAX_FFT_CELLS = 1 << 22  # frames x n_fft of one image: 16 MiB of float32, far above any sane front end
 
 
-def check_features(features, source: str, input_shape: tuple[int, ...]) -> dict:
+def check_features(
+    features,
+    source: str,
+    input_shape: tuple[int, ...],
+    fix: str = "retrain, or convert the weights from a diptych run's weights.safetensors",
+) -> dict:
     """Validate the ``features`` metadata a weights file carries before trusting it: the front-end
     settings (known keys only, integer/float types, sane ranges, an image of the model's
     ``input_shape`` ``(n_mels, frames)``) and per-band statistics (``n_mels`` finite values; ``std``
-    and the mel noise terms positive). Returns it with ``frontend`` as a :class:`FrontEnd`."""
+    and the mel noise terms positive). Returns it with ``frontend`` as a :class:`FrontEnd`. ``fix``:
+    what the one-line error tells the user to do (weights by default; a pack is packed again)."""
 
     def bad(what: str) -> DataError:
-        return DataError(
-            f"{source}: its feature metadata {what}; retrain, or convert the weights from a "
-            f"diptych run's weights.safetensors"
-        )
+        return DataError(f"{source}: its feature metadata {what}; {fix}")
 
     if not isinstance(features, dict) or not isinstance(features.get("frontend"), dict):
         raise bad("has no front-end settings")

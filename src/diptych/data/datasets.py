@@ -136,7 +136,31 @@ def load_packed(folder, name: str, split: str | None = None) -> Dataset:
             f"{folder} holds ArrayRecord shards but no {MANIFEST}: an unfinished or partly copied pack; "
             f"pack the dataset again (`diptych data pack {name} --out DIR`)"
         )
-    return open_pack(folder, name, split)
+    data = open_pack(folder, name, split)
+    check_packed(folder, data)
+    return data
+
+
+def check_packed(folder, data: Dataset) -> None:
+    """A pack's manifest follows the format (checked on open) but could describe rows that its dataset's
+    loader never gives (a mnist pack of 784-long rows: the same bytes, another shape); one line if so."""
+    from diptych.data.audio import FSDD_FRONTEND, check_features
+
+    name = data.name
+    want = {"mnist1d": (MNIST1D_LENGTH,), "fsdd": (FSDD_FRONTEND.n_mels, FSDD_FRONTEND.frames)}
+    want |= dict.fromkeys(IDX_SOURCES, IMAGE_SHAPE)
+    if name not in want:
+        return
+    got = (tuple(data.x_train.shape[1:]), tuple(data.y_train.shape[1:]))
+    if got != (want[name], ()):
+        raise DataError(
+            f"{folder}: the manifest's fields make {got[0]} inputs and {got[1]} labels; {name} has {want[name]} "
+            f"inputs and one label each: pack the dataset again (`diptych data pack {name}`)"
+        )
+    if name == "fsdd":  # the statistics audio augmentation draws from, saved into the trained weights
+        check_features(data.features, f"{folder}/{MANIFEST}", want[name], fix="pack the dataset again")
+    elif data.features is not None:
+        raise DataError(f"{folder}/{MANIFEST}: info.features is set, {name} has none; pack the dataset again")
 
 
 def _standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -248,6 +272,9 @@ def _load_idx(name: str, source: IdxSource, data_dir, download: bool, normalize:
 
 
 # ----------------------------------------------------------------------------- MNIST-1D
+
+
+MNIST1D_LENGTH = 40  # the generator's final_seq_length: the tasks' models take 40 values
 
 
 def load_mnist1d() -> Dataset:

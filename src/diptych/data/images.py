@@ -146,6 +146,32 @@ def decode_all(files: list[Path], size: int, channels: int, progress: bool = Tru
     return arr
 
 
+def check_packed_images(root, data: Dataset) -> dict:
+    """The front end of a pack of images (size, channels), checked against its rows and class names; one
+    line if the manifest's ``info`` is not what :func:`load_image_folder` writes (it sizes the model)."""
+    features = data.features if isinstance(data.features, dict) else {}
+    fe = features.get("frontend") if isinstance(features.get("frontend"), dict) else {}
+    size, channels = fe.get("size"), fe.get("channels")
+    stats = [features.get(k) for k in ("mean", "std")]
+    ok = (
+        fe.get("kind") == "image"
+        and type(size) is int
+        and 8 <= size <= 512
+        and channels in (1, 3)
+        and type(channels) is int
+        and all(type(v) in (int, float) and abs(v) <= 1e30 for v in stats)  # NaN fails too; finite in float32
+        and stats[1] > 0
+        and data.classes is not None
+    )
+    side = (size, size) if channels == 1 else (channels, size, size)
+    if not ok or (tuple(data.x_train.shape[1:]), tuple(data.y_train.shape[1:])) != (side, ()):
+        raise DataError(
+            f"{root}/manifest.json: info.features and info.classes are not those of a pack of images "
+            f"(an image front end, statistics, class names, and rows of that size); pack the folder again"
+        )
+    return fe
+
+
 def load_image_folder(root: str | Path, size: int, channels: int, val_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """The folder as a standardized :class:`Dataset` with ``classes`` and the statistics in ``features``
     (or a pack of one, written by ``diptych data pack folder``, read record by record)."""
@@ -153,7 +179,7 @@ def load_image_folder(root: str | Path, size: int, channels: int, val_fraction: 
 
     if is_packed(root):
         data = open_pack(root, "folder")
-        fe = data.features["frontend"]
+        fe = check_packed_images(root, data)
         if (fe["size"], fe["channels"]) != (size, channels):
             raise DataError(
                 f"{root} was packed at {fe['size']}px with {fe['channels']} channel(s), the run asks for "

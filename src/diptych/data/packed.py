@@ -14,16 +14,18 @@ decode a batch with one ``np.frombuffer`` and make a truncated record detectable
 are written with ``group_size:1`` (one record per chunk: random access reads just that record) and
 uncompressed (float32 inputs barely compress; reads stay cheap).
 
-**manifest.json.** ``format`` (:data:`FORMAT`), ``dataset``, ``split``, ``fields`` (dtype and shape
+**manifest.json.** ``format`` (``diptych-pack/1``), ``dataset``, ``split``, ``fields`` (dtype and shape
 of ``x`` and ``y``), ``splits`` (per split: ``count`` and ``shards``, each with ``file``, ``count``,
 ``bytes`` and ``sha256``), ``info`` (what the loader gives besides arrays: ``num_classes``,
 ``features``, ``classes``) and ``stats`` (``x_min``: the standardized black that augmentation fills
-with, so it needs no pass over the data).
+with, so it needs no pass over the data). The manifest is untrusted input: it is checked against one
+schema before anything reads it, and every shard must be a plain file name inside the pack folder, a
+symlink leading out of it refused when the shard is opened (:mod:`diptych.data._manifest`).
 
 **Safety.** A pack is written into a temporary folder beside ``--out`` (``.diptych-tmp-<pid>-...``) and
 renamed onto ``--out`` only when every shard and the manifest are on disk, so a killed pack never
-leaves a folder that looks complete. Opening a pack (:func:`open_pack`) checks cheaply: the manifest's
-format and dataset, each shard's presence, size and record count, and each record's length as it is
+leaves a folder that looks complete. Opening a pack (:func:`open_pack`) checks cheaply: the manifest
+(its schema, its dataset), each shard's presence, size and record count, and each record's length as it is
 read; the SHA-256 of every shard is checked on open only for packs up to :data:`HASH_ON_OPEN_BYTES`
 (a multi-GB pack is not hashed at every run start: ``diptych data verify DIR`` hashes everything).
 Any failure is one :class:`DataError` line naming the shard and the fix.
@@ -34,23 +36,19 @@ numpy and ``array_record`` only: no torch, no JAX.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from diptych.data._manifest import MANIFEST, SPLITS, SUFFIX, read_manifest, shard_path
 from diptych.data.base import Dataset
 from diptych.errors import DataError, DiptychError
 
-FORMAT = "diptych-pack/1"
-MANIFEST = "manifest.json"
-SUFFIX = ".array_record"
 WRITER_OPTIONS = "group_size:1,uncompressed"
 SHARD_BYTES = 256 * 2**20  # default shard size when --shards is not given
 HASH_ON_OPEN_BYTES = 512 * 2**20  # packs up to this size are SHA-256-checked each time they are opened
-SPLITS = ("train", "test")
 
 
 def is_packed(folder: str | Path | None) -> bool:
@@ -108,7 +106,7 @@ class Pack:
         if k not in readers:
             from array_record.python.array_record_module import ArrayRecordReader
 
-            path = self.folder / self.shards(split)[k]["file"]
+            path = shard_path(self.folder, self.shards(split)[k]["file"])
             readers[k] = ArrayRecordReader(str(path), "readahead_buffer_size:0,max_parallelism:1")
         return readers[k]
 
@@ -185,27 +183,19 @@ class RecordArray:
         return f"RecordArray({self.pack.folder}, {self.field}, shape={self.shape}, dtype={self.dtype})"
 
 
-def read_manifest(folder: Path) -> dict:
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError) as e:
-        raise DataError(f"{folder / MANIFEST}: cannot read it ({e}); pack the dataset again") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise DataError(
-            f"{folder / MANIFEST} is not a diptych pack manifest (format {FORMAT} expected); "
-            f"pass a folder written by `diptych data pack`"
-        )
-    return manifest
-
-
 def check_files(folder: Path, manifest: dict, hash_all: bool) -> None:
-    """Each shard present, of the manifest's size (and SHA-256 when ``hash_all``); one line naming a bad one."""
+    """Each shard present, of the manifest's size (and SHA-256 when ``hash_all``), and no file read as two
+    shards (through a symlink or a hard link: test rows trained on); one line naming a bad one."""
+    seen: dict[tuple[int, int], str] = {}
     for split in SPLITS:
         for shard in manifest["splits"][split]["shards"]:
-            path = folder / shard["file"]
+            path = shard_path(folder, shard["file"])
             if not path.is_file():
                 raise DataError(f"{path}: shard missing (listed in {MANIFEST}); copy the whole pack or pack again")
-            if (size := path.stat().st_size) != shard["bytes"]:
+            st = path.stat()
+            if (other := seen.setdefault((st.st_dev, st.st_ino), shard["file"])) != shard["file"]:
+                raise DataError(f"{path}: the same file as the shard {other}; pack the dataset again")
+            if (size := st.st_size) != shard["bytes"]:
                 raise DataError(
                     f"{path}: {size} bytes, the manifest says {shard['bytes']}; the shard is truncated or "
                     f"damaged: pack the dataset again"
@@ -223,7 +213,7 @@ def check_counts(folder: Path, manifest: dict) -> None:
 
     for split in SPLITS:
         for shard in manifest["splits"][split]["shards"]:
-            path = folder / shard["file"]
+            path = shard_path(folder, shard["file"])
             try:
                 reader = ArrayRecordReader(str(path))
                 n = reader.num_records()

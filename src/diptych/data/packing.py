@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from diptych.data._manifest import FORMAT, MANIFEST, check_fields
 from diptych.data.base import Dataset
-from diptych.data.packed import FORMAT, MANIFEST, SHARD_BYTES, WRITER_OPTIONS, record_dtype, sha256_file, shard_name
+from diptych.data.packed import SHARD_BYTES, WRITER_OPTIONS, record_dtype, sha256_file, shard_name
 from diptych.errors import DiptychError
 from diptych.fsio import atomic_path, atomic_write, clean_stale_temps, current_umask, temp_prefix, write_error
 
@@ -46,6 +47,10 @@ class PackWriter:
         self.out, self.dataset, self.counts = Path(out), dataset, counts
         x_like, y_like = np.asarray(x_like), np.asarray(y_like)
         self.fields = {k: {"dtype": v.dtype.name, "shape": list(v.shape)} for k, v in zip("xy", (x_like, y_like))}
+        # what the reader would refuse is not written (a loader's rows are float32 and int32 labels)
+        check_fields(self.fields, lambda key, problem: DiptychError(f"pack {dataset}: {key} {problem}"))
+        if min(counts.values(), default=0) < 1:
+            raise DiptychError(f"pack {dataset}: {counts} rows; every split needs at least one")
         self.rec = record_dtype(self.fields)
         if shards is None:
             shards = max(1, math.ceil(counts["train"] * self.rec.itemsize / SHARD_BYTES))
