@@ -224,6 +224,7 @@ def port_export_cmd(torch_factory, out, shapes, dtype, vocab, weights, jax_facto
     from diptych.backends import load_backend
     from diptych.commands.export import TOLERANCE, run_onnx
     from diptych.port import convert, factory
+    from diptych.port.guard import user_code
 
     if len(shapes) != 1:
         raise DiptychError("give exactly one --input SHAPE (the exported graph has one input, batch axis dynamic)")
@@ -235,7 +236,7 @@ def port_export_cmd(torch_factory, out, shapes, dtype, vocab, weights, jax_facto
         except RuntimeError as e:
             raise DiptychError(f"{weights} does not fit {torch_factory}: {str(e).splitlines()[0]}") from None
     tm.eval()
-    with torch.no_grad():
+    with torch.no_grad(), user_code("the torch model", [x]):
         want = tm(torch.from_numpy(x))
     want = (want[0] if isinstance(want, tuple) else want).numpy()
     refs = {"torch": want}
@@ -248,7 +249,9 @@ def port_export_cmd(torch_factory, out, shapes, dtype, vocab, weights, jax_facto
         nm.eval()
         convert(tm, nm, inputs=[x], jax_layout=jax_layout)
         p = plan(tm, nm, "auto", [x], "auto", jax_layout)
-        y = np.asarray(nm(*[jnp.asarray(a) for a in to_nnx_layout([x], p)]))
+        nin = to_nnx_layout([x], p)
+        with user_code("the NNX model", nin):
+            y = np.asarray(nm(*[jnp.asarray(a) for a in nin]))
         refs["jax"] = np.moveaxis(y, -1, 1) if p.channels_last and y.ndim == p.spatial + 2 else y
     tmp = Path(out).with_name(Path(out).name + ".partial")
     try:

@@ -25,6 +25,7 @@ from diptych.parity import ADAM_PARAM_BOUND, TOLERANCES, ParityReport, Row, diff
 from diptych.port import _nnx, _torch, rules
 from diptych.port._convert import Plan, plan, to_nnx_layout, transfer
 from diptych.port._locate import locate
+from diptych.port.guard import user_code
 
 PORT_TOLERANCES = {
     **TOLERANCES,
@@ -185,11 +186,25 @@ def check(
     rng = np.random.default_rng(seed)
 
     # (1) one recorded forward pass of copies (a train-mode BatchNorm updates its statistics)
-    tcalls, tout = torch_calls(copy.deepcopy(torch_model), [torch.from_numpy(a.copy()) for a in inputs])
+    # Every run of a model is the user's code: its exception is one line naming the inputs (guard.py).
+    with user_code("the torch model", inputs):
+        tcalls, tout = torch_calls(copy.deepcopy(torch_model), [torch.from_numpy(a.copy()) for a in inputs])
     nin, _ = pair.nnx_inputs(inputs, [], [])
-    ncalls, nout = _nnx_recorded(nnx.clone(nnx_model), nin)
+    with user_code("the NNX model", nin):
+        ncalls, nout = _nnx_recorded(nnx.clone(nnx_model), nin)
     t_leaves = [o.detach().numpy() for o in _leaves(tout)]
     n_leaves = [np.asarray(o) for o in _leaves(nout)]
+    if not t_leaves:
+        raise DiptychError(
+            f"the torch model returns no tensor ({type(tout).__name__}); return its output: a tensor, "
+            f"or a tuple or dict of tensors"
+        )
+    for i, a in enumerate(t_leaves):
+        if a.dtype.kind != "f":
+            raise DiptychError(
+                f"output {i} of the torch model is {a.dtype}: the check compares gradients, so every "
+                f"output must be floating point (return logits or values, not argmax or ids)"
+            )
     if len(t_leaves) != len(n_leaves):
         raise DiptychError(f"the torch model returns {len(t_leaves)} arrays and the NNX model {len(n_leaves)}")
     for i, (a, b) in enumerate(zip(t_leaves, n_leaves, strict=True)):
@@ -204,11 +219,13 @@ def check(
     targets = [rng.standard_normal(a.shape).astype(np.float32) for a in t_leaves]
 
     # (2) loss and every gradient (training mode also moves running statistics: compared after)
-    t_loss = pair.torch_loss(inputs, targets)
-    pair.topt.zero_grad()
-    t_loss.backward()
+    with user_code("the torch model", inputs):
+        t_loss = pair.torch_loss(inputs, targets)
+        pair.topt.zero_grad()
+        t_loss.backward()
     nx, nt = pair.nnx_inputs(inputs, targets, None)
-    n_loss, n_grads = pair.grad_fn(nnx_model, nx, nt)
+    with user_code("the NNX model", nx):
+        n_loss, n_grads = pair.grad_fn(nnx_model, nx, nt)
     report.rows.append(PortRow("loss", "0.5 mean (out - target)^2", *diff(float(n_loss), t_loss.item())))
     tparams = dict(torch_model.named_parameters())
     gtree = nnx.to_pure_dict(n_grads)
@@ -237,12 +254,14 @@ def check(
     for s in range(steps):
         xs = inputs if s == 0 else _batch(inputs, rng)
         transfer(p, torch_model, nnx_model, "nnx")
-        pair.topt.zero_grad()
-        lt = pair.torch_loss(xs, targets)
-        lt.backward()
-        pair.topt.step()
+        with user_code("the torch model", xs):
+            pair.topt.zero_grad()
+            lt = pair.torch_loss(xs, targets)
+            lt.backward()
+            pair.topt.step()
         nx, nt = pair.nnx_inputs(xs, targets, None)
-        lj = pair.step_fn(nnx_model, pair.nopt, nx, nt)
+        with user_code("the NNX model", nx):
+            lj = pair.step_fn(nnx_model, pair.nopt, nx, nt)
         step_loss.append(diff(float(lj), lt.item()))
         for name, d in _param_diffs(p, torch_model, nnx_model).items():
             if s == 0 and not name.startswith("stat ") and name not in null:
