@@ -66,6 +66,29 @@ def check(models, torch_name="torch_model", nnx_name="nnx_model", *args):
     return run_cli("port", "check", models(torch_name), models(nnx_name), *args)
 
 
+def test_an_input_too_large_for_memory_is_refused_before_it_is_drawn(models):
+    proc = check(models, "torch_model", "nnx_model", "--input", "100000,100000")
+    assert_one_line_error(proc, "--input 100000,100000", "149.0 GiB", "above the limit of 1.0 GiB")
+    proc = check(models, "torch_model", "nnx_model", "--input", "2,16", "--input", str(2**40), "--dtype", "int64")
+    assert_one_line_error(proc, "32,768.0 GiB", "int64")  # every input counts; math.prod never wraps
+    proc = check(models, "torch_model", "nnx_model", "--input", ",".join(["1"] * 40))
+    assert_one_line_error(proc, "40 dimensions")
+
+
+@pytest.mark.parametrize(
+    "option,value,needle",
+    [
+        ("--seed", "-1", "not in the range 0<=x<=4294967295"),  # numpy's generator takes no negative seed
+        ("--vocab", str(10**30), "not in the range 1<=x<="),  # ids are drawn as int64
+        ("--lr", "inf", "inf is not a finite number"),
+        ("--lr", "nan", "nan is not a finite number"),  # passes FloatRange: no comparison with nan holds
+    ],
+)
+def test_options_out_of_range_are_one_line(models, option, value, needle):
+    proc = check(models, "torch_model", "nnx_model", "--input", "2,16", "--dtype", "int64", option, value)
+    assert_one_line_error(proc, option, needle)
+
+
 @pytest.mark.parametrize(
     "args,needles",
     [
