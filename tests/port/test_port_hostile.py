@@ -140,3 +140,10 @@ def test_a_real_ctrl_c_during_the_factory_still_interrupts(models):
         pytest.skip("SIGINT has another handler here: the interrupt would reach the test runner")
     proc = check(models, "ctrl_c", "nnx_model", "--input", "2,16")
     assert proc.returncode == 130 and "interrupted" in proc.stderr, (proc.returncode, proc.stderr)
+
+
+@pytest.mark.parametrize("name,needle", [("Silent", "returns NoneType"), ("Argmax", "returns a torch.int64 tensor")])
+def test_port_export_of_a_model_without_a_float_output_is_one_line(models, name, needle, tmp_path):
+    proc = run_cli("port", "export", models(name), str(tmp_path / "m.onnx"), "--input", "2,16")
+    assert_one_line_error(proc, needle, "export needs a model that returns a float tensor")
+    assert not list(tmp_path.iterdir())

@@ -269,7 +269,11 @@ def port_export_cmd(torch_factory, out, shapes, dtype, vocab, weights, jax_facto
     tm.eval()
     with torch.no_grad(), user_code("the torch model", [x]):
         want = tm(torch.from_numpy(x))
-    want = (want[0] if isinstance(want, tuple) else want).numpy()
+    want = want[0] if isinstance(want, (tuple, list)) and want else want
+    if not isinstance(want, torch.Tensor) or not want.is_floating_point():
+        what = f"a {want.dtype} tensor" if isinstance(want, torch.Tensor) else type(want).__name__
+        raise DiptychError(f"the torch model returns {what}; export needs a model that returns a float tensor")
+    want = want.numpy()
     refs = {"torch": want}
     if jax_factory:
         import jax.numpy as jnp
