@@ -4,7 +4,8 @@ JSON, and the one property every reader must have.
 The property: any input either loads (and the result passes the reader's own invariants) or raises
 :class:`DiptychError` with a one-line message; never another exception, and never more than
 ``MEMORY_BOUND`` bytes allocated while reading (measured with ``tracemalloc``, which sees Python
-objects and numpy arrays). Example counts are fixed and the search is derandomized, so a run is
+objects and numpy arrays; for readers that decode in C, such as Pillow's, also as the rise of the
+process's peak resident memory). Example counts are fixed and the search is derandomized, so a run is
 reproducible; ``DIPTYCH_FUZZ_EXAMPLES=N`` runs N examples per test instead (a longer profile).
 
 The property alone would pass a reader that refuses everything, so each fuzz test must also see both
@@ -14,6 +15,7 @@ outcomes (:func:`check_outcomes`): some inputs loaded and some refused, each at 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tracemalloc
 from collections import Counter
@@ -86,22 +88,29 @@ def fuzz_settings(examples: int):
     )
 
 
-def loads_or_refuses(reader: str, call, bound: int = MEMORY_BOUND, outcomes: Counter = OUTCOMES):
+def loads_or_refuses(reader: str, call, bound: int = MEMORY_BOUND, outcomes: Counter = OUTCOMES, rss: bool = False):
     """Run ``call()``; return its result, or ``None`` if it raised a one-line :class:`DiptychError`
-    (counted in ``outcomes``). Any other exception propagates (hypothesis then shrinks and reports it)."""
-    tracemalloc.start()
-    try:
-        result = call()
-        outcomes[reader, "loaded"] += 1
-    except DiptychError as e:
-        msg = str(e)
-        assert msg and "\n" not in msg and "Traceback" not in msg, msg
-        outcomes[reader, "refused"] += 1
-        result = None
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+    (counted in ``outcomes``). Any other exception propagates (hypothesis then shrinks and reports it).
+    ``rss``: also bound the rise of the process's peak resident memory (:class:`memory_helpers.PeakRSS`),
+    which sees what C libraries allocate (Pillow's pixel buffers) and ``tracemalloc`` does not."""
+    if rss:
+        from memory_helpers import PeakRSS  # tests/ (its conftest puts it on the path)
+    with PeakRSS() if rss else contextlib.nullcontext() as watch:
+        tracemalloc.start()
+        try:
+            result = call()
+            outcomes[reader, "loaded"] += 1
+        except DiptychError as e:
+            msg = str(e)
+            assert msg and "\n" not in msg and "Traceback" not in msg, msg
+            outcomes[reader, "refused"] += 1
+            result = None
+        finally:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
     assert peak < bound, f"{reader}: {peak / 2**20:.0f} MiB allocated while reading, above {bound / 2**20:.0f} MiB"
+    grew = getattr(watch, "grew", None)
+    assert grew is None or grew < bound, f"{reader}: resident memory rose {grew / 2**20:.0f} MiB while reading"
     return result
 
 

@@ -3,16 +3,20 @@ loads (and satisfies the reader's invariants) or is refused with one line, withi
 
 Seeds are real: the MNIST test labels and the first images of the test set (IDX, gzipped and raw), a
 recording of the Free Spoken Digit Dataset in 16-bit PCM, 32-bit float, WAVE_FORMAT_EXTENSIBLE and
-FLAC, weights/checkpoints/msgpack files written by diptych itself, and the manifest of a pack written by
-diptych's writer."""
+FLAC, images drawn and saved by Pillow (PNG in five modes, JPEG, GIF, BMP, TIFF), weights/checkpoints/
+msgpack files written by diptych itself, and the manifest of a pack written by diptych's writer. PNG
+headers are also generated field by field."""
 
 from __future__ import annotations
 
 import copy
 import gzip
+import io
 import json
+import math
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +31,11 @@ from diptych.data import load_dataset
 from diptych.data.audio import FSDD_FRONTEND, check_features, read_wav, wav_features
 from diptych.data.datasets import IDX_SOURCES
 from diptych.data.idx import read_idx, write_idx
+from diptych.data.images import decode
 from diptych.data.text import load_text
 from diptych.tasks import TASKS
 from diptych.weights import save_weights
+from image_helpers import MODES, draw, ihdr, png, png_chunk, save
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")  # numpy overflow/invalid: silently wrong values
 TASK = "mnist1d-mlp"
@@ -163,6 +169,120 @@ def test_wav_generated_headers(folder, tag, channels, rate, bits, block, data_si
     got = loads_or_refuses("wav-generated", lambda: read_wav(folder / "g.wav", 8000))
     if got is not None:
         assert got.dtype == np.float32 and np.isfinite(got).all()
+
+
+# ----------------------------------------------------------------------------- images (Pillow)
+
+
+def _image_ok(got, channels):
+    want = (8, 8) if channels == 1 else (channels, 8, 8)
+    assert got.shape == want and got.dtype == np.float32 and np.isfinite(got).all()
+    assert got.min() >= 0 and got.max() <= 1
+
+
+@pytest.fixture(scope="module")
+def image_seeds(tmp_path_factory):
+    out = tmp_path_factory.mktemp("imgseeds")
+    img = draw("circle", np.random.default_rng(0), 20)
+    seeds = []
+    for i, mode in enumerate(MODES):
+        save(img, out / f"{i}.png", mode)
+        seeds.append((out / f"{i}.png").read_bytes())
+    for fmt, mode in (("JPEG", "RGB"), ("GIF", "P"), ("BMP", "RGB"), ("TIFF", "L")):
+        buf = io.BytesIO()
+        img.convert(mode).save(buf, format=fmt)
+        seeds.append(buf.getvalue())
+    return seeds
+
+
+@fuzz_settings(150)
+@given(data=st.data())
+def test_image_reader(image_seeds, folder, data):
+    raw = data.draw(mutated(image_seeds, byteorder="big", hot=40) | st.binary(max_size=64))
+    channels = data.draw(st.sampled_from([1, 3]))
+    (folder / "f.img").write_bytes(raw)
+    got = loads_or_refuses("image", lambda: decode(folder / "f.img", 8, channels), rss=True)
+    if got is not None:
+        _image_ok(got, channels)
+
+
+CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # PNG colour type -> samples per pixel
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _raw_size(width, height, bit_depth, colour, interlace) -> int:
+    """The bytes of the filtered scanlines a header's image needs (each row: a filter byte, then pixels)."""
+    bits = CHANNELS.get(colour, 1) * max(bit_depth, 1)
+    passes = ADAM7 if interlace == 1 else ((0, 0, 1, 1),)
+    size = 0
+    for x0, y0, dx, dy in passes:
+        pw, ph = math.ceil(max(width - x0, 0) / dx), math.ceil(max(height - y0, 0) / dy)
+        size += ph * (1 + math.ceil(pw * bits / 8)) if pw and ph else 0
+    return size
+
+
+VALID_PNG = [(0, 1), (0, 2), (0, 4), (0, 8), (0, 16), (2, 8), (2, 16), (3, 1), (3, 2), (3, 4), (3, 8), (4, 8)]
+VALID_PNG += [(4, 16), (6, 8), (6, 16)]  # (colour type, bit depth): every pair the PNG standard allows
+HOSTILE_PNG = {  # a field's values outside what a small valid image has
+    "width": st.sampled_from([0, 4096, 4097, 9000, 20000, 2**16, 2**31 - 1, 2**31, 2**32 - 1]),
+    "height": st.sampled_from([0, 4096, 4097, 9000, 20000, 2**16, 2**31 - 1, 2**32 - 1]),
+    "bit_depth": st.sampled_from([0, 3, 5, 32, 255]),
+    "colour": st.sampled_from([1, 5, 7, 255]),
+    "interlace": st.sampled_from([2, 255]),
+    "idat": st.sampled_from(["noise", "truncated", "empty", "none", "garbage"]),
+    "palette": st.sampled_from([None, 0, 300]),  # colour type 3: missing, empty, too long
+    "header_crc_ok": st.just(False),
+}
+
+
+@st.composite
+def png_headers(draw):
+    """A small valid PNG's fields, then 0-3 of them given hostile values."""
+    colour, bit_depth = draw(st.sampled_from(VALID_PNG))
+    fields = {
+        "width": draw(st.integers(1, 40)),
+        "height": draw(st.integers(1, 40)),
+        "bit_depth": bit_depth,
+        "colour": colour,
+        "interlace": draw(st.sampled_from([0, 1])),
+        "idat": draw(st.sampled_from(["zeros", "split"])),
+        "palette": draw(st.sampled_from([256, 1, 16])),
+        "header_crc_ok": True,
+    }
+    for name in draw(st.lists(st.sampled_from(sorted(HOSTILE_PNG)), max_size=3, unique=True)):
+        fields[name] = draw(HOSTILE_PNG[name])
+    return fields
+
+
+@fuzz_settings(150)
+@given(fields=png_headers(), channels=st.sampled_from([1, 3]))
+def test_png_generated_headers(folder, fields, channels):
+    """Every IHDR field, a palette of any length, scanlines that fit, are noise, stop short or are missing:
+    decoded or refused in one line, and never more than the memory bound however large the header claims."""
+    width, height, bit_depth, colour, interlace, idat = (
+        fields[k] for k in ("width", "height", "bit_depth", "colour", "interlace", "idat")
+    )
+    n = _raw_size(width, height, bit_depth, colour, interlace)
+    if idat in ("zeros", "split", "noise") and n <= 2**22:
+        raw = bytes(n) if idat != "noise" else np.random.default_rng(n).integers(0, 256, n, np.uint8).tobytes()
+        body = zlib.compress(raw)
+    elif idat in ("zeros", "split", "noise", "truncated"):  # too large to write out, or cut on purpose
+        full = zlib.compress(bytes(min(n, 2**16)))
+        body = full if idat != "truncated" else full[: len(full) // 2]
+    else:
+        body = b"\x78\x9c\xff\x00garbage" if idat == "garbage" else b""
+    palette = fields["palette"]
+    chunks = [png_chunk(b"PLTE", bytes(3 * palette))] if palette is not None and colour == 3 else []
+    if idat == "split":
+        chunks += [png_chunk(b"IDAT", body[: len(body) // 2]), png_chunk(b"IDAT", body[len(body) // 2 :])]
+    elif idat != "none":
+        chunks.append(png_chunk(b"IDAT", body))
+    header = ihdr(width, height, bit_depth, colour, interlace)
+    path = folder / "g.png"
+    path.write_bytes(png(header, *chunks, header_crc_ok=fields["header_crc_ok"]))
+    got = loads_or_refuses("png-generated", lambda: decode(path, 8, channels), rss=True)
+    if got is not None:
+        _image_ok(got, channels)
 
 
 # ----------------------------------------------------------------------------- safetensors weights

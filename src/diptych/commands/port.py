@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
@@ -10,6 +11,12 @@ import numpy as np
 
 from diptych.errors import DiptychError
 from diptych.formats import read_tensors
+
+# The inputs' memory, bounded before anything is allocated: each input is held about HELD times over
+# (drawn in float64 or int64, the array, the torch and NNX copies, a fresh batch per step).
+INPUT_MEMORY_LIMIT = 2**30
+HELD = 4
+MAX_DIMS = 16
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -19,14 +26,38 @@ def _shape(text: str) -> tuple[int, ...]:
         raise DiptychError(f"--input {text!r}: a shape is comma-separated integers, e.g. 2,3,32,32") from None
     if not shape or any(d < 1 for d in shape):
         raise DiptychError(f"--input {text!r}: every dimension must be >= 1")
+    if len(shape) > MAX_DIMS:
+        raise DiptychError(f"--input {text!r}: {len(shape)} dimensions; at most {MAX_DIMS}")
     return shape
 
 
+def _finite(ctx, param, value):
+    if value is not None and not math.isfinite(value):  # FloatRange lets nan through (no comparison holds)
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def _gib(n: int) -> str:
+    if n >= 2**50:
+        return f"{n / 2**30:.1e} GiB"
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
+
+
 def _inputs(shapes, dtype: str, seed: int, high: int) -> list[np.ndarray]:
+    """Random inputs of the ``--input`` shapes: refused when they would take more than INPUT_MEMORY_LIMIT."""
+    parsed = [_shape(s) for s in shapes]
+    itemsize = np.dtype(dtype).itemsize
+    need = sum(math.prod(s) for s in parsed) * itemsize * HELD  # math.prod: exact, never wraps like np.prod
+    if need > INPUT_MEMORY_LIMIT:
+        raise DiptychError(
+            f"--input {' '.join(shapes)}: the inputs would take about {_gib(need)} of memory ({dtype}, held "
+            f"about {HELD} times over), above the limit of {_gib(INPUT_MEMORY_LIMIT)}; a check needs only a "
+            f"small batch, e.g. a batch of 2"
+        )
     rng = np.random.default_rng(seed)
     if dtype == "int64":
-        return [rng.integers(0, high, _shape(s)).astype(np.int64) for s in shapes]
-    return [rng.standard_normal(_shape(s)).astype(np.float32) for s in shapes]
+        return [rng.integers(0, high, s).astype(np.int64) for s in parsed]
+    return [rng.standard_normal(s).astype(np.float32) for s in parsed]
 
 
 def _print(report) -> None:
@@ -76,7 +107,7 @@ _dtype = click.option(
 )
 _vocab = click.option(
     "--vocab",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 2**62),
     default=10,
     show_default=True,
     help="int64 inputs: ids are drawn from [0, vocab).",
@@ -105,9 +136,9 @@ _layout = click.option(
     show_default=True,
     help="sgd: parameters within 1e-4 rel; adam: 1e-3 (its first step is sign(g): noise entries flip).",
 )
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-2, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), callback=_finite, default=1e-2, show_default=True)
 @_layout
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def check_cmd(torch_factory, jax_factory, shapes, dtype, vocab, train, steps, optimizer, lr, jax_layout, seed, as_json):
     """Copy the torch model's weights into the NNX model and compare outputs, gradients and N steps.
@@ -225,6 +256,7 @@ def port_export_cmd(torch_factory, out, shapes, dtype, vocab, weights, jax_facto
     from diptych.commands.export import TOLERANCE, run_onnx
     from diptych.fsio import atomic_write
     from diptych.port import convert, factory
+    from diptych.port.guard import user_code
 
     if len(shapes) != 1:
         raise DiptychError("give exactly one --input SHAPE (the exported graph has one input, batch axis dynamic)")
@@ -236,9 +268,13 @@ def port_export_cmd(torch_factory, out, shapes, dtype, vocab, weights, jax_facto
         except RuntimeError as e:
             raise DiptychError(f"{weights} does not fit {torch_factory}: {str(e).splitlines()[0]}") from None
     tm.eval()
-    with torch.no_grad():
+    with torch.no_grad(), user_code("the torch model", [x]):
         want = tm(torch.from_numpy(x))
-    want = (want[0] if isinstance(want, tuple) else want).numpy()
+    want = want[0] if isinstance(want, (tuple, list)) and want else want
+    if not isinstance(want, torch.Tensor) or not want.is_floating_point():
+        what = f"a {want.dtype} tensor" if isinstance(want, torch.Tensor) else type(want).__name__
+        raise DiptychError(f"the torch model returns {what}; export needs a model that returns a float tensor")
+    want = want.numpy()
     refs = {"torch": want}
     if jax_factory:
         import jax.numpy as jnp
@@ -249,7 +285,9 @@ def port_export_cmd(torch_factory, out, shapes, dtype, vocab, weights, jax_facto
         nm.eval()
         convert(tm, nm, inputs=[x], jax_layout=jax_layout)
         p = plan(tm, nm, "auto", [x], "auto", jax_layout)
-        y = np.asarray(nm(*[jnp.asarray(a) for a in to_nnx_layout([x], p)]))
+        nin = to_nnx_layout([x], p)
+        with user_code("the NNX model", nin):
+            y = np.asarray(nm(*[jnp.asarray(a) for a in nin]))
         refs["jax"] = np.moveaxis(y, -1, 1) if p.channels_last and y.ndim == p.spatial + 2 else y
     model = load_backend("torch").onnx.export_module(tm, x)
     got = run_onnx(model, x)

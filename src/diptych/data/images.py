@@ -9,6 +9,12 @@ Layouts (``PATH`` is ``--data-dir``):
 Every image is converted to ``channels`` (1: grey, 3: RGB; transparency composited onto black,
 palette images expanded, 16-bit images scaled to 8 bits' range) and resized to ``size`` x ``size``
 (bilinear), then scaled to ``[0, 1]`` and standardized with the training split's mean and std.
+
+Decoding has a budget: an image is refused, from its header and before any pixel is decoded, when it
+would decode to more than :func:`max_image_pixels` pixels (``$DIPTYCH_MAX_IMAGE_PIXELS``, default
+4096 x 4096; Pillow's own decompression-bomb limit, ``PIL.Image.MAX_IMAGE_PIXELS``, applies too). A JPEG
+much larger than ``size`` decodes at 1/2 to 1/8 scale (``Image.draft``), and any image at least four
+times ``size`` is box-reduced right after decoding, so the conversions work on a small copy.
 Decoded arrays are cached under :func:`~diptych.data.base.cache_dir`, keyed by a hash of every file's
 name and bytes and the size and channels, so a changed image is never served stale.
 
@@ -19,6 +25,9 @@ name and bytes and the size and channels, so a changed image is never served sta
 from __future__ import annotations
 
 import hashlib
+import os
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +38,51 @@ from diptych.fsio import atomic_write
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+REDUCIBLE = ("L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")  # Image.reduce averages these modes' bands
+DEFAULT_MAX_PIXELS = 4096 * 4096  # 64 MiB as 8-bit RGBA: far more than a classifier's input needs
+LIMIT_VAR = "DIPTYCH_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int:
+    """The most pixels an image may decode to: ``$DIPTYCH_MAX_IMAGE_PIXELS``, or 4096 x 4096."""
+    raw = os.environ.get(LIMIT_VAR, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise DiptychError(
+            f"{LIMIT_VAR}={raw!r}: expected a whole number of pixels, e.g. {DEFAULT_MAX_PIXELS} "
+            f"(4096x4096, the default)"
+        )
+    return limit
+
+
+def _too_large(path: Path, pixels: int, limit: int, shape: str = "") -> DiptychError:
+    """The one line for an image over the budget: diptych's limit, or Pillow's decompression-bomb limit
+    (``PIL.Image.MAX_IMAGE_PIXELS``, checked when Pillow reads the header), which ours cannot raise."""
+    from PIL import Image
+
+    what = f"image {path} is {shape}{pixels:,} pixels"
+    pillow = Image.MAX_IMAGE_PIXELS
+    if pillow is not None and pixels > pillow:
+        beyond = "" if pixels <= limit else f"the limit of {limit:,} ({LIMIT_VAR}) and "
+        return DiptychError(f"{what}, above {beyond}Pillow's decompression-bomb limit of {pillow:,}; shrink it")
+    return DiptychError(
+        f"{what}, above the limit of {limit:,} ({LIMIT_VAR}, default {DEFAULT_MAX_PIXELS:,} = 4096x4096); "
+        f"shrink it (a classifier needs far fewer pixels), or raise {LIMIT_VAR}"
+    )
+
+
+def _shrink(img, size: int, box: tuple):
+    """``img`` box-reduced by whole factors while it stays at least twice ``size`` (Pillow's reducing gap 2,
+    as ``Image.resize(reducing_gap=2)`` does it), and ``box``, the picture's extent, in the reduced pixels."""
+    fx, fy = max(1, int((box[2] - box[0]) / size / 2)), max(1, int((box[3] - box[1]) / size / 2))
+    if (fx == 1 and fy == 1) or img.mode not in REDUCIBLE:
+        return img, box
+    return img.reduce((fx, fy)), (box[0] / fx, box[1] / fy, box[2] / fx, box[3] / fy)
 
 
 def class_of(path: str | Path) -> str:
@@ -41,23 +95,46 @@ def split_side(name: str, val_fraction: float, seed: int) -> str:
     return "test" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
 
 
-def decode(path: Path, size: int, channels: int) -> np.ndarray:
-    """One image as float32 ``(size, size)`` (1 channel) or ``(channels, size, size)``, values in ``[0, 1]``."""
+def decode(path: Path, size: int, channels: int, max_pixels: int | None = None) -> np.ndarray:
+    """One image as float32 ``(size, size)`` (1 channel) or ``(channels, size, size)``, values in ``[0, 1]``;
+    refused before decoding when it would decode to more than ``max_pixels`` (:func:`max_image_pixels`)."""
     from PIL import Image, UnidentifiedImageError
 
+    limit = max_image_pixels() if max_pixels is None else max_pixels
     try:
-        with Image.open(path) as img:
-            img.load()  # decode now: a truncated file fails here, not later
-            if img.mode in SIXTEEN_BIT:  # 16-bit grey: scale to 8 bits' range before converting
-                arr = np.asarray(img, np.float32)
-                img = Image.fromarray((arr / max(arr.max(), 1.0) * 255 if arr.max() > 255 else arr).astype(np.uint8))
-            if img.mode == "P" or "A" in img.getbands() or img.mode == "PA":
-                rgba = img.convert("RGBA")  # palette and transparency: composite onto black
-                img = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
-            img = img.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BILINEAR)
-            arr = np.asarray(img, np.float32) / 255.0  # (H, W) or (H, W, 3)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise DiptychError(f"cannot read image {path}: {e}; fix or remove the file") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # Pillow's limit: refused, not warned
+            with Image.open(path) as img:  # reads the header only
+                drafted = img.draft(None, (2 * size, 2 * size))  # a JPEG: decoded at 1/2..1/8 scale; else None
+                w, h = img.size
+                box = drafted[1] if drafted else (0, 0, w, h)  # the picture, in the pixels it decodes to
+                if w * h > limit:
+                    raise _too_large(path, w * h, limit, f"{w}x{h} = ")
+                img.load()  # decode now: a truncated file fails here, not later
+                if img.mode in SIXTEEN_BIT:  # 16-bit grey: scale to 8 bits' range before converting
+                    arr = np.asarray(img, np.float32)
+                    top = float(arr.max(initial=0.0))
+                    if top > 255:
+                        arr *= 255 / top
+                    img = Image.fromarray(arr.astype(np.uint8))
+                    del arr
+                if img.mode in ("P", "PA"):
+                    img = img.convert("RGBA")  # palette (and its transparency) expanded
+                img, box = _shrink(img, size, box)
+                if "A" in img.getbands():  # transparency: composite onto black
+                    rgba = img.convert("RGBA")
+                    img = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+                img = img.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BILINEAR, box)
+                arr = np.asarray(img, np.float32) / 255.0  # (H, W) or (H, W, 3)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        found = re.search(r"\((\d+) pixels\)", str(e))  # Pillow's message: "Image size (N pixels) exceeds ..."
+        raise _too_large(path, int(found.group(1)) if found else 0, limit) from None
+    except MemoryError:
+        raise DiptychError(
+            f"not enough memory to decode image {path}; shrink it, or lower {LIMIT_VAR} (now {limit:,} pixels)"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
+        raise DiptychError(f"cannot read image {path}: {' '.join(str(e).split())}; fix or remove the file") from None
     return arr if channels == 1 else arr.transpose(2, 0, 1)  # (C, H, W)
 
 
@@ -118,10 +195,14 @@ def find_splits(root: Path, val_fraction: float, seed: int) -> tuple[list[str], 
 
 def _key(files: list[Path], size: int, channels: int) -> str:
     """A hash of every file's name and bytes, and of the conversion: the cache entry's name."""
-    h = hashlib.sha256(f"v1 {size} {channels}".encode())
+    h = hashlib.sha256(f"v2 {size} {channels}".encode())  # v2: JPEG draft, reduce
     for f in files:
         h.update(f"{f.parent.name}/{f.name}\0".encode())
-        h.update(hashlib.sha256(f.read_bytes()).digest())
+        try:
+            with open(f, "rb") as fh:  # in chunks: a huge file is hashed, not held in memory
+                h.update(hashlib.file_digest(fh, "sha256").digest())
+        except OSError as e:
+            raise DiptychError(f"cannot read image {f}: {e.strerror or e}; fix its permissions or remove it") from None
     return h.hexdigest()[:32]
 
 

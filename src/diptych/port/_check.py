@@ -24,7 +24,8 @@ from diptych.errors import DiptychError
 from diptych.parity import ADAM_PARAM_BOUND, TOLERANCES, ParityReport, Row, diff
 from diptych.port import _nnx, _torch, rules
 from diptych.port._convert import Plan, plan, to_nnx_layout, transfer
-from diptych.port.hints import hints_for
+from diptych.port._locate import locate
+from diptych.port.guard import user_code
 
 PORT_TOLERANCES = {
     **TOLERANCES,
@@ -36,7 +37,6 @@ PORT_TOLERANCES = {
 NULL_GRAD = 1e-5  # a gradient below 1e-5 of the model's largest is float32 noise
 PARAM_FLOOR = 0.1  # a tensor's scale is at least 10% of the model's largest entry (see _param_diffs)
 GRAD_FLOOR = 1e-2  # see the gradient rows in check()
-DIVERGES = 1e-5  # an activation differs when max|a - b| > 1e-5 * max(1, max|b|)
 
 
 class PortRow(Row):
@@ -186,11 +186,25 @@ def check(
     rng = np.random.default_rng(seed)
 
     # (1) one recorded forward pass of copies (a train-mode BatchNorm updates its statistics)
-    tcalls, tout = torch_calls(copy.deepcopy(torch_model), [torch.from_numpy(a.copy()) for a in inputs])
+    # Every run of a model is the user's code: its exception is one line naming the inputs (guard.py).
+    with user_code("the torch model", inputs):
+        tcalls, tout = torch_calls(copy.deepcopy(torch_model), [torch.from_numpy(a.copy()) for a in inputs])
     nin, _ = pair.nnx_inputs(inputs, [], [])
-    ncalls, nout = _nnx_recorded(nnx.clone(nnx_model), nin)
+    with user_code("the NNX model", nin):
+        ncalls, nout = _nnx_recorded(nnx.clone(nnx_model), nin)
     t_leaves = [o.detach().numpy() for o in _leaves(tout)]
     n_leaves = [np.asarray(o) for o in _leaves(nout)]
+    if not t_leaves:
+        raise DiptychError(
+            f"the torch model returns no tensor ({type(tout).__name__}); return its output: a tensor, "
+            f"or a tuple or dict of tensors"
+        )
+    for i, a in enumerate(t_leaves):
+        if a.dtype.kind != "f":
+            raise DiptychError(
+                f"output {i} of the torch model is {a.dtype}: the check compares gradients, so every "
+                f"output must be floating point (return logits or values, not argmax or ids)"
+            )
     if len(t_leaves) != len(n_leaves):
         raise DiptychError(f"the torch model returns {len(t_leaves)} arrays and the NNX model {len(n_leaves)}")
     for i, (a, b) in enumerate(zip(t_leaves, n_leaves, strict=True)):
@@ -205,11 +219,13 @@ def check(
     targets = [rng.standard_normal(a.shape).astype(np.float32) for a in t_leaves]
 
     # (2) loss and every gradient (training mode also moves running statistics: compared after)
-    t_loss = pair.torch_loss(inputs, targets)
-    pair.topt.zero_grad()
-    t_loss.backward()
+    with user_code("the torch model", inputs):
+        t_loss = pair.torch_loss(inputs, targets)
+        pair.topt.zero_grad()
+        t_loss.backward()
     nx, nt = pair.nnx_inputs(inputs, targets, None)
-    n_loss, n_grads = pair.grad_fn(nnx_model, nx, nt)
+    with user_code("the NNX model", nx):
+        n_loss, n_grads = pair.grad_fn(nnx_model, nx, nt)
     report.rows.append(PortRow("loss", "0.5 mean (out - target)^2", *diff(float(n_loss), t_loss.item())))
     tparams = dict(torch_model.named_parameters())
     gtree = nnx.to_pure_dict(n_grads)
@@ -238,12 +254,14 @@ def check(
     for s in range(steps):
         xs = inputs if s == 0 else _batch(inputs, rng)
         transfer(p, torch_model, nnx_model, "nnx")
-        pair.topt.zero_grad()
-        lt = pair.torch_loss(xs, targets)
-        lt.backward()
-        pair.topt.step()
+        with user_code("the torch model", xs):
+            pair.topt.zero_grad()
+            lt = pair.torch_loss(xs, targets)
+            lt.backward()
+            pair.topt.step()
         nx, nt = pair.nnx_inputs(xs, targets, None)
-        lj = pair.step_fn(nnx_model, pair.nopt, nx, nt)
+        with user_code("the NNX model", nx):
+            lj = pair.step_fn(nnx_model, pair.nopt, nx, nt)
         step_loss.append(diff(float(lj), lt.item()))
         for name, d in _param_diffs(p, torch_model, nnx_model).items():
             if s == 0 and not name.startswith("stat ") and name not in null:
@@ -261,7 +279,7 @@ def check(
             else:
                 report.rows.append(PortRow("param after every step", name, *d, bound=bound))
     if not report.ok:
-        report.first_divergence = _locate(p, torch_model, nnx_model, tcalls, ncalls, report, load)
+        report.first_divergence = locate(p, torch_model, nnx_model, tcalls, ncalls, report, load)
     del jax
     return report
 
@@ -337,102 +355,3 @@ def _param_diffs(p: Plan, tm, nm) -> dict[str, tuple[float, float]]:
         scale = max(float(np.abs(w).max()) if w.size else 0.0, PARAM_FLOOR * top)
         out[name] = (d, d / scale if scale > 0 else (0.0 if d == 0 else float("inf")))
     return out
-
-
-def _differs(a: np.ndarray, b: np.ndarray) -> tuple[bool, float, float]:
-    d, r = diff(a, b)
-    return d > DIVERGES * max(1.0, float(np.max(np.abs(b))) if b.size else 1.0), d, r
-
-
-def _locate(p: Plan, tm, nm, tcalls, ncalls, report: PortReport, load: bool) -> dict | None:
-    """The first mapped layer (in torch execution order) whose input or output differs."""
-    by_tmod: dict[str, list] = {}
-    for t, n, _ in p.pairs:
-        by_tmod.setdefault(t.module, []).append((t, n))
-    nrec = {c.name: c for c in ncalls if c.output is not None}
-
-    def nnx_module(pairs) -> str | None:
-        mods = [n.module for _, n in pairs]
-        if len(mods) == 1 and mods[0] in nrec:
-            return mods[0]
-        parts = [m.split(".") for m in mods]  # recurrent cells run under scan: their common ancestor
-        common = []
-        for tok in zip(*parts, strict=False):
-            if len(set(tok)) > 1:
-                break
-            common.append(tok[0])
-        for k in range(len(common), 0, -1):
-            if ".".join(common[:k]) in nrec:
-                return ".".join(common[:k])
-        return None
-
-    out_by_id = {c.out_id: c for c in tcalls}
-    for c in tcalls:
-        if c.name not in by_tmod:
-            continue
-        pairs = by_tmod[c.name]
-        t, n = pairs[0]
-        nmod = nnx_module(pairs)
-        if nmod is None:
-            continue
-        nc = nrec[nmod]
-        base = {"layer": c.name, "torch": c.name, "nnx": nmod, "kind": t.cls}
-        if c.inputs is not None and nc.inputs is not None:
-            b = rules.to_torch_layout(nc.inputs, c.inputs.shape, p)
-            flat = p.cfg(t, n).get("flatten")
-            if flat and b is not None and b.ndim == 2:  # the twin flattens (S, C): compare in torch's (C, S)
-                b = b.reshape(len(b), flat[1], flat[0]).transpose(0, 2, 1).reshape(len(b), -1)
-            if b is not None and b.dtype.kind == "f" and c.inputs.dtype.kind == "f":
-                bad, d, r = _differs(b, c.inputs)
-                if bad:
-                    src = out_by_id.get(c.in_id)
-                    glue = src if src is not None and src.name not in by_tmod and src.leaf else None
-                    where = (
-                        f"the input of {c.name} already differs: the code between the previous layer and "
-                        f"{c.name} (an activation, reshape, padding or residual) computes something else"
-                    )
-                    res = {**base, "where": "input", "max_abs": d, "max_rel": r, "detail": where}
-                    if glue is not None:
-                        mod = tm.get_submodule(glue.name)
-                        res.update(
-                            layer=glue.name,
-                            torch=glue.name,
-                            kind=type(mod).__name__,
-                            detail=f"{glue.name} ({type(mod).__name__}) feeds {c.name}; its output differs "
-                            f"from the NNX input of {nmod}",
-                        )
-                    res["hint"] = hints_for(
-                        p, tm, nm, t, n, "input", glue=glue, tcall=c, ncall=nc, load=load, tcalls=tcalls
-                    )
-                    return res
-        if c.output is not None and nc.output is not None:
-            b = rules.to_torch_layout(nc.output, c.output.shape, p)
-            if b is not None:
-                bad, d, r = _differs(b, c.output)
-                if bad:
-                    return {
-                        **base,
-                        "where": "output",
-                        "max_abs": d,
-                        "max_rel": r,
-                        "detail": f"{c.name}'s input agrees, its output differs",
-                        "hint": hints_for(p, tm, nm, t, n, "output", tcall=c, ncall=nc, load=load),
-                    }
-    # no activation differs: the first failing tensor row, in layer order
-    failing = [r for r in report.rows if not r.ok]
-    for t, n, _ in p.pairs:
-        for r in failing:
-            names = [f"{n.name}.{k}" for k in n.keys] + list(t.keys.values())
-            if r.tensor in names:
-                return {
-                    "layer": t.name,
-                    "torch": t.module,
-                    "nnx": n.name,
-                    "kind": t.cls,
-                    "where": r.check,
-                    "max_abs": r.max_abs,
-                    "max_rel": r.max_rel,
-                    "detail": f"{r.check} {r.tensor} differs",
-                    "hint": hints_for(p, tm, nm, t, n, r.check, row=r, load=load),
-                }
-    return None

@@ -8,6 +8,7 @@ import numpy as np
 
 from diptych.errors import DiptychError
 from diptych.port import _nnx, _torch, rules
+from diptych.port.guard import user_code
 from diptych.port.mapping import match
 from diptych.port.units import Unit
 
@@ -84,9 +85,12 @@ def plan(
     if inputs is not None:
         was = tm.training
         tm.eval()
-        try:
-            tcalls, _ = _torch_trace(tm, inputs)
-            ncalls, _ = _nnx_trace(nm, to_nnx_layout(inputs, p))
+        try:  # the first run of each model on the inputs: its exception is one line (guard.py)
+            with user_code("the torch model", inputs):
+                tcalls, _ = _torch_trace(tm, inputs)
+            nin = to_nnx_layout(inputs, p)
+            with user_code("the NNX model", nin):
+                ncalls, _ = _nnx_trace(nm, nin)
         finally:
             tm.train(was)
         tunits, nunits = _order(tunits, tcalls), _order(nunits, ncalls)

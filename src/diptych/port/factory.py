@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from diptych.errors import DiptychError
+from diptych.port.guard import user_code
 
 
 def load(spec: str, framework: str, seed: int = 0):
@@ -26,10 +27,17 @@ def load(spec: str, framework: str, seed: int = 0):
             loader = importlib.util.spec_from_file_location(mod_name, file)
             module = importlib.util.module_from_spec(loader)
             sys.modules[mod_name] = module
-            loader.loader.exec_module(module)
+            with user_code(f"{file} (while importing)"):  # its sys.exit(): one line, not diptych's exit
+                loader.loader.exec_module(module)
+    except DiptychError:
+        sys.modules.pop(mod_name, None)
+        raise
     except Exception as e:  # the user's file: any error is bad input, in one line
         sys.modules.pop(mod_name, None)
         raise DiptychError(f"{file} does not import: {type(e).__name__}: {e}") from None
+    except KeyboardInterrupt:  # a real Ctrl-C while importing: no half-imported module is kept
+        sys.modules.pop(mod_name, None)
+        raise
     factory = getattr(module, name, None)
     if factory is None or not callable(factory):
         raise DiptychError(
@@ -37,28 +45,29 @@ def load(spec: str, framework: str, seed: int = 0):
             f"{', '.join(n for n, v in vars(module).items() if callable(v) and not n.startswith('_'))}"
         )
     try:
-        if framework == "jax":
-            from flax import nnx
+        with user_code(f"the factory {spec}"):  # its sys.exit() or KeyboardInterrupt: one line
+            if framework == "jax":
+                from flax import nnx
 
-            from diptych.port._nnx import build_abstract
+                from diptych.port._nnx import build_abstract
 
-            # a class: its __init__'s (NNX's metaclass hides it from the class's own signature)
-            params = inspect.signature(factory.__init__ if inspect.isclass(factory) else factory).parameters
+                # a class: its __init__'s (NNX's metaclass hides it from the class's own signature)
+                params = inspect.signature(factory.__init__ if inspect.isclass(factory) else factory).parameters
 
-            def make():
-                return factory(rngs=nnx.Rngs(seed)) if "rngs" in params else factory()
+                def make():
+                    return factory(rngs=nnx.Rngs(seed)) if "rngs" in params else factory()
 
-            try:  # its initial weights are replaced by converted ones: skip running the initializers
-                model = build_abstract(make)
-            except Exception:
-                model = make()
-            ok = isinstance(model, nnx.Module)
-        else:
-            import torch
+                try:  # its initial weights are replaced by converted ones: skip running the initializers
+                    model = build_abstract(make)
+                except Exception:
+                    model = make()
+                ok = isinstance(model, nnx.Module)
+            else:
+                import torch
 
-            torch.manual_seed(seed)
-            model = factory()
-            ok = isinstance(model, torch.nn.Module)
+                torch.manual_seed(seed)
+                model = factory()
+                ok = isinstance(model, torch.nn.Module)
     except DiptychError:
         raise
     except Exception as e:
