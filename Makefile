@@ -6,6 +6,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The fast tier runs in this many pytest-xdist workers, a test file to each (module fixtures train once):
+# XLA compiles and interpreters start on one core each, so two workers on 2 cores take ~0.7x the time of one.
+WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0))))")
 
 .PHONY: demo test test-full venv clean
 
@@ -29,7 +32,7 @@ demo: $(VENV)/.installed-all
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
-	$(BIN)/python -m pytest -m "not full"
+	$(BIN)/python -m pytest -m "not full" -n $(WORKERS) --dist loadfile
 
 # The targets' run.json files are summed up in runs/test-full/results.md (and .json).
 test-full: $(VENV)/.installed-dev
