@@ -156,19 +156,17 @@ def _text_of(tmp_path, n: int):
     return path
 
 
+def _train_on_text(tmp_path, n: int, *options: str):
+    text = str(_text_of(tmp_path, n))
+    return run_cli(
+        "train", "chars-lstm", "--framework", "torch", "--text", text, "--out", str(tmp_path / "r"), *options
+    )
+
+
 def test_a_short_text_names_its_length_and_the_part_too_short(tmp_path):
     """18,000 characters: the held-out last 10% (1,800) cannot hold 16 windows of 128. The message used to
     call the whole text "a text of 1800 characters" and suggest a smaller --batch-size, which changes nothing."""
-    proc = run_cli(
-        "train",
-        "chars-lstm",
-        "--framework",
-        "torch",
-        "--text",
-        str(_text_of(tmp_path, 18_000)),
-        "--out",
-        str(tmp_path / "r"),
-    )
+    proc = _train_on_text(tmp_path, 18_000)
     line = assert_one_line_error(
         proc, "a text of 18,000 characters is too short", "last 10%", "holds 1,800 characters", "need 2,049"
     )
@@ -184,18 +182,7 @@ def test_a_short_text_names_its_length_and_the_part_too_short(tmp_path):
 
 
 def test_a_text_too_short_for_the_batch_says_so(tmp_path):
-    proc = run_cli(
-        "train",
-        "chars-lstm",
-        "--framework",
-        "torch",
-        "--text",
-        str(_text_of(tmp_path, 30_000)),
-        "--batch-size",
-        "512",
-        "--out",
-        str(tmp_path / "r"),
-    )
+    proc = _train_on_text(tmp_path, 30_000, "--batch-size", "512")
     assert_one_line_error(proc, "a text of 30,000 characters is too short", "first 90%", "or a smaller --batch-size")
 
 
