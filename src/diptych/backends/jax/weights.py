@@ -15,13 +15,12 @@ Layout rules, canonical -> JAX:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from flax import nnx
 
+from diptych.fsio import atomic_write
 from diptych.specs import CNNSpec, MLPSpec, RNNSpec
-from diptych.weights import atomic_path, check_weights
+from diptych.weights import check_weights
 
 
 def _conv_to_jax(w: np.ndarray) -> np.ndarray:
@@ -130,9 +129,7 @@ def save_native(params: dict[str, np.ndarray], path, spec: MLPSpec | CNNSpec | R
     """
     from flax import serialization
 
-    data = serialization.msgpack_serialize(from_canonical(spec, params))
-    with atomic_path(path) as tmp:
-        Path(tmp).write_bytes(data)
+    atomic_write(path, serialization.msgpack_serialize(from_canonical(spec, params)))
 
 
 def read_native(path, spec: MLPSpec | CNNSpec | RNNSpec) -> dict[str, np.ndarray]:
