@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from pathlib import Path
 
 from diptych.bench.summary import BASELINE, SEED_SUFFIX, summarize
@@ -375,7 +376,8 @@ def rebuild(dirs: list[str | Path], out: str | Path) -> dict:
     if benches:
         result = read_json(benches[0])
         result["runs"].update(runs)
-        result = summarize(result["task"], result["bursts"], result["runs"]) | {"machine": result["machine"]}
+        overrides = result.get("model_overrides")
+        result = summarize(result["task"], result["bursts"], result["runs"], overrides) | {"machine": result["machine"]}
     elif runs:
         tasks = {r["task"] for r in runs.values()}
         if len(tasks) > 1:
@@ -392,7 +394,11 @@ def rebuild(dirs: list[str | Path], out: str | Path) -> dict:
             ]
             for fw, r in runs.items()
         }
-        result = summarize(tasks.pop(), bursts, runs)
+        models = [(r.get("config") or {}).get("model_overrides") or {} for r in runs.values()]
+        overrides = {json.dumps(m, sort_keys=True) for m in models}
+        if len(overrides) > 1:
+            raise DiptychError("these runs trained different models (--set); report runs of one model")
+        result = summarize(tasks.pop(), bursts, runs, json.loads(overrides.pop()))
     else:
         raise DiptychError(f"no bench.json or run.json under {', '.join(map(str, dirs))}")
     write_report(result, out)

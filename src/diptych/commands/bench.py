@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from diptych.commands.options import FRAMEWORKS_OPTION, TASK, finite, precisions
+from diptych.commands.options import FRAMEWORKS_OPTION, SET_OPTION, TASK, finite, precisions
 from diptych.fsio import ensure_writable_dir
 
 
@@ -50,6 +50,7 @@ from diptych.fsio import ensure_writable_dir
     help="Evaluate every N steps until the target, off the training clock (default: ten times per epoch).",
 )
 @click.option("--profile", is_flag=True, help="Trace steady steps of each twin; top operations side by side.")
+@SET_OPTION
 @click.option(
     "--limit", type=click.IntRange(min=1), hidden=True, help="Quick checks: the first N samples of each split."
 )
