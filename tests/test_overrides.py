@@ -275,3 +275,14 @@ def test_resume_keeps_the_overrides_and_refuses_others(tmp_path):
     assert same["num_params"] == first["num_params"] and len(same["epochs"]) == 2
     kept = _train("mnist1d-mlp", "torch", tmp_path, "--resume", "--epochs", "3")  # no --set: the run's own
     assert kept["config"]["model_overrides"] == {"hidden": [20]} and kept["num_params"] == first["num_params"]
+
+
+def test_bench_counts_the_flops_of_the_model_that_ran():
+    from diptych.bench.report import title
+    from diptych.bench.summary import summarize
+
+    burst = {"compile_seconds": 1.0, "train_samples_per_second": 100.0, "eval_samples_per_second": 1.0}
+    bursts = {"torch": [burst | {"framework": "torch", "peak_rss_mb": 1.0}]}
+    base, small = summarize("mnist1d-mlp", bursts, {}), summarize("mnist1d-mlp", bursts, {}, {"hidden": [32]})
+    assert small["train_flops_per_sample"] < base["train_flops_per_sample"]
+    assert (title(base), title(small)) == ("mnist1d-mlp", "mnist1d-mlp (--set hidden=32)")

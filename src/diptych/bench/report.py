@@ -135,6 +135,15 @@ def _recipe(run: dict) -> str:
     return f"batch {c.get('batch_size')}, {sched}{opt}{lr}{extra}, {epochs} epoch{'s' if epochs != 1 else ''}"
 
 
+def title(result: dict) -> str:
+    """The task, and the model's ``--set`` overrides where it ran with any: ``mnist1d-mlp (--set hidden=32)``."""
+    sets = " ".join(
+        f"--set {k}={','.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in (result.get("model_overrides") or {}).items()
+    )
+    return f"{result['task']} ({sets})" if sets else result["task"]
+
+
 def headline(result: dict) -> list[str]:
     """The report's first lines: per twin, the total speed-up over the seed baseline as framework x recipe,
     in words; then the baseline as written. Empty without a decomposition (no --baseline)."""
@@ -302,7 +311,7 @@ def write_report(result: dict, out: str | Path) -> tuple[Path, Path]:
     ratios = result.get("ratios", {})
 
     head = headline(result)
-    md = [f"# diptych bench: {result['task']}", ""] + [line for h in head for line in (h, "")]
+    md = [f"# diptych bench: {title(result)}", ""] + [line for h in head for line in (h, "")]
     md += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     md += ["| " + " | ".join(r) + " |" for r in rows]
     if ratios:
@@ -347,11 +356,11 @@ def write_report(result: dict, out: str | Path) -> tuple[Path, Path]:
         for group, profs in profile_tables(result)
     )
     page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>diptych bench: {esc(result["task"])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>diptych bench: {esc(title(result))}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
 img{{max-width:100%}}figure{{margin:1em 0}}</style></head>
-<body><h1>diptych bench: {esc(result["task"])}</h1>{head_html}{table}<ul>{ratio_html}</ul>{prof_html}{imgs}
+<body><h1>diptych bench: {esc(title(result))}</h1>{head_html}{table}<ul>{ratio_html}</ul>{prof_html}{imgs}
 <h2>Machine</h2><ul>{machine}</ul></body></html>
 """
     atomic_write(out / "report.html", page)

@@ -82,12 +82,12 @@ def print_bench(result: dict) -> None:
     """The benchmark's headline, its table, the ratios and the profiled top operations, on the terminal."""
     from rich.table import Table
 
-    from diptych.bench.report import headline, profile_tables, table_rows
+    from diptych.bench.report import headline, profile_tables, table_rows, title
     from diptych.progress import table_console
     from diptych.stephooks import format_top_ops
 
     headers, rows = table_rows(result)
-    table = Table(title=f"diptych bench {result['task']}")
+    table = Table(title=f"diptych bench {title(result)}")
     for h in headers:
         table.add_column(h, justify="left" if not h else "right")
     for r in rows:
