@@ -286,3 +286,17 @@ def test_bench_counts_the_flops_of_the_model_that_ran():
     base, small = summarize("mnist1d-mlp", bursts, {}), summarize("mnist1d-mlp", bursts, {}, {"hidden": [32]})
     assert small["train_flops_per_sample"] < base["train_flops_per_sample"]
     assert (title(base), title(small)) == ("mnist1d-mlp", "mnist1d-mlp (--set hidden=32)")
+
+
+def test_own_images_with_set_resume_and_predict(tmp_path):
+    """The checkpoint of a data-sized model (own images: size, channels, classes) is checked as the data sized it."""
+    from image_helpers import make_folder
+
+    folder = str(make_folder(tmp_path / "shapes", per_class=12))
+    args = ("--data-dir", folder, "--image-size", "24", "--batch-size", "8", "--set", "channels=4,8,16")
+    first = _train("image-cnn", "torch", tmp_path / "run", *args, "--set", "hidden=none", "--epochs", "1")
+    again = _train("image-cnn", "torch", tmp_path / "run", "--data-dir", folder, "--resume", "--epochs", "2")
+    assert again["num_params"] == first["num_params"] and len(again["epochs"]) == 2
+    image = next(Path(folder).glob("test/*/*.png"))
+    proc = run_cli("predict", "image-cnn", str(image), "--weights", str(tmp_path / "run" / "weights.safetensors"))
+    assert proc.returncode == 0 and proc.stdout.startswith(str(image)), proc.stderr

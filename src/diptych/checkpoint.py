@@ -155,15 +155,15 @@ def check_state(
     """Weights of the task's model (with the run's ``--set`` ``overrides``), finite; the optimizer state
     complete for ``optimizer`` (every moment present, shaped as its parameter, finite) and a step count
     that is a whole number."""
-    from diptych.tasks import fit_vocab, get_task
+    from diptych.tasks import get_task
 
     try:
-        spec = get_task(task).with_model_overrides(overrides)
+        spec = get_task(task).with_model_overrides(overrides).model
     except DiptychError as e:
         raise _fail(source, f"its model overrides are not the task's ({e})") from None
-    if "embed.weight" in params and params["embed.weight"].ndim == 2:  # a language model: its vocabulary
-        spec = fit_vocab(spec, params["embed.weight"].shape[0])
-    shapes = spec.model.param_shapes()
+    if all(v.ndim >= 2 for k, v in params.items() if k.endswith(".weight")):  # else check_weights names the wrong one
+        spec = spec.sized_like(params)  # what the data decided: a language model's vocabulary, own images' sizes
+    shapes = spec.param_shapes()
     check_weights(params, shapes, source)  # names, shapes, float32, finite
     step = opt.get("step")
     if (
