@@ -260,6 +260,9 @@ def test_convert_keeps_the_model_and_native_files_take_task_and_set(trained, tmp
         proc = run_cli("convert", str(tmp_path / native), str(back), "--task", "mnist1d-mlp", *sets)
         assert proc.returncode == 0, proc.stderr
         assert _eval("mnist1d-mlp", "torch", back)["test_accuracy"] == run["test_accuracy"]
+    init_from = ("--init-from", str(tmp_path / "w.pt"))
+    init = _train("mnist1d-mlp", "torch", tmp_path / "init", "--epochs", "0.1", *init_from, *sets)
+    assert init["num_params"] == run["num_params"]  # a native file as this run's model
     other = ["--task", "mnist1d-mlp", "--set", "hidden=8"]
     assert_one_line_error(run_cli("convert", str(tmp_path / "w.pt"), str(tmp_path / "x.pt"), *other), "match no")
     alone = run_cli("convert", str(src), str(tmp_path / "x.pt"), "--set", "hidden=8")

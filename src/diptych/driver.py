@@ -173,7 +173,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     steps = batches.steps_per_epoch()
     total, epochs = training_steps(task.budget.epochs, steps)  # a fractional budget ends mid-epoch
     trainer = _make_trainer(backend, task, config, settings, world, total)
-    state = _start(trainer, config, saved, settings, epochs, workdir)
+    state = _start(trainer, config, saved, settings, epochs, workdir, task)
     complete = state.epoch >= epochs  # a resumed run that had finished: nothing to train
     meta = _inference_meta(task, config.framework, objective.inference_meta(data, facts))  # the weights file's
     feed = make_feed(data, batches, config.data_workers)  # from memory, or streamed from a pack
@@ -264,7 +264,9 @@ def _read_checkpoint(path: Path, task: str) -> tuple:
     return checkpoint.load(path, task)
 
 
-def _start(trainer, config: RunConfig, saved: tuple | None, settings: dict, epochs: int, workdir: Path) -> RunState:
+def _start(
+    trainer, config: RunConfig, saved: tuple | None, settings: dict, epochs: int, workdir: Path, task: Task
+) -> RunState:
     """Load the checkpoint (or ``--init-from`` weights) into ``trainer``; the state to continue from.
     A checkpoint that finished its budget is complete when asked again with the same settings (a requeued
     job), and continues when asked for more epochs."""
@@ -275,7 +277,7 @@ def _start(trainer, config: RunConfig, saved: tuple | None, settings: dict, epoc
         )
     if saved is None:
         if config.init_from:
-            init, _, _ = read_any(config.init_from)  # canonical, torch .pt or Flax .msgpack
+            init, _, _ = read_any(config.init_from, task.model)  # any format; a native file: this run's model
             trainer.load_weights(init, config.init_from)
         return RunState()
     params, opt_state, meta = saved
