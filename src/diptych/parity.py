@@ -134,7 +134,7 @@ def diff(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 def run_parity(
     task_name: str,
     steps: int = 100,
-    optimizer: str = "adam",
+    optimizer: str | None = "adam",
     seed: int = 0,
     data_dir: str | None = None,
     dataset: Dataset | None = None,
@@ -146,11 +146,13 @@ def run_parity(
 
     Defaults: Adam at lr 1e-3 (the default of both torch.optim.Adam and the optax examples) with a
     constant schedule, so step 1 already moves the weights (a warm-up would start at lr 0).
+    ``optimizer=None``: the task's own (AdamW for the transformers), keeping its clipping and weight decay.
     """
     from diptych.driver import train_batches
 
-    task = get_task(task_name).with_model_overrides(parse_sets(sets))  # --set: the model's sizes
-    task = task.with_overrides(optimizer=optimizer, epochs=1, lr=lr, schedule=schedule)
+    base = get_task(task_name).with_model_overrides(parse_sets(sets))  # --set: the model's sizes
+    optimizer = optimizer or base.optimizer.name
+    task = base.with_overrides(optimizer=optimizer, epochs=1, lr=lr, schedule=schedule)
     task, data, _ = task.objective.load(task, data_dir, dataset=dataset)
     pt, jx = load_backend("torch").train, load_backend("jax").train
     torch_t = pt.Trainer(task, seed, total_steps=steps)
@@ -161,7 +163,7 @@ def run_parity(
     for t in (jax_t, free_t, ref_t):
         t.load_weights(init)  # one set of weights everywhere
     report = ParityReport(task.name, optimizer, steps)
-    param_bound = ADAM_PARAM_BOUND if optimizer == "adam" else None
+    param_bound = ADAM_PARAM_BOUND if optimizer in ("adam", "adamw") else None
 
     batches = train_batches(data, task.budget.batch_size, seed)
     stream = (idx for epoch in range(10**9) for idx in batches.epoch(epoch))

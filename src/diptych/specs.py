@@ -24,6 +24,7 @@ class _Spec:
     """What every model spec answers besides its shapes."""
 
     carries_state = False  # True: the model takes and returns a recurrent state across batches (TBPTT)
+    decodes_with_cache = False  # True: a transformer LM, read through a key/value cache (language.cached_sequence)
     # Fields that `--set` refuses (diptych.overrides): the kind, and what the data decides.
     fixed = ("kind", "vocab", "num_classes", "in_features", "in_size", "in_channels", "dims", "sized_by_data")
 
