@@ -55,6 +55,8 @@ def _eval(task: str, framework: str, weights: Path, *args: str) -> dict:
         ("mnist-cnn", ["convs=3"], ["convs of a CNN is fixed", "channels=A,B", "keys: channels, hidden"]),
         ("chars-lstm", ["vocab=20"], ["vocab of a character LM is fixed", "the corpus decides it"]),
         ("fsdd-crnn", ["in_size=16"], ["in_size of a CRNN is fixed", "keys: channels, cell, hidden"]),
+        ("chars-gpt", ["heads=3"], ["heads=3 does not divide width=128"]),
+        ("mnist-vit", ["patch=29"], ["patch=29 must be between 1 and the image side, 28"]),
     ],
 )
 def test_a_bad_set_is_one_line_naming_the_keys(task, sets, needles, tmp_path):
@@ -84,6 +86,8 @@ def test_overrides_change_the_model_of_every_kind():
         "rnn": ("mnist1d-gru", {"cell": "lstm", "input_size": "4", "seq_len": "10", "num_layers": "2"}, "LSTM 2x128"),
         "charlm": ("chars-lstm", {"hidden": "64", "seq_len": "32"}, "char LSTM 1x64, embed 64, vocab V, TBPTT 32"),
         "crnn": ("fsdd-crnn", {"channels": "8,16,32", "bidirectional": "true"}, "conv3(32)/pool2 -> biGRU"),
+        "gpt": ("chars-gpt", {"layers": "6", "width": "256", "context": "128"}, "GPT 6x256, 4 heads, context 128"),
+        "vit": ("mnist-vit", {"patch": "7", "layers": "2", "heads": "2"}, "ViT patch 7 (16 patches) 2x64, 2 heads"),
     }
     assert set(changed) == {t.model.kind for t in TASKS.values()}, "a new kind of model: add it here"
     for task, sets, want in changed.values():
@@ -181,6 +185,7 @@ KINDS = {  # task: (--set, epochs); one task of each kind of model, trained by t
     "mnist1d-cnn": (["channels=8,16", "hidden=24"], "0.5"),
     "mnist1d-gru": (["cell=lstm", "input_size=4", "seq_len=10", "hidden=24", "num_layers=2"], "0.5"),
     "chars-lstm": (["hidden=40", "embed=12", "seq_len=24", "cell=gru"], "0.01"),
+    "chars-gpt": (["layers=1", "width=32", "heads=2", "context=16", "mlp_ratio=2"], "0.01"),
 }
 
 

@@ -28,7 +28,7 @@ import typing
 from collections.abc import Mapping, Sequence
 
 from diptych.errors import DiptychError
-from diptych.specs import GATES, ConvSpec, ModelSpec
+from diptych.specs import GATES, ConvSpec, _Spec
 
 MAX_INT = 2**31 - 1
 MAX_DEPTH = 1024  # layers in a stack (num_layers, layers, widths in hidden, convs): sizing a model loops over them
@@ -40,18 +40,31 @@ WHY_FIXED = {  # why a fixed field is not the user's to set
     "vocab": "the corpus decides it",
     "num_classes": "the data decides it",
     "in_features": "the data decides it",
-    "in_size": "the data decides it (image-cnn: --image-size)",
-    "in_channels": "the data decides it (image-cnn: --channels)",
+    "in_size": "the data decides it (your own images: --image-size)",
+    "in_channels": "the data decides it (your own images: --channels)",
     "dims": "the data decides it",
     "sized_by_data": "the data decides it",
     "convs": "set the conv stack with channels=A,B,...",
 }
+NAMES = {"charlm": "a character LM", "vit": "a ViT"}  # how a kind reads in a sentence (else "an MLP", "a GPT")
 KINDS = {"int": "a whole number >= 1", "float": "a finite number", "bool": "true or false"}
 
 
+@functools.cache
 def spec_kinds() -> dict[str, type]:
-    """``{kind: spec class}`` for every model spec in :data:`diptych.specs.ModelSpec`."""
-    return {f.default: cls for cls in typing.get_args(ModelSpec) for f in dataclasses.fields(cls) if f.name == "kind"}
+    """``{kind: spec class}`` for every model spec diptych defines (the dataclasses below ``_Spec`` in
+    :mod:`diptych.specs` and :mod:`diptych.transformer_specs`, each naming its ``kind``)."""
+    import diptych.transformer_specs  # noqa: F401  (its specs are _Spec's too)
+
+    kinds, todo = {}, [_Spec]
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        fields = dataclasses.fields(cls) if dataclasses.is_dataclass(cls) else ()
+        kind = next((f.default for f in fields if f.name == "kind"), None)
+        if isinstance(kind, str) and cls.__module__.startswith("diptych."):
+            kinds.setdefault(kind, cls)
+    return kinds
 
 
 def parse_sets(items: Sequence[str]) -> dict[str, str]:
@@ -161,8 +174,8 @@ def _whole(text: str) -> int:
 
 def _name(spec) -> str:
     """``an MLP``, ``a CNN``, ``a character LM``: the model's kind in words."""
-    if spec.kind == "charlm":
-        return "a character LM"
+    if spec.kind in NAMES:
+        return NAMES[spec.kind]
     return f"{'an' if spec.kind[0] in 'aefhilmnorsx' else 'a'} {spec.kind.upper()}"
 
 
@@ -260,6 +273,10 @@ def _problem(spec, base) -> str | None:
     why = spec.problem()
     if why:
         return why
+    try:
+        getattr(spec, "validate", lambda: None)()  # a spec may refuse itself this way too (the transformers)
+    except DiptychError as e:
+        return str(e)
     if base is not None and (misfit := data_misfit(base, spec)):
         return misfit
     if (n := spec.num_params()) > MAX_PARAMS:
