@@ -46,12 +46,26 @@ def test_output_shapes_and_same_function_given_same_weights(name):
     with torch.no_grad():
         t_out = tm(torch.from_numpy(x))
     j_out = jm(jnp.asarray(x))
-    if task.dataset == "text":  # a language model also returns its recurrent state
+    if task.model.carries_state:  # a recurrent language model also returns its state
         (t_out, _), (j_out, _) = t_out, j_out
     t_out, j_out = t_out.numpy(), np.asarray(j_out)
     expected = (3, task.model.seq_len, 37) if task.dataset == "text" else (3, task.model.num_classes)
     assert t_out.shape == j_out.shape == expected
     np.testing.assert_allclose(j_out, t_out, atol=1e-5, rtol=0)
+
+
+def test_transformers_draw_gpt2s_initialization_in_both_twins():
+    """N(0, 0.02) weights and embeddings, N(0, 0.02 / sqrt(2 * layers)) residual projections, zero biases,
+    unit LayerNorm gains: the same distributions in both twins."""
+    spec = fit_vocab(TASKS["chars-gpt"], 37).model
+    for w in (
+        torch_b.weights.export(torch_b.models.build_model(spec, 0)),
+        jax_b.weights.export(jax_b.models.build_model(spec, 0)),
+    ):
+        assert abs(w["blocks.0.attn.qkv.weight"].std() - 0.02) < 0.002
+        assert abs(w["blocks.1.mlp.proj.weight"].std() - 0.02 / np.sqrt(2 * spec.layers)) < 0.001
+        assert abs(w["embed.weight"].std() - 0.02) < 0.003
+        assert not w["blocks.0.mlp.fc.bias"].any() and (w["ln_f.weight"] == 1).all()
 
 
 @pytest.mark.parametrize("name", ["mnist-cnn", "mnist1d-mlp"])

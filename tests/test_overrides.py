@@ -87,7 +87,7 @@ def test_overrides_change_the_model_of_every_kind():
         "charlm": ("chars-lstm", {"hidden": "64", "seq_len": "32"}, "char LSTM 1x64, embed 64, vocab V, TBPTT 32"),
         "crnn": ("fsdd-crnn", {"channels": "8,16,32", "bidirectional": "true"}, "conv3(32)/pool2 -> biGRU"),
         "gpt": ("chars-gpt", {"layers": "6", "width": "256", "context": "128"}, "GPT 6x256, 4 heads, context 128"),
-        "vit": ("mnist-vit", {"patch": "7", "layers": "2", "heads": "2"}, "ViT patch 7 (16 patches) 2x64, 2 heads"),
+        "vit": ("mnist-vit", {"patch": "4", "layers": "2", "heads": "2"}, "ViT patch 4 (49 patches) 2x128, 2 heads"),
     }
     assert set(changed) == {t.model.kind for t in TASKS.values()}, "a new kind of model: add it here"
     for task, sets, want in changed.values():

@@ -33,7 +33,7 @@ def data_dir(task, shapes) -> str | None:
 
 # The transformers train here at a reduced budget, against a bar set to match it (their default budgets take
 # minutes per twin: those results are in BENCHMARKS.md): task -> (epochs, the score that budget must reach).
-REDUCED = {"chars-gpt": (1, ("test_bpc", 0.62)), "mnist-vit": (1, ("test_accuracy", 0.95))}
+REDUCED = {"chars-gpt": (1, ("test_bpc", 0.70)), "mnist-vit": (1, ("test_accuracy", 0.95))}
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
