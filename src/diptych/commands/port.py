@@ -300,3 +300,57 @@ def port_export_cmd(torch_factory, out, shapes, dtype, vocab, weights, jax_facto
         )
     atomic_write(out, model)
     click.echo(f"{out}: verified with onnxruntime: " + ", ".join(f"max abs {d:.1e} vs {k}" for k, d in diffs.items()))
+
+
+@port.command("translate")
+@click.argument("torch_factory", metavar="FILE.py:FACTORY")
+@_input
+@_dtype
+@_vocab
+@click.option("--out", type=click.Path(dir_okay=False), help="The NNX source to write [default: FILE_nnx.py here].")
+@click.option("--train", is_flag=True, help="Check in training mode (BatchNorm batch statistics).")
+@click.option("--steps", type=click.IntRange(min=0), default=0, show_default=True, help="Optimizer steps to compare.")
+@click.option("--no-check", is_flag=True, help="Write the source without the check.")
+@click.option("--jax-layout", is_flag=True, help="Channels-last maps in and out (the transposes at the boundary).")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), callback=_finite, default=1e-2, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def translate_cmd(
+    torch_factory, shapes, dtype, vocab, out, train, steps, no_check, jax_layout, optimizer, lr, seed, as_json
+):
+    """Write the Flax NNX source of a torch model, then prove it with `port check`.
+
+    One NNX class per torch class, at the same attribute paths (so `port convert` needs no mapping).
+    Exit 0: written and within diptych's parity bounds; 1: written, but the check fails (the first
+    diverging layer is printed); 2: an operation with no rule (named, with its source line), no file.
+    """
+    from diptych.fsio import atomic_write
+    from diptych.port import factory, translate
+
+    if not shapes:
+        raise DiptychError("give at least one --input SHAPE, e.g. --input 2,3,32,32")
+    inputs = _inputs(shapes, dtype, seed, vocab)
+    fn = factory.find(torch_factory)
+    tr = translate(
+        fn,
+        inputs,
+        check=not no_check,
+        train=train,
+        steps=steps,
+        jax_layout=jax_layout,
+        optimizer=optimizer,
+        lr=lr,
+        seed=seed,
+    )
+    path = Path(out) if out else Path(f"{Path(torch_factory.rpartition(':')[0]).stem}_nnx.py")
+    atomic_write(path, tr.source.encode())
+    if as_json:
+        report = tr.report.as_dict() if tr.report is not None else None
+        click.echo(json.dumps({"ok": tr.ok, "out": str(path), "classes": tr.classes, "check": report}))
+    else:
+        if tr.report is not None:
+            _print(tr.report)
+        checked = "not checked" if tr.report is None else "check passes" if tr.ok else "check FAILS"
+        click.echo(f"{path}: {len(tr.classes)} NNX classes ({', '.join(tr.classes)}); {checked}")
+    return 0 if tr.ok else 1

@@ -14,7 +14,6 @@ import re
 
 import torch
 import torch.fx as fx
-from torch import nn
 
 from diptych.port import _chains, _fx, _layers, _ops, _ops_nn, _ops_shapes  # noqa: F401  (rules register)
 from diptych.port._fx import Refusal, is_user, source_line
@@ -342,7 +341,14 @@ class Emitter:
         return [x]
 
     def _unpack(self, n, expr, v, cl):
-        names = {"size": "n", "lstm": "state"}
+        """``a, (b, _) = expr``: a tuple whose items are only indexed by constants, named by the torch line."""
+        used = [u for u in n.users if u.target is operator.getitem]
+        if isinstance(v, torch.Size) and len(used) == 1:  # one size: n0 = x.shape[1]
+            u = used[0]
+            self.sizes += 1
+            self.env[u] = self.line(f"{self.wrap(expr)}[{u.args[1]}]", u.meta.get("value"), False, f"n{self.sizes - 1}")
+            self.env[n] = Val(None, v)
+            return
 
         def pattern(node, value, flags, base):
             users = {u.args[1]: u for u in node.users if u.target is operator.getitem}
@@ -350,7 +356,7 @@ class Emitter:
             named = tgs[0] if tgs and all(t == tgs[0] for t in tgs) and tgs[0] and len(tgs[0]) == len(value) else None
             parts = []
             for i in range(len(value)):
-                u = users.get(i)
+                u = users.get(i % len(value)) or users.get(i - len(value))
                 f = flags[i] if isinstance(flags, tuple) else False
                 if u is None:
                     parts.append("_")
@@ -361,13 +367,16 @@ class Emitter:
                     and u.users
                     and all(w.target is operator.getitem and isinstance(w.args[1], int) for w in u.users)
                 ):
+                    self.env[u] = Val(None, sub, f)  # its items are named by the pattern
                     parts.append("(" + pattern(u, sub, f, f"{base}{i}") + ")")
                     continue
-                if named is not None:
+                own = _fx.targets(u)
+                if named is not None and named[i] != "_":
                     name = self._take(named[i])
-                elif base == "n":
-                    name = self.fresh(f"n{self.sizes}")
-                    self.sizes += 1
+                elif own and len(own) == 1:
+                    name = self._take(own[0])
+                elif isinstance(value, torch.Size):
+                    name = self._size_name()
                 else:
                     name = self.fresh(f"{base}{i}")
                 self.env[u] = Val(name, sub, f)
@@ -376,11 +385,14 @@ class Emitter:
                 parts.append(name)
             return ", ".join(parts) + ("," if len(parts) == 1 else "")
 
-        base = names.get(self.op, n.target.split(".")[-1] if n.op == "call_module" else n.name)
-        if n.op == "call_module" and isinstance(self.m.get_submodule(n.target), nn.LSTM | nn.GRU | nn.RNN):
-            base = "rnn"
+        base = n.target.split(".")[-1] if n.op == "call_module" else n.name
         self.env[n] = Val(None, v, cl)
         self.lines.append(f"{pattern(n, v, cl, base)} = {expr}")
+
+    def _size_name(self) -> str:
+        name = self.fresh(f"n{self.sizes}")
+        self.sizes += 1
+        return name
 
     def _return(self, n):
         out_cl = []

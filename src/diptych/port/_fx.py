@@ -19,6 +19,7 @@ import contextlib
 import inspect
 import linecache
 import operator
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -84,14 +85,21 @@ class _Proxy(fx.Proxy):
         return _Proxy
 
 
+TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+PORT_DIR = os.path.dirname(__file__) + os.sep
+
+
 def _caller() -> tuple[str, str] | None:
-    """``(file.py:LINE, code)`` of the innermost frame outside torch and diptych's port: the user's line."""
+    """``(file.py:LINE, code)`` of the innermost frame outside torch and diptych's port, within the forward
+    being traced: the user's line."""
     f = sys._getframe(2)
     while f is not None:
         name = f.f_code.co_filename
-        if "/torch/" not in name and "/diptych/port/" not in name and not name.startswith("<"):
+        if name.startswith(TORCH_DIR) and f.f_code.co_name == "trace" and "_symbolic_trace" in name:
+            return None  # out of the forward pass
+        if not name.startswith((TORCH_DIR, PORT_DIR)) and not name.startswith("<"):
             code = linecache.getline(name, f.f_lineno).strip()
-            return f"{name.rsplit('/', 1)[-1]}:{f.f_lineno}", code
+            return f"{name.rsplit(os.sep, 1)[-1]}:{f.f_lineno}", code
         f = f.f_back
     return None
 
@@ -144,8 +152,8 @@ class _Tracer(fx.Tracer):
         return p
 
     def _compute(self, kind, target, a, k, node):
-        if kind == "placeholder":
-            return self.values[target]
+        if kind == "placeholder":  # a constant argument (concrete_args) has none: fx checks it itself
+            return self.values.get(target)
         if kind == "get_attr":
             obj = self.root_
             for part in target.split("."):
@@ -222,16 +230,20 @@ def _trace_one(path: str, m: nn.Module, args: list, kwargs: dict) -> tuple[Trace
         ) from None
     fx.GraphModule(m, graph)  # owning module, for dead-code elimination's purity check
     graph.eliminate_dead_code()
-    _drop_guards(graph)
+    _drop_guards(graph, tensors)
     return Traced(path, m, graph, consts), tracer.calls
 
 
-def _drop_guards(graph: fx.Graph) -> None:
-    """fx's checks on constant arguments (``_assert_is_none``...) compute nothing to translate."""
+def _drop_guards(graph: fx.Graph, tensors: dict) -> None:
+    """fx's checks on constant arguments (``_assert_is_none``...) compute nothing to translate, and the
+    constants' own placeholders go with them."""
     for node in list(graph.nodes):
         if node.op == "call_function" and getattr(node.target, "__name__", "").startswith("_assert"):
             graph.erase_node(node)
     graph.eliminate_dead_code()
+    for node in list(graph.nodes):
+        if node.op == "placeholder" and node.target not in tensors and not node.users:
+            graph.erase_node(node)
 
 
 def trace(model: nn.Module, inputs: list) -> list[Traced]:
@@ -258,36 +270,35 @@ def trace(model: nn.Module, inputs: list) -> list[Traced]:
 
 @contextlib.contextmanager
 def recording():
-    """Record the constructor arguments of every ``nn.Module`` built inside: ``{id(module): (module, args,
-    kwargs)}`` (the module is kept, so that ids stay unique)."""
+    """Record the constructor arguments of every ``nn.Module`` built inside: ``{id(module): (module, {argument:
+    value})}``, read from the locals of its class's ``__init__`` as it is entered (a profile hook; the
+    module is kept, so that ids stay unique)."""
     calls: dict[int, tuple] = {}
+    previous = sys.getprofile()
 
-    def __new__(cls, *args, **kwargs):
-        obj = object.__new__(cls)
-        calls[id(obj)] = (obj, args, kwargs)
-        return obj
+    def hook(frame, event, arg):
+        if event == "call" and frame.f_code.co_name == "__init__":
+            obj = frame.f_locals.get("self")
+            own = getattr(type(obj).__init__, "__code__", None) if isinstance(obj, nn.Module) else None
+            if own is frame.f_code and id(obj) not in calls:
+                info = inspect.getargvalues(frame)
+                values = {k: info.locals[k] for k in info.args[1:]}
+                if info.varargs or info.keywords:
+                    values = None
+                calls[id(obj)] = (obj, values)
 
-    nn.Module.__new__ = __new__
+    sys.setprofile(hook)
     try:
         yield calls
     finally:
-        del nn.Module.__new__
+        sys.setprofile(previous)
 
 
 def constructor_args(m: nn.Module, calls: dict) -> dict | None:
     """``{parameter: value}`` that ``type(m).__init__`` received (defaults filled in), or None if unknown."""
     if id(m) not in calls or calls[id(m)][0] is not m:
         return None
-    _, args, kwargs = calls[id(m)]
-    try:
-        sig = inspect.signature(type(m).__init__)
-        if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in sig.parameters.values()):
-            return None
-        bound = sig.bind(m, *args, **kwargs)
-    except (TypeError, ValueError):
-        return None
-    bound.apply_defaults()
-    return {k: v for k, v in list(bound.arguments.items())[1:]}
+    return None if calls[id(m)][1] is None else dict(calls[id(m)][1])
 
 
 def init_defaults(cls) -> dict:

@@ -24,10 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from diptych.errors import DiptychError
 from diptych.port import _fx, _source, _variants
 from diptych.port._classes import Writer
 from diptych.port._fx import Refusal
 from diptych.port._source import CLASS, fill, literal, resolve, signature
+from diptych.port.guard import first_line, user_code
 
 
 @dataclass
@@ -204,8 +206,6 @@ def _build(torch_model, seed: int):
         return torch_model, {}
     if not callable(torch_model):
         raise Refusal(f"translate needs a torch nn.Module or a factory returning one, not {type(torch_model).__name__}")
-    from diptych.port.guard import user_code
-
     torch.manual_seed(seed)
     with _fx.recording() as calls, user_code("the torch factory"):
         model = torch_model()
@@ -231,6 +231,8 @@ def _trace(model: nn.Module, inputs: list):
     modes = {m: m.training for m in model.modules()}
     rng = torch.get_rng_state()
     try:
+        with user_code("the torch model", [x.numpy() for x in inputs]), torch.no_grad(), one_thread():
+            model.eval()(*inputs)
         model.train()
         with torch.no_grad(), one_thread():
             return _fx.trace(model, inputs)
@@ -321,8 +323,14 @@ def translate(
     model, calls = _build(torch_model, seed)
     arrays = [np.asarray(x) for x in example_inputs]
     inputs = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
-    origin = f"{type(model).__module__.rsplit('.', 1)[-1]}.{type(model).__name__}"
-    source, classes = source_of(model, inputs, calls, jax_layout, origin.replace("_diptych_port_", ""))
+    mod = sys.modules.get(type(model).__module__)
+    where = Path(mod.__file__).name if getattr(mod, "__file__", None) else type(model).__module__
+    try:
+        source, classes = source_of(model, inputs, calls, jax_layout, f"{type(model).__name__} ({where})")
+    except DiptychError:
+        raise
+    except Exception as e:  # the translator's own failure: one line, and no file
+        raise Refusal(f"the translator failed on this model ({first_line(e)}); no file written") from None
     tr = Translation(source, classes=classes)
     factory = load_source(source, re.sub(r"\W", "_", type(model).__name__.lower()))
     layout = "auto" if jax_layout else "same"
