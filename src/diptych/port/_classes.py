@@ -19,6 +19,7 @@ from diptych.port import _layers, _ops
 from diptych.port._emit import Emitter, Val, function_form
 from diptych.port._fx import Refusal, constructor_args, init_defaults, is_user
 
+_NONE = object()
 SLOT = "\x00"
 CLASS = "\x01"
 LIST, ITEM, END = "\x02", "\x03", "\x04"
@@ -173,8 +174,9 @@ class Writer:
             inst.init = self._init_lines(inst)
             inst.slots = self.slots[self.start :]
 
-    def _slot(self, value, hint) -> str:
-        self.slots.append((value, hint))
+    def _slot(self, value, hint, default=_NONE) -> str:
+        """A hyperparameter's place in the text (``default``: what an optional keyword says when left out)."""
+        self.slots.append((value, hint if default is _NONE else (hint, default)))
         return f"{SLOT}{len(self.slots) - 1 - self.start}{SLOT}"
 
     def _init_lines(self, inst: Instance) -> list[str]:
@@ -226,14 +228,14 @@ class Writer:
             parts, keyword = [], False
             defaults = init_defaults(type(m))
             for k, v in {k: v for k, v in (args or {}).items() if keepable(v)}.items():
+                d = defaults.get(k, inspect.Parameter.empty)
                 if isinstance(v, nn.Module):
                     sub = next((p for p, c in m.named_children() if c is v), None)
                     if sub is None:
                         raise Refusal(f"no rule for a module argument {k!r} that is not a child; no file written")
                     text = self.construct(v, _join(path, sub))
                 else:
-                    text = self._slot(v, k)
-                d = defaults.get(k, inspect.Parameter.empty)
+                    text = self._slot(v, k, d if d is not inspect.Parameter.empty else _NONE)
                 lit = "None" if d is None else _ops.literal(d) if d is not inspect.Parameter.empty else None
                 if lit is not None:  # left out where the value is the default
                     keyword = True
@@ -251,8 +253,9 @@ class Writer:
                     items.append(self.construct(c, f"{path}.{i}"))
             return f"nnx.Sequential({', '.join(items)})"
         if isinstance(m, nn.ModuleList):
+            count = self._slot(len(m), "num_layers")
             items = [self.construct(c, f"{path}.{i}") for i, c in enumerate(m)]
-            return f"nnx.List({LIST}{ITEM.join(items)}{END})"
+            return f"nnx.List({LIST}{count}{ITEM}{ITEM.join(items)}{END})"
         if isinstance(m, nn.ModuleDict):
             items = [(k, self.construct(c, f"{path}.{k}")) for k, c in m.items()]
             if all(k.isidentifier() for k, _ in items):

@@ -217,7 +217,7 @@ class Emitter:
                 skip.update(chain)
             else:
                 self._emit(n)
-        return self.lines
+        return _without_dead(self.lines)
 
     def _args(self, n):
         return fx.node.map_arg(n.args, lambda a: self.env[a]), fx.node.map_arg(n.kwargs, lambda a: self.env[a])
@@ -258,6 +258,8 @@ class Emitter:
                 raise Refusal(
                     f"no rule for the in-place {n.target} at {self.where} (its input is used again); no file written"
                 )
+        if name == "getattr" and n.args[1] == "device":  # where torch puts a tensor: JAX decides itself
+            return Alias(Val("None", None))
         if ns == "math":
             if any(self.is_tensor(x) for x in a):
                 raise Refusal(f"no rule for math.{name} of a tensor at {self.where}; no file written")
@@ -343,10 +345,13 @@ class Emitter:
     def _unpack(self, n, expr, v, cl):
         """``a, (b, _) = expr``: a tuple whose items are only indexed by constants, named by the torch line."""
         used = [u for u in n.users if u.target is operator.getitem]
-        if isinstance(v, torch.Size) and len(used) == 1:  # one size: n0 = x.shape[1]
+        if isinstance(v, torch.Size) and len(used) == 1:  # one size: t = x.shape[1]
             u = used[0]
-            self.sizes += 1
-            self.env[u] = self.line(f"{self.wrap(expr)}[{u.args[1]}]", u.meta.get("value"), False, f"n{self.sizes - 1}")
+            tg = _fx.targets(u)
+            name = tg[u.args[1]] if tg and len(tg) == len(v) else None
+            self.sizes += name is None
+            base = name or f"n{self.sizes - 1}"
+            self.env[u] = self.line(f"{self.wrap(expr)}[{u.args[1]}]", u.meta.get("value"), False, base, named=False)
             self.env[n] = Val(None, v)
             return
 
@@ -424,3 +429,18 @@ def function_form(cx, m, value) -> str:
     sub.holder, sub.names = {"x": x}, {"x"}
     out = _layers.call_function_layer(sub, m, [x], {})
     return "x" if isinstance(out, Alias) else out[0]
+
+
+def _without_dead(lines: list[str]) -> list[str]:
+    """The lines less assignments of a pure expression to a name no later line reads (``n0 = w.shape``, read by
+    a rule that needs no value)."""
+    out = list(lines)
+    for i in range(len(out) - 1, -1, -1):
+        m = re.match(r"^(\w+) = (.*)$", out[i])
+        if (
+            m
+            and not re.search(r"self\.[\w.\[\]]+\(", m.group(2))
+            and not any(re.search(rf"\b{m.group(1)}\b", x) for x in out[i + 1 :])
+        ):
+            del out[i]
+    return out

@@ -21,7 +21,7 @@ OPT, OPT_END = "\x05", "\x06"
 
 def _kw(name, value, default, s, hint=None):
     """``, name=<slot>``, left out of the class when every instance has the default."""
-    return f"{OPT}{_ops.literal(default)}{OPT_END}, {name}={s(value, hint or name)}{OPT}"
+    return f"{OPT}{_ops.literal(default)}{OPT_END}, {name}={s(value, hint or name, default)}{OPT}"
 
 
 def _bias(m, s, name="use_bias"):

@@ -16,6 +16,19 @@ def _linear(e, a, k):
     return f"{e.wrap(x)} @ {e.wrap(w)}.T" + ("" if b is None else f" + {e.wrap(e.cf(b))}"), False
 
 
+@rule("layer_norm")
+def _layer_norm(e, a, k):
+    x, shape = a[0], arg(a, k, 1, "normalized_shape")
+    w, b, eps = arg(a, k, 2, "weight"), arg(a, k, 3, "bias"), arg(a, k, 4, "eps", 1e-5)
+    if len(shape.v if hasattr(shape, "v") else shape) != 1:
+        raise Refusal(f"no rule for F.layer_norm over {len(shape)} dimensions at {e.where}; no file written")
+    x = e.cf(x)
+    y = f"({x} - {x}.mean(-1, keepdims=True)) * jax.lax.rsqrt({x}.var(-1, keepdims=True) + {e.lit(eps)})"
+    y += "" if w is None else f" * {e.wrap(e.cf(w))}"
+    y += "" if b is None else f" + {e.wrap(e.cf(b))}"
+    return y, False
+
+
 @rule("embedding")
 def _embedding(e, a, k):
     return f"{e.wrap(e.cf(a[1]))}[{e.cf(a[0])}]", False
@@ -115,7 +128,8 @@ def adaptive(e, kind, x, n, size):
     out = tuple(s if o is None else o for s, o in zip(shape, _tuple(size, n)))
     if all(o == 1 for o in out):
         fn = "mean" if kind == "avg" else "max"
-        return f"jnp.{fn}({e.cl(x)}, axis={tuple(range(1, n + 1))}, keepdims=True)", True
+        axes = 1 if n == 1 else tuple(range(1, n + 1))
+        return f"jnp.{fn}({e.cl(x)}, axis={axes}, keepdims=True)", True
     if any(s % o for s, o in zip(shape, out)):
         raise Refusal(
             f"no rule for adaptive {kind} pooling from {tuple(shape)} to {out} (uneven windows) at {e.where}; "

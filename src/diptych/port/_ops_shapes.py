@@ -103,7 +103,11 @@ def _expand(e, a, k):
     x = a[0]
     sizes = a[1] if len(a) == 2 and isinstance(a[1], (tuple, list)) else a[1:]
     src, r, n = e.cf(x), e.rank(x), len(sizes)
-    out = [f"{src}.shape[{i - (n - r)}]" if (isinstance(s, int) and s == -1) else e.lit(s) for i, s in enumerate(sizes)]
+    keep = [isinstance(s, int) and s == -1 for s in sizes]
+    k = n - next((i for i, kept in enumerate(reversed(keep)) if not kept), n)  # the trailing -1s
+    if k < n and n == r and k > 0:
+        return f"jnp.broadcast_to({src}, ({', '.join(e.lit(s) for s in sizes[:k])}, *{src}.shape[{k}:]))", False
+    out = [f"{src}.shape[{i - (n - r)}]" if kept else e.lit(s) for i, (s, kept) in enumerate(zip(sizes, keep))]
     return f"jnp.broadcast_to({src}, ({', '.join(out)}{',' if n == 1 else ''}))", False
 
 

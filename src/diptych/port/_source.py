@@ -28,11 +28,18 @@ ALIASES = [
     {"bias", "use_bias"},
     {"num_layers", "n_layers", "n_layer", "layers", "depth"},
     {"num_heads", "n_head", "n_heads", "heads", "nhead"},
-    {"kernel_size", "kernel", "k", "ks"},
-    {"in_channels", "in_features", "cin", "c_in", "in_ch", "in_dim", "inplanes", "input_dim", "in_size", "input_size"},
+    {"kernel_size", "kernel", "k", "ks", "patch_size", "patch"},
+    {"stride", "patch_size", "patch"},
+    {"in_channels", "in_features", "cin", "c_in", "in_ch", "in_chans", "in_dim", "inplanes", "input_dim", "input_size"},
     {"out_channels", "out_features", "cout", "c_out", "out_ch", "out_dim", "planes", "output_dim", "num_classes"},
     {"out_features", "out_channels", "classes", "num_classes", "n_classes"},
+    {"num_embeddings", "vocab_size", "vocab", "n_vocab", "block_size", "max_len", "n_positions", "num_patches"},
 ]
+WIDTHS = {"n_embd", "d_model", "embed_dim", "embedding_dim", "dim", "hidden_dim", "width", "emb_dim", "hidden_size"}
+WIDTHS |= {"hidden", "channels", "n_channels", "hidden_channels"}
+for _g in ALIASES[-5:-1]:
+    _g |= WIDTHS  # a model's width fills a layer's in and out sizes
+ALIASES.append(WIDTHS | {"normalized_shape", "ndim", "num_features", "num_channels"})
 
 
 def _similar(name: str, hint: str) -> bool:
@@ -71,21 +78,34 @@ def _get(scope: dict, expr: str):
     return getattr(v, field, MISSING) if field and v is not MISSING else v
 
 
+def _overlap(name: str, hint: str) -> int:
+    """Words two names share (``channels_hidden`` and ``hidden_dim``: 1)."""
+    words = lambda t: {w for w in t.rsplit(".", 1)[-1].lower().split("_") if w not in ("", "n", "num")}  # noqa: E731
+    return len(words(name) & words(hint))
+
+
 def candidates(scope: dict, hint: str, v, derived: bool = False) -> list[tuple[str, object]]:
-    """Expressions of the arguments in ``scope`` that give ``v``: ``(text, getter)``, best first. An argument
-    whose name is unlike the slot's is offered only for a distinctive value (an int >= 8), or with ``derived``
-    (several instances with different values vouch for it); so are products and quotients."""
+    """Expressions of the arguments in ``scope`` that give ``v``: ``(text, getter)``, best first: an argument
+    named like the slot, one sharing a word with it, ``k * width``; and only with ``derived`` (several
+    instances with different values vouch for it) any other argument, product or quotient."""
     names = _names(scope)
-    names = [n for n in names if _similar(n[0], hint)] + [n for n in names if not _similar(n[0], hint)]
-    loose = derived or (isinstance(v, int) and not isinstance(v, bool) and v >= 8)
-    out = [
-        (n, lambda s, n=n: _get(s, n))
-        for n, x in names
-        if _same(x, v) and (_similar(n, hint) or (loose and not _special(v)))
-    ]
+    direct = [(n, lambda s, n=n: _get(s, n)) for n, x in names if _same(x, v)]
+    out = [c for c in direct if _similar(c[0], hint)]
+    if not _special(v):
+        near = [c for c in direct if not _similar(c[0], hint) and _overlap(c[0], hint)]
+        out += sorted(near, key=lambda c: -_overlap(c[0], hint))
+    ints = [(n, x) for n, x in names if isinstance(x, int) and not isinstance(x, bool) and x >= 1]
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 2:  # k * width, with a width-like name
+        for k in (2, 3, 4, 8):
+            out += [
+                (f"{k} * {n}", lambda s, n=n, k=k: _mul(_get(s, n), k))
+                for n, x in ints
+                if x * k == v and _similar(n, hint)
+            ]
+    if derived and not _special(v):
+        out += [c for c in direct if c not in out]
     if derived and isinstance(v, int) and not isinstance(v, bool) and v >= 2:
-        ints = [(n, x) for n, x in names if isinstance(x, int) and not isinstance(x, bool) and x >= 1]
-        for k in (2, 3, 4):
+        for k in (2, 3, 4, 8):
             out += [(f"{k} * {n}", lambda s, n=n, k=k: _mul(_get(s, n), k)) for n, x in ints if x * k == v]
         for n1, x1 in ints:
             for n2, x2 in ints:
@@ -127,8 +147,13 @@ def literal(v, dataclasses_seen: dict) -> str:
 
 
 def resolve(values: list, scopes: list, hint: str, seen: dict) -> str | None:
-    """The expression for one slot over a class's instances, or None when they cannot share one."""
+    """The expression for one slot over a class's instances, or None when they cannot share one. An optional
+    keyword's slot (``hint`` is ``(name, default)``) that has its default everywhere is the default."""
     v0 = values[0]
+    if isinstance(hint, tuple):
+        hint, default = hint
+        if all(_same(v, default) or (v == default and not isinstance(v, bool)) for v in values):
+            return literal(default, seen)
     varies = any(not _same(v, v0) for v in values)
     for text, get in candidates(scopes[0], hint, v0, varies):
         if all(_same(get(s), v) for s, v in zip(scopes, values)):
