@@ -80,10 +80,12 @@ def port():
     """Port your own model: convert weights torch <-> Flax NNX and prove the two agree."""
 
 
-def _run_check(tm, nm, inputs, train, steps, optimizer, lr, jax_layout, as_json) -> int:
+def _run_check(tm, nm, inputs, train, steps, optimizer, lr, jax_layout, as_json, flatten="auto") -> int:
     from diptych.port import check
 
-    report = check(tm, nm, inputs, train=train, steps=steps, optimizer=optimizer, lr=lr, jax_layout=jax_layout)
+    report = check(
+        tm, nm, inputs, train=train, steps=steps, optimizer=optimizer, lr=lr, jax_layout=jax_layout, flatten=flatten
+    )
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     else:
@@ -119,6 +121,14 @@ _layout = click.option(
     show_default=True,
     help="auto: image inputs move channels-last when the model has convs.",
 )
+_flatten = click.option(
+    "--flatten",
+    type=click.Choice(["auto", "channels-last", "same"]),
+    default="auto",
+    show_default=True,
+    help="The order the Linear after a conv stack reads: auto (H, W, C when the NNX twin has convs); same: "
+    "torch's (C, H, W), as `port translate`'s models flatten.",
+)
 
 
 @port.command("check")
@@ -138,9 +148,12 @@ _layout = click.option(
 )
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), callback=_finite, default=1e-2, show_default=True)
 @_layout
+@_flatten
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def check_cmd(torch_factory, jax_factory, shapes, dtype, vocab, train, steps, optimizer, lr, jax_layout, seed, as_json):
+def check_cmd(
+    torch_factory, jax_factory, shapes, dtype, vocab, train, steps, optimizer, lr, jax_layout, flatten, seed, as_json
+):
     """Copy the torch model's weights into the NNX model and compare outputs, gradients and N steps.
 
     Exit 0: within diptych's parity bounds; 1: not (the first diverging layer and a hint are printed).
@@ -151,7 +164,7 @@ def check_cmd(torch_factory, jax_factory, shapes, dtype, vocab, train, steps, op
         raise DiptychError("give at least one --input SHAPE, e.g. --input 2,3,32,32")
     inputs = _inputs(shapes, dtype, seed, vocab)
     tm, nm = factory.load(torch_factory, "torch", seed), factory.load(jax_factory, "jax", seed)
-    return _run_check(tm, nm, inputs, train, steps, optimizer, lr, jax_layout, as_json)
+    return _run_check(tm, nm, inputs, train, steps, optimizer, lr, jax_layout, as_json, flatten)
 
 
 def _WEIGHTS():
@@ -170,8 +183,9 @@ def _WEIGHTS():
 @_dtype
 @_vocab
 @_layout
+@_flatten
 @click.option("--no-check", is_flag=True, help="Skip the parity check of the converted pair.")
-def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_layout, no_check):
+def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_layout, flatten, no_check):
     """SRC .pt/.safetensors -> DST .msgpack (Flax NNX state), or back; the round trip is checked bit-exact."""
     import torch
     from flax import nnx, serialization
@@ -192,7 +206,7 @@ def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_
         except Exception as e:
             raise DiptychError(f"{src} is not a Flax state of this NNX model ({type(e).__name__})") from None
         nnx.update(nm, state)
-        mapping = convert(nm, tm, inputs=inputs, jax_layout=jax_layout)
+        mapping = convert(nm, tm, inputs=inputs, jax_layout=jax_layout, flatten=flatten)
         sd = {k: v.detach().clone() for k, v in tm.state_dict().items()}
         if dst.suffix == ".safetensors":
             from safetensors.torch import save_file
@@ -202,19 +216,19 @@ def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_
         else:
             atomic_write(dst, load_backend("torch").weights.to_bytes(sd))
         back = factory.load(jax_factory, "jax", 1)
-        convert(tm, back, mapping, inputs=inputs, jax_layout=jax_layout)
+        convert(tm, back, mapping, inputs=inputs, jax_layout=jax_layout, flatten=flatten)
         a, b = nnx.to_pure_dict(nnx.state(nm, _WEIGHTS())), nnx.to_pure_dict(nnx.state(back, _WEIGHTS()))
     else:
         try:
             tm.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in read_tensors(src).items()})
         except RuntimeError as e:
             raise DiptychError(f"{src} does not fit {torch_factory}: {str(e).splitlines()[0]}") from None
-        mapping = convert(tm, nm, inputs=inputs, jax_layout=jax_layout)
+        mapping = convert(tm, nm, inputs=inputs, jax_layout=jax_layout, flatten=flatten)
         data = serialization.msgpack_serialize(nnx.to_pure_dict(nnx.state(nm, _WEIGHTS())))
         with atomic_path(dst) as tmp:
             Path(tmp).write_bytes(data)
         back = factory.load(torch_factory, "torch", 1)
-        convert(nm, back, mapping, inputs=inputs, jax_layout=jax_layout)
+        convert(nm, back, mapping, inputs=inputs, jax_layout=jax_layout, flatten=flatten)
         a, b = tm.state_dict(), back.state_dict()
         a = {k: v.numpy() for k, v in a.items() if not k.endswith("num_batches_tracked")}
         b = {k: v.numpy() for k, v in b.items() if not k.endswith("num_batches_tracked")}
@@ -236,7 +250,7 @@ def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_
         return 0
     if inputs is None:
         raise DiptychError("the check needs --input SHAPE (or pass --no-check)")
-    return _run_check(tm, nm, inputs, False, 0, "sgd", 1e-2, jax_layout, False)
+    return _run_check(tm, nm, inputs, False, 0, "sgd", 1e-2, jax_layout, False, flatten)
 
 
 @port.command("export")

@@ -1,14 +1,22 @@
-"""(private, imports torch) Runs of calls through an ``nn.Sequential`` or an ``nn.ModuleList``, written as one
-call of the ``nnx.Sequential`` or a ``for`` loop over the ``nnx.List`` when no transpose is needed between
-their elements (each element is first written on its own, in a scratch emitter, to see)."""
+"""(private, imports torch) Runs and tuples in an emitted ``__call__``.
+
+* Runs of calls through an ``nn.Sequential`` or an ``nn.ModuleList``, written as one call of the
+  ``nnx.Sequential`` or a ``for`` loop over the ``nnx.List`` when no transpose is needed between their
+  elements (each element is first written on its own, in a scratch emitter, to see).
+* A tuple whose items are only indexed by constants, unpacked where it is made: ``q, k, v = jnp.split(...)``,
+  ``_, (h_n, _) = self.rnn(x)``, named as the torch line names them.
+"""
 
 from __future__ import annotations
 
+import operator
 import re
 
+import torch
 import torch.fx as fx
 from torch import nn
 
+from diptych.port import _fx
 from diptych.port._fx import source_line
 from diptych.port._ops import Alias, Val
 
@@ -20,7 +28,7 @@ def join(a: str, b: str) -> str:
 def find(e, n) -> list | None:
     """The calls ``P.0``, ``P.1``, ... of a whole container ``P``, each taking only the previous output."""
     prefix, _, idx = n.target.rpartition(".")
-    if idx != "0" or not prefix or n.kwargs or len(n.args) != 1 or not isinstance(n.args[0], fx.Node):
+    if idx != "0" or not prefix or not n.args or not isinstance(n.args[0], fx.Node) or not _constants(n):
         return None
     cont = e.m.get_submodule(prefix)
     if not isinstance(cont, (nn.Sequential, nn.ModuleList)) or len(cont) < 2:
@@ -31,11 +39,19 @@ def find(e, n) -> list | None:
         if len(users) != 1:
             return None
         nxt = users[0]
-        if nxt.op != "call_module" or nxt.target != f"{prefix}.{j}" or nxt.args != (cur,) or nxt.kwargs:
+        if nxt.op != "call_module" or nxt.target != f"{prefix}.{j}" or nxt.args[:1] != (cur,) or not _constants(nxt):
             return None
         run.append(nxt)
         cur = nxt
     return run
+
+
+def _constants(n) -> bool:
+    """Every argument after the first is a constant (a child traced with it needs no argument for it)."""
+    rest = [*n.args[1:], *n.kwargs.values()]
+    return not any(isinstance(x, fx.Node) for x in fx.node.map_aggregate(rest, lambda a: a) if True) and not any(
+        isinstance(y, fx.Node) for x in rest for y in (x if isinstance(x, (tuple, list)) else [x])
+    )
 
 
 def scratch(e, node, value, cl: bool):
@@ -111,3 +127,56 @@ def singular(name: str, e) -> str:
     s = name[:-1] if name.endswith("s") and len(name) > 2 else "block"
     s = s if s.isidentifier() and s not in e.names else "block"
     return e.fresh(s)
+
+
+def unpack(e, n, expr, v, cl):
+    """``a, (b, _) = expr``: a tuple whose items are only indexed by constants, named by the torch line."""
+    used = [u for u in n.users if u.target is operator.getitem]
+    if isinstance(v, torch.Size) and len(used) == 1:  # one size: t = x.shape[1]
+        u = used[0]
+        tg = _fx.targets(u)
+        name = tg[0] if tg and len(tg) == 1 else tg[u.args[1]] if tg and len(tg) == len(v) else None
+        e.sizes += name is None
+        base = name or f"n{e.sizes - 1}"
+        e.env[u] = e.line(f"{e.wrap(expr)}[{u.args[1]}]", u.meta.get("value"), False, base, named=False)
+        e.env[n] = Val(None, v)
+        return
+
+    def pattern(node, value, flags, base):
+        users = {u.args[1]: u for u in node.users if u.target is operator.getitem}
+        tgs = [_fx.targets(u) for u in users.values()]
+        named = tgs[0] if tgs and all(t == tgs[0] for t in tgs) and tgs[0] and len(tgs[0]) == len(value) else None
+        parts = []
+        for i in range(len(value)):
+            u = users.get(i % len(value)) or users.get(i - len(value))
+            f = flags[i] if isinstance(flags, tuple) else False
+            if u is None:
+                parts.append("_")
+                continue
+            sub = u.meta.get("value")
+            if (
+                isinstance(sub, (tuple, list))
+                and u.users
+                and all(w.target is operator.getitem and isinstance(w.args[1], int) for w in u.users)
+            ):
+                e.env[u] = Val(None, sub, f)  # its items are named by the pattern
+                parts.append("(" + pattern(u, sub, f, f"{base}{i}") + ")")
+                continue
+            own = _fx.targets(u)
+            if named is not None and named[i] != "_":
+                name = e._take(named[i])
+            elif own and len(own) == 1:
+                name = e._take(own[0])
+            elif isinstance(value, torch.Size):
+                name = e._size_name()
+            else:
+                name = e.fresh(f"{base}{i}")
+            e.env[u] = Val(name, sub, f)
+            e.holder[name] = e.env[u]
+            e.bound.setdefault(name, set()).add(u)
+            parts.append(name)
+        return ", ".join(parts) + ("," if len(parts) == 1 else "")
+
+    base = n.target.split(".")[-1] if n.op == "call_module" else n.name
+    e.env[n] = Val(None, v, cl)
+    e.lines.append(f"{pattern(n, v, cl, base)} = {expr}")

@@ -77,7 +77,10 @@ class Emitter:
         return s if atomic(s) else f"({s})"
 
     def binop(self, x, op, y) -> str:
-        return f"{self.wrap(self.lit(x))} {op} {self.wrap(self.lit(y))}"
+        a, b = self.lit(x), self.lit(y)
+        if op == "+" and "0" in (a, b):  # pos + t with pos = 0
+            return b if a == "0" else a
+        return f"{self.wrap(a)} {op} {self.wrap(b)}"
 
     def fresh(self, base: str) -> str:
         base = re.sub(r"\W", "_", base).strip("_") or "v"
@@ -212,7 +215,9 @@ class Emitter:
             if n.op == "output":
                 self._return(n)
             elif n.op == "get_attr":
-                self.env[n] = Val(f"{self.cx.attr(self.t, n.target)}[...]", n.meta.get("value"))
+                expr = self.cx.attr(self.t, n.target)
+                expr = expr if expr.endswith(("[...]", "[...].T")) else f"{expr}[...]"
+                self.env[n] = Val(expr, n.meta.get("value"))
             elif n.op == "call_module" and (chain := _chains.find(self, n)) is not None and _chains.emit(self, chain):
                 skip.update(chain)
             else:
@@ -270,7 +275,7 @@ class Emitter:
             return f"{self.wrap(a[0].expr)}[{self.index(i)}]", cl
         rule = _ops.RULES.get(name)
         if rule is None:
-            what = f"torch.{name}" if n.op == "call_function" and ns == "torch" else f".{name}()"
+            what = _display(n.target) if n.op == "call_function" and ns == "torch" else f".{name}()"
             if ns == "op":
                 what = f"operator {name}"
             raise Refusal(f"no rule for {what} at {self.where}; no file written")
@@ -343,61 +348,7 @@ class Emitter:
         return [x]
 
     def _unpack(self, n, expr, v, cl):
-        """``a, (b, _) = expr``: a tuple whose items are only indexed by constants, named by the torch line."""
-        used = [u for u in n.users if u.target is operator.getitem]
-        if isinstance(v, torch.Size) and len(used) == 1:  # one size: t = x.shape[1]
-            u = used[0]
-            tg = _fx.targets(u)
-            name = tg[u.args[1]] if tg and len(tg) == len(v) else None
-            self.sizes += name is None
-            base = name or f"n{self.sizes - 1}"
-            self.env[u] = self.line(f"{self.wrap(expr)}[{u.args[1]}]", u.meta.get("value"), False, base, named=False)
-            self.env[n] = Val(None, v)
-            return
-
-        def pattern(node, value, flags, base):
-            users = {u.args[1]: u for u in node.users if u.target is operator.getitem}
-            tgs = [_fx.targets(u) for u in users.values()]
-            named = tgs[0] if tgs and all(t == tgs[0] for t in tgs) and tgs[0] and len(tgs[0]) == len(value) else None
-            parts = []
-            for i in range(len(value)):
-                u = users.get(i % len(value)) or users.get(i - len(value))
-                f = flags[i] if isinstance(flags, tuple) else False
-                if u is None:
-                    parts.append("_")
-                    continue
-                sub = u.meta.get("value")
-                if (
-                    isinstance(sub, (tuple, list))
-                    and u.users
-                    and all(w.target is operator.getitem and isinstance(w.args[1], int) for w in u.users)
-                ):
-                    self.env[u] = Val(None, sub, f)  # its items are named by the pattern
-                    parts.append("(" + pattern(u, sub, f, f"{base}{i}") + ")")
-                    continue
-                own = _fx.targets(u)
-                if named is not None and named[i] != "_":
-                    name = self._take(named[i])
-                elif own and len(own) == 1:
-                    name = self._take(own[0])
-                elif isinstance(value, torch.Size):
-                    name = self._size_name()
-                else:
-                    name = self.fresh(f"{base}{i}")
-                self.env[u] = Val(name, sub, f)
-                self.holder[name] = self.env[u]
-                self.bound.setdefault(name, set()).add(u)
-                parts.append(name)
-            return ", ".join(parts) + ("," if len(parts) == 1 else "")
-
-        base = n.target.split(".")[-1] if n.op == "call_module" else n.name
-        self.env[n] = Val(None, v, cl)
-        self.lines.append(f"{pattern(n, v, cl, base)} = {expr}")
-
-    def _size_name(self) -> str:
-        name = self.fresh(f"n{self.sizes}")
-        self.sizes += 1
-        return name
+        _chains.unpack(self, n, expr, v, cl)
 
     def _return(self, n):
         out_cl = []
@@ -429,6 +380,19 @@ def function_form(cx, m, value) -> str:
     sub.holder, sub.names = {"x": x}, {"x"}
     out = _layers.call_function_layer(sub, m, [x], {})
     return "x" if isinstance(out, Alias) else out[0]
+
+
+def _display(target) -> str:
+    """``torch.fft.rfft`` for the function object ``torch._C._fft.fft_rfft``."""
+    import torch.nn.functional as F
+
+    spaces = [("torch.nn.functional", F), ("torch.fft", torch.fft), ("torch.linalg", torch.linalg)]
+    spaces += [("torch.special", torch.special), ("torch", torch)]
+    for prefix, space in spaces:
+        for name in dir(space):
+            if getattr(space, name, None) is target:
+                return f"{prefix}.{name}"
+    return f"torch.{getattr(target, '__name__', target)}"
 
 
 def _without_dead(lines: list[str]) -> list[str]:

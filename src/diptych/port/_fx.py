@@ -132,7 +132,8 @@ class _Tracer(fx.Tracer):
     def __init__(self, root: nn.Module, rules, values: dict):
         super().__init__(autowrap_modules=(__import__("math"),))
         self.root_, self.rules, self.values = root, rules, values
-        self.calls: list[tuple[str, list, dict]] = []  # user-class children called: (path, args, kwargs)
+        self.calls: list[tuple[str, list, dict]] = []
+        self.consts: dict = {}  # user-class children called: (path, args, kwargs)
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         if m is self.root_ or isinstance(m, CONTAINERS):
@@ -152,8 +153,10 @@ class _Tracer(fx.Tracer):
         return p
 
     def _compute(self, kind, target, a, k, node):
-        if kind == "placeholder":  # a constant argument (concrete_args) has none: fx checks it itself
-            return self.values.get(target)
+        if kind == "placeholder":  # a constant argument (concrete_args): its value, which fx's guard checks
+            if target in self.values:
+                return self.values[target]
+            return self.consts.get(re.sub(r"_\d+$", "", target))
         if kind == "get_attr":
             obj = self.root_
             for part in target.split("."):
@@ -219,6 +222,7 @@ def _trace_one(path: str, m: nn.Module, args: list, kwargs: dict) -> tuple[Trace
                 f"(pass the tensors separately); no file written"
             )
     tracer = _Tracer(m, None, tensors)
+    tracer.consts = consts
     try:
         graph = tracer.trace(m, concrete_args=consts or None)
     except DiptychError:

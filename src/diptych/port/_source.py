@@ -33,7 +33,17 @@ ALIASES = [
     {"in_channels", "in_features", "cin", "c_in", "in_ch", "in_chans", "in_dim", "inplanes", "input_dim", "input_size"},
     {"out_channels", "out_features", "cout", "c_out", "out_ch", "out_dim", "planes", "output_dim", "num_classes"},
     {"out_features", "out_channels", "classes", "num_classes", "n_classes"},
-    {"num_embeddings", "vocab_size", "vocab", "n_vocab", "block_size", "max_len", "n_positions", "num_patches"},
+    {
+        "num_embeddings",
+        "vocab_size",
+        "vocab",
+        "n_vocab",
+        "block_size",
+        "max_len",
+        "n_positions",
+        "num_patches",
+        "context",
+    },
 ]
 WIDTHS = {"n_embd", "d_model", "embed_dim", "embedding_dim", "dim", "hidden_dim", "width", "emb_dim", "hidden_size"}
 WIDTHS |= {"hidden", "channels", "n_channels", "hidden_channels"}

@@ -251,19 +251,19 @@ def source_of(model, inputs, calls, jax_layout: bool, origin: str) -> tuple[str,
     w.emit("", top_cl)
     w.emit_inits()
     shapes = ", ".join(str(tuple(x.shape)) for x in inputs)
-    layout = (
-        "it takes channels-last maps (B, *spatial, C) and keeps them so inside"
-        if jax_layout and spatial
-        else "it takes the torch model's layout; convolutions see channels-last maps inside"
-        if spatial
-        else "it takes the torch model's inputs"
-    )
+    if jax_layout and spatial:
+        layout, flags = "it takes channels-last maps (B, *spatial, C) and keeps them so inside", "--flatten same"
+    elif spatial:
+        layout = "it takes the torch model's layout; convolutions see channels-last maps inside"
+        flags = "--jax-layout same --flatten same"
+    else:
+        layout, flags = "it takes the torch model's inputs", ""
     header = (
         f"{type(model).__name__} in Flax NNX, translated from the PyTorch model {origin} by `diptych port translate`."
         f"\n\n"
         + textwrap.fill(
             f"Traced on inputs of shape {shapes}; {layout}. Every layer sits at its torch attribute path, so "
-            f"`diptych port convert` moves the torch weights in with no mapping file.",
+            f"`{('diptych port convert ' + flags).strip()}` moves the torch weights in with no mapping file.",
             100,
         )
         + "\n"
