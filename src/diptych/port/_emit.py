@@ -282,8 +282,26 @@ class Emitter:
         return rule(self, a, k)
 
     def _emit(self, n):
+        if n.op == "call_function" and n.target is operator.setitem:
+            self._setitem(n)
+            return
         out = self._rule(n)
         self._bind(n, out)
+
+    def _setitem(self, n):
+        """``x[idx] = v`` in torch changes ``x`` for every later use: ``x = x.at[idx].set(v)`` rebinds its name."""
+        a, _ = self._args(n)
+        x, idx, value = a
+        if not self.is_tensor(x):
+            raise Refusal(f"no rule for item assignment to a {type(x.v).__name__} at {self.where}; no file written")
+        src = self.cf(x)
+        held = self.holder.get(src)
+        if not src.isidentifier() or held is None:
+            raise Refusal(f"no rule for item assignment to this value at {self.where}; no file written")
+        self.lines.append(f"{src} = {src}.at[{self.index(idx)}].set({self.lit(value)})")
+        self.env[n.args[0]] = held  # later uses of the tensor read the new value
+        for key in [k for k in self.cache if k[0] in (id(x), id(held))]:
+            del self.cache[key]
 
     def _bind(self, n, out):
         if isinstance(out, Alias):

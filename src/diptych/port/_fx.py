@@ -68,6 +68,9 @@ class _Proxy(fx.Proxy):
     def __len__(self):
         return len(self._value)
 
+    def __setitem__(self, idx, value):  # x[:, 0] = 0: recorded (and done on the value), written as x.at[...].set
+        self.tracer.create_proxy("call_function", operator.setitem, (self, idx, value), {})
+
     def __index__(self):
         return operator.index(self._value)
 
@@ -170,7 +173,8 @@ class _Tracer(fx.Tracer):
         if kind == "call_method":
             return getattr(a[0], target)(*a[1:], **k)
         if kind == "call_function":
-            return target(*a, **k)
+            out = target(*a, **k)
+            return a[0] if target is operator.setitem else out
         return None
 
     def to_bool(self, obj) -> bool:
@@ -213,6 +217,32 @@ def _bind(m: nn.Module, args: list, kwargs: dict) -> tuple[dict, dict]:
     return tensors, consts
 
 
+CREATION = ("ones", "zeros", "full", "empty")  # torch.ones(t, t): sizes from a shape, which fx cannot pass
+
+
+@contextlib.contextmanager
+def _creation(tracer):
+    """``torch.ones(T, T)`` with traced sizes: recorded as a call (fx's own proxies stop at the argument parser)."""
+    saved = {name: getattr(torch, name) for name in CREATION}
+
+    def wrap(fn):
+        def call(*args, **kwargs):
+            flat = [*args, *[y for x in args if isinstance(x, (tuple, list)) for y in x], *kwargs.values()]
+            if any(isinstance(a, fx.Proxy) for a in flat):
+                return tracer.create_proxy("call_function", fn, args, kwargs)
+            return fn(*args, **kwargs)
+
+        return call
+
+    for name, fn in saved.items():
+        setattr(torch, name, wrap(fn))
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch, name, fn)
+
+
 def _trace_one(path: str, m: nn.Module, args: list, kwargs: dict) -> tuple[Traced, list]:
     tensors, consts = _bind(m, args, kwargs)
     for name, v in tensors.items():
@@ -224,7 +254,8 @@ def _trace_one(path: str, m: nn.Module, args: list, kwargs: dict) -> tuple[Trace
     tracer = _Tracer(m, None, tensors)
     tracer.consts = consts
     try:
-        graph = tracer.trace(m, concrete_args=consts or None)
+        with _creation(tracer):
+            graph = tracer.trace(m, concrete_args=consts or None)
     except DiptychError:
         raise
     except Exception as e:  # fx cannot follow this code: one line naming it

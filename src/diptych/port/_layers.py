@@ -207,7 +207,7 @@ class MultiheadAttention(Layer):
                 raise Refusal(f"no rule for a {e.rank(mask)}-d attn_mask at {e.where}; no file written")
             # torch's boolean masks are True where attention is blocked; NNX's are True where it is allowed
             m_ = e.cf(mask)
-            masks.append(f"~{e.wrap(m_)}" if what == "attn_mask" else f"~{e.wrap(m_)}[:, None, None, :]")
+            masks.append(f"~{e.wrap(m_)}[None, None]" if what == "attn_mask" else f"~{e.wrap(m_)}[:, None, None, :]")
         call_kw = ""
         if masks:
             call_kw = f", mask={masks[0]}" if len(masks) == 1 else f", mask=nnx.combine_masks({', '.join(masks)})"

@@ -159,7 +159,7 @@ def _chunk(e, a, k):
 @rule("unbind")
 def _unbind(e, a, k):
     d = arg(a, k, 1, "dim", 0) % e.rank(a[0])
-    return f"tuple(jnp.moveaxis({e.cf(a[0])}, {d}, 0))", False
+    return f"jnp.unstack({e.cf(a[0])}, axis={d})", False
 
 
 def _join(fn):
@@ -219,7 +219,7 @@ def _full(fn):
         fill = ""
         if fn == "full":
             shape, fill = a[0], f", {e.lit(a[1])}"
-        return f"jnp.{fn}(({', '.join(e.lit(s) for s in shape)},){fill}{_dtype_kw(e, k)})", False
+        return f"jnp.{fn}({e.lit(tuple(shape))}{fill}{_dtype_kw(e, k)})", False
 
     return f
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import importlib.util
 import re
 import sys
@@ -258,30 +259,30 @@ def source_of(model, inputs, calls, jax_layout: bool, origin: str) -> tuple[str,
         flags = "--jax-layout same --flatten same"
     else:
         layout, flags = "it takes the torch model's inputs", ""
-    header = (
+    title = (
         f"{type(model).__name__} in Flax NNX, translated from the PyTorch model {origin} by `diptych port translate`."
-        f"\n\n"
-        + textwrap.fill(
-            f"Traced on inputs of shape {shapes}; {layout}. Every layer sits at its torch attribute path, so "
-            f"`{('diptych port convert ' + flags).strip()}` moves the torch weights in with no mapping file.",
-            100,
-        )
-        + "\n"
     )
+    convert = ("diptych port convert " + flags).strip()
+    body = (
+        f"Traced on inputs of shape {shapes}; {layout}. Every layer sits at its torch attribute path, so "
+        f"`{convert}` moves the torch weights in with no mapping file."
+    )
+    header = textwrap.fill(title, 100) + "\n\n" + textwrap.fill(body, 100) + "\n"
     source, classes = assemble(w, model, header)
     return _source.ruff_format(source), classes
 
 
 def load_source(source: str, tag: str):
-    """Import the translated source (a private module) and return its ``nnx_model`` factory."""
-    folder = Path(tempfile.mkdtemp(prefix="diptych-translate-"))
-    path = folder / f"{tag}_nnx.py"
-    path.write_text(source)
-    name = f"_diptych_translated_{tag}_{abs(hash(source))}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    """Import the translated source (a private module, from a temporary file removed once it is imported)
+    and return its ``nnx_model`` factory."""
+    name = f"_diptych_translated_{tag}_{hashlib.sha1(source.encode()).hexdigest()[:12]}"
+    with tempfile.TemporaryDirectory(prefix="diptych-translate-") as folder:
+        path = Path(folder) / f"{tag}_nnx.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
     return module.nnx_model
 
 
