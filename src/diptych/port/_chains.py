@@ -48,10 +48,9 @@ def find(e, n) -> list | None:
 
 def _constants(n) -> bool:
     """Every argument after the first is a constant (a child traced with it needs no argument for it)."""
-    rest = [*n.args[1:], *n.kwargs.values()]
-    return not any(isinstance(x, fx.Node) for x in fx.node.map_aggregate(rest, lambda a: a) if True) and not any(
-        isinstance(y, fx.Node) for x in rest for y in (x if isinstance(x, (tuple, list)) else [x])
-    )
+    found: list = []
+    fx.node.map_arg((n.args[1:], n.kwargs), found.append)
+    return not found
 
 
 def scratch(e, node, value, cl: bool):
@@ -93,7 +92,7 @@ def emit(e, chain) -> bool:
     e.node, e.where = chain[-1], source_line(chain[-1])
     v = chain[-1].meta.get("value")
     if isinstance(cont, nn.Sequential):
-        e.cx.sequential_fns(e.t, prefix, exprs, chain)
+        e.cx.sequential_fns(e.t, prefix, exprs)
         call = f"{attr}({src})"
         if prefix.split(".")[0] in e.optional:
             if start != cl:

@@ -110,7 +110,8 @@ class Writer:
             return bool(x.cl) and e.rank(x) >= 3
         return self.jax_layout and self.spatial > 0 and e.rank(x) == self.spatial + 2
 
-    def sequential_fns(self, t, prefix: str, exprs: list[str], chain) -> None:
+    def sequential_fns(self, t, prefix: str, exprs: list[str]) -> None:
+        """The weightless elements of a Sequential called as one run: the functions its run used."""
         path = _join(t.path, prefix)
         cont = t.module.get_submodule(prefix)
         fns = {}

@@ -132,9 +132,9 @@ def targets(node: fx.Node) -> list[str] | None:
 
 
 class _Tracer(fx.Tracer):
-    def __init__(self, root: nn.Module, rules, values: dict):
+    def __init__(self, root: nn.Module, values: dict):
         super().__init__(autowrap_modules=(__import__("math"),))
-        self.root_, self.rules, self.values = root, rules, values
+        self.root_, self.values = root, values
         self.calls: list[tuple[str, list, dict]] = []
         self.consts: dict = {}  # user-class children called: (path, args, kwargs)
 
@@ -251,7 +251,7 @@ def _trace_one(path: str, m: nn.Module, args: list, kwargs: dict) -> tuple[Trace
                 f"no rule for a tuple of tensors as the argument {name!r} of {type(m).__name__}.forward "
                 f"(pass the tensors separately); no file written"
             )
-    tracer = _Tracer(m, None, tensors)
+    tracer = _Tracer(m, tensors)
     tracer.consts = consts
     try:
         with _creation(tracer):

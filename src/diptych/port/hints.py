@@ -142,7 +142,7 @@ def hints_for(
 
 
 PACKING = (
-    "packed in_proj_weight: torch's MultiheadAttention keeps q, k and v in one in_proj_weight (3E, E), "
+    "attention packing: torch's MultiheadAttention keeps q, k and v in one packed in_proj_weight (3E, E), "
     "[W_q; W_k; W_v] on dim 0, where nnx.MultiHeadAttention has separate query, key and value kernels "
     "(E, heads, E // heads): query.kernel = W_q.T.reshape(E, heads, E // heads), and likewise for key and "
     "value (diptych.port.convert does it)"
