@@ -102,9 +102,12 @@ def as_written(run: dict, objective: Objective) -> dict:
     }
 
 
-def summarize(task_name: str, bursts: dict[str, list[dict]], runs: dict[str, dict]) -> dict:
-    """Medians, spreads, MFU and ratios from raw bursts and full runs (all kept in the result)."""
-    task = get_task(task_name)
+def summarize(
+    task_name: str, bursts: dict[str, list[dict]], runs: dict[str, dict], overrides: dict | None = None
+) -> dict:
+    """Medians, spreads, MFU and ratios from raw bursts and full runs (all kept in the result); ``overrides``:
+    the model's ``--set`` overrides (the FLOPs are those of the model that ran)."""
+    task = get_task(task_name).with_model_overrides(overrides)
     objective = task.objective
     task = objective.sized(task)  # a language model's FLOPs depend on its vocabulary: the default corpus's
     flops = train_flops(task.model)
@@ -129,6 +132,10 @@ def summarize(task_name: str, bursts: dict[str, list[dict]], runs: dict[str, dic
             "compile_seconds_median": statistics.median(b["compile_seconds"] for b in bs),
             "burst_peak_rss_mb": max(b["peak_rss_mb"] for b in bs),
         }
+        if hasattr(task.model, "seq_len"):  # a language model's sample is a window of seq_len characters
+            row["train_tps_median"] = row["train_sps_median"] * task.model.seq_len
+        if all(b.get("decode_tokens_per_second") for b in bs):
+            row["decode_tps_median"] = statistics.median(b["decode_tokens_per_second"] for b in bs)
         row["achieved_gflops"] = row["train_sps_median"] * flops / 1e9
         row["mfu"] = row["achieved_gflops"] / peak if peak else None
         kernels = next((b["profile"]["kernels"] for b in bs if (b.get("profile") or {}).get("kernels")), None)
@@ -172,6 +179,7 @@ def summarize(task_name: str, bursts: dict[str, list[dict]], runs: dict[str, dic
         "task": task.name,
         "target_accuracy": objective.target_accuracy,
         "train_flops_per_sample": flops,
+        "model_overrides": dict(overrides or {}),
         "matmul_peak_gflops": peak,
         "contestants": rows,
         "ratios": ratios,

@@ -11,7 +11,8 @@ import json
 import time
 
 from diptych.bench.contestants import EVALS_PER_EPOCH, SEED_NORMALIZE, SEED_RECIPE, apply_recipe
-from diptych.bench.measure import augmented_rate, kernels, profile_steps
+from diptych.bench.measure import augmented_rate, decode_rate, kernels, profile_steps
+from diptych.overrides import parse_sets
 from diptych.tasks import choose_augment, get_task
 
 
@@ -27,6 +28,7 @@ def burst(
     device: str = "auto",
     profile_dir: str | None = None,
     limit: int | None = None,
+    sets: tuple[str, ...] = (),
 ) -> dict:
     """Runs inside a fresh process: first-step time, steady throughput, eval throughput, matmul peak;
     with an image ``augment`` (OPS or ``default``) also the steady throughput with augmentation on;
@@ -36,7 +38,8 @@ def burst(
     from diptych.driver import train_batches
     from diptych.records import peak_rss_mb
 
-    task = apply_recipe(choose_augment(get_task(task_name), augment), recipe)
+    task = get_task(task_name).with_model_overrides(parse_sets(sets))  # --set: the model's sizes
+    task = apply_recipe(choose_augment(task, augment), recipe)
     task, data, facts = task.objective.load(task, data_dir, dataset=_dataset(task, data_dir, recipe, limit))
     backend = load_backend(framework)
     batches = train_batches(data, task.budget.batch_size, seed)
@@ -69,6 +72,7 @@ def burst(
     t2 = time.perf_counter()
     task.objective.evaluate(trainer, data, facts)
     eval_sps = len(data.y_test) / (time.perf_counter() - t2)
+    decode = {"decode_tokens_per_second": decode_rate(trainer, data)} if task.model.decodes_with_cache else {}
     return {
         "framework": framework,
         "compile_seconds": first,
@@ -80,6 +84,7 @@ def burst(
         "device": backend.train.device_name(),
         **({"augment": task.augment.describe(), "augmented_samples_per_second": aug_sps} if aug_sps else {}),
         **({"profile": profile} if profile else {}),
+        **decode,
     }
 
 
@@ -109,6 +114,7 @@ def train_run(
     augment: str | None = None,
     limit: int | None = None,
     epochs: int | None = None,
+    sets: tuple[str, ...] = (),
 ) -> dict:
     """Runs inside a fresh process: one full training run (``diptych train``'s driver) with diptych's or
     the seed recipe, evaluating every ``eval_every`` steps (``None``: ten times per epoch). ``limit`` and
@@ -132,6 +138,7 @@ def train_run(
         augment=augment,
         progress=False,
         eval_every=eval_every,
+        sets=tuple(sets),
         **overrides,
     )
     record = train_and_evaluate(config, out, dataset=dataset)
@@ -162,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-every", type=int)
     p.add_argument("--limit", type=int)
     p.add_argument("--epochs", type=int)
+    p.add_argument("--set", dest="sets", action="append", default=[])
     args = p.parse_args(argv)
     if args.train_run:
         record = train_run(
@@ -176,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
             args.augment,
             args.limit,
             args.epochs,
+            args.sets,
         )
     else:
         record = burst(
@@ -189,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
             device=args.device,
             profile_dir=args.profile_dir,
             limit=args.limit,
+            sets=args.sets,
         )
     print(json.dumps(record))
 
