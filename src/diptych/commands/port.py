@@ -80,10 +80,12 @@ def port():
     """Port your own model: convert weights torch <-> Flax NNX and prove the two agree."""
 
 
-def _run_check(tm, nm, inputs, train, steps, optimizer, lr, jax_layout, as_json) -> int:
+def _run_check(tm, nm, inputs, train, steps, optimizer, lr, jax_layout, as_json, flatten="auto") -> int:
     from diptych.port import check
 
-    report = check(tm, nm, inputs, train=train, steps=steps, optimizer=optimizer, lr=lr, jax_layout=jax_layout)
+    report = check(
+        tm, nm, inputs, train=train, steps=steps, optimizer=optimizer, lr=lr, jax_layout=jax_layout, flatten=flatten
+    )
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     else:
@@ -119,6 +121,14 @@ _layout = click.option(
     show_default=True,
     help="auto: image inputs move channels-last when the model has convs.",
 )
+_flatten = click.option(
+    "--flatten",
+    type=click.Choice(["auto", "channels-last", "same"]),
+    default="auto",
+    show_default=True,
+    help="The order the Linear after a conv stack reads: auto (H, W, C when the NNX twin has convs); same: "
+    "torch's (C, H, W), as `port translate`'s models flatten.",
+)
 
 
 @port.command("check")
@@ -138,9 +148,12 @@ _layout = click.option(
 )
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), callback=_finite, default=1e-2, show_default=True)
 @_layout
+@_flatten
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def check_cmd(torch_factory, jax_factory, shapes, dtype, vocab, train, steps, optimizer, lr, jax_layout, seed, as_json):
+def check_cmd(
+    torch_factory, jax_factory, shapes, dtype, vocab, train, steps, optimizer, lr, jax_layout, flatten, seed, as_json
+):
     """Copy the torch model's weights into the NNX model and compare outputs, gradients and N steps.
 
     Exit 0: within diptych's parity bounds; 1: not (the first diverging layer and a hint are printed).
@@ -151,7 +164,7 @@ def check_cmd(torch_factory, jax_factory, shapes, dtype, vocab, train, steps, op
         raise DiptychError("give at least one --input SHAPE, e.g. --input 2,3,32,32")
     inputs = _inputs(shapes, dtype, seed, vocab)
     tm, nm = factory.load(torch_factory, "torch", seed), factory.load(jax_factory, "jax", seed)
-    return _run_check(tm, nm, inputs, train, steps, optimizer, lr, jax_layout, as_json)
+    return _run_check(tm, nm, inputs, train, steps, optimizer, lr, jax_layout, as_json, flatten)
 
 
 def _WEIGHTS():
@@ -170,8 +183,9 @@ def _WEIGHTS():
 @_dtype
 @_vocab
 @_layout
+@_flatten
 @click.option("--no-check", is_flag=True, help="Skip the parity check of the converted pair.")
-def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_layout, no_check):
+def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_layout, flatten, no_check):
     """SRC .pt/.safetensors -> DST .msgpack (Flax NNX state), or back; the round trip is checked bit-exact."""
     import torch
     from flax import nnx, serialization
@@ -192,7 +206,7 @@ def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_
         except Exception as e:
             raise DiptychError(f"{src} is not a Flax state of this NNX model ({type(e).__name__})") from None
         nnx.update(nm, state)
-        mapping = convert(nm, tm, inputs=inputs, jax_layout=jax_layout)
+        mapping = convert(nm, tm, inputs=inputs, jax_layout=jax_layout, flatten=flatten)
         sd = {k: v.detach().clone() for k, v in tm.state_dict().items()}
         if dst.suffix == ".safetensors":
             from safetensors.torch import save_file
@@ -202,19 +216,19 @@ def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_
         else:
             atomic_write(dst, load_backend("torch").weights.to_bytes(sd))
         back = factory.load(jax_factory, "jax", 1)
-        convert(tm, back, mapping, inputs=inputs, jax_layout=jax_layout)
+        convert(tm, back, mapping, inputs=inputs, jax_layout=jax_layout, flatten=flatten)
         a, b = nnx.to_pure_dict(nnx.state(nm, _WEIGHTS())), nnx.to_pure_dict(nnx.state(back, _WEIGHTS()))
     else:
         try:
             tm.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in read_tensors(src).items()})
         except RuntimeError as e:
             raise DiptychError(f"{src} does not fit {torch_factory}: {str(e).splitlines()[0]}") from None
-        mapping = convert(tm, nm, inputs=inputs, jax_layout=jax_layout)
+        mapping = convert(tm, nm, inputs=inputs, jax_layout=jax_layout, flatten=flatten)
         data = serialization.msgpack_serialize(nnx.to_pure_dict(nnx.state(nm, _WEIGHTS())))
         with atomic_path(dst) as tmp:
             Path(tmp).write_bytes(data)
         back = factory.load(torch_factory, "torch", 1)
-        convert(nm, back, mapping, inputs=inputs, jax_layout=jax_layout)
+        convert(nm, back, mapping, inputs=inputs, jax_layout=jax_layout, flatten=flatten)
         a, b = tm.state_dict(), back.state_dict()
         a = {k: v.numpy() for k, v in a.items() if not k.endswith("num_batches_tracked")}
         b = {k: v.numpy() for k, v in b.items() if not k.endswith("num_batches_tracked")}
@@ -236,7 +250,7 @@ def convert_cmd(src, dst, torch_factory, jax_factory, shapes, dtype, vocab, jax_
         return 0
     if inputs is None:
         raise DiptychError("the check needs --input SHAPE (or pass --no-check)")
-    return _run_check(tm, nm, inputs, False, 0, "sgd", 1e-2, jax_layout, False)
+    return _run_check(tm, nm, inputs, False, 0, "sgd", 1e-2, jax_layout, False, flatten)
 
 
 @port.command("export")
@@ -300,3 +314,57 @@ def port_export_cmd(torch_factory, out, shapes, dtype, vocab, weights, jax_facto
         )
     atomic_write(out, model)
     click.echo(f"{out}: verified with onnxruntime: " + ", ".join(f"max abs {d:.1e} vs {k}" for k, d in diffs.items()))
+
+
+@port.command("translate")
+@click.argument("torch_factory", metavar="FILE.py:FACTORY")
+@_input
+@_dtype
+@_vocab
+@click.option("--out", type=click.Path(dir_okay=False), help="The NNX source to write [default: FILE_nnx.py here].")
+@click.option("--train", is_flag=True, help="Check in training mode (BatchNorm batch statistics).")
+@click.option("--steps", type=click.IntRange(min=0), default=0, show_default=True, help="Optimizer steps to compare.")
+@click.option("--no-check", is_flag=True, help="Write the source without the check.")
+@click.option("--jax-layout", is_flag=True, help="Channels-last maps in and out (the transposes at the boundary).")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="sgd", show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), callback=_finite, default=1e-2, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def translate_cmd(
+    torch_factory, shapes, dtype, vocab, out, train, steps, no_check, jax_layout, optimizer, lr, seed, as_json
+):
+    """Write the Flax NNX source of a torch model, then prove it with `port check`.
+
+    One NNX class per torch class, at the same attribute paths (so `port convert` needs no mapping).
+    Exit 0: written and within diptych's parity bounds; 1: written, but the check fails (the first
+    diverging layer is printed); 2: an operation with no rule (named, with its source line), no file.
+    """
+    from diptych.fsio import atomic_write
+    from diptych.port import factory, translate
+
+    if not shapes:
+        raise DiptychError("give at least one --input SHAPE, e.g. --input 2,3,32,32")
+    inputs = _inputs(shapes, dtype, seed, vocab)
+    fn = factory.find(torch_factory)
+    tr = translate(
+        fn,
+        inputs,
+        check=not no_check,
+        train=train,
+        steps=steps,
+        jax_layout=jax_layout,
+        optimizer=optimizer,
+        lr=lr,
+        seed=seed,
+    )
+    path = Path(out) if out else Path(f"{Path(torch_factory.rpartition(':')[0]).stem}_nnx.py")
+    atomic_write(path, tr.source.encode())
+    if as_json:
+        report = tr.report.as_dict() if tr.report is not None else None
+        click.echo(json.dumps({"ok": tr.ok, "out": str(path), "classes": tr.classes, "check": report}))
+    else:
+        if tr.report is not None:
+            _print(tr.report)
+        checked = "not checked" if tr.report is None else "check passes" if tr.ok else "check FAILS"
+        click.echo(f"{path}: {len(tr.classes)} NNX classes ({', '.join(tr.classes)}); {checked}")
+    return 0 if tr.ok else 1

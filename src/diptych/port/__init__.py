@@ -4,6 +4,8 @@
   ``nnx.Module`` or back, by layer type, with the layout rules of :mod:`diptych.port.rules`.
 * :func:`check` runs diptych's parity checks on the pair (outputs, every gradient, N optimizer steps)
   and, when they part, names the first layer whose activations differ, with a hint.
+* :func:`translate` writes the Flax NNX source of a torch model (one NNX class per torch class, the same
+  attribute paths), then proves it with :func:`check`.
 * :mod:`diptych.port.nnx_layers` has NNX layers that compute what torch's do where Flax's differ.
 """
 
@@ -43,3 +45,19 @@ def check(torch_model, nnx_model, inputs, train: bool = False, steps: int = 0, *
     from diptych.port._check import check as _check
 
     return _check(torch_model, nnx_model, inputs, train=train, steps=steps, **kw)
+
+
+def translate(torch_model, example_inputs, *, check: bool = True, train: bool = True, steps: int = 10, **kw):
+    """Translate ``torch_model`` (an ``nn.Module``, or a zero-argument factory: then each class's constructor
+    arguments become the NNX class's) to Flax NNX source, traced on ``example_inputs`` (arrays in the torch
+    layout), and prove it: the torch weights are converted into the emitted model and :func:`check` compares
+    outputs, every gradient and ``steps`` optimizer steps (``train``: training mode). Keywords:
+    ``jax_layout=True`` (channels-last inputs and maps), ``optimizer``, ``lr``, ``seed``.
+
+    Returns a :class:`~diptych.port._translate.Translation` (``source``, ``mapping``, ``report``, ``classes``,
+    ``model``). An operation with no rule raises :class:`~diptych.errors.DiptychError` naming it and its
+    torch source line.
+    """
+    from diptych.port._translate import translate as _translate
+
+    return _translate(torch_model, example_inputs, check=check, train=train, steps=steps, **kw)

@@ -51,7 +51,22 @@ def _config(m: nn.Module, kind: str) -> dict:
 
 
 def units(model: nn.Module) -> list[Unit]:
-    """Weight-bearing layers in registration order (recurrent layers: one unit per layer and direction)."""
+    """Weight-bearing layers in registration order (recurrent layers: one unit per layer and direction).
+    A layer whose every tensor is an earlier layer's (an output head tied to the embedding) is marked
+    ``tied``: it needs no NNX layer of its own."""
+    out, taken = _units(model), set()
+    seen: set[int] = set()
+    sd = dict(model.named_parameters(remove_duplicate=False))
+    for u in out:
+        ids = {id(sd[k]) for k in u.keys.values() if k in sd}
+        if ids and ids <= seen:
+            u.config["tied"] = True
+        seen |= ids
+    del taken
+    return out
+
+
+def _units(model: nn.Module) -> list[Unit]:
     out, taken = [], set()
     for name, m in model.named_modules():
         if any(name == t or name.startswith(t + ".") for t in taken):

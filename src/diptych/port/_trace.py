@@ -4,7 +4,7 @@ are tracers and are recorded by name only)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -17,6 +17,7 @@ class Call:
     in_id: int = 0  # torch: id() of the input tensor, to see which module produced it
     out_id: int = 0
     leaf: bool = True  # the module has no child modules
+    alt: dict = field(default_factory=dict)  # attention: its output under a known porting mistake (hints.py)
 
 
 def _first_tensor(x, kind):
@@ -43,7 +44,7 @@ def torch_calls(model, inputs: list, grad: bool = False) -> tuple[list[Call], ob
     seen: set[str] = set()
 
     def hook(name, leaf):
-        def f(module, args, out):
+        def f(module, args, kwargs, out):
             if name in seen:
                 return
             seen.add(name)
@@ -56,13 +57,16 @@ def torch_calls(model, inputs: list, grad: bool = False) -> tuple[list[Call], ob
                     id(a),
                     id(o),
                     leaf,
+                    _attention_mistakes(module, args, kwargs),
                 )
             )
 
         return f
 
     handles = [
-        m.register_forward_hook(hook(n, not any(True for _ in m.children()))) for n, m in model.named_modules() if n
+        m.register_forward_hook(hook(n, not any(True for _ in m.children())), with_kwargs=True)
+        for n, m in model.named_modules()
+        if n
     ]
     try:
         with torch.set_grad_enabled(grad):
@@ -71,6 +75,40 @@ def torch_calls(model, inputs: list, grad: bool = False) -> tuple[list[Call], ob
         for h in handles:
             h.remove()
     return calls, out
+
+
+def _attention_mistakes(module, args, kwargs) -> dict:
+    """For an ``nn.MultiheadAttention`` call: its output had the twin made a classic mistake, to name it if the
+    twin's output is one of them. ``masks``: boolean masks read the other way round (torch's True blocks,
+    JAX's and NNX's True attends); ``batch_first``: the time-major input read as batch-major."""
+    import torch
+
+    if not isinstance(module, torch.nn.MultiheadAttention) or module.training and module.dropout:
+        return {}
+    names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask")
+    call = {**dict(zip(names, args)), **kwargs}
+    out = {}
+    with torch.no_grad():
+        flipped = {k: ~call[k] for k in ("attn_mask", "key_padding_mask") if _is_bool(call.get(k))}
+        if flipped:
+            y = module(**{**call, **flipped})[0]
+            out["masks"] = y.detach().cpu().numpy().copy()
+        if not module.batch_first:
+            module.batch_first = True
+            try:
+                y = module(**call)[0]
+                out["batch_first"] = y.detach().cpu().numpy().copy()
+            except (RuntimeError, ValueError, AssertionError):
+                pass
+            finally:
+                module.batch_first = False
+    return out
+
+
+def _is_bool(x) -> bool:
+    import torch
+
+    return isinstance(x, torch.Tensor) and x.dtype == torch.bool
 
 
 def nnx_calls(model, inputs: list, keep=None) -> tuple[list[Call], object]:

@@ -11,8 +11,8 @@ from diptych.errors import DiptychError
 from diptych.port.guard import user_code
 
 
-def load(spec: str, framework: str, seed: int = 0):
-    """Import FILE.py and call NAME: torch with no arguments; JAX with ``rngs=nnx.Rngs(seed)`` if it takes one."""
+def find(spec: str):
+    """Import FILE.py and return its callable NAME (not called)."""
     path, sep, name = spec.rpartition(":")
     if not sep or not path or not name:
         raise DiptychError(f"{spec!r}: expected FILE.py:FACTORY, e.g. models.py:ResNet")
@@ -44,6 +44,12 @@ def load(spec: str, framework: str, seed: int = 0):
             f"{file} has no factory {name!r}; it defines: "
             f"{', '.join(n for n, v in vars(module).items() if callable(v) and not n.startswith('_'))}"
         )
+    return factory
+
+
+def load(spec: str, framework: str, seed: int = 0):
+    """Import FILE.py and call NAME: torch with no arguments; JAX with ``rngs=nnx.Rngs(seed)`` if it takes one."""
+    factory = find(spec)
     try:
         with user_code(f"the factory {spec}"):  # its sys.exit() or KeyboardInterrupt: one line
             if framework == "jax":

@@ -91,6 +91,10 @@ def hints_for(
             )
         if where == "output":
             return "BatchNorm: compare momentum, epsilon and the train/eval mode of both layers"
+    if t.kind == "mha" and where == "output":
+        found = _attention(p, tm, nm, t, n, tcall, ncall, load)
+        if found:
+            return found
     if t.kind in ("lstm", "gru", "rnn") and cfg.get("nnx") != "torch":
         return (
             f"recurrent biases: {n.cls} has one bias per gate where torch has two (b_ih + b_hh): forward "
@@ -114,11 +118,6 @@ def hints_for(
                     "flatten order: this Linear follows a conv stack; torch flattens (C, H, W) and the "
                     "channels-last twin (H, W, C), so its input features must be reordered (convert does it)"
                 )
-        if t.kind == "mha":
-            return (
-                "attention packing: torch's in_proj_weight stacks [W_q; W_k; W_v] on dim 0; each (E, E) block "
-                "becomes a kernel W.T.reshape(E, heads, E // heads) of query/key/value (convert does it)"
-            )
         bad = [k for k in want if k in have and not np.allclose(have[k], want[k])]
         if bad:
             return f"this layer's {bad[0]} is not the torch weight in NNX layout; let diptych.port.convert move it"
@@ -139,6 +138,45 @@ def hints_for(
             f"attention: torch num_heads={t.config.get('num_heads')}, NNX num_heads={n.config.get('num_heads')}; "
             f"torch packs q, k, v into in_proj_weight; check batch_first and the attention mask"
         )
+    return None
+
+
+PACKING = (
+    "attention packing: torch's MultiheadAttention keeps q, k and v in one packed in_proj_weight (3E, E), "
+    "[W_q; W_k; W_v] on dim 0, where nnx.MultiHeadAttention has separate query, key and value kernels "
+    "(E, heads, E // heads): query.kernel = W_q.T.reshape(E, heads, E // heads), and likewise for key and "
+    "value (diptych.port.convert does it)"
+)
+
+
+def _attention(p, tm, nm, t, n, tcall, ncall, load) -> str | None:
+    """Which classic attention mistake gives the NNX output: the torch layer's output under that mistake was
+    recorded (``_trace._attention_mistakes``), or the hand-made weights are a wrong split of in_proj_weight."""
+    if ncall is not None and ncall.output is not None and tcall is not None:
+        for name, alt in tcall.alt.items():
+            b = rules.to_torch_layout(ncall.output, alt.shape, p)
+            if b is not None and np.allclose(b, alt, atol=1e-5, rtol=1e-4):
+                if name == "masks":
+                    return (
+                        "mask polarity: a boolean torch attn_mask (and key_padding_mask) is True where attention "
+                        "is blocked; JAX's and NNX's masks are True where it is allowed: pass ~mask (for a "
+                        "key_padding_mask (B, S): ~kpm[:, None, None, :])"
+                    )
+                return (
+                    "batch_first: this torch MultiheadAttention has batch_first=False and reads (T, B, E); "
+                    "nnx.MultiHeadAttention reads (B, T, E): swap axes 0 and 1 before and after it "
+                    "(jnp.swapaxes(x, 0, 1)), or build the torch layer with batch_first=True"
+                )
+    if not load:
+        from diptych.port import _nnx, _torch
+
+        have, w = _nnx.get(nm, n), _torch.get(tm, t)
+        if "in_proj_weight" in w and "query.kernel" in have:
+            blocks = np.split(w["in_proj_weight"], 3)
+            q = have["query.kernel"]
+            if any(b.size == q.size and np.allclose(q, b.reshape(q.shape)) for b in blocks):
+                return PACKING + "; the kernels here are W.reshape(...) of the blocks, not W.T"
+            return PACKING
     return None
 
 

@@ -59,6 +59,8 @@ def match(
             if len(cands) == 1 and _compatible(t, cands[0], cfgs.get(t.name, {})):
                 pairs[t.name] = (t, cands[0], "name")
                 used.add(cands[0].name)
+    # a layer tied to an earlier one (an output head sharing the embedding) may have no NNX layer of its own
+    tunits = [t for t in tunits if t.name in pairs or not t.config.get("tied")]
     # by order within each kind group, every pair checked for shape
     left_t = [t for t in tunits if t.name not in pairs]
     left_n = [n for n in nunits if n.name not in used]

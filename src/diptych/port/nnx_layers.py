@@ -126,3 +126,100 @@ class BatchNorm(nnx.BatchNorm):
         self.mean[...] = new_mean
         self.var[...] = new_var
         return y
+
+
+class _Recurrent(nnx.Module):
+    """A stacked, optionally bidirectional recurrent layer with ``torch.nn.LSTM``/``GRU``/``RNN``'s arguments,
+    call and outputs: ``(output, h_n)`` (``(output, (h_n, c_n))`` for an LSTM), ``h_n`` ``(layers * D, B, H)``.
+    Its cells sit at torch's names (``l0``, ``l0_reverse``, ``l1``...), so ``diptych.port.convert`` pairs them
+    with the torch layer's ``weight_ih_l0``... tensors by name."""
+
+    cell = RNNCell
+    kind = "rnn"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        bidirectional: bool = False,
+        nonlinearity: str = "tanh",
+        *,
+        rngs: nnx.Rngs,
+    ):
+        self.hidden_size, self.num_layers, self.batch_first = hidden_size, num_layers, batch_first
+        self.dirs, self.nonlinearity = ("", "_reverse")[: 1 + bidirectional], nonlinearity
+        for layer in range(num_layers):
+            fan_in = input_size if layer == 0 else hidden_size * len(self.dirs)
+            for sfx in self.dirs:
+                setattr(self, f"l{layer}{sfx}", self.cell(fan_in, hidden_size, bias=bias, rngs=rngs))
+
+    def _scan(self, cell, x, carry, reverse):
+        """``x`` ``(B, T, F)`` -> (outputs ``(B, T, H)``, final carry); the input projection outside the loop."""
+        w_hh = cell.w_hh[...]
+        b_hh = 0.0 if cell.b_hh is None else cell.b_hh[...]
+        xi = jnp.swapaxes(x, 0, 1) @ cell.w_ih[...] + (0.0 if cell.b_ih is None else cell.b_ih[...])
+        act = jax.nn.relu if self.nonlinearity == "relu" else jnp.tanh
+
+        def step(carry, xt):
+            if self.kind == "lstm":
+                h, c = carry
+                i, f, g, o = jnp.split(xt + h @ w_hh + b_hh, 4, axis=-1)
+                c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+                h = jax.nn.sigmoid(o) * jnp.tanh(c)
+                return (h, c), h
+            gh = carry @ w_hh + b_hh
+            if self.kind == "rnn":
+                h = act(xt + gh)
+                return h, h
+            xr, xz, xn = jnp.split(xt, 3, axis=-1)
+            hr, hz, hn = jnp.split(gh, 3, axis=-1)
+            r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+            h = (1 - z) * jnp.tanh(xn + r * hn) + z * carry
+            return h, h
+
+        carry, ys = jax.lax.scan(step, carry, xi, reverse=reverse)
+        return jnp.swapaxes(ys, 0, 1), carry
+
+    def __call__(self, x, hx=None):
+        x = x if self.batch_first else jnp.swapaxes(x, 0, 1)  # (B, T, F)
+        n = self.num_layers * len(self.dirs)
+        zeros = jnp.zeros((n, x.shape[0], self.hidden_size), x.dtype)
+        if self.kind == "lstm":
+            h0, c0 = (zeros, zeros) if hx is None else hx
+        else:
+            h0, c0 = (zeros if hx is None else hx), None
+        hs, cs = [], []
+        for layer in range(self.num_layers):
+            outs = []
+            for d, sfx in enumerate(self.dirs):
+                k = layer * len(self.dirs) + d
+                carry = (h0[k], c0[k]) if self.kind == "lstm" else h0[k]
+                ys, carry = self._scan(getattr(self, f"l{layer}{sfx}"), x, carry, reverse=d == 1)
+                outs.append(ys)
+                hs.append(carry[0] if self.kind == "lstm" else carry)
+                cs.append(carry[1] if self.kind == "lstm" else None)
+            x = jnp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]  # (B, T, D*H)
+        out = x if self.batch_first else jnp.swapaxes(x, 0, 1)
+        h_n = jnp.stack(hs)  # (layers * D, B, H)
+        return (out, (h_n, jnp.stack(cs))) if self.kind == "lstm" else (out, h_n)
+
+
+class LSTM(_Recurrent):
+    """``torch.nn.LSTM`` in NNX (cells: :class:`LSTMCell`)."""
+
+    cell, kind = LSTMCell, "lstm"
+
+
+class GRU(_Recurrent):
+    """``torch.nn.GRU`` in NNX (cells: :class:`GRUCell`)."""
+
+    cell, kind = GRUCell, "gru"
+
+
+class RNN(_Recurrent):
+    """``torch.nn.RNN`` in NNX (cells: :class:`RNNCell`; ``nonlinearity="relu"`` as torch's)."""
+
+    cell, kind = RNNCell, "rnn"
