@@ -130,23 +130,6 @@ def _on_device(tree):
     return jax.tree.map(jnp.copy, tree)
 
 
-def _is_chain(state) -> bool:
-    return isinstance(state, tuple) and not hasattr(state, "_fields")  # optax.chain: a plain tuple
-
-
-def _leaf_states(state):
-    """The transformations' own states (NamedTuples), flattening nested ``optax.chain`` tuples."""
-    if _is_chain(state):
-        for s in state:
-            yield from _leaf_states(s)
-    else:
-        yield state
-
-
-def _map_states(fn, state):
-    return tuple(_map_states(fn, s) for s in state) if _is_chain(state) else fn(state)
-
-
 def _eager(fn, **_):
     """``compile=False``: run the step op by op, like PyTorch's eager mode (slow; for debugging with prints)."""
     return fn
@@ -236,6 +219,7 @@ class Trainer:
         self.graphdef, self.tx, self._step, self._logits, self._grads = _JITTED[key]
         self.params = self._place(params, self._at[0])
         self.opt_state = self._place(self.tx.init(params), self._at[1])
+        self._unhold()
         # Language models carry their recurrent state from one batch to the next (truncated BPTT).
         self.stateful = task.model.carries_state
         self.state = None
@@ -248,6 +232,12 @@ class Trainer:
         if self._batch_at is not None:
             return distributed.to_global(tree, self._state_at)
         return _on_device(jax.device_put(tree, self.device))
+
+    def _unhold(self) -> None:
+        """Sharded: the NNX module refers to the shards, so that no whole copy of the parameters stays alive
+        beside them (it is given whole parameters only to export them, and let go of them after)."""
+        if self.sharded:
+            nnx.update(self.model, self.params)
 
     def _whole(self, tree):
         """This process's whole copy of replicated or sharded state (gathering shards is a collective)."""
@@ -333,55 +323,24 @@ class Trainer:
 
     def export_weights(self) -> dict[str, np.ndarray]:
         self._sync_model()
-        return weights.export(self.model)
+        out = weights.export(self.model)
+        self._unhold()
+        return out
 
     def load_weights(self, params: dict[str, np.ndarray], source: str = "weights") -> None:
         weights.load(self.model, params, source)
         _, params = nnx.split(self.model, nnx.Param)
         self.params, self._gathered = self._place(params, self._at[0]), None
+        self._unhold()
 
     def export_opt_state(self) -> dict[str, np.ndarray]:
         """Optimizer state in the canonical form the torch twin uses (see its docstring)."""
-        spec = self.task.model
-        out: dict[str, np.ndarray] = {}
-        for s in _leaf_states(self._whole(self.opt_state)):
-            if isinstance(s, optax.ScaleByAdamState):
-                out["step"] = np.asarray(s.count, np.int64)
-                for key, tree in (("exp_avg", s.mu), ("exp_avg_sq", s.nu)):
-                    out.update({f"{key}.{k}": v for k, v in weights.to_canonical(spec, nnx.to_pure_dict(tree)).items()})
-            elif isinstance(s, optax.TraceState):
-                out.update(
-                    {
-                        f"momentum_buffer.{k}": v
-                        for k, v in weights.to_canonical(spec, nnx.to_pure_dict(s.trace)).items()
-                    }
-                )
-            elif isinstance(s, optax.ScaleByScheduleState):
-                out["step"] = np.asarray(s.count, np.int64)
-        out.setdefault("step", np.asarray(0, np.int64))
-        return out
+        return weights.opt_state_to_canonical(self.task.model, self._whole(self.opt_state))
 
     def load_opt_state(self, flat: dict[str, np.ndarray]) -> None:
-        spec = self.task.model
-
-        def tree(key):
-            state = jax.tree.map(jnp.zeros_like, self._params_here())  # same structure as the parameters
-            part = {k[len(key) + 1 :]: v for k, v in flat.items() if k.startswith(key + ".")}
-            nnx.replace_by_pure_dict(state, weights.from_canonical(spec, part))
-            return state
-
-        count = jnp.asarray(np.asarray(flat["step"]).reshape(-1)[0], jnp.int32)
-
-        def restore(s):
-            if isinstance(s, optax.ScaleByAdamState):
-                return s._replace(count=count, mu=tree("exp_avg"), nu=tree("exp_avg_sq"))
-            if isinstance(s, optax.TraceState):
-                return s._replace(trace=tree("momentum_buffer"))
-            if isinstance(s, optax.ScaleByScheduleState):
-                return s._replace(count=count)
-            return s
-
-        self.opt_state = self._place(_map_states(restore, self._whole(self.opt_state)), self._at[1])
+        spec, params = self.task.model, self._params_here()
+        state = weights.opt_state_from_canonical(spec, self._whole(self.opt_state), params, flat)
+        self.opt_state = self._place(state, self._at[1])
 
     def num_params(self) -> int:
         return models.num_params(self.model)
