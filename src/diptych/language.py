@@ -41,7 +41,9 @@ def text_dataset(task, text: str | None, batch_size: int) -> tuple:
         "val_chars": len(corpus.val),
         "unigram_bpc": unigram_bpc(corpus.train, corpus.val, len(corpus.vocab)),
     }
-    return task, Dataset(corpus.name, x_train, y_train, x_val, y_val, num_classes=len(corpus.vocab), ordered=True), info
+    # A recurrent model reads its windows in order (its state runs on); a transformer's are shuffled.
+    data = Dataset(corpus.name, x_train, y_train, x_val, y_val, len(corpus.vocab), ordered=task.model.carries_state)
+    return task, data, info
 
 
 def _check_length(corpus, batch_size: int, seq_len: int) -> None:
@@ -69,6 +71,41 @@ def _split(n: int) -> tuple[int, int]:
     """The lengths of the training and held-out parts of a text of ``n`` characters (as load_text splits)."""
     split = int(n * (1 - VAL_FRACTION))
     return split, n - split
+
+
+@dataclasses.dataclass
+class Window:
+    """What a transformer carries from one call of ``predict_sequence`` to the next: its key/value
+    cache (the backend's own object) and the ids whose keys and values it holds, ``(B, filled)``."""
+
+    cache: object
+    ids: np.ndarray
+
+
+def cached_sequence(trainer, x: np.ndarray, state: Window | None, context: int) -> tuple[np.ndarray, Window]:
+    """A transformer's ``predict_sequence``: logits ``(B, T, V)`` for ids ``x`` ``(B, T)`` of any length,
+    continuing the text in ``state``, through the backend's two primitives ``trainer.new_cache(B)`` and
+    ``trainer.extend(ids, cache, pos) -> (logits, cache)`` (keys and values written at ``pos ..``).
+
+    A model sees at most ``context`` positions. When the cache is full, it is rebuilt from the last
+    ``context // 2`` ids and the text goes on from there, so every prediction after the first
+    ``context // 2`` sees between ``context // 2`` and ``context - 1`` earlier characters: a sliding window
+    that costs one re-read of half a context per half a context predicted. Written once here, so both
+    twins slide identically (their greedy generations match token for token)."""
+    b, t = x.shape
+    state = Window(trainer.new_cache(b), x[:, :0]) if state is None else state
+    out, i = [], 0
+    while i < t:
+        if state.ids.shape[1] == context:  # full: keep the last half, re-read it into a fresh cache
+            keep = state.ids[:, context - context // 2 :]
+            state = Window(trainer.extend(keep, trainer.new_cache(b), 0)[1], keep)
+        pos = state.ids.shape[1]
+        n = min(t - i, context - pos)
+        logits, cache = trainer.extend(x[:, i : i + n], state.cache, pos)  # (B, n, V)
+        state = Window(cache, np.concatenate([state.ids, x[:, i : i + n]], axis=1))
+        out.append(logits)
+        i += n
+    return np.concatenate(out, axis=1), state
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -133,7 +133,7 @@ def diff(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 def run_parity(
     task_name: str,
     steps: int = 100,
-    optimizer: str = "adam",
+    optimizer: str | None = "adam",
     seed: int = 0,
     data_dir: str | None = None,
     dataset: Dataset | None = None,
@@ -144,9 +144,11 @@ def run_parity(
 
     Defaults: Adam at lr 1e-3 (the default of both torch.optim.Adam and the optax examples) with a
     constant schedule, so step 1 already moves the weights (a warm-up would start at lr 0).
+    ``optimizer=None``: the task's own (AdamW for the transformers), keeping its clipping and weight decay.
     """
     from diptych.driver import train_batches
 
+    optimizer = optimizer or get_task(task_name).optimizer.name
     task = get_task(task_name).with_overrides(optimizer=optimizer, epochs=1, lr=lr, schedule=schedule)
     task, data, _ = task.objective.load(task, data_dir, dataset=dataset)
     pt, jx = load_backend("torch").train, load_backend("jax").train
@@ -158,7 +160,7 @@ def run_parity(
     for t in (jax_t, free_t, ref_t):
         t.load_weights(init)  # one set of weights everywhere
     report = ParityReport(task.name, optimizer, steps)
-    param_bound = ADAM_PARAM_BOUND if optimizer == "adam" else None
+    param_bound = ADAM_PARAM_BOUND if optimizer in ("adam", "adamw") else None
 
     batches = train_batches(data, task.budget.batch_size, seed)
     stream = (idx for epoch in range(10**9) for idx in batches.epoch(epoch))

@@ -24,6 +24,7 @@ class _Spec:
     """What every model spec answers besides its shapes."""
 
     carries_state = False  # True: the model takes and returns a recurrent state across batches (TBPTT)
+    decodes_with_cache = False  # True: a transformer LM, read through a key/value cache (language.cached_sequence)
 
     def sized_like(self, params: dict) -> "_Spec":
         """This spec with any size that the weights decide filled in from ``params`` (a language

@@ -32,6 +32,7 @@ from diptych.specs import (
     ModelSpec,
     RNNSpec,
 )
+from diptych.transformer_specs import GPTSpec, ViTSpec
 
 # ----------------------------------------------------------------------------- training
 
@@ -50,6 +51,9 @@ class OptimizerSpec:
     schedule: str = "constant"
     warmup_fraction: float = 0.0  # onecycle: fraction of steps spent warming up
     clip_norm: float | None = None  # rescale gradients to this global L2 norm when above it
+    # adamw: decay only tensors of 2 or more dimensions (matmul weights, embeddings, the patch conv),
+    # not biases or LayerNorm gains, as GPT-2 and ViT recipes do: two parameter groups in torch, an optax mask in JAX.
+    decay_matrices_only: bool = False
     # Classification's training loss against (1 - e) one-hot + e / classes, as torch's
     # F.cross_entropy(label_smoothing=e) defines it; evaluation and the reported test loss stay unsmoothed.
     label_smoothing: float = 0.0
@@ -102,7 +106,7 @@ IMAGE_DATASETS = ("mnist", "fashion-mnist", "folder")
 class Task:
     name: str
     dataset: str
-    model: ModelSpec
+    model: ModelSpec | GPTSpec | ViTSpec
     optimizer: OptimizerSpec
     budget: Budget
     objective: Objective  # how the task is loaded, scored and judged
@@ -173,6 +177,13 @@ MNIST1D_RNN = RNNSpec("rnn", input_size=4, seq_len=10, hidden=128)  # 10 steps o
 # Row-by-row MNIST: 28 steps of one 28-pixel row each.
 MNIST_LSTM = RNNSpec("lstm", input_size=28, seq_len=28, hidden=128)
 CHARS_LSTM = CharLMSpec("lstm", embed=64, hidden=256, seq_len=64)
+# The well-known CPU recipe for a character GPT (nanoGPT's shakespeare_char on a laptop): 4 layers, 4 heads,
+# 128 wide, a context of 64.
+CHARS_GPT = GPTSpec(layers=4, heads=4, width=128, context=64)
+# MNIST as 7x7 = 49 patches of 4x4 pixels, 4 blocks 64 wide.
+MNIST_VIT = ViTSpec(in_size=28, patch=4, layers=4, heads=4, width=64, mlp_ratio=2)
+IMAGE_VIT = ViTSpec(in_size=32, patch=4, layers=4, heads=4, width=64, mlp_ratio=2, num_classes=2, sized_by_data=True)
+_TRANSFORMER_ADAMW = dict(name="adamw", schedule="onecycle", decay_matrices_only=True, clip_norm=1.0)
 
 # Spoken digits (FSDD): log-mel images of 32 mel bands x 64 frames (~1.04 s at 8 kHz, hop 16 ms).
 FSDD_SHAPE = (32, 64)
@@ -323,6 +334,26 @@ TASKS: dict[str, Task] = {
             LanguageModelling(0.5, "held-out bits/char at most half the unigram baseline's"),
             "character-level LSTM language model (default corpus: Python's bundled help text)",
         ),
+        # Pre-norm GPT over shuffled 64-character windows: AdamW (decay on matrices), warm-up then cosine, clipping.
+        Task(
+            "chars-gpt",
+            "text",
+            CHARS_GPT,
+            OptimizerSpec(lr=2e-3, weight_decay=0.1, warmup_fraction=0.05, **_TRANSFORMER_ADAMW),
+            Budget(8, 32),
+            LanguageModelling(0.4, "held-out bits/char at most 0.4x the unigram baseline's"),
+            "character-level GPT (decoder-only transformer; default corpus: Python's bundled help text)",
+        ),
+        Task(
+            "mnist-vit",
+            "mnist",
+            MNIST_VIT,
+            OptimizerSpec(lr=2e-3, weight_decay=0.05, warmup_fraction=0.1, **_TRANSFORMER_ADAMW),
+            Budget(8, 128),
+            Classification(0.98, "small ViTs trained from scratch on MNIST, 98%+"),
+            "Vision Transformer on MNIST digits (4x4 patches)",
+            augment=ImageAugmentSpec(shift=2, rotate=10.0, scale=0.1),
+        ),
         Task(
             "image-cnn",
             "folder",
@@ -331,6 +362,16 @@ TASKS: dict[str, Task] = {
             Budget(10, 32),
             FolderClassification(0.9, "a rule of thumb for a few distinct classes: your data decides"),
             "CNN on your own images (--data-dir PATH of class folders)",
+            augment=ImageAugmentSpec(shift=2),
+        ),
+        Task(
+            "image-vit",
+            "folder",
+            IMAGE_VIT,
+            OptimizerSpec(lr=1e-3, weight_decay=0.05, warmup_fraction=0.1, **_TRANSFORMER_ADAMW),
+            Budget(20, 32),
+            FolderClassification(0.9, "a rule of thumb for a few distinct classes: your data decides"),
+            "Vision Transformer on your own images (--data-dir PATH of class folders)",
             augment=ImageAugmentSpec(shift=2),
         ),
         Task(

@@ -5,9 +5,9 @@
 Run as one process (``SHARD`` none: the 1-worker reference), under torchrun, with ``jax.distributed``
 env vars, or with N virtual JAX devices; each worker takes its shard of the same global batches. The
 lead writes OUT (an .npz): the global per-step losses, the world, every worker's bytes held
-(``Trainer.held_bytes``, gathered), the final canonical weights (``w.<name>``) and optimizer state
-(``o.<name>``), both gathered from the shards. With REFERENCE, the lead also trains a one-device
-trainer and writes it there (2 virtual JAX devices and their reference from one process start).
+(``Trainer.held_bytes``, gathered), and the canonical weights (``w<step>.<name>``) and optimizer state
+(``o<step>.<name>``) gathered from the shards after steps 10 and 20. With REFERENCE, the lead also trains
+a one-device trainer and writes it there (2 virtual JAX devices and their reference from one process start).
 """
 
 import json
@@ -28,24 +28,19 @@ def train(backend, task, data, world, out: str) -> None:
     batches = train_batches(data, task.budget.batch_size, seed=0).shard(rank, size)
     device = world.device if world is not None else "cpu"
     trainer = backend.train.Trainer(task, 0, STEPS, device=device, world=world)
-    losses = [
-        trainer.train_step(data.x_train[idx], data.y_train[idx])  # this worker's rows of each global batch
-        for _, idx in zip(range(STEPS), batches.epoch(0))
-    ]
+    losses, state = [], {}
+    for step, idx in zip(range(1, STEPS + 1), batches.epoch(0)):
+        losses.append(trainer.train_step(data.x_train[idx], data.y_train[idx]))  # this worker's rows
+        if step in (STEPS // 2, STEPS):  # every worker: gathering the shards is a collective
+            state |= {f"w{step}.{k}": v for k, v in trainer.export_weights().items()}
+            state |= {f"o{step}.{k}": v for k, v in trainer.export_opt_state().items()}
     losses = trainer.losses_to_numpy(losses)  # (STEPS,)
     if world is not None:
         losses = world.mean(losses)  # global-batch losses
     held = world.gather(trainer.held_bytes()) if world is not None else [trainer.held_bytes()]
-    weights, opt_state = trainer.export_weights(), trainer.export_opt_state()  # every worker: a collective
     if world is None or world.lead:
-        np.savez(
-            out,
-            losses=losses,
-            world=np.array([size, world.devices if world is not None else 1]),
-            held=np.array(json.dumps(held)),
-            **{f"w.{k}": v for k, v in weights.items()},
-            **{f"o.{k}": v for k, v in opt_state.items()},
-        )
+        devices = world.devices if world is not None else 1
+        np.savez(out, losses=losses, world=np.array([size, devices]), held=np.array(json.dumps(held)), **state)
 
 
 def main(framework: str, task_name: str, shard: str, out: str, reference: str | None = None) -> None:

@@ -1,11 +1,17 @@
 """Sharded parameters (``--shard fsdp``) compute what one worker computes, and each worker holds its share.
 
-Same seed, same global batches: 20 steps with the parameters and optimizer state sharded over 2 workers give
-the per-step losses of one unsharded worker within 1e-5 relative, and the same final weights and optimizer
-state (gathered from the shards into canonical arrays) within 1e-4 relative; each worker holds about half of
-the parameter and optimizer bytes (``Trainer.held_bytes``). torch: FSDP2 under torchrun, 2 processes on gloo.
-JAX: a ``(data, fsdp)`` mesh over 2 virtual devices in one process (fast tier), and over 2 ``jax.distributed``
-processes (full tier).
+Same seed, same global batches, 20 steps: parameters and optimizer state sharded over 2 workers give the
+per-step losses of one unsharded worker within 1e-5 relative. The canonical weights and optimizer state,
+gathered from the shards, match the reference tensor by tensor within 1e-4 after step 10, and as a whole
+after step 20 (weights 1e-5, optimizer state 1e-3, relative L2). Why not tensor by tensor at step 20:
+chars-gpt's JAX twin reaches a gradient spike there (clipped), where a rounding difference of 1e-7 in the
+weights moves a LayerNorm bias's Adam moment by 9%; 2 *replicated* devices (plain data parallelism) move it by
+24%. Each worker holds about half of the parameter and optimizer bytes (``Trainer.held_bytes``).
+
+torch: FSDP2 under torchrun, 2 processes on gloo. JAX: a ``(data, fsdp)`` mesh over 2 virtual devices in
+one process, and over 2 ``jax.distributed`` processes. The fast tier runs mnist1d-mlp; the full tier
+chars-gpt (pre-norm transformer blocks, a tied embedding, AdamW with clipping). Measured on chars-gpt:
+losses 1.0e-6 (torch) and 2.1e-6 (JAX); at step 10, 3e-5 and 6e-6.
 """
 
 import json
@@ -22,7 +28,7 @@ from process_helpers import run_together
 
 SCRIPT = Path(__file__).with_name("sharded_steps.py")
 TASK = "mnist1d-mlp"  # the fast tier's case: 20 steps compile and run in seconds
-FULL_TASK = "chars-lstm"  # the full tier's: a recurrent language model with gradient clipping
+FULL_TASK = "chars-gpt"  # the full tier's: transformer blocks, a tied embedding, AdamW with clipping
 
 
 def launch(framework: str, form: str, task: str, out: Path) -> dict:
@@ -60,15 +66,25 @@ def reference(framework: str, task: str, folder: Path) -> dict:
     return dict(np.load(folder / "one.npz"))
 
 
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-30))
+
+
+def _whole(run: dict, prefix: str) -> np.ndarray:
+    return np.concatenate([run[k].ravel() for k in sorted(run) if k.startswith(prefix)])
+
+
 def check(one: dict, two: dict, processes: int) -> None:
     assert list(two["world"]) == [processes, 2] and list(one["world"]) == [1, 1]  # it really ran on 2 devices
     assert len(one["losses"]) == 20 and one["losses"][-5:].mean() < one["losses"][:5].mean()  # it trained
     np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5, atol=0)
-    names = [k for k in one if k.startswith(("w.", "o."))]
-    assert names and sorted(names) == sorted(k for k in two if k.startswith(("w.", "o.")))
-    for name in names:  # canonical weights and optimizer state, gathered from the shards
-        rel = np.abs(two[name] - one[name]).max() / max(np.abs(one[name]).max(), 1e-30)
-        assert rel <= 1e-4, (name, rel)
+    names = [k for k in one if k[0] in "wo" and "." in k]
+    assert names and sorted(names) == sorted(k for k in two if k[0] in "wo" and "." in k)
+    for name in (k for k in names if k.startswith(("w10.", "o10."))):  # gathered from the shards at step 10
+        assert _rel(one[name], two[name]) <= 1e-4, (name, _rel(one[name], two[name]))
+    for prefix, bound in (("w20.", 1e-5), ("o20.", 1e-3)):  # at step 20, as a whole (see the docstring)
+        a, b = _whole(one, prefix), _whole(two, prefix)
+        assert np.linalg.norm(a - b) <= bound * np.linalg.norm(a), (prefix, np.linalg.norm(a - b) / np.linalg.norm(a))
     (alone,), held = json.loads(str(one["held"])), json.loads(str(two["held"]))
     assert alone["param_bytes_device"] == alone["param_bytes_total"]  # unsharded: one device holds it all
     for kind in ("param", "opt"):
@@ -96,4 +112,6 @@ def test_jax_fsdp_two_devices_match_one(tmp_path, mnist1d):
 def test_fsdp_two_processes_match_one(framework, form, tmp_path):
     pytest.importorskip(framework)
     one = reference(framework, FULL_TASK, tmp_path)
+    if framework == "jax":  # the reference's process also ran 2 sharded virtual devices
+        check(one, dict(np.load(tmp_path / "virtual.npz")), 1)
     check(one, launch(framework, form, FULL_TASK, tmp_path / "two.npz"), 2)

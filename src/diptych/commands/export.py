@@ -6,7 +6,8 @@ The exported model is then run by onnxruntime on real test inputs and compared w
 1e-5); only then is the file written (through the atomic writer: a failed export leaves no file, and there is
 no temporary name another file could be planted at). The graph takes the model's input as the twins do: images
 ``(B, 1, 28, 28)``, MNIST-1D rows, FSDD log-mel features ``(B, 1, 32, 64)`` (the wav front end stays in
-numpy), or character ids ``(B, T)`` for a language model (logits from a zero state). There is no JAX exporter:
+numpy), or character ids ``(B, T)`` for a language model (logits from a zero state; a GPT's ``T`` is a
+dynamic axis up to its context, checked at two lengths). There is no JAX exporter:
 jax2onnx brings equinox, orbax, huggingface-hub and netron with it, so it was not adopted.
 """
 
@@ -51,7 +52,8 @@ def export_task(task_name: str, weights: str | Path, out: str | Path, data_dir: 
     task = get_task(task_name)
     task, data, _ = task.objective.load(task, data_dir)
     stateful = task.model.carries_state  # a language model: ids (B, T) in, logits (B, T, V) out
-    x = np.ascontiguousarray(data.x_test[:8] if stateful else data.x_test[:n])
+    context = getattr(task.model, "context", None)  # a transformer LM: any length up to its context
+    x = np.ascontiguousarray(data.x_test[:8, :context] if context else data.x_test[:8] if stateful else data.x_test[:n])
     tt = load_backend("torch").train.Trainer(task, 0, 1)
     tt.load_weights(params, str(weights))
     jt = load_backend("jax").train.Trainer(task, 0, 1)
@@ -62,10 +64,15 @@ def export_task(task_name: str, weights: str | Path, out: str | Path, data_dir: 
         want_t, want_j = tt.predict(x), jt.predict(x)
     out = Path(out)
     onnx = load_backend("torch").onnx
-    model = onnx.export_module(onnx.Logits(getattr(tt.model, "_orig_mod", tt.model)), x[:2])
+    model = onnx.export_module(onnx.Logits(getattr(tt.model, "_orig_mod", tt.model)), x[:2], seq_axis=bool(context))
     got = run_onnx(model, x)
     d_t = float(np.max(np.abs(got - want_t)))
     d_j = float(np.max(np.abs(got - want_j)))
+    if context:  # the sequence axis is dynamic: a shorter window gives the twins' logits too
+        short = np.ascontiguousarray(x[:, : context // 2 + 1])
+        got = run_onnx(model, short)
+        d_t = max(d_t, float(np.max(np.abs(got - tt.predict(short)))))
+        d_j = max(d_j, float(np.max(np.abs(got - jt.predict(short)))))
     if not (d_t <= TOLERANCE and d_j <= TOLERANCE):
         raise DiptychError(
             f"the ONNX model of {task_name} differs from the twins on {len(x)} test inputs "
@@ -76,7 +83,7 @@ def export_task(task_name: str, weights: str | Path, out: str | Path, data_dir: 
         "task": task_name,
         "onnx": str(out),
         "inputs": len(x),
-        "input_shape": ["batch", *x.shape[1:]],
+        "input_shape": ["batch", *(["sequence"] if context else x.shape[1:])],
         "max_abs_vs_torch": d_t,
         "max_abs_vs_jax": d_j,
     }

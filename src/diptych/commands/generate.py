@@ -40,15 +40,19 @@ def load_lm(weights: str | Path) -> tuple[Task, dict[str, np.ndarray], str]:
     return task, params, meta.vocab
 
 
-def sample(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
-    """Greedy (argmax) at temperature 0, else a draw from ``softmax(logits / temperature)``."""
+def sample(logits: np.ndarray, temperature: float, rng: np.random.Generator, top_k: int | None = None) -> int:
+    """Greedy (argmax) at temperature 0, else a draw from ``softmax(logits / temperature)``, over the
+    ``top_k`` most likely ids only when given (the rest get probability 0)."""
     if temperature == 0:
         return int(logits.argmax())
     with np.errstate(over="ignore"):
         z = logits.astype(np.float64) / temperature
+    if top_k is not None and top_k < len(z):
+        z = np.where(z >= np.sort(z)[-top_k], z, -np.inf)  # ties at the k-th value stay in
     if not np.isfinite(z).all():  # a temperature so small that the logits overflow: that is greedy
         return int(logits.argmax())
-    p = np.exp(log_softmax(z))
+    with np.errstate(invalid="ignore"):
+        p = np.exp(log_softmax(z))
     return int(rng.choice(len(p), p=p / p.sum()))
 
 
@@ -60,9 +64,12 @@ def generate(
     temperature: float = 1.0,
     seed: int = 0,
     task: str | None = None,
+    top_k: int | None = None,
 ) -> str:
     """``prompt`` followed by ``length`` characters sampled from the model, one at a time
-    (``task``, when given, must be the one the weights were trained for)."""
+    (``task``, when given, must be the one the weights were trained for). A recurrent model carries its
+    state from one character to the next; a transformer its key/value cache (one cached decode step per
+    character: :func:`diptych.language.cached_sequence`)."""
     if not prompt:
         raise DiptychError("--prompt is empty; give at least one character to start from")
     if temperature < 0:
@@ -77,7 +84,7 @@ def generate(
     logits, state = trainer.predict_sequence(ids[None, :], None)  # read the whole prompt: (1, P, V)
     out = []
     for _ in range(length):
-        nxt = sample(logits[0, -1], temperature, rng)
+        nxt = sample(logits[0, -1], temperature, rng, top_k)
         out.append(nxt)
         logits, state = trainer.predict_sequence(np.array([[nxt]], np.int32), state)  # (1, 1, V)
     return prompt + decode(out, vocab)
@@ -88,7 +95,15 @@ def generate(
 @click.option("--weights", type=click.Path(dir_okay=False), required=True, help="weights.safetensors of either twin.")
 @twin_option("Which twin runs.")
 @click.option("--prompt", default="The ", show_default=True, help="Text to start from (characters the model knows).")
-@click.option("--length", type=click.IntRange(0, 10**6), default=200, show_default=True, help="Characters to add.")
+@click.option(
+    "--max-new",
+    "--length",
+    "length",
+    type=click.IntRange(0, 10**6),
+    default=200,
+    show_default=True,
+    help="Characters to add.",
+)
 @click.option(
     "--temperature",
     type=click.FloatRange(min=0),
@@ -97,7 +112,10 @@ def generate(
     callback=finite,
     help="0 = greedy; higher = more varied.",
 )
+@click.option("--top-k", type=click.IntRange(min=1), help="Sample from the K most likely characters only.")
+@click.option("--greedy", is_flag=True, help="Always the most likely character (the same as --temperature 0).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Sampling seed (the same in both twins).")
-def generate_cmd(task, weights, framework, prompt, length, temperature, seed):
+def generate_cmd(task, weights, framework, prompt, length, temperature, top_k, greedy, seed):
     """Sample text from a trained character language model (weights from either twin)."""
-    click.echo(generate(weights, framework, prompt, length, temperature, seed, task=task))
+    temperature = 0.0 if greedy else temperature
+    click.echo(generate(weights, framework, prompt, length, temperature, seed, task=task, top_k=top_k))

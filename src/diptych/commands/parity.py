@@ -12,7 +12,11 @@ from diptych.commands.options import SEED, TASK, finite
 @click.command()
 @TASK
 @click.option("--steps", type=click.IntRange(1, 10**6), default=100, show_default=True, help="Training steps (d).")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam"]), default="adam", show_default=True)
+@click.option(
+    "--optimizer",
+    type=click.Choice(["sgd", "adam", "adamw"]),
+    help="Default: the task's own (adamw for the transformers, with their clipping and weight decay; else adam).",
+)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, callback=finite)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files.")

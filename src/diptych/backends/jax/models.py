@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from diptych.backends.jax import ops
+from diptych.backends.jax import ops, transformer
 from diptych.backends.jax.ops import max_pool
 from diptych.specs import GATES, CharLMSpec, CNNSpec, CRNNSpec, MLPSpec, ModelSpec, RNNSpec
 
@@ -238,7 +238,15 @@ class CRNN(RecurrentNet):
         return super().__call__(x)  # (B, classes)
 
 
-MODELS = {"mlp": MLP, "cnn": ConvNet, "rnn": RecurrentNet, "charlm": CharLM, "crnn": CRNN}  # by spec.kind
+MODELS = {
+    "mlp": MLP,
+    "cnn": ConvNet,
+    "rnn": RecurrentNet,
+    "charlm": CharLM,
+    "crnn": CRNN,
+    "gpt": transformer.GPT,
+    "vit": transformer.ViT,
+}  # by spec.kind
 
 
 def build_model(spec: ModelSpec, seed: int = 0) -> nnx.Module:

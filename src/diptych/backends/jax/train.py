@@ -18,8 +18,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from diptych.backends.jax import augment, distributed, models, weights
+from diptych.backends.jax import augment, distributed, models, transformer, weights
 from diptych.errors import DiptychError
+from diptych.language import cached_sequence
 from diptych.launch import World
 from diptych.objectives import EVAL_BATCH
 from diptych.schedules import warmup_steps
@@ -51,7 +52,9 @@ def make_optimizer(spec: OptimizerSpec, total_steps: int) -> optax.GradientTrans
     elif spec.name == "adam":
         tx = optax.adam(lr)
     elif spec.name == "adamw":
-        tx = optax.adamw(lr, weight_decay=spec.weight_decay)
+        # decay_matrices_only: the torch twin's two parameter groups, as optax's mask (True: decays)
+        mask = (lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)) if spec.decay_matrices_only else None
+        tx = optax.adamw(lr, weight_decay=spec.weight_decay, mask=mask)
     else:
         raise DiptychError(f"unknown optimizer {spec.name!r}")
     # g <- g * min(1, c / ||g||_2) over all parameters at once, as torch's clip_grad_norm_.
@@ -308,9 +311,21 @@ class Trainer:
 
     def predict_sequence(self, x: np.ndarray, state=None):
         """Language models: logits ``(B, T, V)`` for ids ``x`` ``(B, T)`` continuing from ``state``
-        (``None``: zeros), and the state after the last step, for evaluation and generation."""
+        (``None``: zeros), and the state after the last step, for evaluation and generation.
+        A transformer's state is its key/value cache (:func:`diptych.language.cached_sequence`)."""
+        if self.task.model.decodes_with_cache:
+            return cached_sequence(self, x, state, self.task.model.context)
         logits, state = self._logits(self._params_here(), x, self._carry(len(x), state))
         return np.asarray(logits), state
+
+    def new_cache(self, batch: int) -> dict:
+        return jax.device_put(transformer.empty_cache(self.task.model, batch), self.device)
+
+    def extend(self, ids: np.ndarray, cache: dict, pos: int):
+        """Logits ``(B, T, V)`` for ``ids`` ``(B, T)`` at positions ``pos ..``, and the updated cache: one jitted
+        step per ``T`` (``pos`` is traced, so decoding one id at a time compiles once)."""
+        logits, cache = transformer.extend(self.graphdef, self._params_here(), ids, cache, np.int32(pos))
+        return np.asarray(logits), cache
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
         """Loss, logits ``(B, classes)`` and canonical-layout gradients on one batch (no update)."""

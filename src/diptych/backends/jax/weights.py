@@ -11,6 +11,10 @@ Layout rules, canonical -> JAX:
   ``rnn.weight_ih_l{k}[_reverse]`` etc.: kernels ``.T``, biases as they are. The gate blocks keep
   PyTorch's order (i, f, g, o for LSTM; r, z, n for GRU), so no gate is permuted.
 * embedding ``embed.embedding`` ``(V, E)`` <-> ``embed.weight``: the same layout.
+* transformers (:mod:`diptych.transformer_specs`) by attribute path: ``blocks.0.attn.qkv.kernel``
+  ``(D, 3D)`` <-> ``blocks.0.attn.qkv.weight`` ``(3D, D)``; LayerNorm ``scale`` <-> ``weight``;
+  ``Embed.embedding`` <-> ``weight``; the ViT's patch conv as any conv; bare parameters (``cls_token``,
+  ``pos_embed``) as they are.
 """
 
 from __future__ import annotations
@@ -59,8 +63,57 @@ def _rnn_name(layer: str, key: str) -> str:
     return f"rnn.{_RNN_NAMES[key]}_{layer[len('rnn_') :]}"
 
 
+TRANSFORMERS = ("gpt", "vit")
+_LEAF = {"kernel": "weight", "scale": "weight", "embedding": "weight", "bias": "bias"}
+
+
+def _flat(tree: dict, prefix: tuple = ()):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flat(value, prefix + (key,))
+        else:
+            yield prefix + (key,), value
+
+
+def _transformer_to_canonical(tree: dict) -> dict[str, np.ndarray]:
+    out = {}
+    for path, v in _flat(tree):
+        v = np.asarray(v, dtype=np.float32)
+        if path[-1] in _LEAF:  # a layer's parameter: rename, and transpose kernels
+            if path[-1] == "kernel":
+                v = _conv_to_canonical(v) if v.ndim > 2 else v.T
+            path = path[:-1] + (_LEAF[path[-1]],)
+        out[".".join(map(str, path))] = np.ascontiguousarray(v)
+    return out
+
+
+def _transformer_from_canonical(params: dict[str, np.ndarray]) -> dict:
+    """``blocks.0.attn.qkv.weight`` -> ``{"blocks": {0: {"attn": {"qkv": {"kernel": W.T}}}}}``."""
+    tree: dict = {}
+    for name, v in params.items():
+        parts = [int(p) if p.isdigit() else p for p in name.split(".")]
+        node = tree
+        for p in parts[:-2]:
+            node = node.setdefault(p, {})
+        if len(parts) == 1:  # a bare parameter
+            tree[parts[0]] = np.asarray(v)
+            continue
+        layer, leaf = parts[-2], parts[-1]
+        if leaf == "weight":
+            if str(layer).startswith("ln"):
+                leaf = "scale"
+            elif str(layer).endswith("embed"):
+                leaf = "embedding"
+            else:
+                leaf, v = "kernel", _conv_to_jax(v) if v.ndim > 2 else v.T
+        node.setdefault(layer, {})[leaf] = np.ascontiguousarray(v)
+    return tree
+
+
 def to_canonical(spec: MLPSpec | CNNSpec | RNNSpec, tree: dict) -> dict[str, np.ndarray]:
     """Any parameter-shaped pure dict (weights, gradients, Adam moments) -> canonical layout."""
+    if spec.kind in TRANSFORMERS:
+        return _transformer_to_canonical(tree)
     out = {}
     for layer, p in tree.items():
         if layer.startswith("rnn_"):
@@ -85,6 +138,8 @@ def to_canonical(spec: MLPSpec | CNNSpec | RNNSpec, tree: dict) -> dict[str, np.
 
 def from_canonical(spec: MLPSpec | CNNSpec | RNNSpec, params: dict[str, np.ndarray]) -> dict:
     """Canonical weights -> the NNX pure-dict layout ``{"conv1": {"kernel", "bias"}, ...}``."""
+    if spec.kind in TRANSFORMERS:
+        return _transformer_from_canonical(params)
     tree: dict = {}
     for name in params:
         if name.startswith("rnn."):  # rnn.weight_ih_l0_reverse -> rnn_l0_reverse / w_ih

@@ -141,9 +141,11 @@ def shard_model(model: nn.Module) -> nn.Module:
 
 
 def units(model: nn.Module) -> list[nn.Module]:
-    """The submodules sharded as one group each: every direct child that holds parameters (each element
-    of a ``ModuleList``/``Sequential`` child, such as a transformer's blocks), except a module sharing a
-    parameter with a module outside it (a tied embedding and output head): such parameters stay with the root."""
+    """The submodules sharded as one group each: every direct child that holds parameters, and each element
+    of a ``ModuleList``/``Sequential`` child (a transformer's blocks). Two kinds stay with the root, whose
+    parameters are whole for all of its forward: an embedding table (the GPT reuses it as its output head,
+    ``F.linear(h, self.embed.weight)``, outside the embedding's own forward, where a unit of its own would
+    already be resharded), and a module that shares a parameter with a module outside it (tied weights)."""
     holders: dict[int, set[int]] = {}
     for m in model.modules():
         for p in m._parameters.values():
@@ -158,6 +160,7 @@ def units(model: nn.Module) -> list[nn.Module]:
     parts = [
         part
         for child in model.children()
+        if not isinstance(child, nn.Embedding)
         for part in (child if isinstance(child, nn.ModuleList | nn.Sequential) else [child])
     ]
     return [part for part in parts if own(part)]

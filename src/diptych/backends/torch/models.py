@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from diptych.backends.torch import transformer
 from diptych.backends.torch.ops import max_pool
 from diptych.specs import CharLMSpec, CNNSpec, CRNNSpec, MLPSpec, ModelSpec, RNNSpec
 
@@ -138,7 +139,15 @@ class CRNN(RecurrentNet):
         return super().forward(x)  # (B, classes)
 
 
-MODELS = {"mlp": MLP, "cnn": ConvNet, "rnn": RecurrentNet, "charlm": CharLM, "crnn": CRNN}  # by spec.kind
+MODELS = {
+    "mlp": MLP,
+    "cnn": ConvNet,
+    "rnn": RecurrentNet,
+    "charlm": CharLM,
+    "crnn": CRNN,
+    "gpt": transformer.GPT,
+    "vit": transformer.ViT,
+}  # by spec.kind
 
 
 def build_model(spec: ModelSpec, seed: int = 0) -> nn.Module:

@@ -12,9 +12,11 @@ import numpy as np
 import torch
 
 
-def export_module(model: torch.nn.Module, example: np.ndarray) -> bytes:
+def export_module(model: torch.nn.Module, example: np.ndarray, seq_axis: bool = False) -> bytes:
     """``torch.onnx.export`` with a dynamic batch axis (the TorchScript exporter: ``dynamo=False``): the
-    ONNX file's bytes, held in memory until verified, then written by the atomic writer (no file here)."""
+    ONNX file's bytes, held in memory until verified, then written by the atomic writer (no file here).
+    ``seq_axis``: axis 1 of the input and output is dynamic too (a transformer's sequence length)."""
+    axes = {0: "batch", 1: "sequence"} if seq_axis else {0: "batch"}
     model.eval()
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -26,7 +28,7 @@ def export_module(model: torch.nn.Module, example: np.ndarray) -> bytes:
             dynamo=False,
             input_names=["x"],
             output_names=["logits"],
-            dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+            dynamic_axes={"x": axes, "logits": axes},
             opset_version=17,
         )
     return buf.getvalue()

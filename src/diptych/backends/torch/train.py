@@ -16,8 +16,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.optim.lr_scheduler import LambdaLR
 
-from diptych.backends.torch import augment, distributed, models, weights
+from diptych.backends.torch import augment, distributed, models, transformer, weights
 from diptych.errors import DiptychError
+from diptych.language import cached_sequence
 from diptych.launch import OtherLoad, World, usable_cores
 from diptych.schedules import lr_factor
 from diptych.tasks import OptimizerSpec, Task
@@ -139,6 +140,11 @@ def make_optimizer(spec: OptimizerSpec, params) -> torch.optim.Optimizer:
     if spec.name == "adam":
         return torch.optim.Adam(params, lr=spec.lr, fused=fused)
     if spec.name == "adamw":
+        if spec.decay_matrices_only:  # two groups: matrices decay, biases and LayerNorm gains do not
+            params = [
+                {"params": [p for p in params if p.dim() >= 2]},
+                {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+            ]
         return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay, fused=fused)
     raise DiptychError(f"unknown optimizer {spec.name!r}")
 
@@ -265,10 +271,23 @@ class Trainer:
     @torch.no_grad()
     def predict_sequence(self, x: np.ndarray, state=None):
         """Language models: logits ``(B, T, V)`` for ids ``x`` ``(B, T)`` continuing from ``state``
-        (``None``: zeros), and the state after the last step, for evaluation and generation."""
+        (``None``: zeros), and the state after the last step, for evaluation and generation.
+        A transformer's state is its key/value cache (:func:`diptych.language.cached_sequence`)."""
         self.model.eval()
+        if self.task.model.decodes_with_cache:
+            return cached_sequence(self, x, state, self.task.model.context)
         logits, state = self.eval_forward(self._input(x), state)
         return logits.float().cpu().numpy(), state
+
+    def new_cache(self, batch: int) -> transformer.KVCache:
+        """An empty key/value cache for ``batch`` rows (preallocated for the whole context)."""
+        return transformer.KVCache.empty(self.task.model, batch, self.device, self.dtype)
+
+    @torch.no_grad()
+    def extend(self, ids: np.ndarray, cache: transformer.KVCache, pos: int):
+        """Logits ``(B, T, V)`` for ``ids`` ``(B, T)`` at positions ``pos ..``, written into ``cache`` in place."""
+        self.model.eval()
+        return self.model(self._input(ids), cache, pos).float().cpu().numpy(), cache
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
         """Loss, logits ``(B, classes)`` and canonical-layout gradients on one batch (no update)."""
