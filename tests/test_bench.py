@@ -49,7 +49,7 @@ def _distinct_models() -> dict:
     """One task per distinct model spec (a language model sized for a 100-character vocabulary)."""
     models = {}
     for name, task in TASKS.items():
-        spec = fit_vocab(task, 100).model if task.model.kind == "charlm" else task.model
+        spec = fit_vocab(task, 100).model if task.model.kind in ("charlm", "gpt") else task.model
         models.setdefault(spec, name)
     return {name: spec for spec, name in models.items()}
 
@@ -63,7 +63,7 @@ def _counted(spec, backward: bool):
     from diptych.backends import load_backend
 
     model = load_backend("torch").models.build_model(spec, 0)
-    if spec.kind == "charlm":
+    if spec.kind in ("charlm", "gpt"):
         x = torch.randint(0, spec.vocab, (1, spec.seq_len))
     else:
         x = torch.randn(1, *spec.input_shape())
@@ -96,12 +96,33 @@ def test_flops_match_torchs_flop_counter():
             continue
         counter, _, _ = _counted(spec, backward=False)
         measured[name] = counter.get_total_flops()
-        assert measured[name] == forward_flops(spec), name
+        # torch's counter has no formula for the CPU attention kernel (_scaled_dot_product_flash_attention_for_cpu):
+        # attention is counted by hand in test_attention_flops_are_counted_analytically
+        attention = sum(layer.flops for layer in layers(spec) if layer.heads)
+        assert measured[name] == forward_flops(spec) - attention, name
         if spec.kind in ("mlp", "cnn"):
             counter, _, _ = _counted(spec, backward=True)
             first = layers(spec)[0].flops
             assert train_flops(spec) == counter.get_total_flops() + first, name
-    assert {"mnist-cnn", "mnist1d-mlp", "mnist1d-gru", "mnist1d-rnn", "fsdd-crnn"} <= set(measured)
+    assert {"mnist-cnn", "mnist1d-mlp", "mnist1d-gru", "mnist1d-rnn", "fsdd-crnn", "chars-gpt", "mnist-vit"} <= set(
+        measured
+    )
+
+
+def test_attention_flops_are_counted_analytically():
+    """Q K^T and A V, each 2 T^2 D per block (in full, causal or not), listed as one layer per block."""
+    gpt = fit_vocab(TASKS["chars-gpt"], 100).model
+    att = [layer for layer in layers(gpt) if layer.heads]
+    t, d = gpt.context, gpt.width
+    assert [a.name for a in att] == [f"blocks.{i}.attention" for i in range(gpt.layers)]
+    assert all(a.flops == 2 * (2 * t * t * d) and a.causal and a.heads == gpt.heads for a in att)
+    vit = TASKS["mnist-vit"].model
+    n = 1 + vit.num_patches()
+    assert {a.flops for a in layers(vit) if a.heads} == {4 * n * n * vit.width}
+    # everything else is the dense layers, the patch conv and the readout: 2 * params-in-matmuls per token
+    dense = forward_flops(gpt) - sum(a.flops for a in att)
+    matmul_params = sum(v[0] * v[1] for k, v in gpt.param_shapes().items() if k.endswith("weight") and len(v) == 2)
+    assert dense == 2 * t * (matmul_params - gpt.context * d)  # the position table is a lookup, no matmul
 
 
 def test_layers_hold_every_counted_flop():
@@ -125,6 +146,9 @@ def test_layers_hold_every_counted_flop():
     checked = 0
     for name, spec in _distinct_models().items():
         ls = layers(spec)
+        if spec.kind in ("gpt", "vit"):  # transformers: test_attention_flops_are_counted_analytically
+            assert sum(layer.flops for layer in ls) == forward_flops(spec), name
+            continue
         if spec.kind not in ("mlp", "cnn"):
             assert ls == [], name
             continue

@@ -72,6 +72,14 @@ class Trainer(Protocol):
         """Language models: logits ``(B, T, V)`` for ids ``(B, T)`` continuing from ``state`` (``None``:
         zeros), and the state after the last step."""
 
+    def new_cache(self, batch: int) -> Any:
+        """Transformer language models: an empty key/value cache for ``batch`` rows, the whole context long."""
+
+    def extend(self, ids: np.ndarray, cache: Any, pos: int) -> tuple[np.ndarray, Any]:
+        """Transformer language models: logits ``(B, T, V)`` for ids ``(B, T)`` at positions ``pos ..``,
+        their keys and values written into ``cache`` (returned: JAX's is a new value, torch's the same
+        tensor written in place). :func:`diptych.language.cached_sequence` builds generation on these two."""
+
     def reset_state(self) -> None:
         """Forget the recurrent state carried between training batches (each epoch starts from zeros)."""
 

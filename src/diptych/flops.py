@@ -31,6 +31,33 @@ class Layer:
     padding: int = 0
     input_grad: bool = True
     flops: int = 0
+    heads: int = 0  # > 0: not a layer with weights but attention itself over (T, D), in this many heads
+    causal: bool = False
+
+
+def _transformer_layers(spec) -> list[Layer]:
+    """A transformer's matmuls per block (query/key/value, attention, output projection, the MLP's two) and
+    the readout: dense layers over ``(T, D)`` tokens, and attention, whose ``Q K^T`` and ``A V`` cost
+    ``4 T^2 D`` (:func:`diptych.transformer_specs.block_flops`)."""
+    d, m = spec.width, spec.mlp_ratio * spec.width
+    t = spec.context if spec.kind == "gpt" else 1 + spec.num_patches()
+    out = []
+    if spec.kind == "vit":
+        p, c = spec.patch, spec.in_channels
+        conv_flops = 2 * c * p * p * d * spec.num_patches()
+        out.append(Layer("patch", (c, *spec.input_shape()), (d, c, p, p), p, 0, False, conv_flops))
+    for i in range(spec.layers):
+        b = f"blocks.{i}."
+        out += [
+            Layer(b + "attn.qkv", (t, d), (3 * d, d), flops=2 * t * d * 3 * d, input_grad=bool(out) or i > 0),
+            Layer(b + "attention", (t, d), (), flops=4 * t * t * d, heads=spec.heads, causal=spec.kind == "gpt"),
+            Layer(b + "attn.proj", (t, d), (d, d), flops=2 * t * d * d),
+            Layer(b + "mlp.fc", (t, d), (m, d), flops=2 * t * d * m),
+            Layer(b + "mlp.proj", (t, m), (d, m), flops=2 * t * m * d),
+        ]
+    if spec.kind == "gpt":  # the tied readout: logits = x @ embed.weight^T, over every position
+        return out + [Layer("readout", (t, d), (spec.vocab, d), flops=2 * t * d * spec.vocab)]
+    return out + [Layer("head", (d,), (spec.num_classes, d), flops=2 * d * spec.num_classes)]
 
 
 def _conv_layers(spec: CNNSpec) -> list[Layer]:
@@ -49,7 +76,9 @@ def _conv_layers(spec: CNNSpec) -> list[Layer]:
 
 def forward_flops(spec: MLPSpec | CNNSpec | RNNSpec | CRNNSpec | CharLMSpec) -> int:
     """FLOPs of one forward pass for one sample (a language model's sample is one window of
-    ``seq_len`` characters; the embedding is a lookup, 0 FLOPs)."""
+    ``seq_len`` characters; the embedding is a lookup, 0 FLOPs; a GPT's sample is one context window)."""
+    if spec.kind in ("gpt", "vit"):
+        return sum(layer.flops for layer in _transformer_layers(spec))
     if spec.kind in ("mlp", "cnn"):
         return sum(layer.flops for layer in layers(spec))
     if spec.kind == "charlm":  # per character: each layer's gates, then the H -> V readout
@@ -76,6 +105,8 @@ def layers(spec: MLPSpec | CNNSpec | RNNSpec | CRNNSpec | CharLMSpec) -> list[La
         >>> [(l.name, l.in_shape, l.flops) for l in layers(get_task("mnist-cnn").model)][:2]
         [('conv1', (1, 28, 28), 451584), ('conv2', (32, 14, 14), 7225344)]
     """
+    if spec.kind in ("gpt", "vit"):
+        return _transformer_layers(spec)
     if spec.kind not in ("mlp", "cnn"):
         return []
     out = _conv_layers(spec) if spec.kind == "cnn" else []

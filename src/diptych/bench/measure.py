@@ -68,3 +68,15 @@ def augmented_rate(trainer, data, stream, augmenter, seconds: float, batch: int)
         trainer.losses_to_numpy([step(steps + i) for i in range(10)])
         steps += 10
     return steps * batch / (time.perf_counter() - t0)
+
+
+def decode_rate(trainer, data, tokens: int = 200) -> float:
+    """Greedy generation's tokens per second, one sequence, through the twin's key/value cache: an 8-id prompt,
+    then ``tokens`` steps of one id each (the first, which JAX compiles, untimed). The cache slides as
+    ``generate`` slides it, so a run longer than the context includes its re-reads."""
+    logits, state = trainer.predict_sequence(data.x_test[:1, :8], None)
+    logits, state = trainer.predict_sequence(logits[:, -1:].argmax(-1).astype("int32"), state)
+    t0 = time.perf_counter()
+    for _ in range(tokens):
+        logits, state = trainer.predict_sequence(logits[:, -1:].argmax(-1).astype("int32"), state)
+    return tokens / (time.perf_counter() - t0)

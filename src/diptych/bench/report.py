@@ -21,6 +21,8 @@ from diptych.stephooks import format_top_ops
 COLUMNS = [  # (header, key, format)
     ("train samples/s (median)", "train_sps_median", "{:,.0f}"),
     ("spread (min-max)", None, None),
+    ("train tokens/s", "train_tps_median", "{:,.0f}"),
+    ("decode tokens/s (cached, batch 1)", "decode_tps_median", "{:,.0f}"),
     ("eval samples/s", "eval_sps_median", "{:,.0f}"),
     ("compile / first step (s)", "compile_seconds_median", "{:.2f}"),
     ("time to target (s)", "time_to_target_seconds", "{:.1f}"),

@@ -129,6 +129,10 @@ def summarize(task_name: str, bursts: dict[str, list[dict]], runs: dict[str, dic
             "compile_seconds_median": statistics.median(b["compile_seconds"] for b in bs),
             "burst_peak_rss_mb": max(b["peak_rss_mb"] for b in bs),
         }
+        if hasattr(task.model, "seq_len"):  # a language model's sample is a window of seq_len characters
+            row["train_tps_median"] = row["train_sps_median"] * task.model.seq_len
+        if all(b.get("decode_tokens_per_second") for b in bs):
+            row["decode_tps_median"] = statistics.median(b["decode_tokens_per_second"] for b in bs)
         row["achieved_gflops"] = row["train_sps_median"] * flops / 1e9
         row["mfu"] = row["achieved_gflops"] / peak if peak else None
         kernels = next((b["profile"]["kernels"] for b in bs if (b.get("profile") or {}).get("kernels")), None)

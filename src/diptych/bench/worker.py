@@ -11,7 +11,7 @@ import json
 import time
 
 from diptych.bench.contestants import EVALS_PER_EPOCH, SEED_NORMALIZE, SEED_RECIPE, apply_recipe
-from diptych.bench.measure import augmented_rate, kernels, profile_steps
+from diptych.bench.measure import augmented_rate, decode_rate, kernels, profile_steps
 from diptych.tasks import choose_augment, get_task
 
 
@@ -69,6 +69,7 @@ def burst(
     t2 = time.perf_counter()
     task.objective.evaluate(trainer, data, facts)
     eval_sps = len(data.y_test) / (time.perf_counter() - t2)
+    decode = {"decode_tokens_per_second": decode_rate(trainer, data)} if task.model.decodes_with_cache else {}
     return {
         "framework": framework,
         "compile_seconds": first,
@@ -80,6 +81,7 @@ def burst(
         "device": backend.train.device_name(),
         **({"augment": task.augment.describe(), "augmented_samples_per_second": aug_sps} if aug_sps else {}),
         **({"profile": profile} if profile else {}),
+        **decode,
     }
 
 

@@ -61,7 +61,16 @@ def top_ops(trace_dir: str | Path, steps: int, wall_seconds: float, n: int = 15)
 
 def _layer_fn(layer):
     """One layer as the trainer runs it, ``f(x, w, b)``: a dot, or ``lax.conv_general_dilated`` channels-last
-    (weights ``(*k, in, out)``, as ``nnx.Conv`` keeps them)."""
+    (weights ``(*k, in, out)``, as ``nnx.Conv`` keeps them), or attention (``w`` and ``b`` unused)."""
+    if layer.heads:
+
+        def attention(x, w, b):  # (B, T, D) in heads, q = k = v, as the transformer calls it
+            q = x.reshape(*x.shape[:2], layer.heads, -1)  # (B, T, H, Dh)
+            return jax.nn.dot_product_attention(q, q, q, is_causal=layer.causal).reshape(x.shape) + 0 * (
+                w.sum() + b.sum()
+            )
+
+        return attention
     dims = len(layer.weight) - 2
     if dims == 0:
         return lambda x, w, b: x @ w + b  # (B, D) @ (D, O)
@@ -111,11 +120,11 @@ def kernel_ms(layers: list, batch: int, *, precision: str = "fp32", world=None) 
     dt = jnp.bfloat16 if precision == "bf16" else jnp.float32
     out = {}
     for i, layer in enumerate(layers):
-        out_ch, in_ch, *k = layer.weight
+        out_ch, in_ch, *k = layer.weight or (1, 1)  # attention: no weights (one dummy entry to differentiate)
         f = _layer_fn(layer)
         kx, kw, kg = jax.random.split(jax.random.key(i), 3)
         in_shape = (*layer.in_shape[1:], layer.in_shape[0]) if k else layer.in_shape  # channels last
-        x = jax.random.normal(kx, (batch, *in_shape), dt)  # (B, H, W, C), (B, L, C) or (B, D)
+        x = jax.random.normal(kx, (batch, *in_shape), dt)  # (B, H, W, C), (B, L, C), (B, D) or (B, T, D)
         w = jax.random.normal(kw, (*k, in_ch, out_ch), dt) * 0.1
         b = jnp.zeros((out_ch,), dt)
         g = jax.random.normal(kg, jax.eval_shape(f, x, w, b).shape, dt)

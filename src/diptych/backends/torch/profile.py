@@ -50,8 +50,24 @@ def top_ops(trace_dir: str | Path, steps: int, wall_seconds: float, n: int = 15)
     return top_by_self_time(spans, _label, steps, wall_seconds, n)
 
 
+class _Attention(torch.nn.Module):
+    """Attention alone, as the transformer runs it: ``(B, T, D)`` in heads, ``F.scaled_dot_product_attention``."""
+
+    def __init__(self, heads: int, causal: bool):
+        super().__init__()
+        self.heads, self.causal = heads, causal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q = x.view(b, t, self.heads, d // self.heads).transpose(1, 2)  # (B, H, T, Dh): q = k = v
+        y = torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=self.causal)
+        return y.transpose(1, 2).reshape(b, t, d)
+
+
 def _layer_module(layer) -> torch.nn.Module:
-    """One layer as the trainer builds it: ``nn.Linear``, or ``nn.Conv1d``/``nn.Conv2d`` (channels-last)."""
+    """One layer as the trainer builds it: ``nn.Linear``, ``nn.Conv1d``/``nn.Conv2d`` (channels-last), or attention."""
+    if layer.heads:
+        return _Attention(layer.heads, layer.causal)
     out_ch, in_ch, *k = layer.weight
     if not k:
         return torch.nn.Linear(in_ch, out_ch)
