@@ -78,6 +78,7 @@ def check(one: dict, two: dict, processes: int) -> None:
     assert list(two["world"]) == [processes, 2] and list(one["world"]) == [1, 1]  # it really ran on 2 devices
     assert len(one["losses"]) == 20 and one["losses"][-5:].mean() < one["losses"][:5].mean()  # it trained
     np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5, atol=0)
+    assert two["reloaded"] and one["reloaded"]  # canonical state loaded into the shards comes out the same
     names = [k for k in one if k[0] in "wo" and "." in k]
     assert names and sorted(names) == sorted(k for k in two if k[0] in "wo" and "." in k)
     for name in (k for k in names if k.startswith(("w10.", "o10."))):  # gathered from the shards at step 10
