@@ -10,8 +10,9 @@ import psutil
 import pytest
 from safetensors.numpy import load_file
 
-from conftest import assert_one_line_error, cli_in_process, free_port, run_cli, run_cli_isolated
+from conftest import assert_one_line_error, cli_in_process, free_port, run_cli_isolated
 from diptych import checkpoint
+from diptych.errors import DiptychError
 from distributed.test_cli import _worker
 from process_helpers import Started
 
@@ -117,8 +118,16 @@ def test_shard_without_workers_or_unknown_is_one_line(tmp_path, mnist1d):
     pytest.importorskip("torch")
     base = ["train", TASK, "--epochs", "0.05", "--no-progress", "--out", str(tmp_path)]
     r = cli_in_process(*base, "--framework", "torch", "--shard", "fsdp")
-    assert_one_line_error(r, "--shard fsdp", "--nproc N")
+    assert_one_line_error(r, "--shard fsdp", "has 1", "--nproc N")
     assert_one_line_error(cli_in_process(*base, "--framework", "torch", "--shard", "zero3"), "--shard", "fsdp")
-    if pytest.importorskip("jax"):  # one JAX device: nothing to shard over
-        r = run_cli(*base, "--framework", "jax", "--shard", "fsdp", env={"JAX_NUM_CPU_DEVICES": "1"})
-        assert_one_line_error(r, "--shard fsdp", "has 1", "--nproc N")
+
+
+def test_jax_shard_over_one_device_is_refused():
+    """A prime batch above the CPU device count runs on the one device that divides it: nothing to shard."""
+    jax = pytest.importorskip("jax")
+    from diptych.backends import load_backend
+
+    n = len(jax.devices("cpu"))
+    prime = next(p for p in range(n + 1, 2 * n + 3) if p > 1 and all(p % d for d in range(2, p)))
+    with pytest.raises(DiptychError, match=r"--shard fsdp .* has 1; add --nproc N"):
+        load_backend("jax").distributed.init("cpu", prime, shard="fsdp")
