@@ -56,7 +56,7 @@ def load(path: str | Path, task: str):
     params = {k[len("params.") :]: v for k, v in tensors.items() if k.startswith("params.")}
     opt = {k[len("opt.") :]: v for k, v in tensors.items() if k.startswith("opt.")}
     check_meta(meta, str(path))
-    check_state(params, opt, task, meta["config"]["optimizer"], str(path))
+    check_state(params, opt, task, meta["config"]["optimizer"], str(path), meta["config"].get("model_overrides"))
     meta["carry"] = {k[len("carry.") :]: v for k, v in tensors.items() if k.startswith("carry.")}
     _check_carry(meta["carry"], params, meta, str(path))
     return params, opt, meta
@@ -95,7 +95,9 @@ def check_meta(meta: dict, source: str) -> None:
         "compile": lambda v: isinstance(v, bool),
         "precision": lambda v: v in ("fp32", "bf16"),
         "split": lambda v: v is None or isinstance(v, str),
+        "model_overrides": lambda v: isinstance(v, dict),
     }
+    config.setdefault("model_overrides", {})  # checkpoints from before --set: the task's own model
     for key, ok in rules.items():
         if key not in config or not ok(config[key]):
             raise _fail(source, f"config {key} is {config.get(key, 'missing')!r}")
@@ -143,16 +145,25 @@ _MOMENTS = {
 
 
 def check_state(
-    params: dict[str, np.ndarray], opt: dict[str, np.ndarray], task: str, optimizer: str, source: str
+    params: dict[str, np.ndarray],
+    opt: dict[str, np.ndarray],
+    task: str,
+    optimizer: str,
+    source: str,
+    overrides: dict | None = None,
 ) -> None:
-    """Weights of the task's model, finite; the optimizer state complete for ``optimizer`` (every
-    moment present, shaped as its parameter, finite) and a step count that is a whole number."""
-    from diptych.tasks import fit_vocab, get_task
+    """Weights of the task's model (with the run's ``--set`` ``overrides``), finite; the optimizer state
+    complete for ``optimizer`` (every moment present, shaped as its parameter, finite) and a step count
+    that is a whole number."""
+    from diptych.tasks import get_task
 
-    spec = get_task(task)
-    if "embed.weight" in params and params["embed.weight"].ndim == 2:  # a language model: its vocabulary
-        spec = fit_vocab(spec, params["embed.weight"].shape[0])
-    shapes = spec.model.param_shapes()
+    try:
+        spec = get_task(task).with_model_overrides(overrides).model
+    except DiptychError as e:
+        raise _fail(source, f"its model overrides are not the task's ({e})") from None
+    if all(v.ndim >= 2 for k, v in params.items() if k.endswith(".weight")):  # else check_weights names the wrong one
+        spec = spec.sized_like(params)  # what the data decided: a language model's vocabulary, own images' sizes
+    shapes = spec.param_shapes()
     check_weights(params, shapes, source)  # names, shapes, float32, finite
     step = opt.get("step")
     if (

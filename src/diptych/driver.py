@@ -17,7 +17,6 @@ bit for bit where the checkpoint left off.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import time
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from diptych.fsio import ensure_writable_dir
 from diptych.inference import InferenceMeta
 from diptych.launch import lost_peers_in_one_line
 from diptych.observe import Observer
+from diptych.overrides import check_model, overrides_for_run, spec_to_dict
 from diptych.progress import TrainProgress
 from diptych.records import hardware, peak_rss_mb, read_json, runtime, source_record, versions, write_json
 from diptych.runstate import WEIGHTS, Checkpoints, RunState
@@ -80,6 +80,7 @@ class RunConfig:
     eval_every: int | None = None  # also evaluate after every N-th step, off the training clock (stephooks)
     profile_steps: tuple[int, int] | None = None  # trace steps A..B with the twin's profiler (stephooks)
     shard: str = "none"  # "fsdp": parameters and optimizer state sharded over the workers (launch.SHARDS)
+    sets: tuple[str, ...] = ()  # --set KEY=VALUE: the model spec's overrides (diptych.overrides)
 
 
 @dataclass
@@ -122,9 +123,11 @@ def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
                 f"start a new run with another --out"
             )
         augment = saved["augment"]
-    task = choose_augment(task.with_overrides(**given), augment)
+    overrides = overrides_for_run(task.model, config.sets, saved)  # a resumed run keeps its own
+    task = choose_augment(task.with_overrides(**given).with_model_overrides(overrides), augment)
     options = {k: getattr(config, k) for k in ("image_size", "channels", "val_fraction")}
     task = task.objective.fit(task, options, saved)  # the kind of task's own options (or the saved ones)
+    check_model(task.model, prefix=f"{task.name}'s model")  # e.g. convs that shrink a small --image-size to nothing
     seed = given["seed"] if given["seed"] is not None else 0
     settings = {
         "epochs": task.budget.epochs,
@@ -138,6 +141,7 @@ def resolve(config: RunConfig, saved: dict | None = None) -> tuple[Task, dict]:
         "compile": config.compile,
         "precision": config.precision,
         "split": given["split"] or default_split(task.dataset),
+        "model_overrides": overrides,
     }
     if hasattr(task.augment, "describe"):  # an image augmentation, as OPS: what was applied, e.g. "shift:2,rotate:10"
         settings["augment"] = task.augment.describe()
@@ -170,7 +174,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     steps = batches.steps_per_epoch()
     total, epochs = training_steps(task.budget.epochs, steps)  # a fractional budget ends mid-epoch
     trainer = _make_trainer(backend, task, config, settings, world, total)
-    state = _start(trainer, config, saved, settings, epochs, workdir)
+    state = _start(trainer, config, saved, settings, epochs, workdir, task)
     complete = state.epoch >= epochs  # a resumed run that had finished: nothing to train
     meta = _inference_meta(task, config.framework, objective.inference_meta(data, facts))  # the weights file's
     feed = make_feed(data, batches, config.data_workers)  # from memory, or streamed from a pack
@@ -250,7 +254,7 @@ def _progress(
 
 def _inference_meta(task: Task, framework: str, extra: dict) -> dict:
     """What ``weights.safetensors`` carries besides the weights (:class:`InferenceMeta`)."""
-    meta = InferenceMeta(task=task.name, framework=framework, model=dataclasses.asdict(task.model), **extra)
+    meta = InferenceMeta(task=task.name, framework=framework, model=spec_to_dict(task.model), **extra)
     return meta.to_metadata()
 
 
@@ -266,7 +270,9 @@ def _read_checkpoint(path: Path, task: str) -> tuple:
     return checkpoint.load(path, task)
 
 
-def _start(trainer, config: RunConfig, saved: tuple | None, settings: dict, epochs: int, workdir: Path) -> RunState:
+def _start(
+    trainer, config: RunConfig, saved: tuple | None, settings: dict, epochs: int, workdir: Path, task: Task
+) -> RunState:
     """Load the checkpoint (or ``--init-from`` weights) into ``trainer``; the state to continue from.
     A checkpoint that finished its budget is complete when asked again with the same settings (a requeued
     job), and continues when asked for more epochs."""
@@ -277,7 +283,7 @@ def _start(trainer, config: RunConfig, saved: tuple | None, settings: dict, epoc
         )
     if saved is None:
         if config.init_from:
-            init, _, _ = read_any(config.init_from)  # canonical, torch .pt or Flax .msgpack
+            init, _, _ = read_any(config.init_from, task.model)  # any format; a native file: this run's model
             trainer.load_weights(init, config.init_from)
         return RunState()
     params, opt_state, meta = saved
@@ -393,6 +399,7 @@ def _run_record(
             "test": len(data.y_test),
             **{k: v for k, v in facts.items() if k != "unigram_bpc"},
         },
+        "model": spec_to_dict(task.model),  # the model as built: `--set` overrides (config) applied
         "num_params": trainer.num_params(),
         "epochs": state.history,
         **task.objective.record(state.history, facts),
@@ -429,7 +436,8 @@ def evaluate_weights(
     """The objective's scores of a weights file (from either twin) evaluated by ``framework``."""
     task = get_task(task_name)
     params, _, meta = read_any(weights_path)  # canonical, torch .pt or Flax .msgpack
-    task = task.objective.for_weights(task, InferenceMeta.read(weights_path, meta))  # own images: their sizes
+    info = InferenceMeta.read(weights_path, meta)
+    task = info.fit_task(task.objective.for_weights(task, info), weights_path)  # the model as trained (--set)
     check_weights(params, task.model.sized_like(params).param_shapes(), str(weights_path))  # before any data
     task, data, facts = task.objective.load(task, data_dir, text=text, split=split, dataset=dataset)
     check_weights(params, task.model.param_shapes(), str(weights_path))  # a language model: against its corpus

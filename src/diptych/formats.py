@@ -17,6 +17,8 @@ import numpy as np
 
 from diptych.backends import load_backend
 from diptych.errors import DiptychError
+from diptych.inference import InferenceMeta
+from diptych.overrides import spec_from_dict
 from diptych.tasks import TASKS
 from diptych.weights import check_weights, read_safetensors, require_file
 
@@ -52,31 +54,35 @@ def _specs():
     return seen
 
 
-def _match_spec(params: dict[str, np.ndarray], source: str):
-    for spec in _specs():
+def _match_spec(params: dict[str, np.ndarray], source: str, like=None):
+    for spec in [like] * (like is not None) + _specs():
         spec = spec.sized_like(params)
         shapes = spec.param_shapes()
         if set(params) == set(shapes) and all(tuple(params[k].shape) == shapes[k] for k in shapes):
             return spec
     raise DiptychError(
-        f"{source}: these tensors match no diptych model (see `diptych list`); was it written by diptych?"
+        f"{source}: these tensors match no diptych model (see `diptych list`); was it written by diptych? "
+        f"(a model trained with --set: `diptych convert` it to .safetensors with --task and the same --set)"
     )
 
 
-def read_any(path: str | Path):
-    """Return ``(canonical params, spec, metadata)`` for a weights file of any supported format."""
+def read_any(path: str | Path, like=None):
+    """Return ``(canonical params, spec, metadata)`` for a weights file of any supported format. The model
+    is the one the metadata describes (``weights.safetensors`` from ``diptych train``); for a file without
+    one, ``like`` (a spec, e.g. with ``--set`` overrides) or the first of the registry's that fits the tensors."""
     path = Path(path)
     fmt = file_format(path)
     require_file(path)
     if fmt == "canonical":
         params, meta = read_safetensors(path)
-        spec = _match_spec(params, str(path))
+        model = InferenceMeta.read(path, meta).model
+        spec = spec_from_dict(model, str(path)) if model is not None else _match_spec(params, str(path), like)
     elif fmt == "torch":
         params, meta = load_backend("torch").weights.read_native(path), {}
-        spec = _match_spec(params, str(path))
+        spec = _match_spec(params, str(path), like)
     else:
         jw = load_backend("jax").weights
-        for spec in _specs():
+        for spec in [like] * (like is not None) + _specs():
             try:
                 params = jw.read_native(path, spec)
             except DiptychError:
@@ -86,7 +92,10 @@ def read_any(path: str | Path):
             if set(params) == set(shapes) and all(tuple(params[k].shape) == shapes[k] for k in shapes):
                 break
         else:
-            raise DiptychError(f"{path}: not a Flax msgpack parameter file of any diptych model")
+            raise DiptychError(
+                f"{path}: not a Flax msgpack parameter file of any diptych model (a model trained with --set: "
+                f"`diptych convert` it with --task and the same --set)"
+            )
         meta = {}
     params = {k: np.asarray(v) for k, v in params.items()}
     check_weights(params, spec.param_shapes(), str(path))

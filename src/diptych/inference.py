@@ -4,6 +4,8 @@
 commands that predict (``eval``, ``generate``, ``transcribe``) read it back through
 :meth:`InferenceMeta.read`, which validates every field, so a file from elsewhere cannot smuggle in
 a wrong type (the audio front end's values are checked by :func:`diptych.data.audio.check_features`).
+The model spec (``model``, with any ``--set`` overrides applied) rebuilds the very model that was
+trained (:meth:`InferenceMeta.fit_task`, :func:`diptych.overrides.spec_from_dict`).
 
     >>> m = InferenceMeta.from_metadata({"task": "chars-lstm", "vocab": "ab"}, "w.safetensors")
     >>> m.vocab, m.features is None
@@ -53,3 +55,20 @@ class InferenceMeta:
     @classmethod
     def read(cls, path: str | Path, meta: dict) -> InferenceMeta:
         return cls.from_metadata(meta, str(path))
+
+    def fit_task(self, task, source: str | Path):
+        """``task`` with the model these weights were trained as (``--set`` overrides included), rebuilt
+        from ``model``; unchanged when the file has none (a native ``.pt``/``.msgpack``, older weights).
+        One line if that model cannot read the task's data (another kind of model, input or classes)."""
+        if self.model is None:
+            return task
+        from diptych.overrides import data_misfit, spec_from_dict
+
+        spec = spec_from_dict(self.model, str(source))
+        misfit = data_misfit(task.model, spec)
+        if misfit:
+            raise DiptychError(
+                f"{source} holds a model for other data than {task.name}'s ({spec.describe()}: {misfit}); "
+                f"pass the task it was trained for"
+            )
+        return dataclasses.replace(task, model=spec)

@@ -37,6 +37,7 @@ import numpy as np
 
 from diptych.backends import load_backend
 from diptych.data import Dataset
+from diptych.overrides import parse_sets
 from diptych.progress import table_console
 from diptych.tasks import get_task
 
@@ -139,6 +140,7 @@ def run_parity(
     dataset: Dataset | None = None,
     lr: float = 1e-3,
     schedule: str = "constant",
+    sets: tuple[str, ...] = (),
 ) -> ParityReport:
     """Run checks (a)-(d) for ``task_name``; see the module docstring.
 
@@ -148,8 +150,9 @@ def run_parity(
     """
     from diptych.driver import train_batches
 
-    optimizer = optimizer or get_task(task_name).optimizer.name
-    task = get_task(task_name).with_overrides(optimizer=optimizer, epochs=1, lr=lr, schedule=schedule)
+    base = get_task(task_name).with_model_overrides(parse_sets(sets))  # --set: the model's sizes
+    optimizer = optimizer or base.optimizer.name
+    task = base.with_overrides(optimizer=optimizer, epochs=1, lr=lr, schedule=schedule)
     task, data, _ = task.objective.load(task, data_dir, dataset=dataset)
     pt, jx = load_backend("torch").train, load_backend("jax").train
     torch_t = pt.Trainer(task, seed, total_steps=steps)

@@ -25,6 +25,12 @@ class _Spec:
 
     carries_state = False  # True: the model takes and returns a recurrent state across batches (TBPTT)
     decodes_with_cache = False  # True: a transformer LM, read through a key/value cache (language.cached_sequence)
+    # Fields that `--set` refuses (diptych.overrides): the kind, and what the data decides.
+    fixed = ("kind", "vocab", "num_classes", "in_features", "in_size", "in_channels", "dims", "sized_by_data")
+
+    def problem(self) -> str | None:
+        """Why this model cannot be built, in a few words, or ``None`` (``--set`` refuses such a model)."""
+        return None
 
     def sized_like(self, params: dict) -> "_Spec":
         """This spec with any size that the weights decide filled in from ``params`` (a language
@@ -108,6 +114,17 @@ class CNNSpec(_Spec):
         flat = params["fc1.weight"].shape[1]
         fits = (dataclasses.replace(spec, in_size=n) for n in range(1, 1025))
         return next((s for s in fits if s.flat_features() == flat), spec)
+
+    def problem(self) -> str | None:
+        shape = self.input_shape() if self.dims in (1, 2) else ()  # (checked first: a huge dims is no shape)
+        if len(shape) != self.dims or min(shape, default=0) < 1 or self.in_channels < 1:
+            return f"the input {self.in_size} with {self.in_channels} channel(s) is not a {self.dims}-D image"
+        if any(c.kernel < 1 or c.stride < 1 or c.pool < 1 or c.padding < 0 for c in self.convs):
+            return "every conv needs kernel, stride and pool >= 1 and padding >= 0"
+        for i, (c, out) in enumerate(zip(self.convs, self.conv_output_sizes()), start=1):
+            if min(out) < 1 or min(out) // c.pool < 1:
+                return f"conv{i} shrinks the {'x'.join(map(str, shape))} input to nothing: use fewer convs"
+        return None
 
     def input_shape(self) -> tuple[int, ...]:
         """``(L,)`` or ``(H, W)``: one sample, without the channel axis."""
@@ -256,6 +273,9 @@ class CRNNSpec(_Spec):
 
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.in_size)
+
+    def problem(self) -> str | None:
+        return self.conv_spec().problem()
 
     def conv_spec(self) -> CNNSpec:
         return CNNSpec(dims=2, in_size=tuple(self.in_size), convs=self.convs, in_channels=self.in_channels)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from diptych.errors import DiptychError
 from diptych.language import LanguageModelling
 from diptych.objectives import Classification, FolderClassification, Objective
+from diptych.overrides import apply_overrides
 from diptych.specs import (
     DIGIT_DATASETS,
     AugmentSpec,
@@ -131,6 +132,11 @@ class Task:
             opt = dataclasses.replace(opt, label_smoothing=kw["label_smoothing"])
         validate(opt, budget)
         return dataclasses.replace(self, optimizer=opt, budget=budget)
+
+    def with_model_overrides(self, overrides: dict | None) -> "Task":
+        """A copy whose model has ``--set KEY=VALUE`` overrides applied (``{key: value}``, strings from the
+        command line or the typed values a run recorded; see :mod:`diptych.overrides`), checked in one line."""
+        return dataclasses.replace(self, model=apply_overrides(self.model, overrides)) if overrides else self
 
 
 def validate(opt: OptimizerSpec, budget: Budget) -> None:

@@ -33,6 +33,7 @@ from diptych.data.datasets import IDX_SOURCES
 from diptych.data.idx import read_idx, write_idx
 from diptych.data.images import decode
 from diptych.data.text import load_text
+from diptych.overrides import spec_to_dict
 from diptych.tasks import TASKS
 from diptych.weights import save_weights
 from image_helpers import MODES, draw, ihdr, png, png_chunk, save
@@ -328,7 +329,7 @@ def mutated_safetensors(draw, seed: bytes):
 @pytest.fixture(scope="module")
 def weights_seed(tmp_path_factory):
     path = tmp_path_factory.mktemp("w") / "w.safetensors"
-    save_weights(_params(), path, task=TASK, framework="torch", model={"kind": "mlp"})
+    save_weights(_params(), path, task=TASK, framework="torch", model=spec_to_dict(TASKS[TASK].model))
     return path.read_bytes()
 
 

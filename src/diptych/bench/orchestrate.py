@@ -23,6 +23,7 @@ from diptych.bench.contestants import (
 from diptych.bench.report import write_report
 from diptych.bench.summary import BASELINE, summarize
 from diptych.errors import DiptychError
+from diptych.overrides import overrides_for_run
 from diptych.records import write_json
 from diptych.tasks import choose_augment, get_task
 
@@ -116,13 +117,18 @@ def run_bench(
     profile: bool = False,
     limit: int | None = None,
     epochs: int | None = None,
+    sets: tuple[str, ...] = (),
 ) -> dict:
     """The whole benchmark into ``out`` (bench.json, report.md/html). ``limit`` (first N samples of each
     split) and ``epochs`` (every contestant's, the seed baseline's too) shrink it to a quick check of the
     machinery: its numbers are then not the recipes' and measure nothing."""
     task = choose_augment(get_task(task_name), augment)  # a bad --augment fails here, before any burst
+    overrides = overrides_for_run(task.model, sets, None)  # and a bad --set
     if baseline and task.name != "mnist-cnn":
         raise DiptychError("--baseline is the seed MNIST CNN recipe: use it with the mnist-cnn task")
+    if baseline and sets:
+        raise DiptychError("--baseline runs the seed recipe's model as written: drop --set, or drop --baseline")
+    model = [a for s in sets for a in ("--set", s)]  # the twins' workers build the model with them
     if eval_every is not None and eval_every < 1:
         raise DiptychError(f"--eval-every {eval_every}: give a number of steps >= 1 (default: ten per epoch)")
     precisions = [precision] if isinstance(precision, str) else list(precision)
@@ -132,15 +138,16 @@ def run_bench(
         log(f"burst {r + 1}/{repeats}: {c}")
         aug = augment if c != BASELINE else None
         traced = out / "profile" / folder(c) if profile and r == 0 and c != BASELINE else None
-        bursts[c].append(_run(_burst_cmd(task.name, specs[c], seconds, data_dir, aug, device, traced, limit)))
+        bursts[c].append(_run(_burst_cmd(task.name, specs[c], seconds, data_dir, aug, device, traced, limit) + model))
     runs = {}
     if train:
         for c, spec in specs.items():
             log(f"training {c} to the end of its budget")
             aug = augment if c != BASELINE else None
             run_dir = out / "runs" / folder(c)
-            runs[c] = _run(_train_cmd(task.name, spec, run_dir, data_dir, aug, device, eval_every, limit, epochs))
-    result = summarize(task.name, bursts, runs)
+            cmd = _train_cmd(task.name, spec, run_dir, data_dir, aug, device, eval_every, limit, epochs)
+            runs[c] = _run(cmd + model)
+    result = summarize(task.name, bursts, runs, overrides)
     result["precision"] = precisions if len(precisions) > 1 else precisions[0]
     result["device"] = device
     result["specs"] = specs

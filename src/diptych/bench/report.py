@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from pathlib import Path
 
 from diptych.bench.summary import BASELINE, SEED_SUFFIX, summarize
@@ -134,6 +135,15 @@ def _recipe(run: dict) -> str:
     opt = c.get("optimizer", "?").capitalize()
     epochs = c.get("epochs")
     return f"batch {c.get('batch_size')}, {sched}{opt}{lr}{extra}, {epochs} epoch{'s' if epochs != 1 else ''}"
+
+
+def title(result: dict) -> str:
+    """The task, and the model's ``--set`` overrides where it ran with any: ``mnist1d-mlp (--set hidden=32)``."""
+    sets = " ".join(
+        f"--set {k}={','.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in (result.get("model_overrides") or {}).items()
+    )
+    return f"{result['task']} ({sets})" if sets else result["task"]
 
 
 def headline(result: dict) -> list[str]:
@@ -303,7 +313,7 @@ def write_report(result: dict, out: str | Path) -> tuple[Path, Path]:
     ratios = result.get("ratios", {})
 
     head = headline(result)
-    md = [f"# diptych bench: {result['task']}", ""] + [line for h in head for line in (h, "")]
+    md = [f"# diptych bench: {title(result)}", ""] + [line for h in head for line in (h, "")]
     md += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     md += ["| " + " | ".join(r) + " |" for r in rows]
     if ratios:
@@ -348,11 +358,11 @@ def write_report(result: dict, out: str | Path) -> tuple[Path, Path]:
         for group, profs in profile_tables(result)
     )
     page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>diptych bench: {esc(result["task"])}</title>
+<html lang="en"><head><meta charset="utf-8"><title>diptych bench: {esc(title(result))}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th:first-child{{text-align:left}}
 img{{max-width:100%}}figure{{margin:1em 0}}</style></head>
-<body><h1>diptych bench: {esc(result["task"])}</h1>{head_html}{table}<ul>{ratio_html}</ul>{prof_html}{imgs}
+<body><h1>diptych bench: {esc(title(result))}</h1>{head_html}{table}<ul>{ratio_html}</ul>{prof_html}{imgs}
 <h2>Machine</h2><ul>{machine}</ul></body></html>
 """
     atomic_write(out / "report.html", page)
@@ -377,7 +387,8 @@ def rebuild(dirs: list[str | Path], out: str | Path) -> dict:
     if benches:
         result = read_json(benches[0])
         result["runs"].update(runs)
-        result = summarize(result["task"], result["bursts"], result["runs"]) | {"machine": result["machine"]}
+        overrides = result.get("model_overrides")
+        result = summarize(result["task"], result["bursts"], result["runs"], overrides) | {"machine": result["machine"]}
     elif runs:
         tasks = {r["task"] for r in runs.values()}
         if len(tasks) > 1:
@@ -394,7 +405,11 @@ def rebuild(dirs: list[str | Path], out: str | Path) -> dict:
             ]
             for fw, r in runs.items()
         }
-        result = summarize(tasks.pop(), bursts, runs)
+        models = [(r.get("config") or {}).get("model_overrides") or {} for r in runs.values()]
+        overrides = {json.dumps(m, sort_keys=True) for m in models}
+        if len(overrides) > 1:
+            raise DiptychError("these runs trained different models (--set); report runs of one model")
+        result = summarize(tasks.pop(), bursts, runs, json.loads(overrides.pop()))
     else:
         raise DiptychError(f"no bench.json or run.json under {', '.join(map(str, dirs))}")
     write_report(result, out)

@@ -102,9 +102,12 @@ def as_written(run: dict, objective: Objective) -> dict:
     }
 
 
-def summarize(task_name: str, bursts: dict[str, list[dict]], runs: dict[str, dict]) -> dict:
-    """Medians, spreads, MFU and ratios from raw bursts and full runs (all kept in the result)."""
-    task = get_task(task_name)
+def summarize(
+    task_name: str, bursts: dict[str, list[dict]], runs: dict[str, dict], overrides: dict | None = None
+) -> dict:
+    """Medians, spreads, MFU and ratios from raw bursts and full runs (all kept in the result); ``overrides``:
+    the model's ``--set`` overrides (the FLOPs are those of the model that ran)."""
+    task = get_task(task_name).with_model_overrides(overrides)
     objective = task.objective
     task = objective.sized(task)  # a language model's FLOPs depend on its vocabulary: the default corpus's
     flops = train_flops(task.model)
@@ -176,6 +179,7 @@ def summarize(task_name: str, bursts: dict[str, list[dict]], runs: dict[str, dic
         "task": task.name,
         "target_accuracy": objective.target_accuracy,
         "train_flops_per_sample": flops,
+        "model_overrides": dict(overrides or {}),
         "matmul_peak_gflops": peak,
         "contestants": rows,
         "ratios": ratios,

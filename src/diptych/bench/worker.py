@@ -12,6 +12,7 @@ import time
 
 from diptych.bench.contestants import EVALS_PER_EPOCH, SEED_NORMALIZE, SEED_RECIPE, apply_recipe
 from diptych.bench.measure import augmented_rate, decode_rate, kernels, profile_steps
+from diptych.overrides import parse_sets
 from diptych.tasks import choose_augment, get_task
 
 
@@ -27,6 +28,7 @@ def burst(
     device: str = "auto",
     profile_dir: str | None = None,
     limit: int | None = None,
+    sets: tuple[str, ...] = (),
 ) -> dict:
     """Runs inside a fresh process: first-step time, steady throughput, eval throughput, matmul peak;
     with an image ``augment`` (OPS or ``default``) also the steady throughput with augmentation on;
@@ -36,7 +38,8 @@ def burst(
     from diptych.driver import train_batches
     from diptych.records import peak_rss_mb
 
-    task = apply_recipe(choose_augment(get_task(task_name), augment), recipe)
+    task = get_task(task_name).with_model_overrides(parse_sets(sets))  # --set: the model's sizes
+    task = apply_recipe(choose_augment(task, augment), recipe)
     task, data, facts = task.objective.load(task, data_dir, dataset=_dataset(task, data_dir, recipe, limit))
     backend = load_backend(framework)
     batches = train_batches(data, task.budget.batch_size, seed)
@@ -111,6 +114,7 @@ def train_run(
     augment: str | None = None,
     limit: int | None = None,
     epochs: int | None = None,
+    sets: tuple[str, ...] = (),
 ) -> dict:
     """Runs inside a fresh process: one full training run (``diptych train``'s driver) with diptych's or
     the seed recipe, evaluating every ``eval_every`` steps (``None``: ten times per epoch). ``limit`` and
@@ -134,6 +138,7 @@ def train_run(
         augment=augment,
         progress=False,
         eval_every=eval_every,
+        sets=tuple(sets),
         **overrides,
     )
     record = train_and_evaluate(config, out, dataset=dataset)
@@ -164,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-every", type=int)
     p.add_argument("--limit", type=int)
     p.add_argument("--epochs", type=int)
+    p.add_argument("--set", dest="sets", action="append", default=[])
     args = p.parse_args(argv)
     if args.train_run:
         record = train_run(
@@ -178,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
             args.augment,
             args.limit,
             args.epochs,
+            args.sets,
         )
     else:
         record = burst(
@@ -191,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
             device=args.device,
             profile_dir=args.profile_dir,
             limit=args.limit,
+            sets=args.sets,
         )
     print(json.dumps(record))
 

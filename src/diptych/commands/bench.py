@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from diptych.commands.options import FRAMEWORKS_OPTION, TASK, finite, precisions
+from diptych.commands.options import FRAMEWORKS_OPTION, SET_OPTION, TASK, finite, precisions
 from diptych.fsio import ensure_writable_dir
 
 
@@ -50,6 +50,7 @@ from diptych.fsio import ensure_writable_dir
     help="Evaluate every N steps until the target, off the training clock (default: ten times per epoch).",
 )
 @click.option("--profile", is_flag=True, help="Trace steady steps of each twin; top operations side by side.")
+@SET_OPTION
 @click.option(
     "--limit", type=click.IntRange(min=1), hidden=True, help="Quick checks: the first N samples of each split."
 )
@@ -81,12 +82,12 @@ def print_bench(result: dict) -> None:
     """The benchmark's headline, its table, the ratios and the profiled top operations, on the terminal."""
     from rich.table import Table
 
-    from diptych.bench.report import headline, profile_tables, table_rows
+    from diptych.bench.report import headline, profile_tables, table_rows, title
     from diptych.progress import table_console
     from diptych.stephooks import format_top_ops
 
     headers, rows = table_rows(result)
-    table = Table(title=f"diptych bench {result['task']}")
+    table = Table(title=f"diptych bench {title(result)}")
     for h in headers:
         table.add_column(h, justify="left" if not h else "right")
     for r in rows:

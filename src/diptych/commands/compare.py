@@ -18,8 +18,10 @@ import click
 from diptych.commands.options import FRAMEWORKS_OPTION, TASK, training_options
 from diptych.errors import DiptychError
 from diptych.fsio import ensure_writable_dir, write_figure
+from diptych.overrides import parse_sets
 from diptych.progress import table_console
 from diptych.records import read_json, write_json
+from diptych.tasks import TASKS
 
 ROWS = [  # (label, key, format)
     ("test accuracy", "test_accuracy", lambda v: f"{100 * v:.2f}%"),
@@ -35,8 +37,11 @@ ROWS = [  # (label, key, format)
 def _cli_args(options: dict) -> list[str]:
     args = []
     for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
+        flag = "--set" if key == "sets" else "--" + key.replace("_", "-")
         if value is None or value is False or (key == "precision" and value == "fp32"):
+            continue
+        if isinstance(value, tuple | list):  # a repeatable option: --set hidden=64 --set cell=gru
+            args += [a for v in value for a in (flag, str(v))]
             continue
         args += [flag] if value is True else [flag, str(value)]
     return args
@@ -49,6 +54,7 @@ def _cli_args(options: dict) -> list[str]:
 @click.option("--out", type=click.Path(file_okay=False), help="Folder (default runs/TASK/compare).")
 def compare(task, frameworks, out, as_json, no_progress, **kw):
     """Train TASK in both twins on identical batches, one after the other; table + plot."""
+    TASKS[task].with_model_overrides(parse_sets(kw["sets"]))  # a bad --set: one line here, not one per twin
     out = ensure_writable_dir(out or f"runs/{task}/compare")
     compare_frameworks(task, frameworks, out, kw, as_json=as_json, progress=not no_progress)
 

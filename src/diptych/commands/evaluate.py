@@ -49,11 +49,35 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def keys_table() -> str:
+    """What ``--set`` takes, per kind of model, as a Markdown table (``diptych list --keys``; docs/running.md)."""
+    from diptych.overrides import choices_of, keys
+
+    kinds: dict[str, list] = {}
+    for t in TASKS.values():
+        kinds.setdefault(t.model.kind, []).append(t)
+    lines = ["| model | tasks | keys (`--set KEY=VALUE`) |", "|---|---|---|"]
+    for kind, tasks in kinds.items():
+        spec = tasks[0].model
+        words = {"int": "int", "float": "number", "bool": "true/false", "ints": "ints, comma-separated"}
+        options = choices_of(spec)
+        cells = [
+            f"`{key}` ({'/'.join(options[key]) if key in options else words.get(what, 'word')})"
+            for key, what in keys(spec).items()
+        ]
+        lines.append(f"| {kind} | {', '.join(t.name for t in tasks)} | {', '.join(cells)} |")
+    return "\n".join(lines)
+
+
 @click.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--markdown", is_flag=True, help="Print a Markdown table (as in docs/tasks.md).")
-def list_tasks(as_json, markdown):
+@click.option("--keys", "show_keys", is_flag=True, help="Print what --set takes per kind of model (Markdown).")
+def list_tasks(as_json, markdown, show_keys):
     """Show the tasks: dataset, model, parameter count, target and reference result."""
+    if show_keys:
+        click.echo(keys_table())
+        return
     rows = task_rows()
     if as_json:
         click.echo(json.dumps(rows, indent=2))

@@ -23,6 +23,7 @@ from diptych.backends import load_backend
 from diptych.errors import DiptychError
 from diptych.formats import read_any
 from diptych.fsio import atomic_write
+from diptych.inference import InferenceMeta
 from diptych.tasks import TASKS, get_task
 
 TOLERANCE = 1e-5
@@ -48,8 +49,8 @@ def run_onnx(model: str | Path | bytes, x: np.ndarray) -> np.ndarray:
 def export_task(task_name: str, weights: str | Path, out: str | Path, data_dir: str | None = None, n: int = 64) -> dict:
     """Export ``task_name``'s torch twin with ``weights`` to ``out``; verify against both twins."""
     _need_onnx()
-    params, _, _ = read_any(weights)
-    task = get_task(task_name)
+    params, _, meta = read_any(weights)
+    task = InferenceMeta.read(weights, meta).fit_task(get_task(task_name), weights)  # as trained (--set overrides)
     task, data, _ = task.objective.load(task, data_dir)
     stateful = task.model.carries_state  # a language model: ids (B, T) in, logits (B, T, V) out
     context = getattr(task.model, "context", None)  # a transformer LM: any length up to its context

@@ -35,7 +35,7 @@ def load_lm(weights: str | Path) -> tuple[Task, dict[str, np.ndarray], str]:
             f"{weights} is not a diptych language model's weights.safetensors "
             "(it has no vocabulary); train one with `diptych train chars-lstm`"
         )
-    task = fit_vocab(get_task(meta.task), len(meta.vocab))
+    task = meta.fit_task(fit_vocab(get_task(meta.task), len(meta.vocab)), weights)  # the model as trained (--set)
     check_weights(params, task.model.param_shapes(), str(weights))
     return task, params, meta.vocab
 

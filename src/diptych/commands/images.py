@@ -44,6 +44,7 @@ def predict(task_name: str, framework: str, weights_path: str, images: list[str]
         )
     fe, classes = info.features["frontend"], info.classes
     task = task.objective.for_weights(task, info)  # the size, channels and classes it was trained with
+    task = info.fit_task(task, weights_path)  # and its sizes (--set overrides included)
     check_weights(params, task.model.param_shapes(), str(weights_path))
     x = np.stack([decode(Path(p), fe["size"], fe["channels"]) for p in images])  # (N, [C,] H, W) in [0, 1]
     x = ((x - info.features["mean"]) / info.features["std"]).astype(np.float32)

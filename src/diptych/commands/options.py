@@ -66,6 +66,14 @@ def twin_option(help: str):
     return click.option("--framework", type=click.Choice(FRAMEWORKS), default="torch", show_default=True, help=help)
 
 
+SET_OPTION = click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a field of the task's model spec, e.g. --set hidden=64 (repeatable; keys: docs/running.md, "
+    "or any bad key lists them). Recorded in run.json and the weights.",
+)
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 
 
@@ -121,6 +129,7 @@ def training_options(f):
             show_default=True,
             help="bf16: bfloat16 compute with float32 weights and optimizer state.",
         ),
+        SET_OPTION,
         JSON_OPTION,
         click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
     ]

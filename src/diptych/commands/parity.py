@@ -6,7 +6,7 @@ import json
 
 import click
 
-from diptych.commands.options import SEED, TASK, finite
+from diptych.commands.options import SEED, SET_OPTION, TASK, finite
 
 
 @click.command()
@@ -20,12 +20,13 @@ from diptych.commands.options import SEED, TASK, finite
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True, callback=finite)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Folder with the dataset files.")
+@SET_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def parity(task, steps, optimizer, lr, seed, data_dir, as_json):
+def parity(task, steps, optimizer, lr, seed, data_dir, sets, as_json):
     """Prove the twins agree on TASK: logits, gradients, one step, N steps. Exit 1 if not."""
     from diptych.parity import print_report, run_parity
 
-    report = run_parity(task, steps=steps, optimizer=optimizer, lr=lr, seed=seed, data_dir=data_dir)
+    report = run_parity(task, steps=steps, optimizer=optimizer, lr=lr, seed=seed, data_dir=data_dir, sets=sets)
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     else:

@@ -51,8 +51,10 @@ def transcribe(
     if not audio:
         raise DiptychError("no audio files given; pass one or more .wav files after the options")
     params, _, meta = read_any(weights_path)  # canonical, torch .pt or Flax .msgpack
+    info = InferenceMeta.read(weights_path, meta)
+    task = info.fit_task(task, weights_path)  # the model as trained (--set overrides included)
     check_weights(params, task.model.param_shapes(), str(weights_path))
-    features = _features(InferenceMeta.read(weights_path, meta), weights_path, data_dir)
+    features = _features(info, weights_path, data_dir)
     features = check_features(features, str(weights_path), task.model.input_shape())
     fe = features["frontend"]  # a FrontEnd, checked: types, ranges, the model's image size
     stats = {k: features[k] for k in ("mean", "std")}
