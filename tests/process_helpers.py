@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 
 HOLD_DIR = Path(__file__).with_name("hold")
@@ -138,3 +139,24 @@ def stop_all(procs: list[subprocess.Popen]) -> None:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             pass
+
+
+def run_together(cmds, out, envs, timeout: float = 300):
+    """Run the commands together (one env each, or one env for all); return the lead's .npz ``out``. On a timeout
+    or any failure every process is killed, with its children (torchrun's workers), before the test fails."""
+    envs = envs if isinstance(envs, list) else [envs] * len(cmds)
+    procs = []
+    try:
+        for cmd, env in zip(cmds, envs):
+            log = tempfile.TemporaryFile("w+")  # not a pipe: a process blocked on a full pipe would hang
+            procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True), log))
+        deadline = time.monotonic() + timeout
+        for proc, _ in procs:
+            proc.wait(max(1.0, deadline - time.monotonic()))
+        logs = [log.seek(0) or log.read() for _, log in procs]
+        assert all(proc.returncode == 0 for proc, _ in procs), "\n".join(logs)
+    finally:
+        stop_all([proc for proc, _ in procs])
+        for _, log in procs:
+            log.close()
+    return dict(np.load(out))

@@ -9,7 +9,8 @@ the opaque loss handles that :meth:`Trainer.train_step` returns and
 
 Data parallelism comes in through the constructor: a :class:`~diptych.launch.World` of several
 processes (torch: DDP) or with a device ``mesh`` (JAX: the batch split over it) makes the trainer
-data-parallel; nothing outside the trainer writes its attributes.
+data-parallel, and a world with ``shard="fsdp"`` shards its parameters and optimizer state; nothing
+outside the trainer writes its attributes.
 """
 
 from __future__ import annotations
@@ -94,7 +95,9 @@ class Trainer(Protocol):
         """Loss, logits and canonical-layout gradients on one batch, from a zero state, with no update."""
 
     def export_weights(self) -> dict[str, np.ndarray]:
-        """Canonical weights: ``{name: array}`` in PyTorch layout (see :mod:`diptych.weights`)."""
+        """Canonical weights: ``{name: array}`` in PyTorch layout (see :mod:`diptych.weights`). In a world
+        with sharded parameters (``world.sharded``) this gathers them: every worker calls it, as it does
+        :meth:`export_opt_state`."""
 
     def load_weights(self, params: dict[str, np.ndarray], source: str = "weights") -> None:
         """Load canonical weights; ``source`` names them in errors."""
@@ -108,3 +111,9 @@ class Trainer(Protocol):
 
     def num_params(self) -> int:
         """Number of trainable scalars."""
+
+    def held_bytes(self) -> dict[str, int]:
+        """Memory of the training state: ``param_bytes_local`` and ``opt_bytes_local``, what this process
+        holds (the sum of its shards' bytes, about 1/N of the whole with ``--shard fsdp`` over N devices),
+        ``param_bytes_device`` and ``opt_bytes_device``, what the fullest of its devices holds, and
+        ``param_bytes_total``, ``opt_bytes_total``, the whole."""

@@ -79,6 +79,7 @@ class RunConfig:
     tensorboard: str | None = None  # a folder: TensorBoard event files in <it>/<task>-<framework> (observe.py)
     eval_every: int | None = None  # also evaluate after every N-th step, off the training clock (stephooks)
     profile_steps: tuple[int, int] | None = None  # trace steps A..B with the twin's profiler (stephooks)
+    shard: str = "none"  # "fsdp": parameters and optimizer state sharded over the workers (launch.SHARDS)
     sets: tuple[str, ...] = ()  # --set KEY=VALUE: the model spec's overrides (diptych.overrides)
 
 
@@ -168,7 +169,7 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
     task, data, facts = objective.load(
         task, config.data_dir, text=config.text, split=settings["split"], dataset=dataset
     )
-    world = backend.distributed.init(config.device, task.budget.batch_size)
+    world = backend.distributed.init(config.device, task.budget.batch_size, shard=config.shard)
     batches = train_batches(data, task.budget.batch_size, settings["seed"]).shard(world.rank, world.size)
     steps = batches.steps_per_epoch()
     total, epochs = training_steps(task.budget.epochs, steps)  # a fractional budget ends mid-epoch
@@ -212,9 +213,14 @@ def train_and_evaluate(config: RunConfig, workdir: str | Path, dataset: Dataset 
         record = read_json(workdir / "run.json")  # the finished run's own record, as it was written
     else:
         record = _run_record(task, config, settings, data, facts, trainer, state, world, backend) | run.hooks.record()
+        # A run killed between its last checkpoint and its weights (the lead's view: sharded weights are
+        # gathered by every worker, so they all ask).
+        missing = world.lead and not (workdir / WEIGHTS).exists()
+        missing = world.gather(missing)[0] if world.sharded else missing
+        params = trainer.export_weights() if missing and (world.lead or world.sharded) else None
         if world.lead:
-            if not (workdir / WEIGHTS).exists():  # a run killed between its last checkpoint and its weights
-                save_weights(trainer.export_weights(), workdir / WEIGHTS, **meta)
+            if params is not None:
+                save_weights(params, workdir / WEIGHTS, **meta)
             write_json(workdir / "run.json", record)
     world.close()
     return record | ({"already_complete": True, "world": world.record()} if complete else {})
@@ -403,9 +409,19 @@ def _run_record(
         "peak_rss_mb": peak_rss_mb(),
         "loss_curve": state.loss_curve,
         "world": world.record(),
+        "memory": _memory(trainer, world),
         "runtime": runtime(backend.train.runtime(world.device)),  # threads, XLA/OMP env, accelerator libraries
         **source_record(),  # "git": the checkout's commit and dirty flag, when run from one
     }
+
+
+def _memory(trainer, world) -> dict:
+    """What each worker holds of the training state (``Trainer.held_bytes``), in rank order: with
+    ``--shard fsdp`` over N devices, about 1/N of the totals each (a collective: every worker calls it)."""
+    every = world.gather(trainer.held_bytes())
+    total = {k: v for k, v in every[0].items() if k.endswith("_total")}
+    local = {k: [w[k] for w in every] for k in every[0] if not k.endswith("_total")}
+    return {"shard": world.shard, **total, **local}
 
 
 def evaluate_weights(

@@ -7,6 +7,10 @@ this class, so the training loop stays framework-free.
 
 "Size" counts the processes that each load one shard of the global batch; ``devices`` counts
 the devices taking part (JAX drives several devices from one process, so ``devices >= size``).
+
+``shard``: ``none`` replicates the parameters and optimizer state on every device (data parallelism);
+``fsdp`` shards them over the devices (torch FSDP2, a JAX mesh with an ``fsdp`` axis). A sharded world
+gathers the canonical weights with a collective, so every worker takes part in writing a checkpoint.
 """
 
 from __future__ import annotations
@@ -36,6 +40,13 @@ def _nothing() -> None:
     return None
 
 
+def _alone(value):
+    return [value]
+
+
+SHARDS = ("none", "fsdp")  # --shard: replicated state (data parallelism), or sharded parameters
+
+
 @dataclass
 class World:
     rank: int = 0
@@ -46,6 +57,13 @@ class World:
     mesh: Any = None  # the framework's device mesh for data parallelism, where it has one (JAX); passed to Trainer
     close: Callable[[], None] = _nothing  # leave the process group
     info: dict = field(default_factory=dict)  # recorded in run.json: engine, backend, ...
+    shard: str = "none"  # "fsdp": parameters and optimizer state sharded over the devices (see SHARDS)
+    gather: Callable[[Any], list] = _alone  # every worker's small JSON-able value, in rank order (a collective)
+
+    @property
+    def sharded(self) -> bool:
+        """Parameters are sharded: exporting the weights is a collective that every worker joins."""
+        return self.shard != "none"
 
     @property
     def lead(self) -> bool:
@@ -53,7 +71,14 @@ class World:
         return self.rank == 0
 
     def record(self) -> dict:
-        return {"processes": self.size, "rank": self.rank, "devices": self.devices, "device": self.device, **self.info}
+        return {
+            "processes": self.size,
+            "rank": self.rank,
+            "devices": self.devices,
+            "device": self.device,
+            "shard": self.shard,
+            **self.info,
+        }
 
 
 def usable_cores() -> int:
@@ -136,6 +161,14 @@ def warn_oversubscription(nproc: int, capacity: int, what: str) -> None:
             f"[yellow]diptych: warning: --nproc {nproc} is more than the {capacity} {what} here; "
             f"the workers will share them and run slower than fewer workers would[/]"
         )
+
+
+def one_device_shard_error(devices: int, what: str) -> DiptychError:
+    """``--shard fsdp`` with nothing to shard over: say how to get several workers."""
+    return DiptychError(
+        f"--shard fsdp shards the parameters over several {what}, and this run has {devices}; "
+        f"add --nproc N (N >= 2), or drop --shard"
+    )
 
 
 def failure_message(rank: int, nproc: int, exitcode: int, out: str) -> str:

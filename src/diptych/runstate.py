@@ -136,9 +136,12 @@ class Checkpoints:
         """The lead's checkpoint of ``state``; after the last epoch the final weights *first*, so that
         a checkpoint marked finished always has its weights beside it."""
         self.last = time.perf_counter()
-        if not self.world.lead:
+        if not self.world.lead and not self.world.sharded:  # sharded state: every worker joins the gathers
             return
         params = _finite_weights(self.trainer, state.epoch, self.path)
+        opt_state = self.trainer.export_opt_state()
+        if not self.world.lead:
+            return
         if final:
             save_weights(params, self.weights, **self.meta)
         if self.keep > 1 and self.path.exists():
@@ -146,7 +149,7 @@ class Checkpoints:
         checkpoint.save(
             self.path,
             params,
-            self.trainer.export_opt_state(),
+            opt_state,
             self.trainer.export_carry() if state.step else None,
             task=self.meta["task"],
             framework=self.meta["framework"],

@@ -7,42 +7,18 @@ loopback. Measured: losses 1e-7, parameters 4e-6 (torch) and 4e-7 (JAX).
 """
 
 import os
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import free_port
-from process_helpers import stop_all
+from process_helpers import run_together
 
 pytestmark = pytest.mark.full  # the full tier: N workers against one, in real worker processes
 
 STEPS = Path(__file__).with_name("steps.py")
-
-
-def _run(cmds, out, envs, timeout: float = 300):
-    """Run the commands together (one env each, or one env for all); return the lead's .npz. On a timeout
-    or any failure every process is killed, with its children (torchrun's workers), before the test fails."""
-    envs = envs if isinstance(envs, list) else [envs] * len(cmds)
-    procs = []
-    try:
-        for cmd, env in zip(cmds, envs):
-            log = tempfile.TemporaryFile("w+")  # not a pipe: a process blocked on a full pipe would hang
-            procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True), log))
-        deadline = time.monotonic() + timeout
-        for proc, _ in procs:
-            proc.wait(max(1.0, deadline - time.monotonic()))
-        logs = [log.seek(0) or log.read() for _, log in procs]
-        assert all(proc.returncode == 0 for proc, _ in procs), "\n".join(logs)
-    finally:
-        stop_all([proc for proc, _ in procs])
-        for _, log in procs:
-            log.close()
-    return dict(np.load(out))
 
 
 def launch(framework: str, form: str, out: Path) -> dict:
@@ -50,18 +26,20 @@ def launch(framework: str, form: str, out: Path) -> dict:
     script = [str(STEPS), framework, str(out)]
     env = dict(os.environ)
     if form == "single":
-        return _run([[sys.executable, *script]], out, env)
+        return run_together([[sys.executable, *script]], out, env)
     if form == "torchrun":
-        return _run(
+        return run_together(
             [[sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *script]],
             out,
             env,
         )
     if form == "virtual-devices":  # also writes the 1-device reference, from the same process
         script.append(str(out.with_name("one.npz")))
-        return _run([[sys.executable, *script]], out, {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+        return run_together(
+            [[sys.executable, *script]], out, {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+        )
     port = free_port()  # two jax.distributed processes on loopback
-    return _run(
+    return run_together(
         [[sys.executable, *script]] * 2,
         out,
         [

@@ -12,6 +12,7 @@ from diptych.backends import FRAMEWORKS, load_backend
 from diptych.commands.options import TASK, training_options
 from diptych.errors import DiptychError
 from diptych.fsio import ensure_writable_dir
+from diptych.launch import SHARDS
 from diptych.tasks import TASKS
 
 
@@ -47,6 +48,14 @@ from diptych.tasks import TASKS
     default=1,
     show_default=True,
     help="Data-parallel workers on this machine (torch: torchrun + DDP; jax: jax.distributed).",
+)
+@click.option(
+    "--shard",
+    type=click.Choice(SHARDS),
+    default="none",
+    show_default=True,
+    help="fsdp: shard parameters and optimizer state over the workers' devices (torch FSDP2; jax: a mesh "
+    "with an fsdp axis); none: replicate them (data parallelism).",
 )
 @click.option(
     "--port",

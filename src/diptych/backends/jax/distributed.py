@@ -9,6 +9,13 @@ trainer's own pure function, jitted with those ``in_shardings``/``out_shardings`
 gradient all-reduce. Because the loss is the mean over the *global* batch, the gradient is the same
 as on one device.
 
+Sharded parameters (``--shard fsdp``): the mesh has two axes, ``(data, fsdp)`` = ``(1, N)``. The batch is
+split over both (``P(("data", "fsdp"))``), and each parameter along its largest axis that ``fsdp``
+divides (:func:`state_shardings`; a leaf with no such axis stays replicated); the optimizer state
+follows by the same rule, leaf by leaf. The same pure step is jitted with those shardings, and XLA
+all-gathers the parameters for the forward and reduce-scatters the gradients. Weights leave the
+trainer gathered (:func:`gather`) and come back as shards (:func:`place`).
+
 A process is a worker of a multi-process run when ``JAX_COORDINATOR_ADDRESS`` is set (with
 ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``, or detected from SLURM/MPI by
 ``jax.distributed.initialize``). On CPU the cross-process collectives go through gloo.
@@ -16,17 +23,27 @@ A process is a worker of a multi-process run when ``JAX_COORDINATOR_ADDRESS`` is
 
 from __future__ import annotations
 
+import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from diptych.errors import DiptychError
-from diptych.launch import World, check_port, run_workers, usable_cores, warn_oversubscription
+from diptych.launch import (
+    World,
+    check_port,
+    one_device_shard_error,
+    run_workers,
+    usable_cores,
+    warn_oversubscription,
+)
 
 AXIS = "data"
+FSDP = "fsdp"
 
 
 def is_worker() -> bool:
@@ -82,10 +99,10 @@ def resolve_device(device: str) -> str:
         return "cpu"
 
 
-def init(device: str = "auto", batch_size: int | None = None) -> World:
+def init(device: str = "auto", batch_size: int | None = None, shard: str = "none") -> World:
     """This process's world: after joining ``jax.distributed`` in a worker, one ``data`` mesh over every
     device that takes an equal share of a ``batch_size`` batch (``None``: all of them), or no mesh
-    when there is one device."""
+    when there is one device. ``shard="fsdp"``: a ``(data, fsdp)`` mesh of shape ``(1, devices)``."""
     if is_worker() and not jax.distributed.is_initialized():
         # Must come before anything touches a device. gloo: XLA:CPU has no collectives across processes by default.
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -96,7 +113,14 @@ def init(device: str = "auto", batch_size: int | None = None) -> World:
         "engine": "jax.sharding Mesh" + (" + jax.distributed" if jax.process_count() > 1 else ""),
         "platform": platform,
     }
-    mesh = Mesh(np.array(devices), (AXIS,)) if len(devices) > 1 else None
+    many = {"gather": _gather} if jax.process_count() > 1 else {}  # a world of one process: its own value
+    if shard == "fsdp":
+        if len(devices) < 2:
+            raise one_device_shard_error(len(devices), "devices")
+        mesh = Mesh(np.array(devices).reshape(1, -1), (AXIS, FSDP))
+        info["engine"] += " (data, fsdp)"
+    else:
+        mesh = Mesh(np.array(devices), (AXIS,)) if len(devices) > 1 else None
     return World(
         rank=jax.process_index(),
         size=jax.process_count(),
@@ -105,7 +129,21 @@ def init(device: str = "auto", batch_size: int | None = None) -> World:
         mesh=mesh,
         close=_close,
         info=info,
+        shard=shard,
+        **many,
     )
+
+
+def _gather(value) -> list:
+    """Every process's JSON-able ``value``, in process order: their JSON text as padded bytes, all-gathered."""
+    from jax.experimental import multihost_utils
+
+    text = np.frombuffer(json.dumps(value).encode(), np.uint8)
+    size = int(np.max(multihost_utils.process_allgather(np.array([len(text)], np.int32))))
+    padded = np.zeros(size, np.uint8)
+    padded[: len(text)] = text
+    rows = np.asarray(multihost_utils.process_allgather(padded))  # (processes, size)
+    return [json.loads(bytes(row).rstrip(b"\0")) for row in rows]
 
 
 def _mesh_devices(devices: list, batch: int | None) -> list:
@@ -127,8 +165,72 @@ def _close() -> None:
 
 
 def shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
-    """``(replicated, rows)``: where the state lives (a copy on every device) and how a batch is split."""
-    return NamedSharding(mesh, P()), NamedSharding(mesh, P(AXIS))
+    """``(replicated, rows)``: where the state lives (a copy on every device) and how a batch is split
+    (over every axis of the mesh)."""
+    return NamedSharding(mesh, P()), NamedSharding(mesh, P(AXIS if mesh.axis_names == (AXIS,) else mesh.axis_names))
+
+
+def state_shardings(mesh: Mesh, tree):
+    """Where each leaf of the parameters (or of the optimizer state) lives on an ``fsdp`` mesh: split along
+    its largest axis that the ``fsdp`` axis divides (the first, on a tie), or replicated when none does
+    (a bias of odd length, a step count). Leaves of the same shape land alike, so Adam's moments follow
+    their parameters."""
+    n = mesh.shape[FSDP]
+
+    def where(leaf) -> NamedSharding:
+        shape = tuple(leaf.shape)
+        axes = [i for i, d in enumerate(shape) if d % n == 0]
+        if not axes:
+            return NamedSharding(mesh, P())
+        axis = max(axes, key=lambda i: shape[i])
+        return NamedSharding(mesh, P(*[None] * axis, FSDP))
+
+    return jax.tree.map(where, tree)
+
+
+def place(tree, at):
+    """Each process's whole copy of the state (the same everywhere: one seed, or one checkpoint) -> global
+    arrays laid out by the shardings ``at``; every device keeps only its slice. Then copied into fresh
+    XLA buffers (see ``train._on_device``: a resumed run continues bit for bit)."""
+
+    def put(a, sharding):
+        a = np.asarray(a)
+        return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+
+    return jax.jit(_copy, out_shardings=at)(jax.tree.map(put, tree, at))
+
+
+def _copy(tree):
+    return jax.tree.map(jnp.copy, tree)
+
+
+def gather(tree, mesh: Mesh):
+    """Sharded state -> replicated on every device (an all-gather that every process joins); read it with
+    :func:`local`."""
+    return jax.jit(_copy, out_shardings=NamedSharding(mesh, P()))(tree)
+
+
+def local(tree):
+    """This process's copy of replicated (data-parallel) state, as single-device arrays: evaluation
+    and export then run on one device, with no collective that the other workers would have to join."""
+    return jax.tree.map(
+        lambda a: a.addressable_data(0) if isinstance(a, jax.Array) and len(a.devices()) > 1 else a, tree
+    )
+
+
+def held_bytes(params, opt_state) -> dict[str, int]:
+    """Bytes of the parameters and optimizer state on this process's devices (the sum of its shards), on the
+    fullest of them, and of the whole of each."""
+    out = {}
+    for name, tree in (("param", params), ("opt", opt_state)):
+        shards = [s for a in jax.tree.leaves(tree) if isinstance(a, jax.Array) for s in a.addressable_shards]
+        out[f"{name}_bytes_local"] = sum(s.data.nbytes for s in shards)
+        per_device: dict = {}
+        for s in shards:
+            per_device[s.device] = per_device.get(s.device, 0) + s.data.nbytes
+        out[f"{name}_bytes_device"] = max(per_device.values(), default=0)  # the most on one of its devices
+        out[f"{name}_bytes_total"] = sum(a.nbytes for a in jax.tree.leaves(tree) if isinstance(a, jax.Array))
+    return out
 
 
 def to_global(tree, sharding: NamedSharding):

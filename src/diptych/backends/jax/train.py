@@ -133,31 +133,6 @@ def _on_device(tree):
     return jax.tree.map(jnp.copy, tree)
 
 
-def _is_chain(state) -> bool:
-    return isinstance(state, tuple) and not hasattr(state, "_fields")  # optax.chain: a plain tuple
-
-
-def _leaf_states(state):
-    """The transformations' own states (NamedTuples), flattening nested ``optax.chain`` tuples."""
-    if _is_chain(state):
-        for s in state:
-            yield from _leaf_states(s)
-    else:
-        yield state
-
-
-def _map_states(fn, state):
-    return tuple(_map_states(fn, s) for s in state) if _is_chain(state) else fn(state)
-
-
-def local(tree):
-    """This process's copy of replicated (data-parallel) state, as single-device arrays: evaluation
-    and export then run on one device, with no collective that the other workers would have to join."""
-    return jax.tree.map(
-        lambda a: a.addressable_data(0) if isinstance(a, jax.Array) and len(a.devices()) > 1 else a, tree
-    )
-
-
 def _eager(fn, **_):
     """``compile=False``: run the step op by op, like PyTorch's eager mode (slow; for debugging with prints)."""
     return fn
@@ -170,9 +145,11 @@ def _eager(fn, **_):
 _JITTED: dict[tuple, tuple] = {}
 
 
-def _jit(graphdef, optimizer: OptimizerSpec, total_steps: int, dt, state_at, batch_at, eager: bool) -> tuple:
-    """``(graphdef, tx, step, logits, grads)``: the optax transformation and the jitted pure functions."""
+def _jit(graphdef, optimizer: OptimizerSpec, total_steps: int, dt, at, batch_at, eager: bool) -> tuple:
+    """``(graphdef, tx, step, logits, grads)``: the optax transformation and the jitted pure functions.
+    ``at``: where the parameters, the optimizer state and the loss live (on a mesh: shardings)."""
     tx = make_optimizer(optimizer, total_steps)
+    param_at, opt_at, state_at = at
     jit = _eager if eager else jax.jit
     smoothing = optimizer.label_smoothing  # the training loss only: scores stay unsmoothed
     step = functools.partial(train_step, graphdef, tx, compute_dtype=dt, smoothing=smoothing)
@@ -181,8 +158,8 @@ def _jit(graphdef, optimizer: OptimizerSpec, total_steps: int, dt, state_at, bat
     else:  # (params, opt_state, x, y, carry, aug): the carry and the per-sample augmentation split by rows
         step = jit(
             step,
-            in_shardings=(state_at, state_at, batch_at, batch_at, batch_at, batch_at),
-            out_shardings=(state_at, state_at, state_at, batch_at),
+            in_shardings=(param_at, opt_at, batch_at, batch_at, batch_at, batch_at),
+            out_shardings=(param_at, opt_at, state_at, batch_at),
             donate_argnums=(0, 1),
         )
     logits = jit(functools.partial(logits_fn, graphdef, compute_dtype=dt))
@@ -228,24 +205,54 @@ class Trainer:
         mesh = world.mesh if world is not None else None
         # Where the state lives (one device, or replicated over the mesh) and how a batch is split (None: not).
         self._state_at, self._batch_at = distributed.shardings(mesh) if mesh is not None else (self.device, None)
+        # Where the parameters, the optimizer state and the loss live; --shard fsdp: each leaf on its own sharding.
+        self._at, place = (self._state_at,) * 3, self._state_at
+        self.sharded = mesh is not None and world.sharded
+        if self.sharded:
+            opt_shapes = jax.eval_shape(make_optimizer(task.optimizer, total_steps).init, params)
+            at = distributed.state_shardings
+            self._at, place = (at(mesh, params), at(mesh, opt_shapes), self._state_at), (mesh, world.shard)
+        self._gathered = None  # sharded parameters gathered for evaluation, until the next step
         self.compute_dtype = {"fp32": None, "bf16": jnp.bfloat16}[precision]
         # The jitted functions, shared by every Trainer of the same model, optimizer, precision and placement.
-        key = (task.model, task.optimizer, total_steps, precision, self._state_at, self._batch_at, compile is False)
+        key = (task.model, task.optimizer, total_steps, precision, place, self._batch_at, compile is False)
         if key not in _JITTED:
-            _JITTED[key] = _jit(self.graphdef, task.optimizer, total_steps, self.compute_dtype, *key[4:])
+            dt = self.compute_dtype
+            _JITTED[key] = _jit(self.graphdef, task.optimizer, total_steps, dt, self._at, *key[5:])
         self.graphdef, self.tx, self._step, self._logits, self._grads = _JITTED[key]
-        self.params = self._place(params)
-        self.opt_state = self._place(self.tx.init(params))
+        self.params = self._place(params, self._at[0])
+        self.opt_state = self._place(self.tx.init(params), self._at[1])
+        self._unhold()
         # Language models carry their recurrent state from one batch to the next (truncated BPTT).
         self.stateful = task.model.carries_state
         self.state = None
         self._in_flight: collections.deque[jax.Array] = collections.deque()  # see IN_FLIGHT
 
-    def _place(self, tree):
-        """Fresh buffers where the state lives: committed to the device, or replicated over the mesh."""
+    def _place(self, tree, at):
+        """Fresh buffers where the state lives: committed to the device, replicated over the mesh, or sharded."""
+        if self.sharded:
+            return distributed.place(tree, at)
         if self._batch_at is not None:
             return distributed.to_global(tree, self._state_at)
         return _on_device(jax.device_put(tree, self.device))
+
+    def _unhold(self) -> None:
+        """Sharded: the NNX module refers to the shards, so that no whole copy of the parameters stays alive
+        beside them (it is given whole parameters only to export them, and let go of them after)."""
+        if self.sharded:
+            nnx.update(self.model, self.params)
+
+    def _whole(self, tree):
+        """This process's whole copy of replicated or sharded state (gathering shards is a collective)."""
+        return distributed.local(distributed.gather(tree, self._batch_at.mesh) if self.sharded else tree)
+
+    def _params_here(self):
+        """The whole parameters on one device, for evaluation; gathered once per step when sharded."""
+        if not self.sharded:
+            return distributed.local(self.params)
+        if self._gathered is None:
+            self._gathered = self._whole(self.params)
+        return self._gathered
 
     def reset_state(self) -> None:
         """Forget the carried recurrent state (the driver calls this at each epoch start)."""
@@ -275,6 +282,7 @@ class Trainer:
         return self.model.initial_state(batch) if state is None else state
 
     def train_step(self, x: np.ndarray, y: np.ndarray, aug: dict[str, np.ndarray] | None = None) -> jax.Array:
+        self._gathered = None  # a full copy of sharded parameters lives only from an evaluation to the next step
         carry = self._carry(len(x), self.state)
         if self._batch_at is not None:  # this process's rows of the global batch -> one global array
             x, y = distributed.to_global((x, y), self._batch_at)
@@ -299,7 +307,7 @@ class Trainer:
         size = -(-n // EVAL_BATCH) * EVAL_BATCH
         if n < size:
             x = np.concatenate([x, np.zeros((size - n, *x.shape[1:]), x.dtype)])
-        return np.asarray(self._logits(local(self.params), x, self._carry(len(x)))[0])[:n]
+        return np.asarray(self._logits(self._params_here(), x, self._carry(len(x)))[0])[:n]
 
     def predict_sequence(self, x: np.ndarray, state=None):
         """Language models: logits ``(B, T, V)`` for ids ``x`` ``(B, T)`` continuing from ``state``
@@ -307,7 +315,7 @@ class Trainer:
         A transformer's state is its key/value cache (:func:`diptych.language.cached_sequence`)."""
         if self.task.model.decodes_with_cache:
             return cached_sequence(self, x, state, self.task.model.context)
-        logits, state = self._logits(local(self.params), x, self._carry(len(x), state))
+        logits, state = self._logits(self._params_here(), x, self._carry(len(x), state))
         return np.asarray(logits), state
 
     def new_cache(self, batch: int) -> dict:
@@ -316,7 +324,7 @@ class Trainer:
     def extend(self, ids: np.ndarray, cache: dict, pos: int):
         """Logits ``(B, T, V)`` for ``ids`` ``(B, T)`` at positions ``pos ..``, and the updated cache: one jitted
         step per ``T`` (``pos`` is traced, so decoding one id at a time compiles once)."""
-        logits, cache = transformer.extend(self.graphdef, local(self.params), ids, cache, np.int32(pos))
+        logits, cache = transformer.extend(self.graphdef, self._params_here(), ids, cache, np.int32(pos))
         return np.asarray(logits), cache
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray, dict[str, np.ndarray]]:
@@ -326,62 +334,35 @@ class Trainer:
 
     # --- state I/O in canonical / flat form, for weights files and checkpoints
     def _sync_model(self) -> None:
-        nnx.update(self.model, local(self.params))
+        nnx.update(self.model, self._params_here())
 
     def export_weights(self) -> dict[str, np.ndarray]:
         self._sync_model()
-        return weights.export(self.model)
+        out = weights.export(self.model)
+        self._unhold()
+        return out
 
     def load_weights(self, params: dict[str, np.ndarray], source: str = "weights") -> None:
         weights.load(self.model, params, source)
         _, params = nnx.split(self.model, nnx.Param)
-        self.params = self._place(params)
+        self.params, self._gathered = self._place(params, self._at[0]), None
+        self._unhold()
 
     def export_opt_state(self) -> dict[str, np.ndarray]:
         """Optimizer state in the canonical form the torch twin uses (see its docstring)."""
-        spec = self.task.model
-        out: dict[str, np.ndarray] = {}
-        for s in _leaf_states(local(self.opt_state)):
-            if isinstance(s, optax.ScaleByAdamState):
-                out["step"] = np.asarray(s.count, np.int64)
-                for key, tree in (("exp_avg", s.mu), ("exp_avg_sq", s.nu)):
-                    out.update({f"{key}.{k}": v for k, v in weights.to_canonical(spec, nnx.to_pure_dict(tree)).items()})
-            elif isinstance(s, optax.TraceState):
-                out.update(
-                    {
-                        f"momentum_buffer.{k}": v
-                        for k, v in weights.to_canonical(spec, nnx.to_pure_dict(s.trace)).items()
-                    }
-                )
-            elif isinstance(s, optax.ScaleByScheduleState):
-                out["step"] = np.asarray(s.count, np.int64)
-        out.setdefault("step", np.asarray(0, np.int64))
-        return out
+        return weights.opt_state_to_canonical(self.task.model, self._whole(self.opt_state))
 
     def load_opt_state(self, flat: dict[str, np.ndarray]) -> None:
-        spec = self.task.model
-
-        def tree(key):
-            state = jax.tree.map(jnp.zeros_like, self.params)  # same structure as the parameters
-            part = {k[len(key) + 1 :]: v for k, v in flat.items() if k.startswith(key + ".")}
-            nnx.replace_by_pure_dict(state, weights.from_canonical(spec, part))
-            return state
-
-        count = jnp.asarray(np.asarray(flat["step"]).reshape(-1)[0], jnp.int32)
-
-        def restore(s):
-            if isinstance(s, optax.ScaleByAdamState):
-                return s._replace(count=count, mu=tree("exp_avg"), nu=tree("exp_avg_sq"))
-            if isinstance(s, optax.TraceState):
-                return s._replace(trace=tree("momentum_buffer"))
-            if isinstance(s, optax.ScaleByScheduleState):
-                return s._replace(count=count)
-            return s
-
-        self.opt_state = self._place(_map_states(restore, local(self.opt_state)))
+        spec, params = self.task.model, self._params_here()
+        state = weights.opt_state_from_canonical(spec, self._whole(self.opt_state), params, flat)
+        self.opt_state = self._place(state, self._at[1])
 
     def num_params(self) -> int:
         return models.num_params(self.model)
+
+    def held_bytes(self) -> dict[str, int]:
+        """Bytes of parameters and optimizer state on this process's devices (its shards), and their totals."""
+        return distributed.held_bytes(self.params, self.opt_state)
 
 
 def versions() -> dict[str, str]:

@@ -19,7 +19,10 @@ Layout rules, canonical -> JAX:
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 from diptych.fsio import atomic_write
@@ -173,6 +176,65 @@ def load(model: nnx.Module, params: dict[str, np.ndarray], source: str = "weight
     state = nnx.state(model, nnx.Param)
     nnx.replace_by_pure_dict(state, from_canonical(model.spec, params))
     nnx.update(model, state)
+
+
+def _is_chain(state) -> bool:
+    return isinstance(state, tuple) and not hasattr(state, "_fields")  # optax.chain: a plain tuple
+
+
+def _leaf_states(state):
+    """The transformations' own states (NamedTuples), flattening nested ``optax.chain`` tuples."""
+    if _is_chain(state):
+        for s in state:
+            yield from _leaf_states(s)
+    else:
+        yield state
+
+
+def _map_states(fn, state):
+    return tuple(_map_states(fn, s) for s in state) if _is_chain(state) else fn(state)
+
+
+def opt_state_to_canonical(spec, opt_state) -> dict[str, np.ndarray]:
+    """An optax state (on this process) in the canonical form the torch twin uses: ``step``, and per
+    parameter ``exp_avg.<name>`` / ``exp_avg_sq.<name>`` (Adam) or ``momentum_buffer.<name>``, in PyTorch layout."""
+    out: dict[str, np.ndarray] = {}
+    for s in _leaf_states(opt_state):
+        if isinstance(s, optax.ScaleByAdamState):
+            out["step"] = np.asarray(s.count, np.int64)
+            for key, tree in (("exp_avg", s.mu), ("exp_avg_sq", s.nu)):
+                out.update({f"{key}.{k}": v for k, v in to_canonical(spec, nnx.to_pure_dict(tree)).items()})
+        elif isinstance(s, optax.TraceState):
+            trace = to_canonical(spec, nnx.to_pure_dict(s.trace))
+            out.update({f"momentum_buffer.{k}": v for k, v in trace.items()})
+        elif isinstance(s, optax.ScaleByScheduleState):
+            out["step"] = np.asarray(s.count, np.int64)
+    out.setdefault("step", np.asarray(0, np.int64))
+    return out
+
+
+def opt_state_from_canonical(spec, opt_state, params, flat: dict[str, np.ndarray]):
+    """``opt_state`` (its structure) with the values of canonical ``flat``; ``params``: the parameters'
+    tree (on this process), which each moment takes the structure of."""
+
+    def tree(key):
+        state = jax.tree.map(jnp.zeros_like, params)  # same structure as the parameters
+        part = {k[len(key) + 1 :]: v for k, v in flat.items() if k.startswith(key + ".")}
+        nnx.replace_by_pure_dict(state, from_canonical(spec, part))
+        return state
+
+    count = jnp.asarray(np.asarray(flat["step"]).reshape(-1)[0], jnp.int32)
+
+    def restore(s):
+        if isinstance(s, optax.ScaleByAdamState):
+            return s._replace(count=count, mu=tree("exp_avg"), nu=tree("exp_avg_sq"))
+        if isinstance(s, optax.TraceState):
+            return s._replace(trace=tree("momentum_buffer"))
+        if isinstance(s, optax.ScaleByScheduleState):
+            return s._replace(count=count)
+        return s
+
+    return _map_states(restore, opt_state)
 
 
 def save_native(params: dict[str, np.ndarray], path, spec: MLPSpec | CNNSpec | RNNSpec) -> None:

@@ -169,7 +169,8 @@ class Trainer:
         optimizer state); ``fp64`` (float64 throughout: parity's exact reference trajectory).
         ``device``: a torch device string (``cpu``, ``cuda:0``). ``compile``: ``torch.compile`` the model
         (default: eager). ``world``: a data-parallel world of several processes wraps the training forward
-        in DDP (:func:`distributed.parallelize`)."""
+        in DDP (:func:`distributed.parallelize`), or with ``shard="fsdp"`` shards the model with FSDP2
+        (:func:`distributed.shard_model`) before the optimizer is built on its sharded parameters."""
         # Threads by the work in a step (see choose_threads), fewer while other processes are busy (ThreadGovernor).
         governor = configure(step_flops=_step_flops(task, world))
         self.governor = governor if torch.device(device).type == "cpu" else None
@@ -182,15 +183,20 @@ class Trainer:
             # NHWC activations: oneDNN's convs run 1.2-1.5x faster in training and ~2x in
             # inference here. The model code is unchanged; only the memory layout differs.
             self.model = self.model.to(memory_format=torch.channels_last)
+        multi = world is not None and world.size > 1
+        self.sharded = multi and world.sharded
+        if self.sharded:  # every parameter becomes this rank's DTensor shard; the optimizer holds shards too
+            distributed.shard_model(self.model)
         self.optimizer = make_optimizer(task.optimizer, self.model.parameters())
         opt = task.optimizer
         self.lr_lambda = lambda t: lr_factor(opt.schedule, t, total_steps, opt.warmup_fraction)
         self.scheduler = LambdaLR(self.optimizer, self.lr_lambda)
         # torch.compile wraps the module; parameters are shared, so weights/optimizer are unchanged.
         self.eval_forward = torch.compile(self.model) if compile else self.model
-        # Training runs through DDP in a world of several processes; evaluation keeps the plain forward.
-        multi = world is not None and world.size > 1
-        self.forward = distributed.parallelize(self.model, compile=bool(compile)) if multi else self.eval_forward
+        # Training runs through DDP in a world of several processes (FSDP2's hooks are in the model itself);
+        # evaluation keeps the plain forward.
+        ddp = multi and not self.sharded
+        self.forward = distributed.parallelize(self.model, compile=bool(compile)) if ddp else self.eval_forward
         # Language models carry their recurrent state from one batch to the next (truncated BPTT).
         self.stateful = task.model.carries_state
         self.state = None
@@ -290,7 +296,9 @@ class Trainer:
         logits = self._logits(self._input(x))
         loss = F.cross_entropy(logits.flatten(0, -2), torch.from_numpy(y).to(self.device).long().flatten())
         loss.backward()
-        grads = {k: p.grad.detach().float().cpu().numpy().copy() for k, p in self.model.named_parameters()}
+        grads = {
+            k: distributed.full(p.grad).detach().float().cpu().numpy().copy() for k, p in self.model.named_parameters()
+        }
         self.optimizer.zero_grad(set_to_none=True)
         return float(loss.detach()), logits.detach().float().cpu().numpy(), grads
 
@@ -304,19 +312,19 @@ class Trainer:
     def export_opt_state(self) -> dict[str, np.ndarray]:
         """Optimizer state in canonical form, shared by both twins: ``step``, and per parameter
         ``exp_avg.<name>`` / ``exp_avg_sq.<name>`` (Adam, AdamW) or ``momentum_buffer.<name>``
-        (SGD with momentum), in PyTorch layout."""
+        (SGD with momentum), in PyTorch layout. Sharded (FSDP) state is gathered whole, by every rank."""
         out = {"step": np.asarray(self.scheduler.last_epoch, np.int64)}
         for name, p in self.model.named_parameters():
             for key, v in self.optimizer.state.get(p, {}).items():
                 if key != "step" and torch.is_tensor(v):
-                    out[f"{key}.{name}"] = v.detach().float().cpu().numpy().copy()
+                    out[f"{key}.{name}"] = distributed.full(v).detach().float().cpu().numpy().copy()
         return out
 
     def load_opt_state(self, flat: dict[str, np.ndarray]) -> None:
         step = int(np.asarray(flat["step"]).reshape(-1)[0])
         for name, p in self.model.named_parameters():
-            state = {
-                k: torch.from_numpy(np.array(flat[f"{k}.{name}"])).to(self.device, self.dtype)
+            state = {  # laid out like the parameter: this rank's shard of a sharded one
+                k: distributed.shard_like(p, torch.from_numpy(np.array(flat[f"{k}.{name}"])))
                 for k in ("exp_avg", "exp_avg_sq", "momentum_buffer")
                 if f"{k}.{name}" in flat
             }
@@ -329,6 +337,10 @@ class Trainer:
 
     def num_params(self) -> int:
         return models.num_params(self.model)
+
+    def held_bytes(self) -> dict[str, int]:
+        """Bytes of parameters and optimizer state held by this process (its shards), and their totals."""
+        return distributed.held_bytes(self.model, self.optimizer)
 
 
 def _step_flops(task: Task, world: World | None) -> float | None:

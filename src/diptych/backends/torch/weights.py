@@ -8,16 +8,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from diptych.backends.torch.distributed import full, shard_like
 from diptych.fsio import atomic_write
 from diptych.weights import check_weights
 
 
 def export(model: nn.Module) -> dict[str, np.ndarray]:
-    """``{name: float32 array}`` in canonical (PyTorch) layout."""
+    """``{name: float32 array}`` in canonical (PyTorch) layout; sharded (FSDP) parameters are gathered
+    whole, a collective that every rank joins."""
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
     # A C-ordered copy: channels-last tensors have other strides, and a view would alias live weights.
     return {
-        k: np.array(v.detach().cpu().numpy(), dtype=np.float32, order="C", copy=True)
+        k: np.array(full(v).detach().cpu().numpy(), dtype=np.float32, order="C", copy=True)
         for k, v in model.state_dict().items()
     }
 
@@ -25,9 +27,10 @@ def export(model: nn.Module) -> dict[str, np.ndarray]:
 def load(model: nn.Module, params: dict[str, np.ndarray], source: str = "weights") -> None:
     """Copy canonical weights into ``model`` in place, refusing weights of another model."""
     model = getattr(model, "_orig_mod", model)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    check_weights(params, expected, source)
-    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in params.items()})  # casts to the model's dtype
+    current = model.state_dict()
+    check_weights(params, {k: tuple(v.shape) for k, v in current.items()}, source)
+    # Casts to the model's dtype; a sharded (FSDP) parameter takes this rank's shard.
+    model.load_state_dict({k: shard_like(current[k], torch.from_numpy(np.array(v))) for k, v in params.items()})
 
 
 def to_bytes(state_dict: dict[str, torch.Tensor]) -> bytes:
