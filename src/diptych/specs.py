@@ -208,13 +208,25 @@ class RNNSpec(_Spec):
         return f"{bi}{self.cell.upper()} {self.num_layers}x{self.hidden} over {self.seq_len} steps of {self.input_size}"
 
 
+class TokenLM:
+    """A language model over token ids ``(B, seq_len)``: ``V`` comes from the corpus, or from the weights."""
+
+    def with_vocab(self, vocab: int):
+        return dataclasses.replace(self, vocab=vocab)
+
+    def sized_like(self, params: dict):
+        return self.with_vocab(params["embed.weight"].shape[0]) if "embed.weight" in params else self
+
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.seq_len,)  # token ids
+
+
 @dataclass(frozen=True)
-class CharLMSpec(_Spec):
+class CharLMSpec(TokenLM, _Spec):
     """Character language model: ``Embedding(V, E)`` -> stacked unidirectional recurrent layers
     -> ``Linear(H, V)`` at every step, giving next-character logits ``(B, T, V)``.
 
-    The vocabulary size ``V`` comes from the corpus, so the registry holds ``vocab=0`` and the
-    driver fills it in (:meth:`with_vocab`). ``seq_len`` is the truncated-BPTT window ``T``.
+    The registry holds ``vocab=0``; the driver fills ``V`` in. ``seq_len`` is the truncated-BPTT window ``T``.
     Canonical names: ``embed.weight`` ``(V, E)``, ``rnn.*`` as in :class:`RNNSpec`, ``fc1``.
     """
 
@@ -226,15 +238,6 @@ class CharLMSpec(_Spec):
     vocab: int = 0
     kind: str = "charlm"
     carries_state = True
-
-    def with_vocab(self, vocab: int) -> "CharLMSpec":
-        return dataclasses.replace(self, vocab=vocab)
-
-    def sized_like(self, params: dict) -> "CharLMSpec":
-        return self.with_vocab(params["embed.weight"].shape[0]) if "embed.weight" in params else self
-
-    def input_shape(self) -> tuple[int, ...]:
-        return (self.seq_len,)  # token ids
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         shapes = {"embed.weight": (self.vocab, self.embed)}

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from diptych.specs import _count, _Spec
+from diptych.specs import TokenLM, _count, _Spec
 
 GELU_APPROXIMATE = "tanh"  # torch: F.gelu(x, approximate="tanh"); JAX: jax.nn.gelu(x, approximate=True)
 LN_EPS = 1e-5  # torch.nn.LayerNorm's default; nnx.LayerNorm(epsilon=LN_EPS) in the JAX twin
@@ -79,7 +79,7 @@ class _TransformerSpec(_Spec):
 
 
 @dataclass(frozen=True)
-class GPTSpec(_TransformerSpec):
+class GPTSpec(TokenLM, _TransformerSpec):
     """Decoder-only character transformer: token + learned position embeddings, ``layers`` pre-norm
     causal blocks, a final LayerNorm, and logits through the token embedding itself (tied: no separate
     output matrix). Input: ids ``(B, T)`` with ``T <= context``; output: next-id logits ``(B, T, V)``.
@@ -102,15 +102,6 @@ class GPTSpec(_TransformerSpec):
     def seq_len(self) -> int:
         """Training windows are one context long (the data path shared with :class:`CharLMSpec`)."""
         return self.context
-
-    def with_vocab(self, vocab: int) -> "GPTSpec":
-        return dataclasses.replace(self, vocab=vocab)
-
-    def sized_like(self, params: dict) -> "GPTSpec":
-        return self.with_vocab(params["embed.weight"].shape[0]) if "embed.weight" in params else self
-
-    def input_shape(self) -> tuple[int, ...]:
-        return (self.context,)  # token ids
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         shapes = {"embed.weight": (self.vocab, self.width), "pos_embed.weight": (self.context, self.width)}

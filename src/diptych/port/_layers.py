@@ -69,14 +69,18 @@ class Conv(Layer):
             pad = s(pad[0], "padding")
         else:
             pad = s(tuple(pad), "padding")
-        stride = m.stride[0] if len(set(m.stride)) == 1 else m.stride
-        dil = m.dilation[0] if len(set(m.dilation)) == 1 else m.dilation
+        stride, dil = _same(m.stride), _same(m.dilation)
         return (
             f"nnx.Conv({s(m.in_channels, 'in_channels')}, {s(m.out_channels, 'out_channels')}, "
             f"kernel_size={s(tuple(m.kernel_size), 'kernel_size')}{_kw('strides', stride, 1, s, 'stride')}, "
             f"padding={pad}{_kw('kernel_dilation', dil, 1, s, 'dilation')}"
             f"{_kw('feature_group_count', m.groups, 1, s, 'groups')}{_bias(m, s)}, rngs=rngs)"
         )
+
+
+def _same(values: tuple):
+    """One number for a tuple whose entries are all equal (``stride=2`` rather than ``(2, 2)``), else the tuple."""
+    return values[0] if len(set(values)) == 1 else values
 
 
 class ConvTranspose(Layer):
@@ -91,8 +95,7 @@ class ConvTranspose(Layer):
             (d * (k - 1) - p, d * (k - 1) - p + op)
             for k, p, d, op in zip(m.kernel_size, m.padding, m.dilation, m.output_padding)
         )
-        stride = m.stride[0] if len(set(m.stride)) == 1 else m.stride
-        dil = m.dilation[0] if len(set(m.dilation)) == 1 else m.dilation
+        stride, dil = _same(m.stride), _same(m.dilation)
         return (
             f"nnx.ConvTranspose({s(m.in_channels, 'in_channels')}, {s(m.out_channels, 'out_channels')}, "
             f"kernel_size={s(tuple(m.kernel_size), 'kernel_size')}{_kw('strides', stride, 1, s, 'stride')}, "
