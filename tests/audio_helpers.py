@@ -29,6 +29,16 @@ def tone(freq: float, seconds: float, rate: int = 8000, amp: float = 0.5, phase:
     return amp * np.cos(2 * np.pi * freq * np.arange(int(seconds * rate)) / rate + phase)
 
 
+def joined_wav(path: Path, parts: list, pause: float, rate: int = 8000, noise: np.ndarray | None = None) -> str:
+    """The recordings ``parts`` (wav paths) in one file, each after ``pause`` seconds of silence (or of
+    ``noise`` ``(n,)``, repeated), with a pause at the end too."""
+    from diptych.data.audio import read_wav
+
+    gap = np.zeros(int(pause * rate)) if noise is None else np.resize(noise, int(pause * rate))
+    pieces = [piece for p in parts for piece in (gap, read_wav(p, rate))]
+    return str(write_wav(path, np.concatenate([*pieces, gap])))
+
+
 def tone_digits(folder: Path, speakers=("anna", "bert"), takes: int = 6, seed: int = 0) -> Path:
     """An FSDD-shaped folder: digit ``d`` is a 0.4-0.6 s chirp starting at 300 * 1.3^d Hz, in noise
     (25% apart, so the +-15% frequency warp of the fsdd tasks keeps the digits apart)."""

@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,10 @@ def test_list_shows_every_task():
     assert rows["mnist-cnn"]["params"] == 421_642 and rows["mnist-cnn"]["target_accuracy"] == 0.99
     table = run_cli("list")
     assert table.returncode == 0 and "mnist1d-cnn" in table.stdout and "421,642" in table.stdout
+    # references a user can look up: no tracker numbers; the speech tasks state both bars
+    cited = [(name, r["reference"]) for name, r in rows.items() if re.search(r"#\d|\bissue", r["reference"], re.I)]
+    assert not cited, cited
+    assert "official split" in rows["fsdd-cnn"]["target"] and "unheard speaker" in rows["fsdd-cnn"]["target"]
 
 
 def test_neutral_core_imports_no_framework():

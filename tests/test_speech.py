@@ -13,11 +13,12 @@ import tarfile
 import numpy as np
 import pytest
 
-from audio_helpers import tone_digits, write_wav
+from audio_helpers import joined_wav, tone, tone_digits, write_wav
 from conftest import cli_in_process, run_cli
 from diptych import RunConfig, train_and_evaluate
 from diptych.commands.transcribe import transcribe
 from diptych.data import fsdd, load_dataset
+from diptych.data.audio import read_wav
 from diptych.errors import DataError, DiptychError
 from test_cli_errors import assert_one_line_error
 
@@ -98,6 +99,10 @@ def test_short_run_learns_tone_digits_with_augmentation(framework, tones, tmp_pa
     out = transcribe("fsdd-cnn", other, str(tmp_path / "weights.safetensors"), wavs)
     evaluated = np.array([r["digit"] for r in out])
     assert np.mean(evaluated == np.arange(10)) >= 0.6 and all(0.1 <= r["probability"] <= 1 for r in out)
+    # --sequence: three of those recordings in one file, with pauses, read as the three digits they were alone
+    joined = joined_wav(tmp_path / "three.wav", [wavs[4], wavs[1], wavs[7]], pause=0.5)
+    (row,) = transcribe("fsdd-cnn", other, str(tmp_path / "weights.safetensors"), [joined], sequence=True)
+    assert row["digits"] == "".join(str(out[d]["digit"]) for d in (4, 1, 7)), row
     # eval --split: the other twin scores the weights on the run's held-out speaker, as the run did (the
     # default split, takes 0-4 of every speaker, is another test set: 100 recordings, not bert's 60)
     weights = str(tmp_path / "weights.safetensors")
@@ -152,6 +157,73 @@ def test_transcribe_cli_and_bad_audio(tones, tmp_path):
     )
     with pytest.raises(DiptychError, match="not a speech task"):
         transcribe("mnist-cnn", "torch", str(tmp_path / "w.safetensors"), [str(good)])
+
+
+def test_transcribe_finds_the_speech_tops_and_silence(tones, tmp_path):
+    """Random weights (what is checked is the reading, not the digit): a digit padded with a second of
+    room noise reads as the digit alone; a silent file and a steady hum are "no speech"; a 44.1 kHz
+    stereo file is taken; --top lists K digits whose probabilities fall; both twins say the same."""
+    from diptych.tasks import TASKS
+    from diptych.weights import save_weights
+
+    folder, data = tones
+    rng = np.random.default_rng(1)
+    params = {k: rng.normal(0, 0.2, s).astype(np.float32) for k, s in TASKS["fsdd-cnn"].model.param_shapes().items()}
+    save_weights(params, tmp_path / "w.safetensors", task="fsdd-cnn", features=data.features)
+    weights = str(tmp_path / "w.safetensors")
+    digit = folder / "3_bert_1.wav"
+    noise = 0.002 * rng.standard_normal(8000)
+    padded = joined_wav(tmp_path / "padded.wav", [digit], pause=1.0, noise=noise)
+    silent = write_wav(tmp_path / "silent.wav", np.zeros(8000))
+    hum = write_wav(tmp_path / "hum.wav", tone(50, 2.0, amp=0.2))
+    x = tone(700, 0.5, rate=44100, amp=0.3)
+    stereo = write_wav(tmp_path / "stereo.wav", np.stack([x, 0.5 * x], axis=1), rate=44100)
+    files = [str(p) for p in (digit, padded, silent, hum, stereo)]
+    rows = {fw: transcribe("fsdd-cnn", fw, weights, files, top=3) for fw in ("torch", "jax")}
+    torch_rows, jax_rows = rows["torch"], rows["jax"]
+    assert [r["speech"] for r in torch_rows] == [True, True, False, False, True]
+    assert [r["digit"] for r in jax_rows] == [r["digit"] for r in torch_rows]
+    # the noise around the digit is trimmed away: the same digit, about as sure
+    assert torch_rows[1]["digit"] == torch_rows[0]["digit"], (torch_rows[0]["top"], torch_rows[1]["top"])
+    (seq,) = transcribe("fsdd-cnn", "torch", weights, [padded], sequence=True)
+    (segment,) = seq["segments"]  # the digit, where it was put, give or take the 50 ms margins and a frame
+    length = len(read_wav(digit, 8000)) / 8000
+    assert segment["start"] == pytest.approx(1.0 - 0.05, abs=0.03), segment
+    assert segment["end"] == pytest.approx(1.0 + length + 0.05, abs=0.03), segment
+    for row in (torch_rows[0], torch_rows[4]):
+        digits, probs = zip(*row["top"])
+        assert len(set(digits)) == 3 and list(probs) == sorted(probs, reverse=True) and digits[0] == row["digit"]
+    proc = cli_in_process("transcribe", "fsdd-cnn", "--weights", weights, "--top", "2", *files[:3])
+    assert proc.returncode == 0, proc.stderr
+    lines = [line.split("\t") for line in proc.stdout.strip().splitlines()]
+    assert [len(line) for line in lines] == [5, 5, 3] and lines[2][1:] == ["-", "no speech"]
+    proc = cli_in_process("transcribe", "fsdd-cnn", "--weights", weights, "--sequence", "--json", files[2])
+    assert proc.returncode == 0 and json.loads(proc.stdout)[0]["digits"] == "", proc.stderr
+    assert_one_line_error(run_cli("transcribe", "fsdd-cnn", "--weights", weights, "--top", "11", files[0]), "--top 11")
+
+
+def test_loso_trains_per_held_out_speaker_in_both_twins(tones, tmp_path):
+    """`diptych loso` at a small budget, one fold: each twin trains without bert and is tested on bert; the
+    record has the accuracy per twin, the mean, the two twins' agreement on the same weights, and a plot."""
+    folder, _ = tones
+    proc = cli_in_process(
+        *("loso", "fsdd-cnn", "--data-dir", str(folder), "--epochs", "3", "--batch-size", "10"),
+        *("--speakers", "bert"),
+        *("--out", str(tmp_path / "loso"), "--no-progress", "--json"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record == json.loads((tmp_path / "loso" / "loso.json").read_text())
+    assert (tmp_path / "loso" / "loso.png").stat().st_size > 1000
+    acc = record["accuracy"]["bert"]
+    assert set(acc) == {"torch", "jax"} and all(a >= 0.3 for a in acc.values()), acc  # chance is 0.1
+    assert record["mean"] == acc and record["target"] == [0.92, 0.85]
+    assert all(a >= 0.95 for a in record["agreement"]["bert"].values()), record["agreement"]
+    assert_one_line_error(
+        run_cli("loso", "fsdd-cnn", "--data-dir", str(folder), "--speakers", "carl", "--out", str(tmp_path / "x")),
+        "no speaker 'carl'",
+    )
+    assert_one_line_error(run_cli("loso", "mnist-cnn", "--out", str(tmp_path / "y")), "no speakers to leave out")
 
 
 def test_train_cli_refuses_a_folder_without_recordings(tmp_path):

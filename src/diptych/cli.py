@@ -23,6 +23,7 @@ from diptych.commands.evaluate import eval_cmd, list_tasks
 from diptych.commands.export import export
 from diptych.commands.generate import generate_cmd
 from diptych.commands.images import augment_preview_cmd, predict_cmd
+from diptych.commands.loso import loso_cmd
 from diptych.commands.parity import parity
 from diptych.commands.port import port
 from diptych.commands.train import train
@@ -42,6 +43,7 @@ COMMANDS = [
     export,
     generate_cmd,
     transcribe_cmd,
+    loso_cmd,
     predict_cmd,
     augment_preview_cmd,
     data_group,

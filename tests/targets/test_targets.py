@@ -9,9 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from audio_helpers import joined_wav
 from conftest import real_data_dir
 from diptych import RunConfig, evaluate_weights, train_and_evaluate
 from diptych.backends import FRAMEWORKS
+from diptych.commands.transcribe import transcribe
 from diptych.tasks import TASKS
 from image_helpers import make_folder
 
@@ -65,3 +67,11 @@ def test_the_task_reaches_its_target(name, framework, shapes, results, tmp_path)
         run = run | ({"target_bpc": bar} if metric == "test_bpc" else {"target_accuracy": bar})
     results(run, agreement)
     assert run["reached_target"], [e for e in run["epochs"]][-3:]
+    if task.dataset == "fsdd":  # a user's "4 1 7" in one file: three held-out takes with pauses, read by both twins
+        takes = [
+            real_data_dir("fsdd") / "recordings" / f"{d}_jackson_{take}.wav" for d, take in ((4, 0), (1, 2), (7, 4))
+        ]
+        joined = joined_wav(tmp_path / "417.wav", takes, pause=0.4)
+        for fw in FRAMEWORKS:
+            (row,) = transcribe(name, fw, str(tmp_path / "weights.safetensors"), [joined], sequence=True)
+            assert row["digits"] == "417", (fw, row["segments"])

@@ -17,9 +17,10 @@ import numpy as np
 
 from diptych.backends import load_backend
 from diptych.commands.options import TASK, twin_option
-from diptych.data.audio import check_features, normalize, wav_features
+from diptych.data.audio import check_features, normalize, read_wav, waveform_features
 from diptych.data.datasets import AUDIO_DATASETS
 from diptych.data.fsdd import load_fsdd
+from diptych.data.vad import speech_spans
 from diptych.errors import DiptychError
 from diptych.formats import read_any
 from diptych.inference import InferenceMeta
@@ -40,10 +41,32 @@ def _features(meta: InferenceMeta, weights_path: str, data_dir: str | None) -> d
         ) from None
 
 
+def _row(probs: np.ndarray, top: int) -> dict:
+    """One prediction: the likeliest digit, its probability and the ``top`` likeliest as ``[digit, p]``."""
+    order = np.argsort(-probs, kind="stable")[:top]
+    return {
+        "digit": int(order[0]),
+        "probability": float(probs[order[0]]),
+        "top": [[int(d), float(probs[d])] for d in order],
+    }
+
+
 def transcribe(
-    task_name: str, framework: str, weights_path: str, audio: list[str], data_dir: str | None = None
+    task_name: str,
+    framework: str,
+    weights_path: str,
+    audio: list[str],
+    data_dir: str | None = None,
+    *,
+    sequence: bool = False,
+    top: int = 1,
 ) -> list[dict]:
-    """``[{"file", "digit", "probability"}]`` for each wav file, in order."""
+    """One dict per wav file, in order: ``{"file", "speech", "digit", "probability", "top"}``, and with
+    ``sequence`` also ``"digits"`` (``"417"``) and ``"segments"`` (``{"start", "end"}`` in seconds, plus
+    each one's digit, probability and top). ``speech`` is False (and the digit None) for a recording with
+    no speech in it. Any sample rate is resampled and channels are mixed down (:func:`read_wav`); leading
+    and trailing silence is trimmed, and with ``sequence`` the speech is split at its pauses
+    (:mod:`diptych.data.vad`), each part read as one digit."""
     task = get_task(task_name)
     if task.dataset not in AUDIO_DATASETS:
         audio_tasks = ", ".join(n for n, t in TASKS.items() if t.dataset in AUDIO_DATASETS)
@@ -54,17 +77,55 @@ def transcribe(
     info = InferenceMeta.read(weights_path, meta)
     task = info.fit_task(task, weights_path)  # the model as trained (--set overrides included)
     check_weights(params, task.model.param_shapes(), str(weights_path))
+    if not 1 <= top <= task.model.num_classes:
+        raise DiptychError(f"--top {top}: choose 1 to {task.model.num_classes} (the digits the model knows)")
     features = _features(info, weights_path, data_dir)
     features = check_features(features, str(weights_path), task.model.input_shape())
     fe = features["frontend"]  # a FrontEnd, checked: types, ranges, the model's image size
     stats = {k: features[k] for k in ("mean", "std")}
-    x = normalize(np.stack([wav_features(p, fe) for p in audio]), stats)  # (N, M, T)
-    trainer = load_backend(framework).train.Trainer(task, 0, 1)
-    trainer.load_weights(params, str(weights_path))
-    probs = np.exp(log_softmax(trainer.predict(x).astype(np.float64)))  # (N, classes)
-    return [
-        {"file": str(Path(p)), "digit": int(pr.argmax()), "probability": float(pr.max())} for p, pr in zip(audio, probs)
-    ]
+    pieces, owner = [], []  # waveforms to read as one digit each, and the file each came from
+    spans: list[list[tuple[int, int]]] = []
+    for i, path in enumerate(audio):
+        x = read_wav(path, fe.sample_rate)  # (n,) mono at the model's rate
+        found = speech_spans(x, fe.sample_rate)
+        found = found if sequence or not found else [(found[0][0], found[-1][1])]  # one digit: trim only
+        spans.append(found)
+        pieces += [x[a:b] for a, b in found]
+        owner += [i] * len(found)
+    probs = np.zeros((0, task.model.num_classes))
+    if pieces:
+        x = normalize(np.stack([waveform_features(p, fe) for p in pieces]), stats)  # (N, M, T)
+        trainer = load_backend(framework).train.Trainer(task, 0, 1)
+        trainer.load_weights(params, str(weights_path))
+        probs = np.exp(log_softmax(trainer.predict(x).astype(np.float64)))  # (N, classes)
+    results = []
+    for i, path in enumerate(audio):
+        mine = [pr for pr, o in zip(probs, owner) if o == i]
+        row = {"file": str(Path(path)), "speech": bool(mine)}
+        row |= _row(mine[0], top) if mine else {"digit": None, "probability": None, "top": []}
+        if sequence:
+            segments = [
+                {"start": a / fe.sample_rate, "end": b / fe.sample_rate} | _row(pr, top)
+                for (a, b), pr in zip(spans[i], mine)
+            ]
+            row |= {"digits": "".join(str(s["digit"]) for s in segments), "segments": segments}
+        results.append(row)
+    return results
+
+
+def _lines(row: dict, sequence: bool, top: int) -> list[str]:
+    """FILE<TAB>DIGIT<TAB>PROBABILITY (then the next likeliest pairs with --top); with --sequence
+    FILE<TAB>DIGITS<TAB>one probability per digit, and with --top one indented line per digit."""
+    if not row["speech"]:
+        return [f"{row['file']}\t-\tno speech"]
+    if not sequence:
+        return [row["file"] + "".join(f"\t{d}\t{p:.4f}" for d, p in row["top"])]
+    probs = " ".join(f"{s['probability']:.4f}" for s in row["segments"])
+    lines = [f"{row['file']}\t{row['digits']}\t{probs}"]
+    for s in row["segments"] if top > 1 else []:
+        alternatives = "  ".join(f"{d} ({p:.4f})" for d, p in s["top"])
+        lines.append(f"\t{s['start']:.2f}-{s['end']:.2f} s\t{alternatives}")
+    return lines
 
 
 @click.command("transcribe")
@@ -83,12 +144,18 @@ def transcribe(
     help="FSDD recordings, only for .pt/.msgpack weights (to recompute the feature statistics).",
 )
 @click.option(
+    "--sequence", is_flag=True, help="Several digits per file, spoken with pauses: split at the pauses, e.g. 417."
+)
+@click.option("--top", type=click.IntRange(min=1), default=1, show_default=True, help="Show the K likeliest digits.")
+@click.option(
     "--json", "as_json", is_flag=True, help="Print a JSON list instead of FILE<TAB>DIGIT<TAB>PROBABILITY lines."
 )
-def transcribe_cmd(task, audio, weights, framework, data_dir, as_json):
-    """Name the spoken digit in each AUDIO.wav: one line per file, FILE<TAB>DIGIT<TAB>PROBABILITY."""
-    results = transcribe(task, framework, weights, list(audio), data_dir)
+def transcribe_cmd(task, audio, weights, framework, data_dir, sequence, top, as_json):
+    """Name the spoken digit in each AUDIO.wav: one line per file, FILE<TAB>DIGIT<TAB>PROBABILITY
+    (FILE<TAB>-<TAB>no speech for a recording without speech). Leading and trailing silence is trimmed;
+    any sample rate and channel count are taken."""
+    results = transcribe(task, framework, weights, list(audio), data_dir, sequence=sequence, top=top)
     if as_json:
         click.echo(json.dumps(results))
     for r in [] if as_json else results:
-        click.echo(f"{r['file']}\t{r['digit']}\t{r['probability']:.4f}")
+        click.echo("\n".join(_lines(r, sequence, top)))

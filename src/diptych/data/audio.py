@@ -296,9 +296,15 @@ def dither(x: np.ndarray, fe: FrontEnd) -> np.ndarray:
     return (x + fe.dither * rng.standard_normal(x.shape)).astype(np.float32)
 
 
+def waveform_features(x: np.ndarray, fe: FrontEnd) -> np.ndarray:
+    """Mono samples ``(n,)`` at ``fe.sample_rate`` -> the ``(n_mels, frames)`` log-mel image (not yet
+    normalized) of their middle ``num_samples``, centred and zero-padded as the training recordings are."""
+    return log_mel(dither(fix_length(x, fe.num_samples), fe), fe)
+
+
 def wav_features(path: str | Path, fe: FrontEnd) -> np.ndarray:
     """One wav file -> its ``(n_mels, frames)`` log-mel image (not yet normalized)."""
-    return log_mel(dither(fix_length(read_wav(path, fe.sample_rate), fe.num_samples), fe), fe)
+    return waveform_features(read_wav(path, fe.sample_rate), fe)
 
 
 # ----------------------------------------------------------------------------- trusted metadata

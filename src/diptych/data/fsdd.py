@@ -151,7 +151,8 @@ def split_masks(speakers: np.ndarray, takes: np.ndarray, split: str) -> tuple[np
             )
         test = speakers == name
     else:
-        raise DiptychError(f"unknown --split {split!r} for fsdd; use {SPLITS_HELP}")
+        also = "; the leave-one-speaker-out protocol is `diptych loso TASK`" if split == "loso" else ""
+        raise DiptychError(f"unknown --split {split!r} for fsdd; use {SPLITS_HELP}{also}")
     if test.all() or not test.any():
         raise DiptychError(
             f"--split {split} leaves the {'training' if test.all() else 'test'} set empty; "
