@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# GPU check (issues #7, #18): the decomposed mnist-cnn benchmark on the GPU, in fp32 and bf16.
+# GPU check: the decomposed mnist-cnn benchmark on the GPU, in fp32 and bf16, then the character GPT.
 #
 # One interleaved `diptych bench mnist-cnn --baseline --device gpu --precision fp32,bf16` run: the seed
 # baseline (plain PyTorch, the recipe as written), each twin with the seed's recipe, each twin with
 # diptych's recipe in fp32 and in bf16; time to 99% on the training clock (evaluation every --eval-every
 # steps, excluded). Prints the decomposition (framework x recipe = total), the table, and time to 99%
-# per contestant.
+# per contestant. Then `diptych bench chars-gpt --device gpu --precision fp32,bf16 --no-train`: train and
+# decode tokens/s and MFU per twin and precision, attention through the fused kernels (torch SDPA's flash or
+# cuDNN backend; JAX's cuDNN attention where it compiles, else XLA's), printed from its report.md.
 #
 #   pip install -e '.[gpu]'            # torch with CUDA (the default Linux wheel) and the JAX CUDA 12 plugin
 #   benchmarks/gpu_check.sh            # needs an NVIDIA GPU
@@ -39,3 +41,7 @@ for name, row in r["contestants"].items():
 for twin, d in r.get("decomposition", {}).items():
     print(f"{twin}: total {d['total']:.2f}x = framework {d['framework']:.2f}x x recipe {d['recipe']:.2f}x")
 PYEOF
+
+"$PY" -m diptych bench chars-gpt --device gpu --precision fp32,bf16 --no-train --repeats "$REPEATS" \
+  --out "$OUT/chars-gpt"
+sed -n '1,/^## /p' "$OUT/chars-gpt/report.md"

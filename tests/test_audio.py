@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from audio_helpers import tone, tone_digits, write_wav
+from diptych.augment_specs import AugmentSpec
 from diptych.data import audio, fsdd, load_dataset
 from diptych.data.audio import FrontEnd
 from diptych.data.augment import draw
 from diptych.errors import DataError, DiptychError
-from diptych.specs import AugmentSpec
 
 FE = FrontEnd()
 

@@ -17,22 +17,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from diptych.augment_specs import DIGIT_DATASETS, AugmentSpec, ImageAugmentSpec
 from diptych.errors import DiptychError
 from diptych.language import LanguageModelling
 from diptych.objectives import Classification, FolderClassification, Objective
 from diptych.overrides import apply_overrides
-from diptych.specs import (
-    DIGIT_DATASETS,
-    AugmentSpec,
-    CharLMSpec,
-    CNNSpec,
-    ConvSpec,
-    CRNNSpec,
-    ImageAugmentSpec,
-    MLPSpec,
-    ModelSpec,
-    RNNSpec,
-)
+from diptych.specs import CharLMSpec, CNNSpec, ConvSpec, CRNNSpec, MLPSpec, ModelSpec, RNNSpec
 from diptych.transformer_specs import GPTSpec, ViTSpec
 
 # ----------------------------------------------------------------------------- training

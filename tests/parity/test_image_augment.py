@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from conftest import pinned_float32, real_data_dir
+from diptych.augment_specs import ImageAugmentSpec
 from diptych.backends.jax import augment as jax_aug
 from diptych.backends.jax import ops as jax_ops
 from diptych.backends.torch import augment as torch_aug
 from diptych.data import load_dataset
 from diptych.data.augment import draw_image
 from diptych.errors import DiptychError
-from diptych.specs import ImageAugmentSpec
 from diptych.tasks import choose_augment, get_task
 
 

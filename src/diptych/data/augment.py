@@ -15,7 +15,12 @@ run) augment a batch identically, and each twin's ``augment.apply(x, params)`` i
    and ``g ~ Gamma(k_m, 1/k_m)`` (mean 1): a band averaging ``k_m`` periodogram bins (each
    exponential) fluctuates like that;
 3. SpecAugment (Park et al. 2019): ``keep`` is 0 inside a few random frequency bands and time
-   spans, where the normalized image is set to 0, the training mean.
+   spans, where the normalized image is set to 0, the training mean;
+4. tempo (speed perturbation in the feature domain, as Ko et al. 2015 do on the waveform), applied after
+   the frequency warp: frame ``t`` of the output reads frame ``src = c + (t - c) r_b`` of the input, ``c``
+   the middle frame and ``r_b`` in ``1 +- stretch`` (above 1: faster speech), interpolated as in 0
+   (``stretch_lo``/``stretch_w``), silence where ``src`` falls outside the image (``stretch_in`` is 0).
+   Drawn last, and only when ``stretch > 0``, so the draws of 0-3 are the same with it or without.
 """
 
 from __future__ import annotations
@@ -35,8 +40,8 @@ def _bands(rng: np.random.Generator, batch: int, count: int, max_width: int, siz
 
 def draw(spec, features: dict, x: np.ndarray, seed: int, epoch: int, step: int) -> dict[str, np.ndarray]:
     """Parameters to augment the normalized log-mel batch ``x`` ``(B, M, T)`` (see the module docstring) as
-    the task's :class:`~diptych.specs.AugmentSpec` ``spec`` says. (No import of :mod:`diptych.specs` here:
-    the specs build their augmenters from this module.)"""
+    the task's :class:`~diptych.augment_specs.AugmentSpec` ``spec`` says. (No import of the specs here: they
+    build their augmenters from this module.)"""
     rng = np.random.default_rng([seed, epoch, step, SALT])
     b, m, t = x.shape
     mean, std, silence = (np.asarray(features[k], np.float32)[:, None] for k in ("mean", "std", "silence"))
@@ -64,11 +69,24 @@ def draw(spec, features: dict, x: np.ndarray, seed: int, epoch: int, step: int) 
         "mean": mean,
         "std": std,
         "silence": silence,
+    } | (_tempo(rng, b, t, spec.stretch) if spec.stretch > 0 else {})
+
+
+def _tempo(rng: np.random.Generator, b: int, t: int, stretch: float) -> dict[str, np.ndarray]:
+    """Step 4 of the module docstring: source frames ``(B, T)`` for a speed drawn in ``1 +- stretch``."""
+    rate = rng.uniform(1 - stretch, 1 + stretch, b)
+    middle = (t - 1) / 2
+    src = middle + (np.arange(t)[None, :] - middle) * rate[:, None]  # (B, T) source frame
+    lo = np.clip(np.floor(src), 0, t - 2)
+    return {
+        "stretch_lo": lo.astype(np.int32),
+        "stretch_w": np.clip(src - lo, 0, 1).astype(np.float32),
+        "stretch_in": ((src >= 0) & (src <= t - 1)).astype(np.float32),
     }
 
 
 class Augmenter:
-    """Binds a task's :class:`~diptych.specs.AugmentSpec`, the train-split statistics and the run's seed."""
+    """Binds a task's :class:`~diptych.augment_specs.AugmentSpec`, the train-split statistics and the run's seed."""
 
     def __init__(self, spec, features: dict, seed: int):
         self.spec, self.features, self.seed = spec, features, seed
@@ -151,7 +169,7 @@ def draw_image(spec, shape: tuple[int, ...], fill: float, seed: int, epoch: int,
 
 
 class ImageAugmenter:
-    """Binds a task's :class:`~diptych.specs.ImageAugmentSpec`, the background value and the run's seed."""
+    """Binds a task's :class:`~diptych.augment_specs.ImageAugmentSpec`, the background value and the run's seed."""
 
     def __init__(self, spec, fill: float, seed: int):
         self.spec, self.fill, self.seed = spec, fill, seed

@@ -28,9 +28,19 @@ def warp_freq(x: jax.Array, lo: jax.Array, w: jax.Array) -> jax.Array:
     return below + w[:, :, None] * (above - below)
 
 
+def stretch_time(x: jax.Array, lo: jax.Array, w: jax.Array, inside: jax.Array, fill: jax.Array) -> jax.Array:
+    """``out[b, :, t] = (1 - w[b, t]) x[b, :, lo[b, t]] + w[b, t] x[b, :, lo[b, t] + 1]`` where ``inside[b, t]``,
+    else ``fill`` ``(M, 1)``: a change of tempo over the time axis."""
+    below = jnp.take_along_axis(x, lo[:, None, :], axis=2)  # (B, M, T)
+    above = jnp.take_along_axis(x, (lo + 1)[:, None, :], axis=2)
+    return jnp.where(inside[:, None, :] > 0, below + w[:, None, :] * (above - below), fill)
+
+
 def apply_audio(x: jax.Array, p: dict[str, jax.Array]) -> jax.Array:
-    """Warp, shift, add noise in the mel-power domain, mask: normalized log-mel ``(B, M, T)`` in and out."""
+    """Warp, [stretch,] shift, add noise in the mel-power domain, mask: normalized log-mel ``(B, M, T)``."""
     x = warp_freq(x, p["warp_lo"], p["warp_w"])
+    if "stretch_lo" in p:
+        x = stretch_time(x, p["stretch_lo"], p["stretch_w"], p["stretch_in"], p["silence"])
     x = shift_time(x, p["shift"], p["silence"])  # (B, M, T)
     power = jnp.exp(x * p["std"] + p["mean"]) + p["noise"]  # (B, M, T) mel energy + noise
     x = (jnp.log(power) - p["mean"]) / p["std"]

@@ -26,9 +26,20 @@ def warp_freq(x: torch.Tensor, lo: torch.Tensor, w: torch.Tensor) -> torch.Tenso
     return below + w[:, :, None] * (above - below)
 
 
+def stretch_time(x: torch.Tensor, lo: torch.Tensor, w: torch.Tensor, inside: torch.Tensor, fill: torch.Tensor):
+    """``out[b, :, t] = (1 - w[b, t]) x[b, :, lo[b, t]] + w[b, t] x[b, :, lo[b, t] + 1]`` where ``inside[b, t]``,
+    else ``fill`` ``(M, 1)``: a change of tempo over the time axis."""
+    m = x.shape[1]
+    below = x.gather(2, lo[:, None, :].expand(-1, m, -1))  # (B, M, T)
+    above = x.gather(2, (lo + 1)[:, None, :].expand(-1, m, -1))
+    return torch.where(inside[:, None, :] > 0, below + w[:, None, :] * (above - below), fill)
+
+
 def apply_audio(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Warp, shift, add noise in the mel-power domain, mask: normalized log-mel ``(B, M, T)`` in and out."""
+    """Warp, [stretch,] shift, add noise in the mel-power domain, mask: normalized log-mel ``(B, M, T)``."""
     x = warp_freq(x, p["warp_lo"].long(), p["warp_w"])
+    if "stretch_lo" in p:
+        x = stretch_time(x, p["stretch_lo"].long(), p["stretch_w"], p["stretch_in"], p["silence"])
     x = shift_time(x, p["shift"].long(), p["silence"])  # (B, M, T)
     power = torch.exp(x * p["std"] + p["mean"]) + p["noise"]  # (B, M, T) mel energy + noise
     x = (torch.log(power) - p["mean"]) / p["std"]
