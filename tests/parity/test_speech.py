@@ -73,6 +73,22 @@ def test_tempo_is_the_same_in_both_twins_and_leaves_the_other_draws_alone():
     assert (p["stretch_in"] == 0).any() and not np.allclose(t_out, x)  # some speeds were above 1: silence came in
 
 
+def test_every_audio_operation_at_once_is_the_same_in_both_twins():
+    """Warp, tempo, channel, shift, noise and masks together; the channel's curve is what was drawn."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 32, 64)).astype(np.float32)  # (B, M, T)
+    stats = feature_stats(rng.normal(-8, 2, (4, 32, 64)), FrontEnd())
+    p = draw(AugmentSpec(warp=0.15, stretch=0.3, eq=1.0, noise_prob=1.0), stats, x, 0, 0, 0)
+    plain = draw(AugmentSpec(warp=0.15, stretch=0.3, noise_prob=1.0), stats, x, 0, 0, 0)
+    assert all(np.array_equal(plain[k], p[k]) for k in plain) and p["eq"].shape == (8, 32, 1)
+    assert np.abs(p["eq"] * p["std"]).max() <= 4.0 + 1e-5  # four terms of at most 1 nat each
+    t_out = T.augment.apply(torch.from_numpy(x), {k: torch.from_numpy(v) for k, v in p.items()}).numpy()
+    j_out = np.asarray(jax.jit(J.augment.apply)(x, p))
+    assert diff(j_out, t_out)[0] <= 1e-5
+    t_plain = T.augment.apply(torch.from_numpy(x), {k: torch.from_numpy(v) for k, v in plain.items()}).numpy()
+    assert np.abs(t_out - t_plain).max() > 0.1  # the channel changed the batch
+
+
 def test_augmentation_inside_the_train_step_matches():
     """One Adam step with augmentation on a small log-mel CNN: same loss and weights in both twins."""
     spec = CNNSpec(dims=2, in_size=(32, 64), convs=(ConvSpec(4, 3, padding=1, pool=4),))

@@ -37,10 +37,12 @@ def stretch_time(x: jax.Array, lo: jax.Array, w: jax.Array, inside: jax.Array, f
 
 
 def apply_audio(x: jax.Array, p: dict[str, jax.Array]) -> jax.Array:
-    """Warp, [stretch,] shift, add noise in the mel-power domain, mask: normalized log-mel ``(B, M, T)``."""
+    """Warp, [stretch, colour,] shift, add noise in the mel-power domain, mask: normalized log-mel ``(B, M, T)``."""
     x = warp_freq(x, p["warp_lo"], p["warp_w"])
     if "stretch_lo" in p:
         x = stretch_time(x, p["stretch_lo"], p["stretch_w"], p["stretch_in"], p["silence"])
+    if "eq" in p:  # a microphone's colouring: a smooth gain curve over the bands, (B, M, 1)
+        x = x + p["eq"]
     x = shift_time(x, p["shift"], p["silence"])  # (B, M, T)
     power = jnp.exp(x * p["std"] + p["mean"]) + p["noise"]  # (B, M, T) mel energy + noise
     x = (jnp.log(power) - p["mean"]) / p["std"]

@@ -36,10 +36,12 @@ def stretch_time(x: torch.Tensor, lo: torch.Tensor, w: torch.Tensor, inside: tor
 
 
 def apply_audio(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Warp, [stretch,] shift, add noise in the mel-power domain, mask: normalized log-mel ``(B, M, T)``."""
+    """Warp, [stretch, colour,] shift, add noise in the mel-power domain, mask: normalized log-mel ``(B, M, T)``."""
     x = warp_freq(x, p["warp_lo"].long(), p["warp_w"])
     if "stretch_lo" in p:
         x = stretch_time(x, p["stretch_lo"].long(), p["stretch_w"], p["stretch_in"], p["silence"])
+    if "eq" in p:  # a microphone's colouring: a smooth gain curve over the bands, (B, M, 1)
+        x = x + p["eq"]
     x = shift_time(x, p["shift"].long(), p["silence"])  # (B, M, T)
     power = torch.exp(x * p["std"] + p["mean"]) + p["noise"]  # (B, M, T) mel energy + noise
     x = (torch.log(power) - p["mean"]) / p["std"]
