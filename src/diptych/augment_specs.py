@@ -17,7 +17,7 @@ from diptych.errors import DiptychError
 @dataclass(frozen=True)
 class AugmentSpec:
     """Audio augmentation of log-mel batches during training (see :mod:`diptych.data.augment`): a frequency
-    warp by a factor in ``1 +- warp`` (a different vocal tract length), a tempo in ``1 +- stretch``, a channel
+    warp by a factor in ``1 +- warp`` (a different vocal tract length), a channel
     (a smooth gain curve over the bands, each of its terms up to ``eq`` nats), a time
     shift of up to ``max_shift`` frames, additive noise at an SNR drawn from ``snr_db`` (with probability
     ``noise_prob``), and SpecAugment masks: ``freq_masks`` bands of up to ``freq_width`` mel bins and
@@ -31,7 +31,6 @@ class AugmentSpec:
     freq_width: int = 4
     time_masks: int = 2
     time_width: int = 6
-    stretch: float = 0.0
     eq: float = 0.0
 
     modality: ClassVar[str] = "audio"

@@ -16,15 +16,10 @@ run) augment a batch identically, and each twin's ``augment.apply(x, params)`` i
    exponential) fluctuates like that;
 3. SpecAugment (Park et al. 2019): ``keep`` is 0 inside a few random frequency bands and time
    spans, where the normalized image is set to 0, the training mean;
-4. tempo (speed perturbation in the feature domain, as Ko et al. 2015 do on the waveform), applied after
-   the frequency warp: frame ``t`` of the output reads frame ``src = c + (t - c) r_b`` of the input, ``c``
-   the middle frame and ``r_b`` in ``1 +- stretch`` (above 1: faster speech), interpolated as in 0
-   (``stretch_lo``/``stretch_w``), silence where ``src`` falls outside the image (``stretch_in`` is 0).
-   Drawn last, and only when ``stretch > 0``, so the draws of 0-3 are the same with it or without;
-5. channel (a different microphone or room, as an equalizer would colour it), applied after the tempo: a
+4. channel (a different microphone or room, as an equalizer would colour it), applied after the warp: a
    smooth gain curve over the mel bands is added to the log-mel, ``L' = L + sum_k a_bk cos(pi k m / (M - 1))``
    for ``k = 1..EQ_TERMS`` with ``a_bk`` uniform in ``+-eq`` nats; ``eq[b, m] = (L' - L) / std[m]`` in the
-   normalized domain. Drawn after 4, and only when ``eq > 0``.
+   normalized domain. Drawn last, and only when ``eq > 0``, so the draws of 0-3 are the same with it or without.
 """
 
 from __future__ import annotations
@@ -64,44 +59,27 @@ def draw(spec, features: dict, x: np.ndarray, seed: int, epoch: int, step: int) 
         _bands(rng, b, spec.freq_masks, spec.freq_width, m)[:, :, None]
         | _bands(rng, b, spec.time_masks, spec.time_width, t)[:, None, :]
     )  # (B, M, T)
-    return (
-        {
-            "warp_lo": lo.astype(np.int32),
-            "warp_w": (src - lo).astype(np.float32),
-            "shift": shift.astype(np.int32),
-            "noise": noise.astype(np.float32),
-            "keep": (~masked).astype(np.float32),
-            "mean": mean,
-            "std": std,
-            "silence": silence,
-        }
-        | (_tempo(rng, b, t, spec.stretch) if spec.stretch > 0 else {})
-        | (_channel(rng, b, m, std, spec.eq) if spec.eq > 0 else {})
-    )
+    return {
+        "warp_lo": lo.astype(np.int32),
+        "warp_w": (src - lo).astype(np.float32),
+        "shift": shift.astype(np.int32),
+        "noise": noise.astype(np.float32),
+        "keep": (~masked).astype(np.float32),
+        "mean": mean,
+        "std": std,
+        "silence": silence,
+    } | (_channel(rng, b, m, std, spec.eq) if spec.eq > 0 else {})
 
 
 EQ_TERMS = 4  # cosine terms of the channel's gain curve: smooth over the 32 bands, as a microphone's response is
 
 
 def _channel(rng: np.random.Generator, b: int, m: int, std: np.ndarray, eq: float) -> dict[str, np.ndarray]:
-    """Step 5 of the module docstring: ``(B, M, 1)`` gain curves in the normalized domain."""
+    """Step 4 of the module docstring: ``(B, M, 1)`` gain curves in the normalized domain."""
     terms = np.arange(1, EQ_TERMS + 1)
     basis = np.cos(np.pi * terms[:, None] * np.arange(m)[None, :] / (m - 1))  # (K, M)
     curve = rng.uniform(-eq, eq, (b, EQ_TERMS)) @ basis  # (B, M) nats
     return {"eq": (curve[:, :, None] / std[None]).astype(np.float32)}  # std (M, 1)
-
-
-def _tempo(rng: np.random.Generator, b: int, t: int, stretch: float) -> dict[str, np.ndarray]:
-    """Step 4 of the module docstring: source frames ``(B, T)`` for a speed drawn in ``1 +- stretch``."""
-    rate = rng.uniform(1 - stretch, 1 + stretch, b)
-    middle = (t - 1) / 2
-    src = middle + (np.arange(t)[None, :] - middle) * rate[:, None]  # (B, T) source frame
-    lo = np.clip(np.floor(src), 0, t - 2)
-    return {
-        "stretch_lo": lo.astype(np.int32),
-        "stretch_w": np.clip(src - lo, 0, 1).astype(np.float32),
-        "stretch_in": ((src >= 0) & (src <= t - 1)).astype(np.float32),
-    }
 
 
 class Augmenter:

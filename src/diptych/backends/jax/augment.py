@@ -28,19 +28,9 @@ def warp_freq(x: jax.Array, lo: jax.Array, w: jax.Array) -> jax.Array:
     return below + w[:, :, None] * (above - below)
 
 
-def stretch_time(x: jax.Array, lo: jax.Array, w: jax.Array, inside: jax.Array, fill: jax.Array) -> jax.Array:
-    """``out[b, :, t] = (1 - w[b, t]) x[b, :, lo[b, t]] + w[b, t] x[b, :, lo[b, t] + 1]`` where ``inside[b, t]``,
-    else ``fill`` ``(M, 1)``: a change of tempo over the time axis."""
-    below = jnp.take_along_axis(x, lo[:, None, :], axis=2)  # (B, M, T)
-    above = jnp.take_along_axis(x, (lo + 1)[:, None, :], axis=2)
-    return jnp.where(inside[:, None, :] > 0, below + w[:, None, :] * (above - below), fill)
-
-
 def apply_audio(x: jax.Array, p: dict[str, jax.Array]) -> jax.Array:
-    """Warp, [stretch, colour,] shift, add noise in the mel-power domain, mask: normalized log-mel ``(B, M, T)``."""
+    """Warp, [colour,] shift, add noise in the mel-power domain, mask: normalized log-mel ``(B, M, T)``."""
     x = warp_freq(x, p["warp_lo"], p["warp_w"])
-    if "stretch_lo" in p:
-        x = stretch_time(x, p["stretch_lo"], p["stretch_w"], p["stretch_in"], p["silence"])
     if "eq" in p:  # a microphone's colouring: a smooth gain curve over the bands, (B, M, 1)
         x = x + p["eq"]
     x = shift_time(x, p["shift"], p["silence"])  # (B, M, T)

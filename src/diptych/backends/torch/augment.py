@@ -26,20 +26,9 @@ def warp_freq(x: torch.Tensor, lo: torch.Tensor, w: torch.Tensor) -> torch.Tenso
     return below + w[:, :, None] * (above - below)
 
 
-def stretch_time(x: torch.Tensor, lo: torch.Tensor, w: torch.Tensor, inside: torch.Tensor, fill: torch.Tensor):
-    """``out[b, :, t] = (1 - w[b, t]) x[b, :, lo[b, t]] + w[b, t] x[b, :, lo[b, t] + 1]`` where ``inside[b, t]``,
-    else ``fill`` ``(M, 1)``: a change of tempo over the time axis."""
-    m = x.shape[1]
-    below = x.gather(2, lo[:, None, :].expand(-1, m, -1))  # (B, M, T)
-    above = x.gather(2, (lo + 1)[:, None, :].expand(-1, m, -1))
-    return torch.where(inside[:, None, :] > 0, below + w[:, None, :] * (above - below), fill)
-
-
 def apply_audio(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Warp, [stretch, colour,] shift, add noise in the mel-power domain, mask: normalized log-mel ``(B, M, T)``."""
+    """Warp, [colour,] shift, add noise in the mel-power domain, mask: normalized log-mel ``(B, M, T)``."""
     x = warp_freq(x, p["warp_lo"].long(), p["warp_w"])
-    if "stretch_lo" in p:
-        x = stretch_time(x, p["stretch_lo"].long(), p["stretch_w"], p["stretch_in"], p["silence"])
     if "eq" in p:  # a microphone's colouring: a smooth gain curve over the bands, (B, M, 1)
         x = x + p["eq"]
     x = shift_time(x, p["shift"].long(), p["silence"])  # (B, M, T)
