@@ -240,7 +240,7 @@ TASKS: dict[str, Task] = {
             "mnist",
             MNIST_CNN,
             OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM),
-            Budget(15, 128),
+            Budget(10, 128),
             Classification(0.994, "2-conv CNNs with augmentation, 99.4-99.5%"),
             "CNN on MNIST digits, augmented",
             augment=ImageAugmentSpec(shift=2, rotate=10.0, scale=0.1),
@@ -387,7 +387,7 @@ TASKS: dict[str, Task] = {
                 speaker_target=SPEAKER_TARGET,
             ),
             "CNN over log-mel of spoken digits (FSDD)",
-            augment=AugmentSpec(warp=0.15),
+            augment=AugmentSpec(warp=0.15, eq=1.0),
         ),
         Task(
             "fsdd-crnn",
@@ -397,7 +397,7 @@ TASKS: dict[str, Task] = {
             Budget(30, 64),
             Classification(0.98, "set equal to fsdd-cnn's", speaker_target=SPEAKER_TARGET),
             "conv + GRU over log-mel of spoken digits (FSDD)",
-            augment=AugmentSpec(warp=0.15),
+            augment=AugmentSpec(warp=0.15, eq=1.0),
         ),
     ]
 }
