@@ -380,7 +380,7 @@ TASKS: dict[str, Task] = {
             "fsdd",
             FSDD_CNN,
             OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM),
-            Budget(20, 64),
+            Budget(30, 64),
             Classification(
                 0.98,
                 "github.com/Jakobovski/free-spoken-digit-dataset: official split (unheard voices: BENCHMARKS.md)",
