@@ -104,7 +104,7 @@ def plot(record: dict, path: Path) -> Path:
         ax.axhline(100 * value, color="gray", linestyle="--" if label == "target mean" else ":", label=label)
     ax.set_xticks(np.arange(len(folds) + 1), [*folds, "mean"])
     ax.set(title=f"{record['task']}: accuracy on a held-out speaker", ylabel="test accuracy (%)", ylim=(50, 101))
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # beside the bars, not over them
     fig.tight_layout()
     write_figure(fig, path)
     plt.close(fig)
