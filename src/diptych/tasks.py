@@ -380,14 +380,14 @@ TASKS: dict[str, Task] = {
             "fsdd",
             FSDD_CNN,
             OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM),
-            Budget(30, 64),
+            Budget(20, 64),
             Classification(
                 0.98,
                 "github.com/Jakobovski/free-spoken-digit-dataset: official split (unheard voices: BENCHMARKS.md)",
                 speaker_target=SPEAKER_TARGET,
             ),
             "CNN over log-mel of spoken digits (FSDD)",
-            augment=AugmentSpec(warp=0.15, eq=1.0),
+            augment=AugmentSpec(warp=0.15),
         ),
         Task(
             "fsdd-crnn",
@@ -397,7 +397,7 @@ TASKS: dict[str, Task] = {
             Budget(30, 64),
             Classification(0.98, "set equal to fsdd-cnn's", speaker_target=SPEAKER_TARGET),
             "conv + GRU over log-mel of spoken digits (FSDD)",
-            augment=AugmentSpec(warp=0.15, eq=1.0),
+            augment=AugmentSpec(warp=0.15),
         ),
     ]
 }

@@ -31,7 +31,7 @@ OUTCOMES: Counter = Counter()  # (reader, "loaded" | "refused") -> count, checke
 # The outcomes every run of a reader must see, and the least share of its cases each must be. A reader
 # that refuses every input (or loads every corrupt one) fails. Measured at the default example counts:
 # 3-54% of the mutated files load; of the generated WAV headers 0.2-1% (nearly every combination is
-# invalid, and the long profile's 2000 cases explore more of the invalid ones: 4 of them loaded).
+# invalid, and the long profile's 1000 cases explore more of the invalid ones: 2 of them loaded).
 REQUIRED_OUTCOMES = {"cli": ("reached the work", "refused")}  # the others: ("loaded", "refused")
 MIN_SHARE = 0.02
 MIN_SHARES = {"wav-generated": 0.001}
@@ -71,7 +71,7 @@ def report_outcomes():
 
 def fuzz_settings(examples: int):
     """Settings for one fuzz test: ``examples`` cases (or $DIPTYCH_FUZZ_EXAMPLES: the full tier's long profile,
-    tests/fuzz/test_fuzz_long.py, runs 2000), a fixed seed."""
+    tests/fuzz/test_fuzz_long.py, runs 1000), a fixed seed."""
     n = int(os.environ.get("DIPTYCH_FUZZ_EXAMPLES") or examples)
     return settings(
         max_examples=n,

@@ -52,6 +52,8 @@ MARGIN_S = 0.05
 def frame_levels(x: np.ndarray, rate: int) -> np.ndarray:
     """``(n,)`` samples -> ``(F,)`` levels in dBFS of consecutive ``FRAME_S`` frames (the last one partial)."""
     n = max(1, int(round(FRAME_S * rate)))
+    if len(x) == 0:
+        return np.zeros(0)
     pad = (-len(x)) % n
     frames = np.pad(np.asarray(x, np.float64), (0, pad)).reshape(-1, n)  # (F, n)
     power = (frames**2).sum(axis=1) / np.r_[np.full(len(frames) - 1, n), n - pad]  # the partial frame's own mean
