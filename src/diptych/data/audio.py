@@ -1,7 +1,7 @@
 """The audio front end, in numpy: wav file -> fixed-length waveform -> log-mel spectrogram.
 
-Maths, for a waveform ``x`` at ``sample_rate`` brought to one speech level (``level`` dBFS RMS over the
-frames :mod:`diptych.data.vad` calls speech) and padded or trimmed to ``num_samples``:
+Maths, for a waveform ``x`` at ``sample_rate`` (brought to one speech level when ``level`` is set: that RMS in
+dBFS over the frames :mod:`diptych.data.vad` calls speech) and padded or trimmed to ``num_samples``:
 
 * frames ``x_t[n] = x[t * hop + n]`` for ``n < n_fft`` and ``t < frames`` (no centre padding);
 * power spectrum ``P[t, k] = |sum_n w[n] x_t[n] exp(-2 pi i k n / n_fft)|^2`` with the periodic
