@@ -46,8 +46,8 @@ def leave_one_speaker_out(
     ``{"accuracy": {speaker: {framework: acc}}, "mean": {framework: m}, "min": ..., "agreement": ...}``.
     ``only`` restricts the folds to those speakers (a quick look; the mean is then over them)."""
     task = get_task(task_name)
-    if task.dataset != "fsdd":
-        speech = ", ".join(n for n, t in TASKS.items() if t.dataset == "fsdd")
+    if task.objective.speaker_target is None:  # the objective knows whether its task has speakers to hold out
+        speech = ", ".join(n for n, t in TASKS.items() if t.objective.speaker_target is not None)
         raise DiptychError(f"{task_name} has no speakers to leave out; the protocol takes one of {speech}")
     found = speakers(data_dir)
     unknown = [s for s in only or [] if s not in found]

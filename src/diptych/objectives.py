@@ -42,6 +42,7 @@ class Objective:
     higher_is_better: bool
     reference: str  # where the bar comes from
     target_accuracy: float | None  # an accuracy bar, where the objective has one (else None)
+    speaker_target: tuple[float, float] | None = None  # speech: (mean, lowest) on a held-out speaker (diptych.loso)
 
     def load(
         self,
