@@ -293,6 +293,25 @@ def test_report_contents(result, tmp_path):
         assert f"({name}.png)" in report_md and (tmp_path / f"{name}.png").stat().st_size > 1000
 
 
+def test_report_of_a_language_model_plots_bits_per_char_against_its_bar(tmp_path):
+    """chars-gpt has no accuracy target: time to target, the plot and the table go by held-out bits/char."""
+    runs = {}
+    for fw, bpcs in (("torch", (2.9, 1.85, 1.75)), ("jax", (2.9, 1.9, 1.74))):
+        run = _run(fw, [0.4, 0.6, 0.66], [50, 100, 150]) | {"task": "chars-gpt", "unigram_bpc": 4.67}
+        for epoch, bpc in zip(run["epochs"], bpcs):
+            epoch["test_bpc"] = bpc
+        runs[fw] = run | {"test_bpc": bpcs[-1], "target_bpc": 0.4 * 4.67}
+    bursts = {fw: [_burst(fw, s) for s in (200, 220, 210)] for fw in runs}
+    result = summarize("chars-gpt", bursts, runs)
+    assert result["target_accuracy"] is None
+    assert result["contestants"]["torch"]["time_to_target_seconds"] == 100  # 1.85 <= 1.868
+    assert result["contestants"]["jax"]["time_to_target_seconds"] == 150  # 1.90 > 1.868
+    assert result["contestants"]["torch"]["train_tps_median"] == 210 * TASKS["chars-gpt"].model.seq_len
+    md, _ = write_report(result, tmp_path)
+    assert "final held-out bits/char" in md.read_text() and "| 1.740 |" in md.read_text()
+    assert (tmp_path / "accuracy_vs_time.png").stat().st_size > 1000
+
+
 def test_report_command_on_saved_runs(tmp_path):
     for fw in ("torch", "jax"):
         proc = run_cli(

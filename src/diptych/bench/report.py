@@ -30,6 +30,7 @@ COLUMNS = [  # (header, key, format)
     ("epochs to target", "time_to_target_epochs", "{}"),
     ("evaluation until then (s, not counted)", "eval_seconds", "{:.1f}"),
     ("final accuracy", "final_accuracy", "{:.2%}"),
+    ("final held-out bits/char", "final_bpc", "{:.3f}"),
     ("achieved GFLOP/s", "achieved_gflops", "{:.1f}"),
     ("MFU", "mfu", "{:.1%}"),
     ("MFU ceiling (its convs/matmuls alone)", "mfu_ceiling", "{:.1%}"),
@@ -70,22 +71,27 @@ def _figures(result: dict) -> dict[str, bytes]:
     if runs:
         fig, ax = plt.subplots(figsize=(7, 4))
         clocked = any(run.get("evals") for run in runs.values())
+        # a language model is scored by held-out bits/char (lower is better), a classifier by accuracy
+        bpc = result["target_accuracy"] is None and all("test_bpc" in run for run in runs.values())
+        key, scale, label = ("test_bpc", 1, "held-out bits/char") if bpc else ("test_accuracy", 100, "test accuracy (%)")
         for name, run in runs.items():
             points = run.get("evals") or run["epochs"]  # evaluations on a schedule: on the training clock
             ax.plot(
                 [p["train_seconds"] if run.get("evals") else p["wall_seconds"] for p in points],
-                [100 * p["test_accuracy"] for p in points],
+                [scale * p[key] for p in points],
                 marker="o",
                 ms=3,
                 label=name,
             )
-        ax.axhline(100 * result["target_accuracy"], color="gray", ls="--", lw=1, label="target")
+        target = next(iter(runs.values())).get("target_bpc") if bpc else result["target_accuracy"]
+        if target is not None:
+            ax.axhline(scale * target, color="gray", ls="--", lw=1, label="target")
         ax.set(
             xlabel="training time (s, compile included, evaluation excluded)"
             if clocked
             else "wall time (s, compile included)",
-            ylabel="test accuracy (%)",
-            title=f"{result['task']}: test accuracy vs wall time",
+            ylabel=label,
+            title=f"{result['task']}: {label.split(' (')[0]} vs time",
         )
         ax.grid(alpha=0.3), ax.legend()
         figs["accuracy_vs_time"] = png(fig)

@@ -152,6 +152,7 @@ def summarize(
                 time_to_target_epochs=epochs,
                 eval_seconds=eval_seconds_to_target(runs[c], objective),
                 final_accuracy=runs[c]["test_accuracy"],
+                final_bpc=runs[c].get("test_bpc"),  # language models: their metric
                 run_peak_rss_mb=runs[c]["peak_rss_mb"],
                 run_wall_seconds=runs[c]["wall_seconds"],
             )
