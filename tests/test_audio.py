@@ -42,6 +42,19 @@ def test_mel_filterbank_follows_the_formulas():
     assert np.all(np.diff(fb.argmax(1)) >= 0)  # centres rise with the band index
 
 
+def test_smoothing_over_the_bands_keeps_the_envelope_and_drops_the_ripple():
+    """``cepstra=K`` projects each frame onto the first K DCT terms: a smooth envelope passes unchanged,
+    the fast ripple of pitch harmonics goes, smoothing twice is smoothing once, and 0 leaves the image."""
+    fe = FrontEnd(cepstra=12)
+    m = np.arange(fe.n_mels)[:, None]  # (M, 1)
+    envelope = 3.0 + np.cos(np.pi / fe.n_mels * (m + 0.5) * 4) * np.ones((1, 5))  # (M, T): DCT term 4
+    ripple = 0.5 * np.cos(np.pi / fe.n_mels * (m + 0.5) * 20) * np.ones((1, 5))  # DCT term 20
+    np.testing.assert_allclose(audio.smooth_bands(envelope + ripple, fe), envelope, atol=1e-5)
+    once = audio.smooth_bands(envelope + ripple, fe)
+    np.testing.assert_allclose(audio.smooth_bands(once, fe), once, atol=1e-5)
+    np.testing.assert_array_equal(audio.smooth_bands(envelope + ripple, FrontEnd()), envelope + ripple)
+
+
 def test_fix_length_centres():
     np.testing.assert_array_equal(audio.fix_length(np.array([1.0, 2.0]), 5), [0, 1, 2, 0, 0])
     np.testing.assert_array_equal(audio.fix_length(np.arange(7.0), 3), [2, 3, 4])
