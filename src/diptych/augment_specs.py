@@ -21,7 +21,8 @@ class AugmentSpec:
     (a smooth gain curve over the bands, each of its terms up to ``eq`` nats), a time
     shift of up to ``max_shift`` frames, additive noise at an SNR drawn from ``snr_db`` (with probability
     ``noise_prob``), and SpecAugment masks: ``freq_masks`` bands of up to ``freq_width`` mel bins and
-    ``time_masks`` bands of up to ``time_width`` frames."""
+    ``time_masks`` bands of up to ``time_width`` frames; then mixup (Zhang et al. 2018) with weights drawn from
+    ``Beta(mixup, mixup)`` (0: off)."""
 
     warp: float = 0.0
     max_shift: int = 8
@@ -32,6 +33,7 @@ class AugmentSpec:
     time_masks: int = 2
     time_width: int = 6
     eq: float = 0.0
+    mixup: float = 0.0
 
     modality: ClassVar[str] = "audio"
 

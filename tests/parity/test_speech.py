@@ -48,19 +48,25 @@ def test_both_twins_augment_a_batch_identically():
 
 
 def test_every_audio_operation_at_once_is_the_same_in_both_twins():
-    """Warp, channel, shift, noise and masks together; the channel's curve is what was drawn."""
+    """Warp, channel, shift, noise, masks and mixup together; the channel's curve is what was drawn, and
+    mixup blends each recording with its partner by the drawn share."""
     rng = np.random.default_rng(4)
     x = rng.standard_normal((8, 32, 64)).astype(np.float32)  # (B, M, T)
     stats = feature_stats(rng.normal(-8, 2, (4, 32, 64)), FrontEnd())
-    p = draw(AugmentSpec(warp=0.15, eq=1.0, noise_prob=1.0), stats, x, 0, 0, 0)
+    p = draw(AugmentSpec(warp=0.15, eq=1.0, noise_prob=1.0, mixup=0.4), stats, x, 0, 0, 0)
     plain = draw(AugmentSpec(warp=0.15, noise_prob=1.0), stats, x, 0, 0, 0)
     assert all(np.array_equal(plain[k], p[k]) for k in plain) and p["eq"].shape == (8, 32, 1)
     assert np.abs(p["eq"] * p["std"]).max() <= 4.0 + 1e-5  # four terms of at most 1 nat each
+    assert sorted(p["perm"]) == list(range(8)) and ((p["lam"] > 0) & (p["lam"] < 1)).all()
     t_out = T.augment.apply(torch.from_numpy(x), {k: torch.from_numpy(v) for k, v in p.items()}).numpy()
     j_out = np.asarray(jax.jit(J.augment.apply)(x, p))
     assert diff(j_out, t_out)[0] <= 1e-5
+    unmixed = {k: v for k, v in p.items() if k not in ("perm", "lam")}
+    t_unmixed = T.augment.apply(torch.from_numpy(x), {k: torch.from_numpy(v) for k, v in unmixed.items()}).numpy()
+    lam = p["lam"][:, None, None]
+    np.testing.assert_allclose(t_out, lam * t_unmixed + (1 - lam) * t_unmixed[p["perm"]], atol=1e-5)
     t_plain = T.augment.apply(torch.from_numpy(x), {k: torch.from_numpy(v) for k, v in plain.items()}).numpy()
-    assert np.abs(t_out - t_plain).max() > 0.1  # the channel changed the batch
+    assert np.abs(t_unmixed - t_plain).max() > 0.1  # the channel changed the batch
 
 
 def test_augmentation_inside_the_train_step_matches():

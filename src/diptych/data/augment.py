@@ -19,7 +19,10 @@ run) augment a batch identically, and each twin's ``augment.apply(x, params)`` i
 4. channel (a different microphone or room, as an equalizer would colour it), applied after the warp: a
    smooth gain curve over the mel bands is added to the log-mel, ``L' = L + sum_k a_bk cos(pi k m / (M - 1))``
    for ``k = 1..EQ_TERMS`` with ``a_bk`` uniform in ``+-eq`` nats; ``eq[b, m] = (L' - L) / std[m]`` in the
-   normalized domain. Drawn last, and only when ``eq > 0``, so the draws of 0-3 are the same with it or without.
+   normalized domain. Drawn after 0-3, and only when ``eq > 0``, so the draws of 0-3 are the same with it or without;
+5. mixup (Zhang et al. 2018), after everything else: ``x' = lam x + (1 - lam) x[perm]`` with ``lam`` ``(B,)`` from
+   ``Beta(mixup, mixup)`` and ``perm`` a permutation of the batch; the loss is ``lam ce(y) + (1 - lam) ce(y[perm])``,
+   as for images. Drawn last, only when ``mixup > 0``.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ def draw(spec, features: dict, x: np.ndarray, seed: int, epoch: int, step: int) 
         "mean": mean,
         "std": std,
         "silence": silence,
-    } | (_channel(rng, b, m, std, spec.eq) if spec.eq > 0 else {})
+    } | (_channel(rng, b, m, std, spec.eq) if spec.eq > 0 else {}) | (_mixup(rng, b, spec.mixup) if spec.mixup > 0 else {})
 
 
 EQ_TERMS = 4  # cosine terms of the channel's gain curve: smooth over the 32 bands, as a microphone's response is
@@ -80,6 +83,12 @@ def _channel(rng: np.random.Generator, b: int, m: int, std: np.ndarray, eq: floa
     basis = np.cos(np.pi * terms[:, None] * np.arange(m)[None, :] / (m - 1))  # (K, M)
     curve = rng.uniform(-eq, eq, (b, EQ_TERMS)) @ basis  # (B, M) nats
     return {"eq": (curve[:, :, None] / std[None]).astype(np.float32)}  # std (M, 1)
+
+
+def _mixup(rng: np.random.Generator, b: int, alpha: float) -> dict[str, np.ndarray]:
+    """Step 5 of the module docstring: the partner of each sample and its own share ``lam`` ``(B,)``."""
+    perm = rng.permutation(b)
+    return {"perm": perm.astype(np.int32), "lam": rng.beta(alpha, alpha, b).astype(np.float32)}
 
 
 class Augmenter:

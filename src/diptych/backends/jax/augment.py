@@ -29,14 +29,18 @@ def warp_freq(x: jax.Array, lo: jax.Array, w: jax.Array) -> jax.Array:
 
 
 def apply_audio(x: jax.Array, p: dict[str, jax.Array]) -> jax.Array:
-    """Warp, [colour,] shift, add noise in the mel-power domain, mask: normalized log-mel ``(B, M, T)``."""
+    """Warp, [colour,] shift, add noise in the mel-power domain, mask[, mix]: normalized log-mel ``(B, M, T)``."""
     x = warp_freq(x, p["warp_lo"], p["warp_w"])
     if "eq" in p:  # a microphone's colouring: a smooth gain curve over the bands, (B, M, 1)
         x = x + p["eq"]
     x = shift_time(x, p["shift"], p["silence"])  # (B, M, T)
     power = jnp.exp(x * p["std"] + p["mean"]) + p["noise"]  # (B, M, T) mel energy + noise
     x = (jnp.log(power) - p["mean"]) / p["std"]
-    return x * p["keep"]  # SpecAugment: masked cells become 0, the training mean
+    x = x * p["keep"]  # SpecAugment: masked cells become 0, the training mean
+    if "perm" in p:  # mixup with another recording of the batch
+        lam = p["lam"][:, None, None]  # (B, 1, 1)
+        x = lam * x + (1 - lam) * x[p["perm"]]
+    return x
 
 
 def warp(x: jax.Array, theta: jax.Array, fill: jax.Array) -> jax.Array:

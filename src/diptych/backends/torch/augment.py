@@ -27,14 +27,18 @@ def warp_freq(x: torch.Tensor, lo: torch.Tensor, w: torch.Tensor) -> torch.Tenso
 
 
 def apply_audio(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Warp, [colour,] shift, add noise in the mel-power domain, mask: normalized log-mel ``(B, M, T)``."""
+    """Warp, [colour,] shift, add noise in the mel-power domain, mask[, mix]: normalized log-mel ``(B, M, T)``."""
     x = warp_freq(x, p["warp_lo"].long(), p["warp_w"])
     if "eq" in p:  # a microphone's colouring: a smooth gain curve over the bands, (B, M, 1)
         x = x + p["eq"]
     x = shift_time(x, p["shift"].long(), p["silence"])  # (B, M, T)
     power = torch.exp(x * p["std"] + p["mean"]) + p["noise"]  # (B, M, T) mel energy + noise
     x = (torch.log(power) - p["mean"]) / p["std"]
-    return x * p["keep"]  # SpecAugment: masked cells become 0, the training mean
+    x = x * p["keep"]  # SpecAugment: masked cells become 0, the training mean
+    if "perm" in p:  # mixup with another recording of the batch
+        lam = p["lam"][:, None, None]  # (B, 1, 1)
+        x = lam * x + (1 - lam) * x[p["perm"].long()]
+    return x
 
 
 def warp(x: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
