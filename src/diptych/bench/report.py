@@ -73,7 +73,9 @@ def _figures(result: dict) -> dict[str, bytes]:
         clocked = any(run.get("evals") for run in runs.values())
         # a language model is scored by held-out bits/char (lower is better), a classifier by accuracy
         bpc = result["target_accuracy"] is None and all("test_bpc" in run for run in runs.values())
-        key, scale, label = ("test_bpc", 1, "held-out bits/char") if bpc else ("test_accuracy", 100, "test accuracy (%)")
+        key, scale, label = (
+            ("test_bpc", 1, "held-out bits/char") if bpc else ("test_accuracy", 100, "test accuracy (%)")
+        )
         for name, run in runs.items():
             points = run.get("evals") or run["epochs"]  # evaluations on a schedule: on the training clock
             ax.plot(

@@ -62,16 +62,20 @@ def draw(spec, features: dict, x: np.ndarray, seed: int, epoch: int, step: int) 
         _bands(rng, b, spec.freq_masks, spec.freq_width, m)[:, :, None]
         | _bands(rng, b, spec.time_masks, spec.time_width, t)[:, None, :]
     )  # (B, M, T)
-    return {
-        "warp_lo": lo.astype(np.int32),
-        "warp_w": (src - lo).astype(np.float32),
-        "shift": shift.astype(np.int32),
-        "noise": noise.astype(np.float32),
-        "keep": (~masked).astype(np.float32),
-        "mean": mean,
-        "std": std,
-        "silence": silence,
-    } | (_channel(rng, b, m, std, spec.eq) if spec.eq > 0 else {}) | (_mixup(rng, b, spec.mixup) if spec.mixup > 0 else {})
+    return (
+        {
+            "warp_lo": lo.astype(np.int32),
+            "warp_w": (src - lo).astype(np.float32),
+            "shift": shift.astype(np.int32),
+            "noise": noise.astype(np.float32),
+            "keep": (~masked).astype(np.float32),
+            "mean": mean,
+            "std": std,
+            "silence": silence,
+        }
+        | (_channel(rng, b, m, std, spec.eq) if spec.eq > 0 else {})
+        | (_mixup(rng, b, spec.mixup) if spec.mixup > 0 else {})
+    )
 
 
 EQ_TERMS = 4  # cosine terms of the channel's gain curve: smooth over the 32 bands, as a microphone's response is
