@@ -28,7 +28,7 @@ def curve(run: dict) -> list[tuple[float, float]]:
 
 def at(points: list[tuple[float, float]], seconds: float) -> float:
     """The last figure measured at or before ``seconds`` of training."""
-    return min((p for p in points if p[0] <= seconds), key=lambda p: -p[0])[1]
+    return max(p for p in points if p[0] <= seconds)[1]
 
 
 def main() -> None:
