@@ -18,7 +18,9 @@ from diptych.errors import DiptychError
 from diptych.fsio import atomic_write
 from diptych.records import read_json
 from diptych.stephooks import format_top_ops
+from diptych.tasks import get_task
 
+METRIC_AXES = {"test_accuracy": ("test accuracy (%)", 100), "test_bpc": ("held-out bits/char", 1)}  # label, scale
 COLUMNS = [  # (header, key, format)
     ("train samples/s (median)", "train_sps_median", "{:,.0f}"),
     ("spread (min-max)", None, None),
@@ -71,11 +73,9 @@ def _figures(result: dict) -> dict[str, bytes]:
     if runs:
         fig, ax = plt.subplots(figsize=(7, 4))
         clocked = any(run.get("evals") for run in runs.values())
-        # a language model is scored by held-out bits/char (lower is better), a classifier by accuracy
-        bpc = result["target_accuracy"] is None and all("test_bpc" in run for run in runs.values())
-        key, scale, label = (
-            ("test_bpc", 1, "held-out bits/char") if bpc else ("test_accuracy", 100, "test accuracy (%)")
-        )
+        objective = get_task(result["task"]).objective  # its metric: accuracy, or a language model's bits/char
+        key = objective.metric
+        label, scale = METRIC_AXES.get(key, (key, 1))
         for name, run in runs.items():
             points = run.get("evals") or run["epochs"]  # evaluations on a schedule: on the training clock
             ax.plot(
@@ -85,9 +85,8 @@ def _figures(result: dict) -> dict[str, bytes]:
                 ms=3,
                 label=name,
             )
-        target = next(iter(runs.values())).get("target_bpc") if bpc else result["target_accuracy"]
-        if target is not None:
-            ax.axhline(scale * target, color="gray", ls="--", lw=1, label="target")
+        target = objective.bar(next(iter(runs.values())))  # a language model's bar comes from its corpus
+        ax.axhline(scale * target, color="gray", ls="--", lw=1, label="target")
         ax.set(
             xlabel="training time (s, compile included, evaluation excluded)"
             if clocked
