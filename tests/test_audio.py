@@ -55,6 +55,26 @@ def test_smoothing_over_the_bands_keeps_the_envelope_and_drops_the_ripple():
     np.testing.assert_array_equal(audio.smooth_bands(envelope + ripple, FrontEnd()), envelope + ripple)
 
 
+def test_trim_centres_the_speech_not_the_recording():
+    """``trim=True`` cuts the silence around a word before centring, so a word said late in its recording
+    lands where the same word said alone does (less the VAD's margin); the default centres the file, and
+    a recording without speech passes through unchanged."""
+    word = tone(600, 0.3).astype(np.float32)  # (2400,)
+    late = np.concatenate([np.zeros(4000, np.float32), word, np.zeros(400, np.float32)])  # word at 0.5-0.8 s
+    fe = FrontEnd(trim=True)
+
+    def centre_of_mass(img):  # the mean index of the frames where the tone is loud
+        loudest = img.max(axis=0)  # (T,)
+        return float(np.flatnonzero(loudest > (loudest.min() + loudest.max()) / 2).mean())
+
+    mid = (FE.frames - 1) / 2
+    assert abs(centre_of_mass(audio.waveform_features(late, fe)) - mid) < 1.0
+    assert abs(centre_of_mass(audio.waveform_features(word, fe)) - mid) < 1.0
+    assert centre_of_mass(audio.waveform_features(late, FE)) - mid > 8  # untrimmed: the word sits late
+    silent = np.zeros(3000, np.float32)
+    np.testing.assert_array_equal(audio.trim_silence(silent, fe), silent)
+
+
 def test_fix_length_centres():
     np.testing.assert_array_equal(audio.fix_length(np.array([1.0, 2.0]), 5), [0, 1, 2, 0, 0])
     np.testing.assert_array_equal(audio.fix_length(np.arange(7.0), 3), [2, 3, 4])

@@ -15,7 +15,8 @@ from safetensors.torch import save_file as torch_save_file
 from conftest import assert_one_line_error, cli_in_process
 from diptych import checkpoint
 from diptych.cli import main
-from diptych.data.audio import FSDD_FRONTEND, check_features
+from diptych.data.audio import FSDD_FRONTEND
+from diptych.data.audio_checks import check_features
 from diptych.errors import DiptychError
 from diptych.tasks import TASKS
 from diptych.weights import read_safetensors, save_weights
@@ -266,6 +267,8 @@ FEATURE_MUTATIONS = {
     "frames for another model": (_fe(frames=128), r"describes 32x128 log-mel images, the model takes \(32, 64\)"),
     "n_fft as text": (_fe(n_fft="256"), "n_fft = '256', not an integer"),
     "unknown key": (_fe(window="hamming"), "unknown setting 'window'"),
+    "trim as a number": (_fe(trim=1), "trim = 1, not true or false"),
+    "cepstra as a flag": (_fe(cepstra=True), "cepstra = True, not an integer"),
     "missing key": (lambda f: f["frontend"].pop("hop"), "no setting 'hop'"),
     "missing statistic": (lambda f: f.pop("mean"), "no 32 finite values of 'mean'"),
     "NaN statistic": (lambda f: f["mean"].__setitem__(3, float("nan")), "finite values of 'mean'"),

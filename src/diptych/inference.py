@@ -3,7 +3,7 @@
 ``diptych train`` stores it in ``weights.safetensors`` (safetensors metadata, JSON values) and the
 commands that predict (``eval``, ``generate``, ``transcribe``) read it back through
 :meth:`InferenceMeta.read`, which validates every field, so a file from elsewhere cannot smuggle in
-a wrong type (the audio front end's values are checked by :func:`diptych.data.audio.check_features`).
+a wrong type (the audio front end's values are checked by :func:`diptych.data.audio_checks.check_features`).
 The model spec (``model``, with any ``--set`` overrides applied) rebuilds the very model that was
 trained (:meth:`InferenceMeta.fit_task`, :func:`diptych.overrides.spec_from_dict`).
 

@@ -28,7 +28,8 @@ from hypothesis import strategies as st
 
 from diptych import checkpoint
 from diptych.data import load_dataset
-from diptych.data.audio import FSDD_FRONTEND, check_features, read_wav, wav_features
+from diptych.data.audio import FSDD_FRONTEND, read_wav, wav_features
+from diptych.data.audio_checks import check_features
 from diptych.data.datasets import IDX_SOURCES
 from diptych.data.idx import read_idx, write_idx
 from diptych.data.images import decode

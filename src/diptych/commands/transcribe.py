@@ -17,7 +17,8 @@ import numpy as np
 
 from diptych.backends import load_backend
 from diptych.commands.options import TASK, twin_option
-from diptych.data.audio import check_features, normalize, read_wav, waveform_features
+from diptych.data.audio import normalize, read_wav, waveform_features
+from diptych.data.audio_checks import check_features
 from diptych.data.datasets import AUDIO_DATASETS
 from diptych.data.fsdd import load_fsdd
 from diptych.data.vad import speech_spans
@@ -90,7 +91,8 @@ def transcribe(
         found = speech_spans(x, fe.sample_rate)
         found = found if sequence or not found else [(found[0][0], found[-1][1])]  # one digit: trim only
         spans.append(found)
-        pieces += [x[a:b] for a, b in found]
+        # A front end that trims (fe.trim) cuts one digit's silence itself, as it did for the training recordings.
+        pieces += [x] if found and not sequence and fe.trim else [x[a:b] for a, b in found]
         owner += [i] * len(found)
     probs = np.zeros((0, task.model.num_classes))
     if pieces:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import zlib
 from dataclasses import dataclass
 from fractions import Fraction
@@ -55,6 +54,7 @@ class FrontEnd:
     dither: float = 1e-3
     level: float = 0.0  # speech brought to this RMS in dBFS before the features (speech_level); 0: as recorded
     cepstra: int = 0  # each frame's log-mel kept to its first `cepstra` cepstral terms (smooth_bands); 0: all
+    trim: bool = False  # leading and trailing silence cut (diptych.data.vad) before the speech is centred
 
     @property
     def num_samples(self) -> int:
@@ -69,7 +69,8 @@ class FrontEnd:
 # level (FrontEnd(level=-20.0)) a quiet voice no longer sinks into the log floor (theo held out: 75.8% -> 89.6%,
 # torch), but with it the official split fell under 98% (BENCHMARKS.md), so the default front end keeps the level.
 FSDD_FRONTEND = FrontEnd()
-OPTIONAL_SETTINGS = {"level": 0.0, "cepstra": 0}  # absent from the metadata of weights trained before it existed
+# Settings absent from the metadata of weights trained before they existed, and what those weights were read with.
+OPTIONAL_SETTINGS = {"level": 0.0, "cepstra": 0, "trim": False}
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -331,83 +332,28 @@ def smooth_bands(logmel: np.ndarray, fe: FrontEnd) -> np.ndarray:
     return np.einsum("mn,...nt->...mt", dct.T @ dct, logmel).astype(np.float32)  # (..., M, T)
 
 
+def trim_silence(x: np.ndarray, fe: FrontEnd) -> np.ndarray:
+    """``x`` from its first spoken sample to its last (:func:`diptych.data.vad.trim`, which keeps a short
+    margin) when ``fe.trim`` is set and there is speech; otherwise unchanged. Centring the speech rather than
+    the file puts a digit at the same place in the image whatever silence its recording kept around it."""
+    from diptych.data.vad import trim
+
+    spoken = trim(x, fe.sample_rate) if fe.trim else None
+    return x if spoken is None else spoken
+
+
 def waveform_features(x: np.ndarray, fe: FrontEnd) -> np.ndarray:
     """Mono samples ``(n,)`` at ``fe.sample_rate`` -> the ``(n_mels, frames)`` log-mel image (not yet
-    normalized) of their middle ``num_samples``, brought to ``fe.level``, centred and zero-padded as the
-    training recordings are, and smoothed over the bands to ``fe.cepstra`` terms."""
-    return smooth_bands(log_mel(dither(fix_length(speech_level(x, fe), fe.num_samples), fe), fe), fe)
+    normalized) of their middle ``num_samples``, brought to ``fe.level``, cut to the speech when ``fe.trim``
+    is set, centred and zero-padded as the training recordings are, and smoothed over the bands to
+    ``fe.cepstra`` terms."""
+    x = trim_silence(speech_level(x, fe), fe)  # (n',)
+    return smooth_bands(log_mel(dither(fix_length(x, fe.num_samples), fe), fe), fe)  # (M, T)
 
 
 def wav_features(path: str | Path, fe: FrontEnd) -> np.ndarray:
     """One wav file -> its ``(n_mels, frames)`` log-mel image (not yet normalized)."""
     return waveform_features(read_wav(path, fe.sample_rate), fe)
-
-
-# ----------------------------------------------------------------------------- trusted metadata
-
-_STATS = ("mean", "std", "silence", "noise_shape", "noise_bins", "floor")
-MAX_FFT_CELLS = 1 << 22  # frames x n_fft of one image: 16 MiB of float32, far above any sane front end
-
-
-def check_features(
-    features,
-    source: str,
-    input_shape: tuple[int, ...],
-    fix: str = "retrain, or convert the weights from a diptych run's weights.safetensors",
-) -> dict:
-    """Validate the ``features`` metadata a weights file carries before trusting it: the front-end
-    settings (known keys only, integer/float types, sane ranges, an image of the model's
-    ``input_shape`` ``(n_mels, frames)``) and per-band statistics (``n_mels`` finite values; ``std``
-    and the mel noise terms positive). Returns it with ``frontend`` as a :class:`FrontEnd`. ``fix``:
-    what the one-line error tells the user to do (weights by default; a pack is packed again)."""
-
-    def bad(what: str) -> DataError:
-        return DataError(f"{source}: its feature metadata {what}; {fix}")
-
-    if not isinstance(features, dict) or not isinstance(features.get("frontend"), dict):
-        raise bad("has no front-end settings")
-    fe_raw = OPTIONAL_SETTINGS | features["frontend"]
-    fields = {f.name: f.type for f in dataclasses.fields(FrontEnd)}
-    if set(fe_raw) != set(fields):
-        odd = sorted(set(fe_raw) ^ set(fields))
-        raise bad(f"has {'unknown' if odd[0] in fe_raw else 'no'} setting {odd[0]!r}")
-    for name, v in fe_raw.items():
-        ok = isinstance(v, int) if fields[name] == "int" else isinstance(v, int | float) and math.isfinite(v)
-        if isinstance(v, bool) or not ok:
-            raise bad(f"has {name} = {v!r}, not {'an integer' if fields[name] == 'int' else 'a finite number'}")
-    fe = FrontEnd(**fe_raw)
-    checks = [
-        (MIN_RATE <= fe.sample_rate <= MAX_RATE, "sample_rate"),
-        (16 <= fe.n_fft <= 1 << 16, "n_fft"),
-        (1 <= fe.hop <= fe.n_fft, "hop"),
-        (1 <= fe.n_mels <= 1024, "n_mels"),
-        (1 <= fe.frames <= 1 << 16, "frames"),
-        (0 <= fe.fmin < fe.fmax <= fe.sample_rate / 2, "fmin/fmax"),
-        (0 < fe.floor <= 1, "floor"),
-        (0 <= fe.dither <= 1, "dither"),
-        (-120 <= fe.level <= 0, "level"),
-        (0 <= fe.cepstra <= fe.n_mels, "cepstra"),
-        (fe.frames * fe.n_fft <= MAX_FFT_CELLS, "frames x n_fft"),
-    ]
-    for ok, name in checks:
-        if not ok:
-            raise bad(f"has an impossible {name} ({fe})")
-    if tuple(input_shape) != (fe.n_mels, fe.frames):
-        raise bad(f"describes {fe.n_mels}x{fe.frames} log-mel images, the model takes {tuple(input_shape)}")
-    out = {"frontend": fe}
-    for key in _STATS:
-        v = features.get(key)
-        if (
-            not isinstance(v, list)
-            or len(v) != fe.n_mels
-            or not all(isinstance(x, int | float) and not isinstance(x, bool) and abs(x) <= 1e30 for x in v)
-        ):
-            raise bad(f"has no {fe.n_mels} finite values of {key!r}")  # 1e30: finite in float32 too
-        out[key] = np.asarray(v, np.float32)
-    for key in ("std", "noise_shape", "noise_bins", "floor"):
-        if not (out[key] > 0).all():
-            raise bad(f"has a {key} that is not positive")
-    return out
 
 
 # ----------------------------------------------------------------------------- normalization

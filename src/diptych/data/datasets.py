@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diptych.data.audio import FSDD_FRONTEND, FrontEnd
 from diptych.data.base import Dataset, cache_dir, check_data_dir
 from diptych.data.download import fetch, md5sum
 from diptych.data.fsdd import load_fsdd
@@ -102,11 +103,14 @@ def load_dataset(
     download: bool = True,
     split: str | None = None,
     normalize: str = "standard",
+    frontend: FrontEnd | None = None,
 ) -> Dataset:
     """``split``: ``None`` is the dataset's official split; fsdd also takes ``speaker:NAME``.
     ``normalize`` (IDX image sets): ``standard`` divides by the training split's std after subtracting its
     mean; ``half`` maps pixels to [-1, 1] as the seed recipe's ``ToTensor`` + ``Normalize((0.5,), (0.5,))``
     does (``diptych bench --baseline`` trains the twins with the baseline's recipe this way).
+    ``frontend`` (fsdd): the :class:`~diptych.data.audio.FrontEnd` a task reads its recordings with; None: the
+    default one.
     A packed folder (``diptych data pack``) is read record by record (:mod:`diptych.data.packed`)."""
     check_data_dir(data_dir)
     if normalize not in NORMALIZATIONS or (normalize != "standard" and name not in IDX_SOURCES):
@@ -114,12 +118,19 @@ def load_dataset(
             f"normalization {normalize!r} for {name}: choose one of {', '.join(NORMALIZATIONS)} "
             f"(anything but standard is for the IDX image sets: {', '.join(IDX_SOURCES)})"
         )
+    if frontend is not None and name != "fsdd":
+        raise DiptychError(f"a front end is for the speech recordings (fsdd), not for {name}")
     if is_packed(data_dir) or unfinished_pack(data_dir):
+        if frontend is not None and frontend != FSDD_FRONTEND:
+            raise DiptychError(
+                f"{data_dir} is a pack of features made with the default front end, and this task reads its "
+                "recordings with its own; pass the folder of recordings instead"
+            )
         if normalize != "standard":
             raise DiptychError(f"normalization {normalize!r}: a packed folder holds its own; pass the IDX files")
         return load_packed(data_dir, name, split or default_split(name))
     if name == "fsdd":
-        return load_fsdd(data_dir, split, download)
+        return load_fsdd(data_dir, split, download, fe=frontend or FSDD_FRONTEND)
     if split not in (None, "official"):
         raise DiptychError(f"--split {split!r}: {name} has only its official split; --split is for fsdd")
     if name in IDX_SOURCES:
@@ -144,7 +155,7 @@ def load_packed(folder, name: str, split: str | None = None) -> Dataset:
 def check_packed(folder, data: Dataset) -> None:
     """A pack's manifest follows the format (checked on open) but could describe rows that its dataset's
     loader never gives (a mnist pack of 784-long rows: the same bytes, another shape); one line if so."""
-    from diptych.data.audio import FSDD_FRONTEND, check_features
+    from diptych.data.audio_checks import check_features
 
     name = data.name
     want = {"mnist1d": (MNIST1D_LENGTH,), "fsdd": (FSDD_FRONTEND.n_mels, FSDD_FRONTEND.frames)}
