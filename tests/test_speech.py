@@ -118,6 +118,33 @@ def test_short_run_learns_tone_digits_with_augmentation(framework, tones, tmp_pa
     assert abs(scores["speaker:bert"]["test_accuracy"] - rec["test_accuracy"]) <= 1 / 60  # a near-tie may flip
 
 
+def test_a_task_with_its_own_front_end_trains_and_transcribes_with_it(tones, tmp_path):
+    """fsdd-cnn-unheard reads its recordings with its own front end (the level, the speech cut from its
+    silence and centred, 8 cepstral terms): the run loads them so, its weights say so, and `transcribe` of
+    each held-out recording, in the other twin, names the digit the run's own evaluation named."""
+    from diptych.data.audio import FrontEnd
+    from diptych.driver import evaluate_weights
+    from diptych.tasks import TASKS
+
+    folder, _ = tones
+    task = TASKS["fsdd-cnn-unheard"]
+    config = RunConfig(
+        task.name, "torch", epochs=3, batch_size=10, data_dir=str(folder), split="speaker:bert", progress=False
+    )
+    rec = train_and_evaluate(config, tmp_path)
+    weights = str(tmp_path / "weights.safetensors")
+    ev = evaluate_weights(task.name, "torch", weights, str(folder), split="speaker:bert")
+    assert ev["total"] == 60 and ev["test_accuracy"] == pytest.approx(rec["test_accuracy"], abs=1 / 60)
+    files = [str(p) for p in fsdd.recordings_in(folder) if "_bert_" in p.name]  # the test split's order
+    rows = transcribe(task.name, "jax", weights, files)
+    flips = int((np.array([r["digit"] for r in rows]) != np.asarray(ev["predictions"])).sum())
+    assert flips <= 1, f"{flips} of 60 recordings read otherwise by transcribe than by the run's evaluation"
+    data = load_dataset("fsdd", folder, split="speaker:bert", frontend=task.frontend)
+    assert FrontEnd(**data.features["frontend"]) == task.frontend and task.frontend.trim
+    with pytest.raises(DiptychError, match="a front end is for the speech recordings"):
+        load_dataset("mnist1d", frontend=task.frontend)
+
+
 def test_transcribe_cli_and_bad_audio(tones, tmp_path):
     from diptych.tasks import TASKS
     from diptych.weights import save_weights
@@ -203,12 +230,13 @@ def test_transcribe_finds_the_speech_tops_and_silence(tones, tmp_path):
 
 
 def test_loso_trains_per_held_out_speaker_in_both_twins(tones, tmp_path):
-    """`diptych loso` at a small budget, one fold: each twin trains without bert and is tested on bert; the
-    record has the accuracy per twin, the mean, the two twins' agreement on the same weights, and a plot."""
+    """`diptych loso` at a small budget, one fold, two seeds: each twin trains without bert and is tested on
+    bert; the record has each seed's accuracy per twin, their mean, the mean over folds, the two twins'
+    agreement on the same weights, and a plot."""
     folder, _ = tones
     proc = cli_in_process(
         *("loso", "fsdd-cnn", "--data-dir", str(folder), "--epochs", "3", "--batch-size", "10"),
-        *("--speakers", "bert"),
+        *("--speakers", "bert", "--seeds", "2"),
         *("--out", str(tmp_path / "loso"), "--no-progress", "--json"),
     )
     assert proc.returncode == 0, proc.stderr
@@ -218,6 +246,9 @@ def test_loso_trains_per_held_out_speaker_in_both_twins(tones, tmp_path):
     acc = record["accuracy"]["bert"]
     assert set(acc) == {"torch", "jax"} and all(a >= 0.3 for a in acc.values()), acc  # chance is 0.1
     assert record["mean"] == acc and record["target"] == [0.92, 0.85]
+    runs = record["runs"]["bert"]
+    assert all(len(runs[fw]) == 2 and acc[fw] == pytest.approx(np.mean(runs[fw])) for fw in acc), runs
+    assert (tmp_path / "loso" / "bert" / "jax" / "seed1" / "weights.safetensors").exists()
     assert all(a >= 0.95 for a in record["agreement"]["bert"].values()), record["agreement"]
     assert_one_line_error(
         run_cli("loso", "fsdd-cnn", "--data-dir", str(folder), "--speakers", "carl", "--out", str(tmp_path / "x")),

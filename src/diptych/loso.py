@@ -41,10 +41,18 @@ def leave_one_speaker_out(
     batch_size: int | None = None,
     only: list[str] | None = None,
     progress: bool = True,
+    seeds: int = 1,
 ) -> dict:
     """Train ``task_name`` once per held-out speaker in each twin; the record (also ``workdir/loso.json``):
     ``{"accuracy": {speaker: {framework: acc}}, "mean": {framework: m}, "min": ..., "agreement": ...}``.
-    ``only`` restricts the folds to those speakers (a quick look; the mean is then over them)."""
+    ``only`` restricts the folds to those speakers (a quick look; the mean is then over them).
+
+    ``seeds`` > 1 trains each fold with seeds ``0 .. seeds-1`` (initial weights, batch order, augmentation
+    draws): a held-out speaker's accuracy moves by several points from one seed to the next, so a fold's
+    figure is then the mean over its seeds, and ``"runs"`` keeps every seed's ``{speaker: {framework: [acc]}}``.
+    """
+    if seeds < 1:
+        raise DiptychError(f"--seeds {seeds}: choose 1 or more trainings per fold")
     task = get_task(task_name)
     if task.objective.speaker_target is None:  # the objective knows whether its task has speakers to hold out
         speech = ", ".join(n for n, t in TASKS.items() if t.objective.speaker_target is not None)
@@ -55,19 +63,26 @@ def leave_one_speaker_out(
         raise DiptychError(f"--speakers: no speaker {unknown[0]!r} in the recordings; choose from {', '.join(found)}")
     folds = only or found
     workdir = Path(workdir)
-    accuracy: dict[str, dict[str, float]] = {}
+    runs: dict[str, dict[str, list[float]]] = {}
     agreement: dict[str, dict[str, float]] = {}
     for speaker in folds:
         split = f"speaker:{speaker}"
-        accuracy[speaker], agreement[speaker] = {}, {}
+        runs[speaker], agreement[speaker] = {}, {}
         for fw in frameworks:
-            out = workdir / speaker / fw
-            config = RunConfig(task_name, fw, epochs, batch_size, data_dir=data_dir, split=split, progress=progress)
-            accuracy[speaker][fw] = train_and_evaluate(config, out)["test_accuracy"]
-            for other in (f for f in frameworks if f != fw):
-                weights = out / "weights.safetensors"
-                same, cross = (evaluate_weights(task_name, f, weights, data_dir, split=split) for f in (fw, other))
-                agreement[speaker][fw] = float(np.mean(same["predictions"] == cross["predictions"]))
+            runs[speaker][fw], agree = [], []
+            for seed in range(seeds):
+                out = workdir / speaker / fw / (f"seed{seed}" if seeds > 1 else "")
+                config = RunConfig(
+                    task_name, fw, epochs, batch_size, data_dir=data_dir, split=split, progress=progress, seed=seed
+                )
+                runs[speaker][fw].append(train_and_evaluate(config, out)["test_accuracy"])
+                for other in (f for f in frameworks if f != fw):
+                    weights = out / "weights.safetensors"
+                    same, cross = (evaluate_weights(task_name, f, weights, data_dir, split=split) for f in (fw, other))
+                    agree.append(float(np.mean(same["predictions"] == cross["predictions"])))
+            if agree:
+                agreement[speaker][fw] = float(np.mean(agree))
+    accuracy = {s: {fw: float(np.mean(runs[s][fw])) for fw in frameworks} for s in folds}
     record = {
         "task": task_name,
         "protocol": "leave-one-speaker-out",
@@ -79,6 +94,8 @@ def leave_one_speaker_out(
         "target": task.objective.speaker_target,
         "agreement": agreement if len(frameworks) > 1 else None,
         "epochs": epochs or task.budget.epochs,
+        "seeds": seeds,
+        "runs": runs,
     }
     write_json(workdir / "loso.json", record)
     plot(record, workdir / "loso.png")

@@ -133,7 +133,9 @@ class Classification(Objective):
     def load(self, task, data_dir=None, *, text=None, split=None, dataset=None):
         if text is not None:
             raise DiptychError(f"--text is for language-model tasks; {task.name} trains on {task.dataset}")
-        return task, dataset if dataset is not None else load_dataset(task.dataset, data_dir, split=split), {}
+        if dataset is None:
+            dataset = load_dataset(task.dataset, data_dir, split=split, frontend=task.frontend)
+        return task, dataset, {}
 
     def evaluate(self, trainer, data, facts=None, detail=False):
         preds = predict_classes(trainer, data.x_test)
