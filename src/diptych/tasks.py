@@ -216,6 +216,12 @@ IMAGE_CNN = CNNSpec(
 )
 
 _ONECYCLE_ADAM = dict(name="adam", schedule="onecycle", warmup_fraction=0.2)
+_FSDD_ADAM = OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM)
+_FSDD_OBJECTIVE = Classification(
+    0.98,
+    "github.com/Jakobovski/free-spoken-digit-dataset: official split (unheard voices: BENCHMARKS.md)",
+    speaker_target=SPEAKER_TARGET,
+)
 
 TASKS: dict[str, Task] = {
     t.name: t
@@ -386,13 +392,9 @@ TASKS: dict[str, Task] = {
             "fsdd-cnn",
             "fsdd",
             FSDD_CNN,
-            OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM),
+            _FSDD_ADAM,
             Budget(20, 64),
-            Classification(
-                0.98,
-                "github.com/Jakobovski/free-spoken-digit-dataset: official split (unheard voices: BENCHMARKS.md)",
-                speaker_target=SPEAKER_TARGET,
-            ),
+            _FSDD_OBJECTIVE,
             "CNN over log-mel of spoken digits (FSDD)",
             augment=AugmentSpec(warp=0.15),
         ),
@@ -400,13 +402,9 @@ TASKS: dict[str, Task] = {
             "fsdd-cnn-unheard",
             "fsdd",
             FSDD_CNN,
-            OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM),
+            _FSDD_ADAM,
             Budget(30, 64),
-            Classification(
-                0.98,
-                "github.com/Jakobovski/free-spoken-digit-dataset: official split (unheard voices: BENCHMARKS.md)",
-                speaker_target=SPEAKER_TARGET,
-            ),
+            _FSDD_OBJECTIVE,
             "fsdd-cnn for voices it never heard: speech levelled, trimmed, smoothed; channel + mixup",
             augment=AugmentSpec(warp=0.15, eq=1.0, mixup=0.4),
             frontend=FSDD_UNHEARD_FRONTEND,
@@ -415,7 +413,7 @@ TASKS: dict[str, Task] = {
             "fsdd-crnn",
             "fsdd",
             FSDD_CRNN,
-            OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM),
+            _FSDD_ADAM,
             Budget(30, 64),
             Classification(0.98, "set equal to fsdd-cnn's", speaker_target=SPEAKER_TARGET),
             "conv + GRU over log-mel of spoken digits (FSDD)",
