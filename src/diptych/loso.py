@@ -116,7 +116,14 @@ def plot(record: dict, path: Path) -> Path:
         heights = [100 * record["accuracy"][s][fw] for s in folds] + [100 * record["mean"][fw]]
         xs = np.arange(len(folds) + 1) + (i - (len(fws) - 1) / 2) * width
         bars = ax.bar(xs, heights, width, label=fw)
-        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+        # with several seeds their dots sit near the bar's top, so the figure goes inside the bar
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, label_type="center" if record.get("seeds", 1) > 1 else "edge")
+        if record.get("seeds", 1) > 1:  # each seed's figure as a dot on its fold's bar: the spread behind the mean
+            for x, s in zip(xs, folds):
+                seeds = [100 * a for a in record["runs"][s][fw]]
+                ax.plot(
+                    [x] * len(seeds), seeds, "k.", markersize=4, label="one seed" if (i, s) == (0, folds[0]) else None
+                )
     for value, label in zip(record["target"] or (), ("target mean", "target per speaker")):
         ax.axhline(100 * value, color="gray", linestyle="--" if label == "target mean" else ":", label=label)
     ax.set_xticks(np.arange(len(folds) + 1), [*folds, "mean"])
