@@ -292,6 +292,9 @@ def test_fsdd_pack_holds_the_split_and_its_features(tmp_path):
     assert run.returncode == 0, run.stderr
     meta = read_safetensors(tmp_path / "run" / "weights.safetensors")[1]
     assert json.dumps(meta["features"], sort_keys=True) == json.dumps(want.features, sort_keys=True)
+    # a task that reads its recordings with a front end of its own does not train on the default one's images
+    unheard = ("train", "fsdd-cnn-unheard", "--framework", "jax", "--data-dir", str(out), "--split", "speaker:bert")
+    assert_one_line_error(cli_in_process(*unheard, "--out", str(tmp_path / "u")), "pass the folder of recordings")
 
 
 def test_data_workers_train_on_the_very_batches_of_memory(packed, mnist1d, tmp_path, monkeypatch):
