@@ -26,7 +26,7 @@ def check_features(
     fix: str = "retrain, or convert the weights from a diptych run's weights.safetensors",
 ) -> dict:
     """Validate the ``features`` metadata a weights file carries before trusting it: the front-end
-    settings (known keys only, integer/float types, sane ranges, an image of the model's
+    settings (known keys only, integer, float or true/false types, sane ranges, an image of the model's
     ``input_shape`` ``(n_mels, frames)``) and per-band statistics (``n_mels`` finite values; ``std``
     and the mel noise terms positive). Returns it with ``frontend`` as a :class:`FrontEnd`. ``fix``:
     what the one-line error tells the user to do (weights by default; a pack is packed again)."""
