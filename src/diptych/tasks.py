@@ -406,7 +406,7 @@ TASKS: dict[str, Task] = {
             Budget(30, 64),
             Classification(
                 0.97,
-                "trades about a point of the official split for six on unheard voices (BENCHMARKS.md)",
+                "trades about a point of the official split for eight on unheard voices (BENCHMARKS.md)",
                 speaker_target=SPEAKER_TARGET,
             ),
             "fsdd-cnn for voices it never heard: speech levelled, trimmed, smoothed; channel + mixup",
