@@ -112,13 +112,14 @@ def plot(record: dict, path: Path) -> Path:
     folds, fws = record["speakers"], record["frameworks"]
     fig, ax = plt.subplots(figsize=(1.2 * len(folds) + 3, 4), dpi=120)
     width = 0.8 / len(fws)
+    several = record["seeds"] > 1  # each seed's figure as a dot on its fold's bar: the spread behind the mean
     for i, fw in enumerate(fws):
         heights = [100 * record["accuracy"][s][fw] for s in folds] + [100 * record["mean"][fw]]
         xs = np.arange(len(folds) + 1) + (i - (len(fws) - 1) / 2) * width
         bars = ax.bar(xs, heights, width, label=fw)
-        # with several seeds their dots sit near the bar's top, so the figure goes inside the bar
-        ax.bar_label(bars, fmt="%.1f", fontsize=7, label_type="center" if record.get("seeds", 1) > 1 else "edge")
-        if record.get("seeds", 1) > 1:  # each seed's figure as a dot on its fold's bar: the spread behind the mean
+        # the dots sit near the bar's top, so with several seeds the figure goes inside the bar
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, label_type="center" if several else "edge")
+        if several:
             for x, s in zip(xs, folds):
                 seeds = [100 * a for a in record["runs"][s][fw]]
                 ax.plot(

@@ -217,11 +217,6 @@ IMAGE_CNN = CNNSpec(
 
 _ONECYCLE_ADAM = dict(name="adam", schedule="onecycle", warmup_fraction=0.2)
 _FSDD_ADAM = OptimizerSpec(lr=3e-3, **_ONECYCLE_ADAM)
-_FSDD_OBJECTIVE = Classification(
-    0.98,
-    "github.com/Jakobovski/free-spoken-digit-dataset: official split (unheard voices: BENCHMARKS.md)",
-    speaker_target=SPEAKER_TARGET,
-)
 
 TASKS: dict[str, Task] = {
     t.name: t
@@ -394,7 +389,11 @@ TASKS: dict[str, Task] = {
             FSDD_CNN,
             _FSDD_ADAM,
             Budget(20, 64),
-            _FSDD_OBJECTIVE,
+            Classification(
+                0.98,
+                "github.com/Jakobovski/free-spoken-digit-dataset: official split (unheard voices: BENCHMARKS.md)",
+                speaker_target=SPEAKER_TARGET,
+            ),
             "CNN over log-mel of spoken digits (FSDD)",
             augment=AugmentSpec(warp=0.15),
         ),
