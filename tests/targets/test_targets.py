@@ -34,7 +34,7 @@ def data_dir(task, shapes) -> str | None:
 
 
 # The transformers' default budgets take minutes per twin on 2 cores (chars-gpt ~6, mnist-vit ~14), and
-# fsdd-cnn-unheard's 30 epochs on features of its own two more: each would push the full tier past 45 minutes.
+# fsdd-cnn-unheard's 60 epochs on features of its own two more: each would push the full tier past 45 minutes.
 # Their default-budget results, both twins, are in BENCHMARKS.md; the fast tier trains each briefly, and checks
 # `diptych parity` and that the other twin predicts the same.
 NOT_HERE = {
