@@ -274,3 +274,78 @@ def test_train_cli_refuses_a_folder_without_recordings(tmp_path):
         "no recordings named",
     )
     assert not (tmp_path / "r" / "run.json").exists()
+
+
+def test_voice_shift_moves_each_voice_to_the_target_and_leaves_silence():
+    from diptych.data.audio import MIN_VOICE, VOICE_SPEECH, shift_voices, voice_means
+
+    rng = np.random.default_rng(0)
+    logmel = rng.normal(-2.0, 1.0, (12, 4, 6)).astype(np.float32)  # (N, M, T)
+    logmel[:, :, :2] = np.log(1e-6)  # two silent frames per recording
+    logmel[:6] += np.array([1.0, -1.0, 2.0, 0.0], np.float32)[:, None]  # voice "a" sounds otherwise
+    voices = np.array(["a"] * 6 + ["b"] * (MIN_VOICE - 1) + ["c"] * 2)
+    target = np.array([0.5, 0.0, -0.5, 1.0])
+    out = shift_voices(logmel, voices, target)
+    means = voice_means(out, voices)
+    np.testing.assert_allclose(means["a"], target, atol=1e-5)  # enough recordings: moved to the target
+    np.testing.assert_array_equal(out[6:], logmel[6:])  # under MIN_VOICE recordings: left as they were
+    np.testing.assert_array_equal(out[:, :, :2], logmel[:, :, :2])  # silence stays silence
+    assert (logmel.max(axis=1)[:, 2:] > VOICE_SPEECH).all()
+
+
+def test_a_voice_task_adapts_to_the_voice_and_reads_views_in_both_twins(tones, tmp_path):
+    """fsdd-cnn-voice moves each speaker's speech to the training speakers' average (the held-out speaker by
+    his own test recordings) and averages each prediction over nine shifted views: the run's evaluation,
+    `eval` in the other twin and `transcribe` of the speaker's recordings in one call all read the same
+    digits; a call with fewer than MIN_VOICE recordings reads each as it would alone."""
+    from diptych.data.audio import MIN_VOICE, FrontEnd, shifted_views
+    from diptych.data.audio_checks import check_features
+    from diptych.driver import evaluate_weights
+    from diptych.objectives import class_probabilities
+    from diptych.tasks import TASKS
+
+    folder, _ = tones
+    task = TASKS["fsdd-cnn-voice"]
+    assert task.frontend.voice and task.frontend.views
+    data = load_dataset("fsdd", folder, split="speaker:bert", frontend=task.frontend)
+    assert FrontEnd(**data.features["frontend"]) == task.frontend
+    # the held-out voice, back in nats, has the training voice's mean over its speech frames
+    mean, std, target = (np.asarray(data.features[k]) for k in ("mean", "std", "voice_mean"))
+    test = data.x_test * std[:, None] + mean[:, None]  # (N, M, T)
+    speech = np.broadcast_to(test.max(axis=1, keepdims=True) > -8.0, test.shape)
+    np.testing.assert_allclose((test * speech).sum((0, 2)) / speech.sum((0, 2)), target, atol=1e-3)
+    config = RunConfig(
+        task.name, "torch", epochs=3, batch_size=10, data_dir=str(folder), split="speaker:bert", progress=False
+    )
+    rec = train_and_evaluate(config, tmp_path)
+    weights = str(tmp_path / "weights.safetensors")
+    ev = evaluate_weights(task.name, "jax", weights, str(folder), split="speaker:bert")
+    assert ev["total"] == 60 and ev["test_accuracy"] == pytest.approx(rec["test_accuracy"], abs=1 / 60)
+    files = [str(p) for p in fsdd.recordings_in(folder) if "_bert_" in p.name]  # the test split's order
+    rows = transcribe(task.name, "jax", weights, files)
+    flips = int((np.array([r["digit"] for r in rows]) != np.asarray(ev["predictions"])).sum())
+    assert flips <= 1, f"{flips} of 60 recordings read otherwise by transcribe than by the evaluation"
+    few = transcribe(task.name, "torch", weights, files[: MIN_VOICE - 1])
+    alone = [transcribe(task.name, "torch", weights, [f])[0] for f in files[:2]]
+    assert [r["digit"] for r in few[:2]] == [r["digit"] for r in alone]
+    assert [r["probability"] for r in few[:2]] == pytest.approx([r["probability"] for r in alone], abs=1e-6)
+    many = transcribe(task.name, "torch", weights, files[:MIN_VOICE])
+    assert many[0]["probability"] != pytest.approx(alone[0]["probability"], abs=1e-6)  # moved as one voice
+    # the views: nine, one of them the image itself, and the probabilities their mean
+    from diptych.backends import load_backend
+
+    trainer = load_backend("torch").train.Trainer(task, 0, 1)
+    x = data.x_test[:7]
+    views = shifted_views(x)
+    assert len(views) == 9 and any(np.array_equal(v, x) for v in views)
+    # the first: 3 frames earlier and one band lower, the cells moved in repeating the edge
+    np.testing.assert_array_equal(views[0][:, :-1, :-3], x[:, 1:, 3:])
+    np.testing.assert_array_equal(views[0][:, -1, :-3], x[:, -1, 3:])
+    probs = class_probabilities(trainer, x, views=True)
+    by_hand = np.mean([class_probabilities(trainer, v) for v in views], axis=0)
+    np.testing.assert_allclose(probs, by_hand, atol=1e-12)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-9)
+    features = dict(data.features)
+    del features["voice_mean"]
+    with pytest.raises(DataError, match="no 32 finite values of 'voice_mean'"):
+        check_features(features, "w.safetensors", task.model.input_shape())

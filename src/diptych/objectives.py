@@ -30,6 +30,7 @@ import dataclasses
 import numpy as np
 
 from diptych.data import Dataset, eval_batches, load_dataset
+from diptych.data.audio import shifted_views
 from diptych.errors import DiptychError
 
 EVAL_BATCH = 256  # rows per predict call: oneDNN's conv forward ran 2x slower on 1,000 than on 256 here
@@ -138,7 +139,8 @@ class Classification(Objective):
         return task, dataset, {}
 
     def evaluate(self, trainer, data, facts=None, detail=False):
-        preds = predict_classes(trainer, data.x_test)
+        views = bool((data.features or {}).get("frontend", {}).get("views"))  # speech: averaged over shifted views
+        preds = predict_classes(trainer, data.x_test, views)
         correct = int((preds == data.y_test).sum())
         metrics = {"test_accuracy": correct / len(data.y_test)}
         if detail:
@@ -230,6 +232,20 @@ class FolderClassification(Classification):
         return dataclasses.replace(task, model=model, objective=dataclasses.replace(self, classes=tuple(meta.classes)))
 
 
-def predict_classes(trainer, x: np.ndarray) -> np.ndarray:
-    """Predicted class per row of ``x``, in chunks of :data:`EVAL_BATCH` (the one place evaluation is chunked)."""
+def predict_classes(trainer, x: np.ndarray, views: bool = False) -> np.ndarray:
+    """Predicted class per row of ``x``, in chunks of :data:`EVAL_BATCH` (the one place evaluation is chunked).
+    ``views``: the class of the probabilities averaged over :func:`class_probabilities`' shifted views."""
+    if views:
+        return class_probabilities(trainer, x, views).argmax(-1)
     return np.concatenate([trainer.predict(x[s]).argmax(-1) for s in eval_batches(len(x), EVAL_BATCH)])
+
+
+def class_probabilities(trainer, x: np.ndarray, views: bool = False) -> np.ndarray:
+    """Softmax probabilities ``(N, classes)`` (float64) for images ``x`` ``(N, M, T)``; with ``views`` the mean
+    over the nine shifted views of :func:`diptych.data.audio.shifted_views`."""
+    probs = []
+    for v in shifted_views(x) if views else [x]:
+        z = np.concatenate([trainer.predict(v[s]) for s in eval_batches(len(v), EVAL_BATCH)]).astype(np.float64)
+        p = np.exp(z - z.max(-1, keepdims=True))  # (N, classes)
+        probs.append(p / p.sum(-1, keepdims=True))
+    return np.mean(probs, axis=0)

@@ -155,8 +155,7 @@ MNIST_CNN = CNNSpec(
     convs=(ConvSpec(32, 3, padding=1, pool=2), ConvSpec(64, 3, padding=1, pool=2)),
     hidden=(128,),
 )
-# The MNIST-1D paper's models (greydanus/mnist1d, models.py): MLP 40-100-100-10 and
-# ConvBase: three stride-2 convs of 25 channels, then one linear layer (125 -> 10).
+# The MNIST-1D paper's models (greydanus/mnist1d, models.py): MLP 40-100-100-10; ConvBase: 3 stride-2 convs, 25 wide.
 MNIST1D_MLP = MLPSpec(in_features=40, hidden=(100, 100))
 MNIST1D_CNN = CNNSpec(
     dims=1,
@@ -175,14 +174,11 @@ MNIST1D_RNN = RNNSpec("rnn", input_size=4, seq_len=10, hidden=128)  # 10 steps o
 # Row-by-row MNIST: 28 steps of one 28-pixel row each.
 MNIST_LSTM = RNNSpec("lstm", input_size=28, seq_len=28, hidden=128)
 CHARS_LSTM = CharLMSpec("lstm", embed=64, hidden=256, seq_len=64)
-# The well-known CPU recipe for a character GPT (nanoGPT's shakespeare_char on a laptop): 4 layers, 4 heads,
-# 128 wide, a context of 64.
+# The well-known CPU recipe for a character GPT (nanoGPT's shakespeare_char on a laptop): 4 layers, 4 heads, 128 wide.
 CHARS_GPT = GPTSpec(layers=4, heads=4, width=128, context=64)
-# MNIST as 4x4 = 16 patches of 7x7 pixels, 4 blocks 128 wide. (4x4 patches, 49 of them, 64 wide, cost as much
-# per step and learned slower: 37% against 69% test accuracy after 150 steps, docs/benchmarks-history.md.)
+# MNIST as 16 patches of 7x7, 4 blocks 128 wide (49 of 4x4, 64 wide: as costly, 37% not 69% after 150 steps).
 MNIST_VIT = ViTSpec(in_size=28, patch=7, layers=4, heads=4, width=128, mlp_ratio=2)
-# Own images, often a few hundred: 8x8 patches and 2 blocks (4x4 patches and 4 blocks reached 79-82% on 360 drawn
-# shapes in 20 epochs; this one 98% in 40 epochs, in seconds).
+# Own images, often a few hundred: 8x8 patches, 2 blocks (98% on 360 drawn shapes; 4x4 and 4 blocks: 79-82%).
 IMAGE_VIT = ViTSpec(in_size=32, patch=8, layers=2, heads=4, width=64, mlp_ratio=2, num_classes=2, sized_by_data=True)
 _TRANSFORMER_ADAMW = dict(name="adamw", schedule="onecycle", decay_matrices_only=True, clip_norm=1.0)
 
@@ -196,12 +192,13 @@ FSDD_CNN = CNNSpec(
     convs=(ConvSpec(16, 3, padding=1, pool=2), ConvSpec(32, 3, padding=1, pool=2), ConvSpec(64, 3, padding=1, pool=2)),
     hidden=(128,),
 )
-# For a voice the model never heard (docs/benchmarks-history.md, "one method at a time"): the speech brought to
-# one level (the speakers were recorded 30 dB apart), cut from its silence and centred (as `transcribe` reads
-# a recording), and each frame smoothed to 8 cepstral terms, which keeps the formants and drops the ripple of
-# the voice's pitch. Its augmentation adds a random smooth channel and mixup, and so much augmentation needs
-# 60 epochs: 30 left it undertrained (torch, 2-3 seeds per fold: 87.2% -> 90.0% mean; 100 epochs: 90.1%).
+# For a voice the model never heard (docs/benchmarks-history.md): the speech levelled (the speakers were recorded
+# 30 dB apart), cut from its silence and centred, each frame smoothed to 8 cepstral terms (the formants, not the
+# pitch's ripple); a random channel and mixup, which need 60 epochs (30: 87.2% -> 90.0% mean; 100: 90.1%).
 FSDD_UNHEARD_FRONTEND = FrontEnd(level=-20.0, cepstra=8, trim=True)
+# With 5+ recordings of the new voice (one call of `transcribe`): its mean spectrum moved to the training voices'
+# average (audio.shift_voices), each prediction averaged over nine shifted views (audio.shifted_views).
+FSDD_VOICE_FRONTEND = dataclasses.replace(FSDD_UNHEARD_FRONTEND, voice=True, views=True)
 FSDD_CRNN = CRNNSpec(
     FSDD_SHAPE, convs=(ConvSpec(16, 3, padding=1, pool=2), ConvSpec(32, 3, padding=1, pool=2)), cell="gru", hidden=64
 )
@@ -412,6 +409,19 @@ TASKS: dict[str, Task] = {
             "fsdd-cnn for voices it never heard: speech levelled, trimmed, smoothed; channel + mixup",
             augment=AugmentSpec(warp=0.15, eq=1.0, mixup=0.4),
             frontend=FSDD_UNHEARD_FRONTEND,
+        ),
+        Task(
+            "fsdd-cnn-voice",
+            "fsdd",
+            FSDD_CNN,
+            _FSDD_ADAM,
+            Budget(60, 64),
+            Classification(
+                0.98, "fsdd-cnn's official split; Kaldi's per-speaker CMN (Povey 2011)", speaker_target=SPEAKER_TARGET
+            ),
+            "fsdd-cnn-unheard adapted to each voice (5+ recordings of it) and read in 9 shifted views",
+            augment=AugmentSpec(warp=0.15, eq=1.0, mixup=0.4),
+            frontend=FSDD_VOICE_FRONTEND,
         ),
         Task(
             "fsdd-crnn",

@@ -17,7 +17,7 @@ import numpy as np
 
 from diptych.backends import load_backend
 from diptych.commands.options import TASK, twin_option
-from diptych.data.audio import normalize, read_wav, waveform_features
+from diptych.data.audio import normalize, read_wav, shift_voices, waveform_features
 from diptych.data.audio_checks import check_features
 from diptych.data.datasets import AUDIO_DATASETS
 from diptych.data.fsdd import load_fsdd
@@ -25,7 +25,7 @@ from diptych.data.vad import speech_spans
 from diptych.errors import DiptychError
 from diptych.formats import read_any
 from diptych.inference import InferenceMeta
-from diptych.language import log_softmax
+from diptych.objectives import class_probabilities
 from diptych.tasks import TASKS, get_task
 from diptych.weights import check_weights
 
@@ -67,7 +67,8 @@ def transcribe(
     each one's digit, probability and top). ``speech`` is False (and the digit None) for a recording with
     no speech in it. Any sample rate is resampled and channels are mixed down (:func:`read_wav`); leading
     and trailing silence is trimmed, and with ``sequence`` the speech is split at its pauses
-    (:mod:`diptych.data.vad`), each part read as one digit."""
+    (:mod:`diptych.data.vad`), each part read as one digit. A front end with ``voice`` set takes the files of one
+    call as one voice (:func:`~diptych.data.audio.shift_voices`: at least ``MIN_VOICE`` digits, or none is moved)."""
     task = get_task(task_name)
     if task.dataset not in AUDIO_DATASETS:
         audio_tasks = ", ".join(n for n, t in TASKS.items() if t.dataset in AUDIO_DATASETS)
@@ -96,10 +97,12 @@ def transcribe(
         owner += [i] * len(found)
     probs = np.zeros((0, task.model.num_classes))
     if pieces:
-        x = normalize(np.stack([waveform_features(p, fe) for p in pieces]), stats)  # (N, M, T)
+        logmel = np.stack([waveform_features(p, fe) for p in pieces])  # (N, M, T)
+        if fe.voice:  # the recordings of one call are one voice; under MIN_VOICE of them it is left as it is
+            logmel = shift_voices(logmel, np.zeros(len(logmel), int), features["voice_mean"])
         trainer = load_backend(framework).train.Trainer(task, 0, 1)
         trainer.load_weights(params, str(weights_path))
-        probs = np.exp(log_softmax(trainer.predict(x).astype(np.float64)))  # (N, classes)
+        probs = class_probabilities(trainer, normalize(logmel, stats), fe.views)  # (N, classes)
     results = []
     for i, path in enumerate(audio):
         mine = [pr for pr, o in zip(probs, owner) if o == i]

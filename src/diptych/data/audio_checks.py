@@ -71,16 +71,20 @@ def check_features(
     if tuple(input_shape) != (fe.n_mels, fe.frames):
         raise bad(f"describes {fe.n_mels}x{fe.frames} log-mel images, the model takes {tuple(input_shape)}")
     out = {"frontend": fe}
-    for key in _STATS:
-        v = features.get(key)
-        if (
-            not isinstance(v, list)
-            or len(v) != fe.n_mels
-            or not all(isinstance(x, int | float) and not isinstance(x, bool) and abs(x) <= 1e30 for x in v)
-        ):
-            raise bad(f"has no {fe.n_mels} finite values of {key!r}")  # 1e30: finite in float32 too
-        out[key] = np.asarray(v, np.float32)
+    for key in _STATS + (("voice_mean",) if fe.voice else ()):  # voice_mean: where a voice front end moves voices
+        out[key] = _finite_bands(features.get(key), fe.n_mels, key, bad)
     for key in ("std", "noise_shape", "noise_bins", "floor"):
         if not (out[key] > 0).all():
             raise bad(f"has a {key} that is not positive")
     return out
+
+
+def _finite_bands(v, n_mels: int, key: str, bad) -> np.ndarray:
+    """``v`` as ``(n_mels,)`` float32, if it is a list of that many finite numbers."""
+    if (
+        not isinstance(v, list)
+        or len(v) != n_mels
+        or not all(isinstance(x, int | float) and not isinstance(x, bool) and abs(x) <= 1e30 for x in v)
+    ):
+        raise bad(f"has no {n_mels} finite values of {key!r}")  # 1e30: finite in float32 too
+    return np.asarray(v, np.float32)

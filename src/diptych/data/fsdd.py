@@ -25,7 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from diptych.data.audio import FSDD_FRONTEND, FrontEnd, feature_stats, normalize, wav_features
+from diptych.data.audio import (
+    FSDD_FRONTEND,
+    FrontEnd,
+    feature_stats,
+    normalize,
+    shift_voices,
+    voice_means,
+    wav_features,
+)
 from diptych.data.base import Dataset, check_data_dir
 from diptych.data.base import cache_dir as data_cache_dir
 from diptych.data.download import fetch
@@ -203,8 +211,17 @@ def load_fsdd(
     takes = np.array([t for _, _, t in parsed])
     train, test = split_masks(speakers, takes, split)
     logmel = _features(files, fe)  # (N, M, T)
+    voice = {}
+    if fe.voice:  # each speaker's speech moved to the training speakers' average (audio.shift_voices)
+        target = np.mean(list(voice_means(logmel[train], speakers[train]).values()), axis=0)  # (M,)
+        logmel = logmel.copy()
+        # Each side by its own recordings: a test voice is estimated from its test recordings, labels unused.
+        for side in (train, test):
+            logmel[side] = shift_voices(logmel[side], speakers[side], target)
+        voice = {"voice_mean": target.tolist()}
     stats = feature_stats(logmel[train], fe)
     features = {"frontend": dataclasses.asdict(fe), "split": split, **{k: v.tolist() for k, v in stats.items()}}
+    features |= voice
     return Dataset(
         "fsdd",
         normalize(logmel[train], stats),
