@@ -118,27 +118,35 @@ def test_short_run_learns_tone_digits_with_augmentation(framework, tones, tmp_pa
     assert abs(scores["speaker:bert"]["test_accuracy"] - rec["test_accuracy"]) <= 1 / 60  # a near-tie may flip
 
 
+def _train_and_read_bert(name: str, folder, tmp_path, evaluator: str) -> tuple[str, list[str]]:
+    """Train ``name`` (torch, 3 epochs) without bert; its evaluation, ``eval`` by ``evaluator`` and `transcribe`
+    of bert's 60 recordings in one call (JAX) name the same digits. Returns the weights and bert's files."""
+    from diptych.driver import evaluate_weights
+
+    config = RunConfig(
+        name, "torch", epochs=3, batch_size=10, data_dir=str(folder), split="speaker:bert", progress=False
+    )
+    rec = train_and_evaluate(config, tmp_path)
+    weights = str(tmp_path / "weights.safetensors")
+    ev = evaluate_weights(name, evaluator, weights, str(folder), split="speaker:bert")
+    assert ev["total"] == 60 and ev["test_accuracy"] == pytest.approx(rec["test_accuracy"], abs=1 / 60)
+    files = [str(p) for p in fsdd.recordings_in(folder) if "_bert_" in p.name]  # the test split's order
+    rows = transcribe(name, "jax", weights, files)
+    flips = int((np.array([r["digit"] for r in rows]) != np.asarray(ev["predictions"])).sum())
+    assert flips <= 1, f"{flips} of 60 recordings read otherwise by transcribe than by the run's evaluation"
+    return weights, files
+
+
 def test_a_task_with_its_own_front_end_trains_and_transcribes_with_it(tones, tmp_path):
     """fsdd-cnn-unheard reads its recordings with its own front end (the level, the speech cut from its
     silence and centred, 8 cepstral terms): the run loads them so, its weights say so, and `transcribe` of
     each held-out recording, in the other twin, names the digit the run's own evaluation named."""
     from diptych.data.audio import FrontEnd
-    from diptych.driver import evaluate_weights
     from diptych.tasks import TASKS
 
     folder, _ = tones
     task = TASKS["fsdd-cnn-unheard"]
-    config = RunConfig(
-        task.name, "torch", epochs=3, batch_size=10, data_dir=str(folder), split="speaker:bert", progress=False
-    )
-    rec = train_and_evaluate(config, tmp_path)
-    weights = str(tmp_path / "weights.safetensors")
-    ev = evaluate_weights(task.name, "torch", weights, str(folder), split="speaker:bert")
-    assert ev["total"] == 60 and ev["test_accuracy"] == pytest.approx(rec["test_accuracy"], abs=1 / 60)
-    files = [str(p) for p in fsdd.recordings_in(folder) if "_bert_" in p.name]  # the test split's order
-    rows = transcribe(task.name, "jax", weights, files)
-    flips = int((np.array([r["digit"] for r in rows]) != np.asarray(ev["predictions"])).sum())
-    assert flips <= 1, f"{flips} of 60 recordings read otherwise by transcribe than by the run's evaluation"
+    _train_and_read_bert(task.name, folder, tmp_path, "torch")
     data = load_dataset("fsdd", folder, split="speaker:bert", frontend=task.frontend)
     assert FrontEnd(**data.features["frontend"]) == task.frontend and task.frontend.trim
     with pytest.raises(DiptychError, match="a front end is for the speech recordings"):
@@ -300,7 +308,6 @@ def test_a_voice_task_adapts_to_the_voice_and_reads_views_in_both_twins(tones, t
     digits; a call with fewer than MIN_VOICE recordings reads each as it would alone."""
     from diptych.data.audio import MIN_VOICE, FrontEnd, shifted_views
     from diptych.data.audio_checks import check_features
-    from diptych.driver import evaluate_weights
     from diptych.objectives import class_probabilities
     from diptych.tasks import TASKS
 
@@ -314,17 +321,7 @@ def test_a_voice_task_adapts_to_the_voice_and_reads_views_in_both_twins(tones, t
     test = data.x_test * std[:, None] + mean[:, None]  # (N, M, T)
     speech = np.broadcast_to(test.max(axis=1, keepdims=True) > -8.0, test.shape)
     np.testing.assert_allclose((test * speech).sum((0, 2)) / speech.sum((0, 2)), target, atol=1e-3)
-    config = RunConfig(
-        task.name, "torch", epochs=3, batch_size=10, data_dir=str(folder), split="speaker:bert", progress=False
-    )
-    rec = train_and_evaluate(config, tmp_path)
-    weights = str(tmp_path / "weights.safetensors")
-    ev = evaluate_weights(task.name, "jax", weights, str(folder), split="speaker:bert")
-    assert ev["total"] == 60 and ev["test_accuracy"] == pytest.approx(rec["test_accuracy"], abs=1 / 60)
-    files = [str(p) for p in fsdd.recordings_in(folder) if "_bert_" in p.name]  # the test split's order
-    rows = transcribe(task.name, "jax", weights, files)
-    flips = int((np.array([r["digit"] for r in rows]) != np.asarray(ev["predictions"])).sum())
-    assert flips <= 1, f"{flips} of 60 recordings read otherwise by transcribe than by the evaluation"
+    weights, files = _train_and_read_bert(task.name, folder, tmp_path, "jax")
     few = transcribe(task.name, "torch", weights, files[: MIN_VOICE - 1])
     alone = [transcribe(task.name, "torch", weights, [f])[0] for f in files[:2]]
     assert [r["digit"] for r in few[:2]] == [r["digit"] for r in alone]

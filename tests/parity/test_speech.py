@@ -85,3 +85,23 @@ def test_augmentation_inside_the_train_step_matches():
     tw, jw = torch_t.export_weights(), jax_t.export_weights()
     assert all(diff(jw[k], tw[k])[1] <= 1e-3 for k in tw)  # Adam's bound, see diptych.parity
     assert abs(float(plain.train_step(x, y)) - lt) > 1e-4  # the augmentation did change the batch
+
+
+def test_the_voice_tasks_views_give_the_same_probabilities_in_both_twins():
+    """fsdd-cnn-voice reads each recording in nine shifted views (objectives.class_probabilities): given the
+    same weights, the twins' averaged probabilities agree to float32 rounding."""
+    from diptych.objectives import class_probabilities
+    from diptych.tasks import TASKS
+
+    task = TASKS["fsdd-cnn-voice"]
+    rng = np.random.default_rng(5)
+    params = {k: rng.normal(0, 0.1, s).astype(np.float32) for k, s in task.model.param_shapes().items()}
+    x = rng.standard_normal((6, 32, 64)).astype(np.float32)  # (N, M, T) normalized log-mel
+    probs = {}
+    for name, backend in (("torch", T), ("jax", J)):
+        trainer = backend.train.Trainer(task, 0, 1)
+        trainer.load_weights(params, "parity")
+        probs[name] = class_probabilities(trainer, x, views=True)  # (N, 10)
+    assert diff(probs["jax"], probs["torch"])[0] <= 1e-5
+    one = class_probabilities(trainer, x)  # one view: other numbers, so the views were read
+    assert np.abs(one - probs["jax"]).max() > 1e-3
