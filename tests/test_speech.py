@@ -306,7 +306,7 @@ def test_a_voice_task_adapts_to_the_voice_and_reads_views_in_both_twins(tones, t
     his own test recordings) and averages each prediction over nine shifted views: the run's evaluation,
     `eval` in the other twin and `transcribe` of the speaker's recordings in one call all read the same
     digits; a call with fewer than MIN_VOICE recordings reads each as it would alone."""
-    from diptych.data.audio import MIN_VOICE, FrontEnd, shifted_views
+    from diptych.data.audio import MIN_VOICE, VOICE_SPEECH, FrontEnd, shifted_views
     from diptych.data.audio_checks import check_features
     from diptych.objectives import class_probabilities
     from diptych.tasks import TASKS
@@ -319,7 +319,7 @@ def test_a_voice_task_adapts_to_the_voice_and_reads_views_in_both_twins(tones, t
     # the held-out voice, back in nats, has the training voice's mean over its speech frames
     mean, std, target = (np.asarray(data.features[k]) for k in ("mean", "std", "voice_mean"))
     test = data.x_test * std[:, None] + mean[:, None]  # (N, M, T)
-    speech = np.broadcast_to(test.max(axis=1, keepdims=True) > -8.0, test.shape)
+    speech = np.broadcast_to(test.max(axis=1, keepdims=True) > VOICE_SPEECH, test.shape)
     np.testing.assert_allclose((test * speech).sum((0, 2)) / speech.sum((0, 2)), target, atol=1e-3)
     weights, files = _train_and_read_bert(task.name, folder, tmp_path, "jax")
     few = transcribe(task.name, "torch", weights, files[: MIN_VOICE - 1])

@@ -21,7 +21,7 @@ import numpy as np
 from diptych.data import Dataset
 from diptych.data.text import VAL_FRACTION, load_text, unigram_bpc, windows
 from diptych.errors import DiptychError
-from diptych.objectives import Objective
+from diptych.objectives import Objective, log_softmax
 
 EVAL_STREAMS, EVAL_WINDOW = 16, 128  # held-out text: 16 streams read in 128-character windows
 
@@ -106,11 +106,6 @@ def cached_sequence(trainer, x: np.ndarray, state: Window | None, context: int) 
         out.append(logits)
         i += n
     return np.concatenate(out, axis=1), state
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
 def evaluate_lm(trainer, x: np.ndarray, y: np.ndarray, streams: int = EVAL_STREAMS) -> dict:

@@ -241,11 +241,16 @@ def predict_classes(trainer, x: np.ndarray, views: bool = False) -> np.ndarray:
 
 
 def class_probabilities(trainer, x: np.ndarray, views: bool = False) -> np.ndarray:
-    """Softmax probabilities ``(N, classes)`` (float64) for images ``x`` ``(N, M, T)``; with ``views`` the mean
-    over the nine shifted views of :func:`diptych.data.audio.shifted_views`."""
+    """Softmax probabilities ``(N, classes)`` (float64) for inputs ``x`` ``(N, ...)``; with ``views``, for
+    log-mel ``(N, M, T)``, the mean over the nine shifted views of :func:`diptych.data.audio.shifted_views`."""
     probs = []
     for v in shifted_views(x) if views else [x]:
-        z = np.concatenate([trainer.predict(v[s]) for s in eval_batches(len(v), EVAL_BATCH)]).astype(np.float64)
-        p = np.exp(z - z.max(-1, keepdims=True))  # (N, classes)
-        probs.append(p / p.sum(-1, keepdims=True))
+        logits = np.concatenate([trainer.predict(v[s]) for s in eval_batches(len(v), EVAL_BATCH)])  # (N, classes)
+        probs.append(np.exp(log_softmax(logits.astype(np.float64))))
     return np.mean(probs, axis=0)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """``log softmax`` over the last axis, in the logits' own precision."""
+    z = logits - logits.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))

@@ -19,7 +19,8 @@ from diptych.commands.options import SEED, finite, twin_option
 from diptych.data.text import MAX_VOCAB, decode, encode
 from diptych.errors import DiptychError
 from diptych.inference import InferenceMeta
-from diptych.language import LanguageModelling, log_softmax
+from diptych.language import LanguageModelling
+from diptych.objectives import log_softmax
 from diptych.tasks import TASKS, Task, fit_vocab, get_task
 from diptych.weights import check_weights, read_safetensors
 

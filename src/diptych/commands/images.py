@@ -27,7 +27,7 @@ def predict(task_name: str, framework: str, weights_path: str, images: list[str]
     from diptych.data.images import decode
     from diptych.formats import read_any
     from diptych.inference import InferenceMeta
-    from diptych.language import log_softmax
+    from diptych.objectives import class_probabilities
     from diptych.weights import check_weights
 
     task = get_task(task_name)
@@ -50,7 +50,7 @@ def predict(task_name: str, framework: str, weights_path: str, images: list[str]
     x = ((x - info.features["mean"]) / info.features["std"]).astype(np.float32)
     trainer = load_backend(framework).train.Trainer(task, 0, 1)
     trainer.load_weights(params, str(weights_path))
-    probs = np.exp(log_softmax(trainer.predict(x).astype(np.float64)))  # (N, classes)
+    probs = class_probabilities(trainer, x)  # (N, classes)
     return [
         {"file": str(p), "class": classes[int(pr.argmax())], "probability": float(pr.max())}
         for p, pr in zip(images, probs)
