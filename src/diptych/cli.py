@@ -29,6 +29,7 @@ from diptych.commands.port import port
 from diptych.commands.train import train
 from diptych.commands.transcribe import transcribe_cmd
 from diptych.errors import DiptychError
+from diptych.launch import exit_process
 
 # Every command (`diptych --help` lists them by name).
 COMMANDS = [
@@ -88,7 +89,7 @@ def run() -> None:
         click.echo("diptych: interrupted", err=True)
         code = 130
     signal.signal(signal.SIGINT, _interrupted_at_exit)
-    sys.exit(code)
+    exit_process(code)  # sys.exit, or os._exit in a torch worker that left its process group (launch.py)
 
 
 def _interrupted_at_exit(signum, frame) -> None:

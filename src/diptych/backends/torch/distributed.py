@@ -42,6 +42,7 @@ from diptych.launch import (
     check_port,
     failure_message,
     one_device_shard_error,
+    skip_teardown,
     usable_cores,
     warn_oversubscription,
 )
@@ -99,6 +100,7 @@ def init(device: str = "auto", batch_size: int | None = None, shard: str = "none
     def close() -> None:
         dist.barrier()  # rank 0 has written run.json and the weights before anyone leaves
         dist.destroy_process_group()
+        skip_teardown()  # gloo's threads may still hold a tensor: end with os._exit (launch.exit_process)
 
     engine = "torch.distributed FSDP2 (fully_shard)" if shard == "fsdp" else "torch.distributed DDP"
     return World(
