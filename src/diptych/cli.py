@@ -7,8 +7,6 @@ during the interpreter's teardown (:func:`run`).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import sys
 
@@ -29,7 +27,7 @@ from diptych.commands.port import port
 from diptych.commands.train import train
 from diptych.commands.transcribe import transcribe_cmd
 from diptych.errors import DiptychError
-from diptych.launch import exit_process
+from diptych.launch import end_now, exit_process
 
 # Every command (`diptych --help` lists them by name).
 COMMANDS = [
@@ -96,10 +94,7 @@ def _interrupted_at_exit(signum, frame) -> None:
     """A Ctrl-C after the command finished lands in the interpreter's teardown (JAX's gc callback runs
     there), where Python would print a KeyboardInterrupt traceback from wherever it struck: end at once
     with exit code 130, what was printed flushed. Everything the command wrote is already on disk."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(130)
+    end_now(130)
 
 
 if __name__ == "__main__":

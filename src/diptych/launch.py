@@ -106,6 +106,11 @@ def exit_process(code: int) -> None:
     if not _END_AT_ONCE:
         sys.exit(code)
     atexit._run_exitfuncs()
+    end_now(code)
+
+
+def end_now(code: int) -> None:
+    """Flush stdout and stderr, then ``os._exit(code)``: no exit handlers, no interpreter teardown."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
